@@ -1,0 +1,215 @@
+//! The config file: Claude Desktop's `mcpServers` object as is, plus a `codemode` section
+//! with this server's own settings. Unknown keys and bad values are errors that name the key
+//! path, so a typo never silently disables anything.
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+use crate::sandbox::Limits;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON, or a key or value is not allowed.
+    #[error("{origin}: {path}: {message}")]
+    Invalid {
+        /// The file, or `config` for a value given in code.
+        origin: String,
+        /// The key path, such as `codemode.limits.timeoutMs`.
+        path: String,
+        /// What was wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Upstream MCP servers in the format Claude Desktop and other clients use. Kept as
+    /// written here; the upstream module gives each entry its meaning.
+    #[serde(default)]
+    pub mcp_servers: BTreeMap<String, serde_json::Value>,
+    /// This server's own settings.
+    #[serde(default)]
+    pub codemode: CodemodeSection,
+}
+
+/// The `codemode` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CodemodeSection {
+    /// Per-execution limits and the concurrency cap.
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+/// Limits as written in the config file or on the command line; unset means the default.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitSettings {
+    /// Wall clock per execution, in milliseconds (also the most a request may ask for).
+    pub timeout_ms: Option<u64>,
+    /// Heap cap per isolate, in MiB.
+    #[serde(rename = "heapMiB")]
+    pub heap_mib: Option<u64>,
+    /// JS stack cap, in KiB.
+    #[serde(rename = "stackKiB")]
+    pub stack_kib: Option<u64>,
+    /// Captured console output per execution, in KiB.
+    #[serde(rename = "outputKiB")]
+    pub output_kib: Option<u64>,
+    /// JSON text of the returned value, in KiB.
+    #[serde(rename = "resultKiB")]
+    pub result_kib: Option<u64>,
+    /// Executions that run at once.
+    pub concurrency: Option<u64>,
+    /// Executions that may wait for a slot before new ones are refused as busy.
+    pub queue: Option<u64>,
+}
+
+/// Bounds of each limit: (key, least, most).
+const BOUNDS: &[(&str, u64, u64)] = &[
+    ("timeoutMs", 10, 3_600_000),
+    ("heapMiB", 4, 16_384),
+    ("stackKiB", 64, 8_192),
+    ("outputKiB", 1, 1_048_576),
+    ("resultKiB", 1, 1_048_576),
+    ("concurrency", 1, 4_096),
+    ("queue", 0, 1_000_000),
+];
+
+impl LimitSettings {
+    /// Values set here win over values set in `base`.
+    pub fn over(self, base: LimitSettings) -> LimitSettings {
+        LimitSettings {
+            timeout_ms: self.timeout_ms.or(base.timeout_ms),
+            heap_mib: self.heap_mib.or(base.heap_mib),
+            stack_kib: self.stack_kib.or(base.stack_kib),
+            output_kib: self.output_kib.or(base.output_kib),
+            result_kib: self.result_kib.or(base.result_kib),
+            concurrency: self.concurrency.or(base.concurrency),
+            queue: self.queue.or(base.queue),
+        }
+    }
+
+    fn entries(&self) -> [(&'static str, Option<u64>); 7] {
+        [
+            ("timeoutMs", self.timeout_ms),
+            ("heapMiB", self.heap_mib),
+            ("stackKiB", self.stack_kib),
+            ("outputKiB", self.output_kib),
+            ("resultKiB", self.result_kib),
+            ("concurrency", self.concurrency),
+            ("queue", self.queue),
+        ]
+    }
+
+    /// Checks every set value against its bounds; `origin` names where it came from.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        for ((key, value), (_, least, most)) in self.entries().into_iter().zip(BOUNDS) {
+            if let Some(value) = value
+                && !(*least..=*most).contains(&value)
+            {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    path: format!("codemode.limits.{key}"),
+                    message: format!("{value} is out of range: allowed {least} to {most}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-execution limits, defaults filled in.
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        let kib = |v: Option<u64>, default: usize| v.map_or(default, |k| to_usize(k) << 10);
+        Limits {
+            timeout: self.timeout_ms.map_or(d.timeout, Duration::from_millis),
+            heap_bytes: self.heap_mib.map_or(d.heap_bytes, |m| to_usize(m) << 20),
+            stack_bytes: kib(self.stack_kib, d.stack_bytes),
+            output_bytes: kib(self.output_kib, d.output_bytes),
+            result_bytes: kib(self.result_kib, d.result_bytes),
+        }
+    }
+}
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: Config =
+            serde_path_to_error::deserialize(&mut de).map_err(|err| ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: match err.path().to_string().as_str() {
+                    "." => "(top level)".to_string(),
+                    path => path.to_string(),
+                },
+                message: err.inner().to_string(),
+            })?;
+        de.end().map_err(|err| ConfigError::Invalid {
+            origin: origin.to_string(),
+            path: "(top level)".to_string(),
+            message: err.to_string(),
+        })?;
+        config.codemode.limits.validate(origin)?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = Config::parse(r#"{"codemode":{"limits":{"timeoutMS":5}}}"#, "c.json").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("codemode.limits"), "{text}");
+        assert!(text.contains("timeoutMS"), "{text}");
+    }
+
+    #[test]
+    fn out_of_range_names_bounds() {
+        let err = Config::parse(r#"{"codemode":{"limits":{"heapMiB":1}}}"#, "c.json").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.json: codemode.limits.heapMiB: 1 is out of range: allowed 4 to 16384"
+        );
+    }
+
+    #[test]
+    fn claude_desktop_config_is_accepted_and_limits_apply() {
+        let config = Config::parse(
+            r#"{"mcpServers":{"fs":{"command":"npx","args":["x"]}},"codemode":{"limits":{"timeoutMs":500}}}"#,
+            "c.json",
+        )
+        .unwrap();
+        assert_eq!(config.mcp_servers.len(), 1);
+        assert_eq!(config.codemode.limits.limits().timeout, Duration::from_millis(500));
+    }
+}

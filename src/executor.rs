@@ -1,0 +1,228 @@
+//! One execution end to end: transpile, take an isolate slot, run, collect the outcome.
+//! The MCP server, the CLI `run` and the benchmark all go through [`Executor::execute`].
+//!
+//! Isolates are not `Send`, so each runs on one of a fixed set of isolate threads, each
+//! with its own current-thread tokio runtime. The number of threads is the concurrency cap;
+//! a bounded queue in front of them holds what waits; past that, `busy`.
+
+use std::{
+    panic::AssertUnwindSafe,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::{
+    sandbox::{
+        CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest,
+    },
+    transpile::{line_count, transpile},
+};
+
+/// How long past the deadline the host waits for an isolate thread before it answers
+/// `timeout` itself: some native built-ins never poll the engine's interrupt.
+const HOST_GRACE: Duration = Duration::from_secs(1);
+
+/// Settings of an [`Executor`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorSettings {
+    /// The engine isolates run on.
+    pub engine: Engine,
+    /// Limits of every execution; a request may lower the timeout, never raise it.
+    pub limits: Limits,
+    /// Executions that run at once (isolate threads).
+    pub concurrency: usize,
+    /// Executions that may wait for a slot; past that, `busy`.
+    pub queue: usize,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        let cores = thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            engine: Engine::default(),
+            limits: Limits::default(),
+            concurrency: 2 * cores,
+            queue: 16 * cores,
+        }
+    }
+}
+
+/// The result of one execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// What the program produced.
+    pub outcome: RunOutcome,
+    /// Wall-clock time from the request to the outcome, queueing included.
+    pub duration: Duration,
+}
+
+struct Job {
+    request: RunRequest,
+    cancel: CancelHandle,
+    started: oneshot::Sender<()>,
+    reply: oneshot::Sender<RunOutcome>,
+}
+
+/// Runs programs in fresh isolates under the configured limits.
+#[derive(Debug)]
+pub struct Executor {
+    settings: ExecutorSettings,
+    jobs: Sender<Job>,
+}
+
+impl Executor {
+    /// Starts the isolate threads.
+    pub fn new(settings: ExecutorSettings) -> std::io::Result<Self> {
+        let concurrency = settings.concurrency.max(1);
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(settings.queue);
+        for index in 0..concurrency {
+            let queue = queue.clone();
+            let engine = settings.engine;
+            thread::Builder::new()
+                .name(format!("codemode-isolate-{index}"))
+                // QuickJS measures its stack limit from where the isolate starts; the thread
+                // needs room well beyond it or deep recursion aborts the process.
+                .stack_size(settings.limits.stack_bytes.saturating_mul(4).max(8 << 20))
+                .spawn(move || isolate_thread(engine, queue))?;
+        }
+        Ok(Self { settings, jobs })
+    }
+
+    /// The settings this executor runs with.
+    pub fn settings(&self) -> &ExecutorSettings {
+        &self.settings
+    }
+
+    /// Runs `code` (TypeScript or JavaScript, the body of an async function) in a fresh
+    /// isolate. `timeout` may lower the configured wall clock, never raise it. Dropping the
+    /// returned future cancels the run.
+    pub async fn execute(&self, code: &str, timeout: Option<Duration>) -> Execution {
+        let started = Instant::now();
+        let outcome = self.outcome(code, timeout).await;
+        Execution {
+            outcome,
+            duration: started.elapsed(),
+        }
+    }
+
+    async fn outcome(&self, code: &str, timeout: Option<Duration>) -> RunOutcome {
+        let transpiled = match transpile(code) {
+            Ok(t) => t,
+            Err(err) => {
+                return failed(ProgramError {
+                    kind: ErrorKind::Syntax,
+                    message: err.message,
+                    position: err.position,
+                    stack: None,
+                });
+            }
+        };
+        let mut limits = self.settings.limits;
+        if let Some(timeout) = timeout {
+            limits.timeout = limits.timeout.min(timeout);
+        }
+        let cancel = CancelHandle::default();
+        let (reply, answer) = oneshot::channel();
+        let (started, on_start) = oneshot::channel();
+        let job = Job {
+            request: RunRequest {
+                js: transpiled.js,
+                program_lines: line_count(code),
+                limits,
+            },
+            cancel: cancel.clone(),
+            started,
+            reply,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return failed(ProgramError::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "all {} execution slots and all {} queue places are taken; nothing was run. Retry in a moment, or combine work into fewer executions",
+                        self.settings.concurrency, self.settings.queue
+                    ),
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return failed(ProgramError::new(
+                    ErrorKind::Runtime,
+                    "the executor has shut down; nothing was run",
+                ));
+            }
+        }
+        // Client cancellation drops this future; the guard then stops the isolate.
+        let _stop_on_drop = CancelOnDrop(cancel);
+        // Time in the queue does not count against the program: the host's backstop starts
+        // when an isolate thread takes the job.
+        if on_start.await.is_err() {
+            return failed(ProgramError::new(
+                ErrorKind::Runtime,
+                "the executor has shut down; nothing was run",
+            ));
+        }
+        match tokio::time::timeout(limits.timeout + HOST_GRACE, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => failed(ProgramError::new(
+                ErrorKind::Runtime,
+                "the isolate stopped without an answer (engine failure); the server keeps serving, run the program again",
+            )),
+            Err(_) => failed(ProgramError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the program ran past its time limit of {} ms inside a built-in that cannot be interrupted, and was abandoned",
+                    limits.timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+struct CancelOnDrop(CancelHandle);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+fn failed(error: ProgramError) -> RunOutcome {
+    RunOutcome {
+        result: Err(error),
+        logs: Vec::new(),
+        logs_truncated: None,
+        heap_used_bytes: 0,
+    }
+}
+
+fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!("isolate thread could not start its runtime: {err}");
+            return;
+        }
+    };
+    while let Ok(job) = queue.recv() {
+        if job.cancel.is_cancelled() || job.started.send(()).is_err() {
+            continue;
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(engine.run(&job.request, &job.cancel))
+        }));
+        let outcome = outcome.unwrap_or_else(|_| {
+            failed(ProgramError::new(
+                ErrorKind::Runtime,
+                "the engine failed while running this program (a bug in codemode-mcp); the server keeps serving",
+            ))
+        });
+        let _ = job.reply.send(outcome);
+    }
+}

@@ -1,0 +1,212 @@
+//! The `codemode-mcp` command: `serve` (the MCP server on stdio; the default) and `run`
+//! (one program, locally, with the same sandbox and limits).
+
+use std::{io::Read, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use codemode_mcp::{
+    config::{Config, LimitSettings},
+    executor::{Executor, ExecutorSettings},
+    sandbox::{Engine, EngineKind},
+    server::{self, CodeModeServer},
+};
+use rmcp::ServiceExt;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "codemode-mcp",
+    version,
+    about = "An MCP server that gives LLM agents code mode: one TypeScript program instead of many tool calls, run in a fresh, locked-down JS isolate.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve MCP on stdio (the default when no command is given). Logs go to stderr.
+    Serve(ServeArgs),
+    /// Run one program locally with the same sandbox and limits, print its result and logs.
+    /// Exits 1 when the program fails, with the same positioned message a model gets.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The program file (TypeScript or JavaScript), or `-` for standard input.
+    file: PathBuf,
+    /// Print the structured output (result, logs, error, durationMs) as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug, Default)]
+struct CommonArgs {
+    /// Config file: Claude Desktop's `mcpServers` format plus a `codemode` section, e.g.
+    /// {"codemode": {"limits": {"timeoutMs": 10000}}}. Flags override its values.
+    #[arg(long, short = 'c', env = "CODEMODE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// JS engine that runs programs.
+    #[arg(long, value_enum, default_value_t = EngineKind::Quickjs)]
+    engine: EngineKind,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args, Debug, Default, Clone, Copy)]
+#[command(next_help_heading = "Limits (each run that hits one ends with that limit named)")]
+struct LimitArgs {
+    /// Wall clock per execution in ms, host calls and timers included; a request's
+    /// `timeoutMs` may lower it, never raise it. Default 30000.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Heap cap per isolate in MiB; a program past it ends with kind `memory`, even if it
+    /// catches the out-of-memory error. Default 64.
+    #[arg(long, value_name = "MIB")]
+    heap_mib: Option<u64>,
+    /// JS stack cap in KiB; deeper recursion throws a RangeError. Default 512.
+    #[arg(long, value_name = "KIB")]
+    stack_kib: Option<u64>,
+    /// Captured console output per execution in KiB; the rest is cut with a notice.
+    /// Default 1024.
+    #[arg(long, value_name = "KIB")]
+    output_kib: Option<u64>,
+    /// JSON text of the returned value in KiB; a longer result is cut with a notice.
+    /// Default 256.
+    #[arg(long, value_name = "KIB")]
+    result_kib: Option<u64>,
+    /// Executions that run at once. Default 2 x cores.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<u64>,
+    /// Executions that may wait for a slot; past that, new ones fail at once with kind
+    /// `busy`. Default 16 x cores.
+    #[arg(long, value_name = "N")]
+    queue: Option<u64>,
+}
+
+impl LimitArgs {
+    fn settings(self) -> LimitSettings {
+        LimitSettings {
+            timeout_ms: self.timeout_ms,
+            heap_mib: self.heap_mib,
+            stack_kib: self.stack_kib,
+            output_kib: self.output_kib,
+            result_kib: self.result_kib,
+            concurrency: self.concurrency,
+            queue: self.queue,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            EnvFilter::try_from_env("CODEMODE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        None => runtime.block_on(serve(cli.serve)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Run(args)) => {
+            let code = runtime.block_on(run(args))?;
+            std::process::exit(code);
+        }
+    }
+}
+
+fn executor(common: &CommonArgs) -> Result<Executor> {
+    let config = match &common.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let flags = common.limits.settings();
+    flags.validate("command line")?;
+    let limits = flags.over(config.codemode.limits);
+    if !config.mcp_servers.is_empty() {
+        tracing::warn!(
+            servers = config.mcp_servers.len(),
+            "the config names upstream MCP servers; this version does not connect to them yet"
+        );
+    }
+    let defaults = ExecutorSettings::default();
+    let settings = ExecutorSettings {
+        engine: Engine::new(common.engine),
+        limits: limits.limits(),
+        concurrency: limits
+            .concurrency
+            .map_or(defaults.concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        queue: limits
+            .queue
+            .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    Executor::new(settings).context("starting the isolate threads")
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    // Before anything can print: the protocol owns a private copy of stdout.
+    let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
+    let executor = Arc::new(executor(&args.common)?);
+    let settings = executor.settings();
+    tracing::info!(
+        engine = ?settings.engine.kind(),
+        timeout_ms = settings.limits.timeout.as_millis() as u64,
+        heap_bytes = settings.limits.heap_bytes,
+        concurrency = settings.concurrency,
+        queue = settings.queue,
+        "codemode-mcp serving MCP on stdio"
+    );
+    let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
+    let service = CodeModeServer::new(executor)
+        .serve(transport)
+        .await
+        .context("MCP initialisation on stdio")?;
+    service.waiting().await?;
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<i32> {
+    let code = if args.file.as_os_str() == "-" {
+        let mut code = String::new();
+        std::io::stdin()
+            .read_to_string(&mut code)
+            .context("reading the program from standard input")?;
+        code
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
+    };
+    let executor = executor(&args.common)?;
+    let execution = executor.execute(&code, None).await;
+    let output = server::render_output(&execution);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output)?);
+    } else {
+        let text = server::render_text(&execution, &output);
+        if output.error.is_some() {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(if output.error.is_some() { 1 } else { 0 })
+}

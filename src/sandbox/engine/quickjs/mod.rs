@@ -1,0 +1,367 @@
+//! The QuickJS-ng engine (rquickjs): one `AsyncRuntime` + `AsyncContext` per program.
+//!
+//! Limits: the heap cap is enforced by [`alloc::CappedAllocator`]; the wall clock and
+//! cancellation by the interrupt handler while JS runs and by a host timer while JS awaits
+//! the host; the stack by QuickJS's own stack limit. The kind of a failure is decided from
+//! these host-side facts, never from an error message the program could forge.
+
+mod alloc;
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+    sync::atomic::Ordering,
+    time::Instant,
+};
+
+use rquickjs::{
+    AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Ctx, Function, Object, Promise,
+    Value, context::EvalOptions, prelude::Promised,
+};
+
+use self::alloc::{CappedAllocator, HeapGauge};
+use crate::{
+    sandbox::{
+        CancelHandle, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome, RunRequest,
+        Truncation, glue, human_bytes, logs::LogSink, logs::floor_char_boundary,
+        stack::agent_frames,
+    },
+    transpile::{PROGRAM_FILE, WRAPPER_LINES},
+};
+
+/// Why the interrupt handler stopped the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Timeout,
+    Memory,
+    Cancelled,
+}
+
+/// What the isolate produced, converted to Rust before the context is left.
+enum Settled {
+    Value(String),
+    /// The program (or the engine on its behalf) threw.
+    Thrown(Thrown),
+    /// The wrapped program did not compile.
+    Syntax(Thrown),
+}
+
+struct Thrown {
+    name: Option<String>,
+    message: String,
+    stack: Option<String>,
+}
+
+/// Per-isolate state the host functions write and the host reads afterwards.
+struct IsolateState {
+    logs: RefCell<LogSink>,
+    output_error: RefCell<Option<String>>,
+}
+
+pub(super) async fn run(request: &RunRequest, cancel: &CancelHandle) -> RunOutcome {
+    let limits = request.limits;
+    let deadline = Instant::now() + limits.timeout;
+    let gauge = HeapGauge::default();
+    let state = Rc::new(IsolateState {
+        logs: RefCell::new(LogSink::new(limits.output_bytes)),
+        output_error: RefCell::new(None),
+    });
+    let stop = Rc::new(Cell::new(None));
+
+    let settled = match start_isolate(request, cancel, &gauge, &stop, deadline).await {
+        Ok((rt, ctx)) => {
+            let evaluate = evaluate(&ctx, request, &state);
+            let settled =
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), evaluate)
+                    .await
+                {
+                    Ok(settled) => settled,
+                    Err(_) => {
+                        // The program was waiting on the host (a timer) when time ran out.
+                        stop.set(Some(Stop::Timeout));
+                        None
+                    }
+                };
+            // Drop order: the context before its runtime; pending host futures go with them.
+            drop(ctx);
+            drop(rt);
+            settled
+        }
+        Err(message) => {
+            return finish(
+                state,
+                &gauge,
+                Err(ProgramError::new(ErrorKind::Runtime, message)),
+            );
+        }
+    };
+
+    let stop = if gauge.cap_hit.load(Ordering::Relaxed) {
+        Some(Stop::Memory)
+    } else {
+        stop.get()
+    };
+    let result = match (stop, settled) {
+        (Some(Stop::Memory), _) => Err(ProgramError::new(
+            ErrorKind::Memory,
+            format!(
+                "the program used more than the heap cap of {} and was stopped; work on smaller pieces of data, or return less",
+                human_bytes(limits.heap_bytes)
+            ),
+        )),
+        (Some(Stop::Timeout), _) => Err(ProgramError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the program ran longer than its time limit of {} ms and was stopped; look for endless loops, or do less per execution",
+                limits.timeout.as_millis()
+            ),
+        )),
+        (Some(Stop::Cancelled), _) => Err(ProgramError::new(
+            ErrorKind::Cancelled,
+            "the execution was cancelled by the client",
+        )),
+        (None, None) => Err(ProgramError::new(
+            ErrorKind::Timeout,
+            "the program was stopped at its time limit",
+        )),
+        (None, Some(Settled::Value(json))) => Ok(cap_result(json, limits.result_bytes)),
+        (None, Some(Settled::Syntax(thrown))) => Err(positioned(
+            ErrorKind::Syntax,
+            thrown,
+            request.program_lines,
+        )),
+        (None, Some(Settled::Thrown(thrown))) => {
+            match state.output_error.borrow_mut().take() {
+                Some(message) => Err(ProgramError::new(ErrorKind::Output, message)),
+                None => Err(positioned(ErrorKind::Runtime, thrown, request.program_lines)),
+            }
+        }
+    };
+    finish(state, &gauge, result)
+}
+
+async fn start_isolate(
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    gauge: &HeapGauge,
+    stop: &Rc<Cell<Option<Stop>>>,
+    deadline: Instant,
+) -> Result<(AsyncRuntime, AsyncContext), String> {
+    let allocator = CappedAllocator::new(request.limits.heap_bytes, gauge.clone());
+    let rt = AsyncRuntime::new_with_alloc(allocator)
+        .map_err(|e| format!("could not start an isolate: {e}"))?;
+    rt.set_max_stack_size(request.limits.stack_bytes).await;
+    let (cap_hit, cancel, stop) = (gauge.cap_hit.clone(), cancel.clone(), stop.clone());
+    rt.set_interrupt_handler(Some(Box::new(move || {
+        let reason = if cap_hit.load(Ordering::Relaxed) {
+            Some(Stop::Memory)
+        } else if cancel.is_cancelled() {
+            Some(Stop::Cancelled)
+        } else if Instant::now() >= deadline {
+            Some(Stop::Timeout)
+        } else {
+            None
+        };
+        if reason.is_some() && stop.get().is_none() {
+            stop.set(reason);
+        }
+        reason.is_some()
+    })))
+    .await;
+    let ctx = AsyncContext::full(&rt)
+        .await
+        .map_err(|e| format!("could not create a context: {e}"))?;
+    Ok((rt, ctx))
+}
+
+/// Installs the glue, compiles the program and awaits its result. `None` means the
+/// engine stopped the program uncatchably (interrupt), which the caller classifies.
+async fn evaluate(
+    ctx: &AsyncContext,
+    request: &RunRequest,
+    state: &Rc<IsolateState>,
+) -> Option<Settled> {
+    ctx.async_with(async |ctx| {
+        let run = match install_glue(&ctx, request, state) {
+            Ok(run) => run,
+            Err(err) => return thrown(&ctx, err).map(Settled::Thrown),
+        };
+        let mut options = EvalOptions::default();
+        options.global = true;
+        options.strict = false;
+        options.filename = Some(PROGRAM_FILE.to_string());
+        let program = match ctx.eval_with_options::<Function, _>(request.js.as_str(), options) {
+            Ok(program) => program,
+            Err(err) => return thrown(&ctx, err).map(Settled::Syntax),
+        };
+        let promise = match run.call::<_, Promise>((program,)) {
+            Ok(promise) => promise,
+            Err(err) => return thrown(&ctx, err).map(Settled::Thrown),
+        };
+        match promise.into_future::<String>().await {
+            Ok(json) => Some(Settled::Value(json)),
+            Err(err) => thrown(&ctx, err).map(Settled::Thrown),
+        }
+    })
+    .await
+}
+
+/// Evaluates each capability's glue with the host functions, and returns `run`.
+fn install_glue<'js>(
+    ctx: &Ctx<'js>,
+    request: &RunRequest,
+    state: &Rc<IsolateState>,
+) -> rquickjs::Result<Function<'js>> {
+    let host = Object::new(ctx.clone())?;
+    let logs = state.clone();
+    host.set(
+        "log",
+        Function::new(ctx.clone(), move |level: String, text: String| {
+            logs.logs
+                .borrow_mut()
+                .push(LogLevel::from_name(&level), &text);
+        })?,
+    )?;
+    host.set(
+        "sleep",
+        Function::new(ctx.clone(), |ms: f64| {
+            let ms = if ms.is_finite() { ms.max(0.0) } else { 0.0 };
+            Promised(async move {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(ms / 1000.0)).await;
+            })
+        })?,
+    )?;
+    let output = state.clone();
+    host.set(
+        "outputError",
+        Function::new(ctx.clone(), move |message: String| {
+            output.output_error.borrow_mut().get_or_insert(message);
+        })?,
+    )?;
+    host.set("wrapperLines", WRAPPER_LINES)?;
+    host.set("outputChars", request.limits.output_bytes)?;
+
+    for (name, source) in glue::CAPABILITIES {
+        let install: Function = eval_glue(ctx, name, source)?;
+        install.call::<_, Value>((host.clone(),))?;
+    }
+    let (name, source) = glue::RESULT;
+    let make_run: Function = eval_glue(ctx, name, source)?;
+    make_run.call((host,))
+}
+
+fn eval_glue<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<Function<'js>> {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = true;
+    options.filename = Some(format!("codemode:{name}"));
+    ctx.eval_with_options(source, options)
+}
+
+/// Reads what was thrown, or `None` when it was the uncatchable interrupt.
+fn thrown<'js>(ctx: &Ctx<'js>, err: rquickjs::Error) -> Option<Thrown> {
+    let caught = Err::<(), _>(err).catch(ctx).err()?;
+    let value = match caught {
+        CaughtError::Exception(exception) => exception.into_value(),
+        CaughtError::Value(value) => value,
+        CaughtError::Error(rquickjs::Error::Exception) => return None,
+        CaughtError::Error(error) => {
+            return Some(Thrown {
+                name: None,
+                message: error.to_string(),
+                stack: None,
+            });
+        }
+    };
+    if value.is_uncatchable_error() {
+        return None;
+    }
+    Some(describe(value))
+}
+
+fn describe(value: Value<'_>) -> Thrown {
+    if let Some(object) = value.as_object() {
+        let text = |key: &str| {
+            object
+                .get::<_, Option<rquickjs::Coerced<String>>>(key)
+                .ok()
+                .flatten()
+                .map(|c| c.0)
+        };
+        let message = text("message");
+        if let Some(message) = message {
+            return Thrown {
+                name: text("name"),
+                message,
+                stack: text("stack"),
+            };
+        }
+    }
+    let message = value
+        .get::<rquickjs::Coerced<String>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|_| "a value that cannot be shown".to_string());
+    Thrown {
+        name: None,
+        message: format!("the program threw a non-Error value: {message}"),
+        stack: None,
+    }
+}
+
+fn positioned(kind: ErrorKind, thrown: Thrown, program_lines: u32) -> ProgramError {
+    let (frames, position) = thrown
+        .stack
+        .as_deref()
+        .map(|stack| agent_frames(stack, program_lines))
+        .unwrap_or_default();
+    let mut message = match thrown.name {
+        Some(name) if !name.is_empty() => format!("{name}: {}", thrown.message),
+        _ => thrown.message,
+    };
+    if message.starts_with("ReferenceError:") && message.ends_with("is not defined") {
+        message.push_str(&format!(
+            ". Besides the standard JavaScript built-ins the program has: {}. It has no {}.",
+            glue::PROGRAM_GLOBALS.join(", "),
+            glue::NOT_AVAILABLE
+        ));
+    }
+    ProgramError {
+        kind,
+        message,
+        position,
+        stack: (!frames.is_empty()).then(|| frames.join("\n")),
+    }
+}
+
+fn cap_result(json: String, cap: usize) -> ReturnValue {
+    if json.len() <= cap {
+        return ReturnValue {
+            json,
+            truncated: None,
+        };
+    }
+    let kept = floor_char_boundary(&json, cap);
+    ReturnValue {
+        truncated: Some(Truncation {
+            total_bytes: json.len(),
+            kept_bytes: kept,
+            dropped_entries: 0,
+        }),
+        json: json[..kept].to_string(),
+    }
+}
+
+fn finish(
+    state: Rc<IsolateState>,
+    gauge: &HeapGauge,
+    result: Result<ReturnValue, ProgramError>,
+) -> RunOutcome {
+    let sink = std::mem::replace(&mut *state.logs.borrow_mut(), LogSink::new(0));
+    let (logs, logs_truncated) = sink.finish();
+    RunOutcome {
+        result,
+        logs,
+        logs_truncated,
+        heap_used_bytes: gauge.used.load(Ordering::Relaxed),
+    }
+}

@@ -1,0 +1,121 @@
+//! Captured console output, bounded by the output cap.
+
+use serde::{Deserialize, Serialize};
+
+use super::Truncation;
+
+/// A console method's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// `console.debug`, `console.trace`
+    Debug,
+    /// `console.log`, `console.dir`, `console.table`
+    Log,
+    /// `console.info`
+    Info,
+    /// `console.warn`
+    Warn,
+    /// `console.error`, `console.assert`, errors thrown in timer callbacks
+    Error,
+}
+
+impl LogLevel {
+    /// Parses the level name the glue sends; unknown names are `log`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "warn" => Self::Warn,
+            "error" => Self::Error,
+            _ => Self::Log,
+        }
+    }
+}
+
+/// One console call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LogEntry {
+    /// The console method's level.
+    pub level: LogLevel,
+    /// The formatted arguments, space-separated as a terminal would show them.
+    pub message: String,
+}
+
+/// Keeps console output in order until the cap, then counts what it drops.
+#[derive(Debug)]
+pub(crate) struct LogSink {
+    entries: Vec<LogEntry>,
+    cap: usize,
+    kept: usize,
+    total: usize,
+    dropped: usize,
+}
+
+impl LogSink {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            cap,
+            kept: 0,
+            total: 0,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, level: LogLevel, message: &str) {
+        self.total = self.total.saturating_add(message.len());
+        let room = self.cap.saturating_sub(self.kept);
+        if room == 0 {
+            self.dropped += 1;
+            return;
+        }
+        let kept = if message.len() <= room {
+            message
+        } else {
+            &message[..floor_char_boundary(message, room)]
+        };
+        self.kept += kept.len();
+        self.entries.push(LogEntry {
+            level,
+            message: kept.to_string(),
+        });
+    }
+
+    pub(crate) fn finish(self) -> (Vec<LogEntry>, Option<Truncation>) {
+        let truncation = (self.total > self.kept).then_some(Truncation {
+            total_bytes: self.total,
+            kept_bytes: self.kept,
+            dropped_entries: self.dropped,
+        });
+        (self.entries, truncation)
+    }
+}
+
+/// The largest index `<= at` that falls on a char boundary of `s`.
+pub(crate) fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_cuts_inside_an_entry_then_drops_whole_entries() {
+        let mut sink = LogSink::new(10);
+        sink.push(LogLevel::Log, "12345");
+        sink.push(LogLevel::Warn, "héllo world");
+        sink.push(LogLevel::Log, "gone");
+        let (entries, cut) = sink.finish();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].message, "héll");
+        let cut = cut.unwrap();
+        assert_eq!(cut.kept_bytes, 10);
+        assert_eq!(cut.dropped_entries, 1);
+        assert_eq!(cut.total_bytes, 5 + 12 + 4);
+    }
+}

@@ -1,0 +1,187 @@
+//! Isolates: one fresh, limited JS isolate per program.
+//!
+//! The contract of this module is made of plain data: a [`RunRequest`] goes in, a
+//! [`RunOutcome`] comes out, both serialisable, so that an isolate can live in another
+//! process without the callers noticing. Engine-specific code lives in `engine/<name>/`;
+//! the JS glue every engine installs (console, timers, result conversion) is in `glue/`.
+
+mod engine;
+pub(crate) mod glue;
+mod logs;
+mod stack;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use engine::{Engine, EngineKind};
+pub use logs::{LogEntry, LogLevel};
+
+use crate::transpile::Position;
+
+/// Per-execution limits, enforced inside the isolate and by the host around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall clock for the whole execution, host calls and timers included.
+    pub timeout: Duration,
+    /// Cap on the isolate's heap, in bytes.
+    pub heap_bytes: usize,
+    /// Cap on the JS stack, in bytes.
+    pub stack_bytes: usize,
+    /// Cap on captured console output, in bytes.
+    pub output_bytes: usize,
+    /// Cap on the JSON text of the returned value, in bytes.
+    pub result_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            heap_bytes: 64 << 20,
+            stack_bytes: 512 << 10,
+            output_bytes: 1 << 20,
+            result_bytes: 256 << 10,
+        }
+    }
+}
+
+/// One program to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// JavaScript from [`crate::transpile`]: an expression evaluating to an async function.
+    pub js: String,
+    /// Lines in the agent's source, to clamp positions that fall on the wrapper.
+    pub program_lines: u32,
+    /// Limits for this run.
+    pub limits: Limits,
+}
+
+/// What a run produced: a value or an error, and the console output either way.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// The returned value as JSON text, or why there is none.
+    pub result: Result<ReturnValue, ProgramError>,
+    /// Console output in order, capped by [`Limits::output_bytes`].
+    pub logs: Vec<LogEntry>,
+    /// What the output cap cut, if anything.
+    pub logs_truncated: Option<Truncation>,
+    /// Heap in use when the run ended, in bytes, as the engine counts it.
+    pub heap_used_bytes: usize,
+}
+
+/// The program's returned value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReturnValue {
+    /// The value as JSON text; cut to [`Limits::result_bytes`] when `truncated` is set.
+    pub json: String,
+    /// Set when the JSON text was longer than the cap.
+    pub truncated: Option<Truncation>,
+}
+
+/// What a cap cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// Bytes the full text or output had.
+    pub total_bytes: usize,
+    /// Bytes kept.
+    pub kept_bytes: usize,
+    /// Log entries dropped entirely (0 for a result).
+    pub dropped_entries: usize,
+}
+
+/// Why a program produced no value. Written for the model that wrote the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind} error: {message}")]
+pub struct ProgramError {
+    /// What class of failure this is; decided from host-side facts, never from a message
+    /// the program could forge.
+    pub kind: ErrorKind,
+    /// What went wrong.
+    pub message: String,
+    /// Where in the agent's source, when known.
+    pub position: Option<Position>,
+    /// The stack trimmed to the agent's own frames, positions mapped to its source.
+    pub stack: Option<String>,
+}
+
+impl ProgramError {
+    /// An error with no position.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            position: None,
+            stack: None,
+        }
+    }
+}
+
+/// The class of a program failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The program does not parse.
+    Syntax,
+    /// The program threw, or its result could not be produced.
+    Runtime,
+    /// The wall-clock limit ended the run.
+    Timeout,
+    /// The heap cap ended the run.
+    Memory,
+    /// The returned value cannot be represented as JSON.
+    Output,
+    /// Every execution slot and the queue were full; nothing ran.
+    Busy,
+    /// The client cancelled the request.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// The name used in messages and structured output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Syntax => "syntax",
+            Self::Runtime => "runtime",
+            Self::Timeout => "timeout",
+            Self::Memory => "memory",
+            Self::Output => "output",
+            Self::Busy => "busy",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A handle the host keeps to stop a running isolate from outside (client cancellation).
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelHandle {
+    /// Asks the isolate to stop at its next interrupt check.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// `64 MiB`, `256 KiB`: sizes as people write limits.
+pub fn human_bytes(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}

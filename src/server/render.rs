@@ -1,0 +1,169 @@
+//! An execution as the model reads it: a text block (result JSON, then logs) and the same
+//! facts as `structuredContent`.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::{
+    executor::Execution,
+    sandbox::{ErrorKind, LogEntry, Truncation, human_bytes},
+};
+
+/// Structured output of `execute_code`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteCodeOutput {
+    /// The value the program returned, as JSON. `null` when it returned nothing or failed.
+    /// When the result cap cut it, the kept beginning of its JSON text, as a string.
+    pub result: serde_json::Value,
+    /// Console output in order.
+    pub logs: Vec<LogEntry>,
+    /// Wall-clock time of the execution, in milliseconds.
+    pub duration_ms: u64,
+    /// Why the program failed; absent on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+    /// What the output and result caps cut, one notice each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
+}
+
+/// A failure, for the model to act on.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    /// `syntax`, `runtime`, `timeout`, `memory`, `output`, `busy` or `cancelled`.
+    pub kind: ErrorKind,
+    /// What went wrong.
+    pub message: String,
+    /// 1-based line in the submitted code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// 1-based column in the submitted code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// The program's own stack frames, positions in the submitted code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+/// The structured output of an execution.
+pub fn output(execution: &Execution) -> ExecuteCodeOutput {
+    let outcome = &execution.outcome;
+    let mut truncated = Vec::new();
+    if let Some(cut) = outcome.logs_truncated {
+        truncated.push(logs_notice(cut));
+    }
+    let (result, error) = match &outcome.result {
+        Ok(value) => match value.truncated {
+            None => (
+                serde_json::from_str(&value.json).unwrap_or(serde_json::Value::Null),
+                None,
+            ),
+            Some(cut) => {
+                truncated.push(result_notice(cut));
+                (serde_json::Value::String(value.json.clone()), None)
+            }
+        },
+        Err(err) => (
+            serde_json::Value::Null,
+            Some(ErrorReport {
+                kind: err.kind,
+                message: err.message.clone(),
+                line: err.position.map(|p| p.line),
+                column: err.position.map(|p| p.column),
+                stack: err.stack.clone(),
+            }),
+        ),
+    };
+    ExecuteCodeOutput {
+        result,
+        logs: outcome.logs.clone(),
+        duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
+        error,
+        truncated,
+    }
+}
+
+/// The tool result: text for the model, structured content for programs.
+pub(super) fn call_tool_result(execution: &Execution) -> CallToolResult {
+    let output = output(execution);
+    let text = text(execution, &output);
+    let is_error = output.error.is_some();
+    let structured = serde_json::to_value(&output).unwrap_or(serde_json::Value::Null);
+    let mut result = if is_error {
+        CallToolResult::structured_error(structured)
+    } else {
+        CallToolResult::structured(structured)
+    };
+    result.content = vec![ContentBlock::text(text)];
+    result
+}
+
+/// The text a model reads: the result (or the error) first, then the logs, then notices.
+pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
+    let mut text = match (&output.error, &execution.outcome.result) {
+        (Some(error), _) => {
+            let mut head = format!("{} error", error.kind);
+            if let (Some(line), Some(column)) = (error.line, error.column) {
+                head.push_str(&format!(" at {line}:{column}"));
+            }
+            head.push_str(": ");
+            head.push_str(&error.message);
+            if let Some(stack) = &error.stack {
+                for frame in stack.lines() {
+                    head.push_str("\n    ");
+                    head.push_str(frame);
+                }
+            }
+            head
+        }
+        (None, Ok(value)) => value.json.clone(),
+        (None, Err(_)) => String::new(),
+    };
+    if !output.logs.is_empty() {
+        text.push_str(if output.error.is_some() {
+            "\n\nlogs so far:"
+        } else {
+            "\n\nlogs:"
+        });
+        for entry in &output.logs {
+            let level = serde_json::to_value(entry.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            text.push_str(&format!("\n[{level}] {}", entry.message));
+        }
+    }
+    for notice in &output.truncated {
+        text.push_str("\n\n[");
+        text.push_str(notice);
+        text.push(']');
+    }
+    text
+}
+
+fn logs_notice(cut: Truncation) -> String {
+    let mut notice = format!(
+        "logs cut at the output cap: kept {} of {}",
+        human_bytes(cut.kept_bytes),
+        human_bytes(cut.total_bytes)
+    );
+    if cut.dropped_entries > 0 {
+        notice.push_str(&format!(
+            "; {} later console calls dropped",
+            cut.dropped_entries
+        ));
+    }
+    notice.push_str("; log less, or return a summary instead");
+    notice
+}
+
+fn result_notice(cut: Truncation) -> String {
+    format!(
+        "result cut at the result cap: its JSON text has {}, only the first {} are kept (as a string in `result`); return less: filter, paginate or summarise inside the program",
+        human_bytes(cut.total_bytes),
+        human_bytes(cut.kept_bytes)
+    )
+}
