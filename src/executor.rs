@@ -195,7 +195,7 @@ fn failed(error: ProgramError) -> RunOutcome {
         result: Err(error),
         logs: Vec::new(),
         logs_truncated: None,
-        heap_used_bytes: 0,
+        heap_peak_bytes: 0,
     }
 }
 
@@ -223,6 +223,23 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
                 "the engine failed while running this program (a bug in codemode-mcp); the server keeps serving",
             ))
         });
+        let large = outcome.heap_peak_bytes > TRIM_AFTER_HEAP_BYTES;
         let _ = job.reply.send(outcome);
+        if large {
+            return_freed_memory();
+        }
+    }
+}
+
+/// Heap peak past which the isolate thread hands freed memory back to the OS.
+const TRIM_AFTER_HEAP_BYTES: usize = 8 << 20;
+
+/// glibc keeps what a big isolate freed in that thread's arena; with one arena per isolate
+/// thread the process would keep up to a heap cap per thread. Trimming returns it.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory held by the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

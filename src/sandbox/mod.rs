@@ -66,8 +66,8 @@ pub struct RunOutcome {
     pub logs: Vec<LogEntry>,
     /// What the output cap cut, if anything.
     pub logs_truncated: Option<Truncation>,
-    /// Heap in use when the run ended, in bytes, as the engine counts it.
-    pub heap_used_bytes: usize,
+    /// Most heap the isolate used at once, in bytes, as the engine counts it.
+    pub heap_peak_bytes: usize,
 }
 
 /// The program's returned value.

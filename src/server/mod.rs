@@ -7,7 +7,9 @@ use std::{sync::Arc, time::Duration};
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig},
+    model::{
+        CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+    },
     service::RequestContext,
     tool, tool_handler, tool_router,
 };
@@ -28,13 +30,30 @@ pub const INSTRUCTIONS: &str = include_str!("instructions.md");
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteCodeInput {
-    /// The program: TypeScript or JavaScript, run as the body of an async function. Use
-    /// `await` freely and `return` the result.
+    /// The program: TypeScript or JavaScript, run as the body of an async function. Use `await` freely and `return` the result.
     pub code: String,
-    /// Wall-clock limit for this run in milliseconds. It can lower the server's limit, never
-    /// raise it.
+    /// Wall-clock limit for this run in milliseconds. It can lower the server's limit, never raise it.
     #[schemars(range(min = 1))]
     pub timeout_ms: Option<u64>,
+}
+
+impl ExecuteCodeInput {
+    /// Reads the arguments of a call; the error names the key path and what is allowed.
+    fn parse(arguments: JsonObject) -> Result<Self, String> {
+        const EXPECTED: &str =
+            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
+        let input: Self = serde_path_to_error::deserialize(serde_json::Value::Object(arguments))
+            .map_err(|err| match err.path().to_string().as_str() {
+                "." => format!("invalid arguments: {}; {EXPECTED}", err.inner()),
+                path => format!("invalid argument {path}: {}; {EXPECTED}", err.inner()),
+            })?;
+        if input.timeout_ms == Some(0) {
+            return Err(format!(
+                "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
+            ));
+        }
+        Ok(input)
+    }
 }
 
 /// The code-mode MCP server.
@@ -59,23 +78,24 @@ impl CodeModeServer {
         }
     }
 
+    // The arguments arrive untyped so that a bad one is reported with its key path; the
+    // schema the client sees is still derived from `ExecuteCodeInput`.
     #[tool(
         name = "execute_code",
         title = "Run a code-mode program",
         description = EXECUTE_CODE_DESCRIPTION,
+        input_schema = rmcp::handler::server::common::schema_for_type::<ExecuteCodeInput>(),
         output_schema = execute_code_output_schema()
     )]
     async fn execute_code(
         &self,
-        Parameters(input): Parameters<ExecuteCodeInput>,
+        Parameters(arguments): Parameters<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        if input.timeout_ms == Some(0) {
-            return Err(McpError::invalid_params(
-                "timeoutMs must be at least 1 (milliseconds); omit it to use the server's limit",
-                None,
-            ));
-        }
+        let input = match ExecuteCodeInput::parse(arguments) {
+            Ok(input) => input,
+            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+        };
         let timeout = input.timeout_ms.map(Duration::from_millis);
         tokio::select! {
             execution = self.executor.execute(&input.code, timeout) => {

@@ -14,8 +14,7 @@ use crate::{
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecuteCodeOutput {
-    /// The value the program returned, as JSON. `null` when it returned nothing or failed.
-    /// When the result cap cut it, the kept beginning of its JSON text, as a string.
+    /// The value the program returned, as JSON. `null` when it returned nothing or failed. When the result cap cut it, the kept beginning of its JSON text, as a string.
     pub result: serde_json::Value,
     /// Console output in order.
     pub logs: Vec<LogEntry>,

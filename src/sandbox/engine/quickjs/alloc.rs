@@ -14,8 +14,8 @@ use rquickjs::allocator::{Allocator, RustAllocator};
 pub(super) struct HeapGauge {
     /// Set once an allocation was refused for the cap.
     pub(super) cap_hit: Arc<AtomicBool>,
-    /// Bytes currently allocated by the isolate.
-    pub(super) used: Arc<AtomicUsize>,
+    /// Most bytes the isolate had allocated at once.
+    pub(super) peak: Arc<AtomicUsize>,
 }
 
 pub(super) struct CappedAllocator {
@@ -45,7 +45,7 @@ impl CappedAllocator {
 
     fn account(&mut self, released: usize, taken: usize) {
         self.used = self.used.saturating_sub(released).saturating_add(taken);
-        self.gauge.used.store(self.used, Ordering::Relaxed);
+        self.gauge.peak.fetch_max(self.used, Ordering::Relaxed);
     }
 }
 

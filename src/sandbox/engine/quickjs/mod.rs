@@ -362,6 +362,6 @@ fn finish(
         result,
         logs,
         logs_truncated,
-        heap_used_bytes: gauge.used.load(Ordering::Relaxed),
+        heap_peak_bytes: gauge.peak.load(Ordering::Relaxed),
     }
 }

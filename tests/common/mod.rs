@@ -1,0 +1,111 @@
+//! A real MCP client (rmcp) talking to the real binary over stdio.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_codemode-mcp");
+
+pub struct Server {
+    pub client: RunningService<RoleClient, ()>,
+    pub pid: u32,
+}
+
+/// Starts `codemode-mcp serve` with `args` and completes the MCP handshake.
+pub async fn start(args: &[&str]) -> Server {
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(args).env("CODEMODE_LOG", "warn");
+    let transport = TokioChildProcess::new(command).expect("spawn codemode-mcp");
+    let pid = transport.id().expect("child pid");
+    let client = ().serve(transport).await.expect("MCP handshake with codemode-mcp");
+    Server { client, pid }
+}
+
+/// What one `execute_code` call returned, unpacked.
+#[derive(Debug)]
+pub struct Ran {
+    pub is_error: bool,
+    pub text: String,
+    pub structured: Value,
+}
+
+impl Ran {
+    pub fn result(&self) -> &Value {
+        &self.structured["result"]
+    }
+    pub fn error_kind(&self) -> &str {
+        self.structured["error"]["kind"].as_str().unwrap_or("")
+    }
+    pub fn error_message(&self) -> &str {
+        self.structured["error"]["message"].as_str().unwrap_or("")
+    }
+    pub fn position(&self) -> (u64, u64) {
+        (
+            self.structured["error"]["line"].as_u64().unwrap_or(0),
+            self.structured["error"]["column"].as_u64().unwrap_or(0),
+        )
+    }
+    pub fn duration_ms(&self) -> u64 {
+        self.structured["durationMs"].as_u64().expect("durationMs")
+    }
+}
+
+pub fn unpack(result: CallToolResult) -> Ran {
+    let text = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ran {
+        is_error: result.is_error == Some(true),
+        text,
+        structured: result.structured_content.expect("structuredContent"),
+    }
+}
+
+impl Server {
+    pub async fn execute(&self, code: &str) -> Ran {
+        self.execute_with(json!({ "code": code })).await
+    }
+
+    pub async fn execute_with(&self, arguments: Value) -> Ran {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object")
+        };
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.client
+                .call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
+        )
+        .await
+        .expect("execute_code answered within 60 s")
+        .expect("execute_code is a tool result, not a protocol error");
+        unpack(result)
+    }
+
+    /// The server still answers: the check after every limit.
+    pub async fn assert_alive(&self) {
+        let ran = self.execute("return 6 * 7").await;
+        assert!(!ran.is_error, "server did not recover: {ran:?}");
+        assert_eq!(ran.result(), &json!(42));
+    }
+
+    /// Peak RSS of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+}
