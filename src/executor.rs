@@ -15,9 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::{
-    sandbox::{
-        CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest,
-    },
+    sandbox::{CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest},
     transpile::{line_count, transpile},
 };
 

@@ -152,9 +152,9 @@ fn executor(common: &CommonArgs) -> Result<Executor> {
     let settings = ExecutorSettings {
         engine: Engine::new(common.engine),
         limits: limits.limits(),
-        concurrency: limits
-            .concurrency
-            .map_or(defaults.concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        concurrency: limits.concurrency.map_or(defaults.concurrency, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
         queue: limits
             .queue
             .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),

@@ -26,7 +26,10 @@ async fn lists_execute_code_with_the_schemas_in_tool_schemas() {
         "inputSchema": Value::Object((*tool.input_schema).clone()),
         "outputSchema": tool.output_schema.as_ref().map(|s| Value::Object((**s).clone())),
     });
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tool-schemas/execute_code.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tool-schemas/execute_code.json"
+    );
     let served_text = serde_json::to_string_pretty(&served).unwrap() + "\n";
     if std::env::var_os("UPDATE_TOOL_SCHEMAS").is_some() {
         std::fs::write(path, &served_text).unwrap();
@@ -64,10 +67,19 @@ return rows.sort((a, b) => a.n - b.n) satisfies Row[];
     assert_eq!(levels, ["log", "info", "warn", "error", "debug"]);
     assert_eq!(logs[0]["message"], "sorting 3 rows");
     assert_eq!(logs[1]["message"], "{ first: { n: 3 } }");
-    assert!(logs[3]["message"].as_str().unwrap().starts_with("Error: not thrown"));
+    assert!(
+        logs[3]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: not thrown")
+    );
     assert_eq!(logs[4]["message"], "[1, \"two\"]");
     // The text block leads with the result, then the logs.
-    assert!(ran.text.starts_with(r#"[{"n":1},{"n":2},{"n":3}]"#), "{}", ran.text);
+    assert!(
+        ran.text.starts_with(r#"[{"n":1},{"n":2},{"n":3}]"#),
+        "{}",
+        ran.text
+    );
     assert!(ran.text.contains("[warn] careful"), "{}", ran.text);
 }
 
@@ -77,7 +89,10 @@ async fn javascript_program_and_undefined_result() {
     let ran = server
         .execute("const total = [1, 2, 3].reduce((a, b) => a + b, 0);\nreturn { total, at: new Date(0) };")
         .await;
-    assert_eq!(ran.result(), &json!({ "total": 6, "at": "1970-01-01T00:00:00.000Z" }));
+    assert_eq!(
+        ran.result(),
+        &json!({ "total": 6, "at": "1970-01-01T00:00:00.000Z" })
+    );
     let ran = server.execute("const x = 1;").await;
     assert!(!ran.is_error);
     assert_eq!(ran.result(), &Value::Null);
@@ -87,7 +102,9 @@ async fn javascript_program_and_undefined_result() {
 #[tokio::test]
 async fn markdown_fence_is_accepted_and_positions_hold() {
     let server = start(&[]).await;
-    let ran = server.execute("```ts\nconst a: number = 1;\nthrow new Error('boom');\n```").await;
+    let ran = server
+        .execute("```ts\nconst a: number = 1;\nthrow new Error('boom');\n```")
+        .await;
     assert_eq!(ran.error_kind(), "runtime");
     let (line, column) = ran.position();
     assert_eq!(line, 3, "{ran:?}");
@@ -107,7 +124,9 @@ async fn syntax_errors_name_line_and_column_in_typescript_source() {
     assert!(column >= 24, "{ran:?}");
     assert!(ran.text.starts_with("syntax error at 2:"), "{}", ran.text);
 
-    let ran = server.execute("enum Color { Red }\nreturn Color.Red;").await;
+    let ran = server
+        .execute("enum Color { Red }\nreturn Color.Red;")
+        .await;
     assert_eq!(ran.error_kind(), "syntax");
     assert_eq!(ran.position().0, 1);
     assert!(ran.error_message().contains("plain objects"), "{ran:?}");
@@ -126,17 +145,29 @@ async fn runtime_errors_carry_agent_positions_stack_and_logs_so_far() {
     let stack = ran.structured["error"]["stack"].as_str().unwrap();
     assert!(stack.contains("at pick (program.ts:3:"), "{stack}");
     assert!(stack.contains("(program.ts:6:"), "{stack}");
-    assert!(!stack.contains("codemode:"), "glue frames must be trimmed: {stack}");
+    assert!(
+        !stack.contains("codemode:"),
+        "glue frames must be trimmed: {stack}"
+    );
     assert_eq!(ran.structured["logs"][0]["message"], "step 1");
-    assert!(ran.text.contains("logs so far:\n[log] step 1"), "{}", ran.text);
+    assert!(
+        ran.text.contains("logs so far:\n[log] step 1"),
+        "{}",
+        ran.text
+    );
 
     // A thrown non-Error value and an unknown name.
     let ran = server.execute("throw 'plain string';").await;
     assert_eq!(ran.error_kind(), "runtime");
     assert!(ran.error_message().contains("plain string"));
-    let ran = server.execute("const a = 1;\nreturn missingThing(a);").await;
+    let ran = server
+        .execute("const a = 1;\nreturn missingThing(a);")
+        .await;
     assert_eq!(ran.position(), (2, 8));
-    assert!(ran.error_message().contains("console, setTimeout"), "{ran:?}");
+    assert!(
+        ran.error_message().contains("console, setTimeout"),
+        "{ran:?}"
+    );
 
     // Errors thrown in async code after an await.
     let ran = server
@@ -158,12 +189,17 @@ async fn timeout_ends_busy_loops_and_microtask_chains_near_the_deadline() {
         "await new Promise((r) => setTimeout(r, 60000));",
     ] {
         let started = Instant::now();
-        let ran = server.execute_with(json!({ "code": code, "timeoutMs": 300 })).await;
+        let ran = server
+            .execute_with(json!({ "code": code, "timeoutMs": 300 }))
+            .await;
         let elapsed = started.elapsed();
         assert_eq!(ran.error_kind(), "timeout", "{code}: {ran:?}");
         assert!(ran.error_message().contains("300 ms"), "{ran:?}");
         assert!(ran.duration_ms() >= 300, "{code}: stopped early: {ran:?}");
-        assert!(ran.duration_ms() < 400, "{code}: not within 100 ms of the deadline: {ran:?}");
+        assert!(
+            ran.duration_ms() < 400,
+            "{code}: not within 100 ms of the deadline: {ran:?}"
+        );
         assert!(elapsed < Duration::from_millis(1000), "{code}: {elapsed:?}");
     }
     server.assert_alive().await;
@@ -172,7 +208,9 @@ async fn timeout_ends_busy_loops_and_microtask_chains_near_the_deadline() {
 #[tokio::test]
 async fn request_timeout_never_raises_the_configured_limit() {
     let server = start(&["--timeout-ms", "200"]).await;
-    let ran = server.execute_with(json!({ "code": "while(true){}", "timeoutMs": 60000 })).await;
+    let ran = server
+        .execute_with(json!({ "code": "while(true){}", "timeoutMs": 60000 }))
+        .await;
     assert_eq!(ran.error_kind(), "timeout");
     assert!(ran.duration_ms() < 300, "{ran:?}");
     assert!(ran.error_message().contains("200 ms"));
@@ -190,7 +228,8 @@ async fn memory_bomb_ends_with_memory_even_when_caught_and_rss_stays_capped() {
     let ran = server.execute(stubborn).await;
     assert_eq!(ran.error_kind(), "memory", "{ran:?}");
 
-    let objects = "const m = new Map();\nlet i = 0;\nwhile (true) m.set(i, { i: i++, s: String(i) });";
+    let objects =
+        "const m = new Map();\nlet i = 0;\nwhile (true) m.set(i, { i: i++, s: String(i) });";
     let ran = server.execute(objects).await;
     assert_eq!(ran.error_kind(), "memory", "{ran:?}");
 
@@ -215,9 +254,15 @@ async fn a_program_cannot_forge_the_kind_of_its_failure() {
 async fn unrepresentable_results_are_output_errors_with_their_path() {
     let server = start(&[]).await;
     let cases = [
-        ("const o: any = { a: { b: {} } };\no.a.b.back = o;\nreturn o;", "result.a.b.back refers back to result"),
+        (
+            "const o: any = { a: { b: {} } };\no.a.b.back = o;\nreturn o;",
+            "result.a.b.back refers back to result",
+        ),
         ("return { big: 10n };", "result.big is a BigInt"),
-        ("return { list: [1, () => 2] };", "result.list[1] is a function"),
+        (
+            "return { list: [1, () => 2] };",
+            "result.list[1] is a function",
+        ),
         ("return Symbol('s');", "result is a symbol"),
     ];
     for (code, expected) in cases {
@@ -228,7 +273,10 @@ async fn unrepresentable_results_are_output_errors_with_their_path() {
     let ran = server
         .execute("return { m: new Map([['k', 1]]), s: new Set([1, 2]), u: undefined, n: NaN, t: new Uint8Array([1, 2]) };")
         .await;
-    assert_eq!(ran.result(), &json!({ "m": { "k": 1 }, "s": [1, 2], "n": null, "t": [1, 2] }));
+    assert_eq!(
+        ran.result(),
+        &json!({ "m": { "k": 1 }, "s": [1, 2], "n": null, "t": [1, 2] })
+    );
     server.assert_alive().await;
 }
 
@@ -236,14 +284,18 @@ async fn unrepresentable_results_are_output_errors_with_their_path() {
 async fn deep_recursion_is_a_runtime_error_not_a_crash() {
     let server = start(&[]).await;
     let ran = server
-        .execute("function down(n: number): number {\n  return down(n + 1) + 1;\n}\nreturn down(0);")
+        .execute(
+            "function down(n: number): number {\n  return down(n + 1) + 1;\n}\nreturn down(0);",
+        )
         .await;
     assert_eq!(ran.error_kind(), "runtime", "{ran:?}");
     assert!(ran.error_message().contains("stack"), "{ran:?}");
     assert_eq!(ran.position().0, 2);
     let stack = ran.structured["error"]["stack"].as_str().unwrap();
     assert!(stack.lines().count() <= 13, "{stack}");
-    let ran = server.execute("const deep = JSON.parse('['.repeat(100000) + ']'.repeat(100000));").await;
+    let ran = server
+        .execute("const deep = JSON.parse('['.repeat(100000) + ']'.repeat(100000));")
+        .await;
     assert_eq!(ran.error_kind(), "runtime", "{ran:?}");
     server.assert_alive().await;
 }
@@ -264,13 +316,25 @@ async fn output_and_result_caps_cut_with_a_notice() {
         .sum();
     assert!(kept <= 64 * 1024, "{kept}");
     let notice = ran.structured["truncated"][0].as_str().unwrap();
-    assert!(notice.contains("logs cut at the output cap: kept 64 KiB"), "{notice}");
+    assert!(
+        notice.contains("logs cut at the output cap: kept 64 KiB"),
+        "{notice}"
+    );
     assert!(notice.contains("later console calls dropped"), "{notice}");
-    assert!(ran.text.contains("[logs cut at the output cap"), "{}", ran.text);
+    assert!(
+        ran.text.contains("[logs cut at the output cap"),
+        "{}",
+        ran.text
+    );
 
     // One enormous line is cut too.
-    let ran = server.execute("console.log('y'.repeat(1 << 20)); return 1;").await;
-    assert_eq!(ran.structured["logs"][0]["message"].as_str().unwrap().len(), 64 * 1024);
+    let ran = server
+        .execute("console.log('y'.repeat(1 << 20)); return 1;")
+        .await;
+    assert_eq!(
+        ran.structured["logs"][0]["message"].as_str().unwrap().len(),
+        64 * 1024
+    );
 
     let ran = server.execute("return 'z'.repeat(40000);").await;
     assert!(!ran.is_error);
@@ -307,7 +371,9 @@ async fn no_ambient_authority_reaches_the_program() {
     }
     // eval and Function exist but reach nothing more than the program itself.
     let ran = server
-        .execute("return [typeof eval('globalThis.process'), typeof Function('return this')().require];")
+        .execute(
+            "return [typeof eval('globalThis.process'), typeof Function('return this')().require];",
+        )
         .await;
     assert_eq!(ran.result(), &json!(["undefined", "undefined"]));
 
@@ -317,7 +383,11 @@ async fn no_ambient_authority_reaches_the_program() {
             "const bytes = new TextEncoder().encode('héllo');\nconst clone = structuredClone({ d: new Date(0), m: new Map([[1, 2]]) });\nlet ticks = 0; const id = setInterval(() => { ticks++; }, 1);\nawait new Promise((r) => setTimeout(r, 20)); clearInterval(id);\nreturn [bytes.length, new TextDecoder().decode(bytes), clone.m.get(1), clone.d.getTime(), btoa('hi'), atob('aGk='), ticks > 0, typeof queueMicrotask];",
         )
         .await;
-    assert_eq!(ran.result(), &json!([6, "héllo", 2, 0, "aGk=", "hi", true, "function"]), "{ran:?}");
+    assert_eq!(
+        ran.result(),
+        &json!([6, "héllo", 2, 0, "aGk=", "hi", true, "function"]),
+        "{ran:?}"
+    );
 }
 
 #[tokio::test]
@@ -370,7 +440,11 @@ async fn past_the_slots_and_the_queue_new_calls_are_busy() {
         },
     );
     assert_eq!(first.result(), &json!("slow"));
-    assert_eq!(second.result(), &json!("slow"), "the queued call runs: {second:?}");
+    assert_eq!(
+        second.result(),
+        &json!("slow"),
+        "the queued call runs: {second:?}"
+    );
     assert_eq!(third.error_kind(), "busy", "{third:?}");
     assert!(third.error_message().contains("nothing was run"));
     server.assert_alive().await;
@@ -383,13 +457,23 @@ async fn bad_arguments_get_a_clear_error_and_the_server_keeps_serving() {
         (json!({ "source": "return 1" }), "unknown field `source`"),
         (json!({}), "missing field `code`"),
         (json!({ "code": 42 }), "expected a string"),
-        (json!({ "code": "return 1", "timeoutMs": -5 }), "invalid argument timeoutMs: invalid value: integer `-5`"),
-        (json!({ "code": "return 1", "timeoutMs": 0 }), "invalid argument timeoutMs: must be at least 1"),
+        (
+            json!({ "code": "return 1", "timeoutMs": -5 }),
+            "invalid argument timeoutMs: invalid value: integer `-5`",
+        ),
+        (
+            json!({ "code": "return 1", "timeoutMs": 0 }),
+            "invalid argument timeoutMs: must be at least 1",
+        ),
     ] {
-        let Value::Object(arguments) = arguments else { unreachable!() };
+        let Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
         let answer = server
             .client
-            .call_tool(rmcp::model::CallToolRequestParams::new("execute_code").with_arguments(arguments))
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("execute_code").with_arguments(arguments),
+            )
             .await;
         let text = match answer {
             Ok(result) => {
@@ -427,17 +511,26 @@ async fn malformed_requests_do_not_take_the_server_down() {
         stdout.read_line(&mut line).unwrap();
         line
     };
-    send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#);
+    send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
+    );
     let init: Value = serde_json::from_str(&read()).unwrap();
     assert_eq!(init["id"], 1);
     send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     send("this is not json {");
-    send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}"#);
-    send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"execute_code","arguments":{"code":"console.log('to stdout?'); return 5"}}}"#);
+    send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"no_such_tool","arguments":{}}}"#,
+    );
+    send(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"execute_code","arguments":{"code":"console.log('to stdout?'); return 5"}}}"#,
+    );
     let mut answers = Vec::new();
     while answers.len() < 2 {
         let line = read();
-        assert!(!line.is_empty(), "server closed stdout after malformed input");
+        assert!(
+            !line.is_empty(),
+            "server closed stdout after malformed input"
+        );
         // Every line on stdout is a JSON-RPC message: nothing else may write there.
         let message: Value = serde_json::from_str(&line).expect("stdout carries only JSON-RPC");
         if message.get("id").is_some_and(|id| id == 2 || id == 3) {
@@ -447,7 +540,43 @@ async fn malformed_requests_do_not_take_the_server_down() {
     let by_id = |id: u64| answers.iter().find(|m| m["id"] == id).unwrap();
     assert!(by_id(2).get("error").is_some(), "{:?}", by_id(2));
     assert_eq!(by_id(3)["result"]["structuredContent"]["result"], 5);
-    drop(send);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_request_stops_its_isolate_and_frees_the_slot() {
+    let server = start(&["--concurrency", "1", "--queue", "0"]).await;
+    // rmcp's client sends notifications/cancelled when the call's future is dropped.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        server.execute("while (true) {}"),
+    )
+    .await;
+    assert!(dropped.is_err(), "the endless program cannot have answered");
+    let started = Instant::now();
+    loop {
+        let ran = server.execute("return 'slot free'").await;
+        if !ran.is_error {
+            assert_eq!(ran.result(), &json!("slot free"));
+            break;
+        }
+        assert_eq!(ran.error_kind(), "busy", "{ran:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the cancelled isolate kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn logged_errors_show_positions_in_the_agent_source() {
+    let server = start(&[]).await;
+    let ran = server
+        .execute("const a = 1;\nfunction fail() {\n  return new Error('logged');\n}\nconsole.error(fail());\nreturn a;")
+        .await;
+    let message = ran.structured["logs"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("Error: logged\n"), "{message}");
+    assert!(message.contains("at fail (program.ts:3:"), "{message}");
 }

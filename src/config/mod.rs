@@ -187,7 +187,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_its_path() {
-        let err = Config::parse(r#"{"codemode":{"limits":{"timeoutMS":5}}}"#, "c.json").unwrap_err();
+        let err =
+            Config::parse(r#"{"codemode":{"limits":{"timeoutMS":5}}}"#, "c.json").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("codemode.limits"), "{text}");
         assert!(text.contains("timeoutMS"), "{text}");
@@ -210,6 +211,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mcp_servers.len(), 1);
-        assert_eq!(config.codemode.limits.limits().timeout, Duration::from_millis(500));
+        assert_eq!(
+            config.codemode.limits.limits().timeout,
+            Duration::from_millis(500)
+        );
     }
 }

@@ -20,7 +20,9 @@ pub(crate) fn agent_frames(stack: &str, program_lines: u32) -> (Vec<String>, Opt
             column: position.column,
         };
         first.get_or_insert(mapped);
-        let frame = format!("{prefix}{PROGRAM_FILE}:{mapped}{suffix}").trim().to_string();
+        let frame = format!("{prefix}{PROGRAM_FILE}:{mapped}{suffix}")
+            .trim()
+            .to_string();
         match frames.last_mut() {
             Some((last, repeats)) if *last == frame => *repeats += 1,
             _ => frames.push((frame, 1)),
@@ -53,11 +55,7 @@ fn locate(frame: &str) -> Option<(&str, Position, &str)> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     let column: u32 = rest[..col_end].parse().ok()?;
-    Some((
-        &frame[..start],
-        Position { line, column },
-        &rest[col_end..],
-    ))
+    Some((&frame[..start], Position { line, column }, &rest[col_end..]))
 }
 
 #[cfg(test)]
@@ -68,8 +66,20 @@ mod tests {
     fn keeps_agent_frames_and_maps_lines() {
         let stack = "    at inner (program.ts:4:11)\n    at map (native)\n    at <anonymous> (program.ts:7:3)\n    at run (codemode:glue.js:40:9)\n";
         let (frames, first) = agent_frames(stack, 10);
-        assert_eq!(first, Some(Position { line: 3, column: 11 }));
-        assert_eq!(frames, vec!["at inner (program.ts:3:11)", "at <anonymous> (program.ts:6:3)"]);
+        assert_eq!(
+            first,
+            Some(Position {
+                line: 3,
+                column: 11
+            })
+        );
+        assert_eq!(
+            frames,
+            vec![
+                "at inner (program.ts:3:11)",
+                "at <anonymous> (program.ts:6:3)"
+            ]
+        );
     }
 
     #[test]

@@ -12,15 +12,34 @@
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
 //! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)` |
 
-/// Capability glue, in installation order: (file name, source).
-pub(crate) const CAPABILITIES: &[(&str, &str)] = &[
-    ("console.js", include_str!("console.js")),
-    ("timers.js", include_str!("timers.js")),
-    ("web.js", include_str!("web.js")),
+/// Capability glue, in installation order.
+const CAPABILITIES: &[&str] = &[
+    include_str!("console.js"),
+    include_str!("timers.js"),
+    include_str!("web.js"),
 ];
 
 /// The glue that runs the program and converts its result.
-pub(crate) const RESULT: (&str, &str) = ("result.js", include_str!("result.js"));
+const RESULT: &str = include_str!("result.js");
+
+/// The name the glue module carries in stack traces.
+pub(crate) const MODULE_NAME: &str = "codemode:glue";
+
+/// All glue as one ES module whose default export is `install(host) -> run`: engines
+/// compile it once (to bytecode where they can) and instantiate it per isolate.
+pub(crate) fn module_source() -> String {
+    let mut source = String::from("const capabilities = [\n");
+    for capability in CAPABILITIES {
+        source.push_str(capability.trim_end());
+        source.push_str(",\n");
+    }
+    source.push_str("];\nconst makeRun = ");
+    source.push_str(RESULT.trim_end());
+    source.push_str(
+        ";\nexport default function install(host) {\n  for (const capability of capabilities) capability(host);\n  return makeRun(host);\n}\n",
+    );
+    source
+}
 
 /// Globals a program has beyond the standard JS built-ins; named in errors such as
 /// "x is not defined" so the model can correct itself.
@@ -40,4 +59,5 @@ pub(crate) const PROGRAM_GLOBALS: &[&str] = &[
 ];
 
 /// What a program does not have, named in the same errors.
-pub(crate) const NOT_AVAILABLE: &str = "require, import(), process, Deno, fetch, the file system and the environment";
+pub(crate) const NOT_AVAILABLE: &str =
+    "require, import(), process, Deno, fetch, the file system and the environment";

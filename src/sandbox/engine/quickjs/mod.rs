@@ -10,13 +10,13 @@ mod alloc;
 use std::{
     cell::{Cell, RefCell},
     rc::Rc,
-    sync::atomic::Ordering,
+    sync::{OnceLock, atomic::Ordering},
     time::Instant,
 };
 
 use rquickjs::{
-    AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Ctx, Function, Object, Promise,
-    Value, context::EvalOptions, prelude::Promised,
+    AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Context, Ctx, Function, Module,
+    Object, Promise, Runtime, Value, context::EvalOptions, module::WriteOptions, prelude::Promised,
 };
 
 use self::alloc::{CappedAllocator, HeapGauge};
@@ -125,17 +125,17 @@ pub(super) async fn run(request: &RunRequest, cancel: &CancelHandle) -> RunOutco
             "the program was stopped at its time limit",
         )),
         (None, Some(Settled::Value(json))) => Ok(cap_result(json, limits.result_bytes)),
-        (None, Some(Settled::Syntax(thrown))) => Err(positioned(
-            ErrorKind::Syntax,
-            thrown,
-            request.program_lines,
-        )),
-        (None, Some(Settled::Thrown(thrown))) => {
-            match state.output_error.borrow_mut().take() {
-                Some(message) => Err(ProgramError::new(ErrorKind::Output, message)),
-                None => Err(positioned(ErrorKind::Runtime, thrown, request.program_lines)),
-            }
+        (None, Some(Settled::Syntax(thrown))) => {
+            Err(positioned(ErrorKind::Syntax, thrown, request.program_lines))
         }
+        (None, Some(Settled::Thrown(thrown))) => match state.output_error.borrow_mut().take() {
+            Some(message) => Err(ProgramError::new(ErrorKind::Output, message)),
+            None => Err(positioned(
+                ErrorKind::Runtime,
+                thrown,
+                request.program_lines,
+            )),
+        },
     };
     finish(state, &gauge, result)
 }
@@ -241,21 +241,37 @@ fn install_glue<'js>(
     host.set("wrapperLines", WRAPPER_LINES)?;
     host.set("outputChars", request.limits.output_bytes)?;
 
-    for (name, source) in glue::CAPABILITIES {
-        let install: Function = eval_glue(ctx, name, source)?;
-        install.call::<_, Value>((host.clone(),))?;
-    }
-    let (name, source) = glue::RESULT;
-    let make_run: Function = eval_glue(ctx, name, source)?;
-    make_run.call((host,))
+    let install: Function = load_glue(ctx)?;
+    install.call((host,))
 }
 
-fn eval_glue<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<Function<'js>> {
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = true;
-    options.filename = Some(format!("codemode:{name}"));
-    ctx.eval_with_options(source, options)
+/// The glue module as bytecode, compiled once per process: parsing it per isolate would
+/// cost more than the rest of the isolate's start.
+fn glue_bytecode() -> rquickjs::Result<&'static [u8]> {
+    static BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    let compiled = BYTECODE.get_or_init(|| {
+        let compile = || -> rquickjs::Result<Vec<u8>> {
+            let rt = Runtime::new()?;
+            let ctx = Context::full(&rt)?;
+            ctx.with(|ctx| {
+                Module::declare(ctx, glue::MODULE_NAME, glue::module_source())?
+                    .write(WriteOptions::default())
+            })
+        };
+        compile().map_err(|e| e.to_string())
+    });
+    compiled.as_deref().map_err(|message| {
+        tracing::error!("the glue module does not compile (a bug in this build): {message}");
+        rquickjs::Error::Unknown
+    })
+}
+
+fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    let bytecode = glue_bytecode()?;
+    // SAFETY: the bytecode was written by this same build of QuickJS, in this process.
+    let module = unsafe { Module::load(ctx.clone(), bytecode)? };
+    let (module, _evaluated) = module.eval()?;
+    module.get("default")
 }
 
 /// Reads what was thrown, or `None` when it was the uncatchable interrupt.

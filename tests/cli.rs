@@ -1,0 +1,178 @@
+//! `codemode-mcp run` and the command line, through the real binary.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use common::BIN;
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("CODEMODE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_prints_result_and_logs_and_exits_zero() {
+    let dir = tempdir();
+    let file = dir.join("job.ts");
+    std::fs::write(
+        &file,
+        "const n: number = 21;\nconsole.log('doubling');\nreturn { answer: n * 2 };\n",
+    )
+    .unwrap();
+    let out = run(&["run", file.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"answer\":42}\n\nlogs:\n[log] doubling\n"
+    );
+}
+
+#[test]
+fn run_reads_stdin_and_reports_errors_with_position_and_exit_one() {
+    let out = run(
+        &["run", "-"],
+        "const a = 1;\nconst b: string = a.nope.deeper;\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("runtime error at 2:"), "{stderr}");
+    assert!(stderr.contains("TypeError"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn run_json_prints_structured_output() {
+    let out = run(&["run", "--json", "-"], "return [1, 2];");
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["result"], serde_json::json!([1, 2]));
+    assert!(value["durationMs"].is_u64());
+}
+
+#[test]
+fn run_applies_limits_from_flags_and_from_the_config_file() {
+    let out = run(&["run", "--timeout-ms", "100", "-"], "while (true) {}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("time limit of 100 ms"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempdir();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {}, "codemode": {"limits": {"timeoutMs": 150, "heapMiB": 8}}}"#,
+    )
+    .unwrap();
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "-"],
+        "while (true) {}",
+    );
+    assert!(
+        text(&out.stderr).contains("time limit of 150 ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "-"],
+        "const a = []; while (true) a.push(new Array(1000).fill(0));",
+    );
+    assert!(
+        text(&out.stderr).contains("heap cap of 8 MiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A flag wins over the file.
+    let out = run(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--timeout-ms",
+            "120",
+            "-",
+        ],
+        "while (true) {}",
+    );
+    assert!(
+        text(&out.stderr).contains("time limit of 120 ms"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_config_and_bad_flags_are_named() {
+    let dir = tempdir();
+    let config = dir.join("bad.json");
+    std::fs::write(&config, r#"{"codemode": {"limits": {"timeout": 5}}}"#).unwrap();
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "-"],
+        "return 1",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("codemode.limits"), "{stderr}");
+    assert!(stderr.contains("unknown field `timeout`"), "{stderr}");
+
+    let out = run(&["run", "--heap-mib", "1", "-"], "return 1");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("heapMiB: 1 is out of range: allowed 4 to 16384"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_explains_every_limit() {
+    let out = run(&["run", "--help"], "");
+    let help = text(&out.stdout);
+    for flag in [
+        "--timeout-ms",
+        "--heap-mib",
+        "--stack-kib",
+        "--output-kib",
+        "--result-kib",
+        "--concurrency",
+        "--queue",
+        "--config",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from help:\n{help}");
+    }
+    assert!(help.contains("Default 30000"), "{help}");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "codemode-cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
