@@ -235,7 +235,8 @@ async fn memory_bomb_ends_with_memory_even_when_caught_and_rss_stays_capped() {
 
     // The isolate never got past the cap: the whole server stays within it plus a margin.
     let peak = server.peak_rss_kib();
-    assert!(peak < (64 + 48) * 1024, "peak RSS {peak} KiB");
+    eprintln!("peak RSS of the server after three memory bombs: {peak} KiB");
+    assert!(peak < (64 + 32) * 1024, "peak RSS {peak} KiB");
     server.assert_alive().await;
 }
 
@@ -376,6 +377,12 @@ async fn no_ambient_authority_reaches_the_program() {
         )
         .await;
     assert_eq!(ran.result(), &json!(["undefined", "undefined"]));
+
+    // Timers with absurd delays neither crash nor hold up the result.
+    let ran = server
+        .execute("setTimeout(() => {}, 1e308); setInterval(() => {}, -5); setTimeout(() => {}, NaN);\nreturn 'returned';")
+        .await;
+    assert_eq!(ran.result(), &json!("returned"), "{ran:?}");
 
     // What the program does have.
     let ran = server

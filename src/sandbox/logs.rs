@@ -21,6 +21,17 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The level's name, as console methods and the structured output spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Log => "log",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+
     /// Parses the level name the glue sends; unknown names are `log`.
     pub fn from_name(name: &str) -> Self {
         match name {

@@ -128,11 +128,7 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             "\n\nlogs:"
         });
         for entry in &output.logs {
-            let level = serde_json::to_value(entry.level)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            text.push_str(&format!("\n[{level}] {}", entry.message));
+            text.push_str(&format!("\n[{}] {}", entry.level.as_str(), entry.message));
         }
     }
     for notice in &output.truncated {

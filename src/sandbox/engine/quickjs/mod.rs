@@ -225,7 +225,12 @@ fn install_glue<'js>(
     host.set(
         "sleep",
         Function::new(ctx.clone(), |ms: f64| {
-            let ms = if ms.is_finite() { ms.max(0.0) } else { 0.0 };
+            // As browsers do, delays are whole milliseconds up to 2^31 - 1.
+            let ms = if ms.is_finite() {
+                ms.clamp(0.0, 2_147_483_647.0)
+            } else {
+                0.0
+            };
             Promised(async move {
                 tokio::time::sleep(std::time::Duration::from_secs_f64(ms / 1000.0)).await;
             })
