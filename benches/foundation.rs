@@ -13,7 +13,7 @@ use std::{
 
 use codemode_mcp::{
     executor::{Executor, ExecutorSettings},
-    sandbox::{CancelHandle, Engine, Limits, RunRequest},
+    sandbox::{CancelHandle, Engine, Limits, NoTools, RunRequest},
     transpile::{line_count, transpile},
 };
 use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let request = RunRequest {
         js: transpile(code)?.js,
         program_lines: line_count(code),
+        bindings: Vec::new(),
         limits: Limits::default(),
     };
     let cancel = CancelHandle::default();
@@ -44,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let mut ready = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
-        let outcome = runtime.block_on(engine.run(&request, &cancel));
+        let outcome = runtime.block_on(engine.run(&request, &cancel, std::sync::Arc::new(NoTools)));
         ready.push(started.elapsed());
         assert!(outcome.result.is_ok());
     }
@@ -140,7 +141,7 @@ fn main() -> anyhow::Result<()> {
     println!();
 
     // 4. Memory: RSS after 100 and after 10,000 executions through the executor.
-    let executor = Executor::new(ExecutorSettings::default())?;
+    let executor = runtime.block_on(async { Executor::new(ExecutorSettings::default()) })?;
     let total = 10_000 / scale;
     let program = "const xs = Array.from({ length: 200 }, (_, i) => ({ i, s: 'v' + i }));\nconsole.log(xs.length);\nreturn xs.filter((x) => x.i % 2).length;";
     let (after_100, after_total) = runtime.block_on(async {

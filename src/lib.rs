@@ -29,9 +29,12 @@
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod catalog;
 pub mod config;
 pub mod executor;
 pub mod sandbox;
 pub mod server;
 pub mod stdio;
 pub mod transpile;
+pub mod typegen;
+pub mod upstream;

@@ -1,15 +1,18 @@
 //! The `codemode-mcp` command: `serve` (the MCP server on stdio; the default) and `run`
 //! (one program, locally, with the same sandbox and limits).
 
-use std::{io::Read, path::PathBuf, sync::Arc};
+use std::{io::Read, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use codemode_mcp::{
+    catalog::LiveCatalog,
     config::{Config, LimitSettings},
     executor::{Executor, ExecutorSettings},
     sandbox::{Engine, EngineKind},
     server::{self, CodeModeServer},
+    typegen,
+    upstream::Upstreams,
 };
 use rmcp::ServiceExt;
 use tracing_subscriber::EnvFilter;
@@ -35,6 +38,8 @@ enum Command {
     /// Run one program locally with the same sandbox and limits, print its result and logs.
     /// Exits 1 when the program fails, with the same positioned message a model gets.
     Run(RunArgs),
+    /// Print the TypeScript declarations of every tool the config's upstreams offer.
+    Types(ServeArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -131,10 +136,13 @@ fn main() -> Result<()> {
             let code = runtime.block_on(run(args))?;
             std::process::exit(code);
         }
+        Some(Command::Types(args)) => runtime.block_on(types(args)),
     }
 }
 
-fn executor(common: &CommonArgs) -> Result<Executor> {
+/// Loads the config, connects the upstreams (waiting for each one's first attempt, at
+/// most its connect timeout) and starts the isolate threads. Needs a tokio runtime.
+async fn executor(common: &CommonArgs) -> Result<Executor> {
     let config = match &common.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -142,12 +150,13 @@ fn executor(common: &CommonArgs) -> Result<Executor> {
     let flags = common.limits.settings();
     flags.validate("command line")?;
     let limits = flags.over(config.codemode.limits);
-    if !config.mcp_servers.is_empty() {
-        tracing::warn!(
-            servers = config.mcp_servers.len(),
-            "the config names upstream MCP servers; this version does not connect to them yet"
-        );
-    }
+    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
+    upstreams
+        .settled(Duration::from_millis(
+            config.codemode.upstream.connect_timeout_ms,
+        ))
+        .await;
+    let tools = Arc::new(LiveCatalog::new(upstreams));
     let defaults = ExecutorSettings::default();
     let settings = ExecutorSettings {
         engine: Engine::new(common.engine),
@@ -159,13 +168,13 @@ fn executor(common: &CommonArgs) -> Result<Executor> {
             .queue
             .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
-    Executor::new(settings).context("starting the isolate threads")
+    Executor::with_tools(settings, tools).context("starting the isolate threads")
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything can print: the protocol owns a private copy of stdout.
     let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
-    let executor = Arc::new(executor(&args.common)?);
+    let executor = Arc::new(executor(&args.common).await?);
     let settings = executor.settings();
     tracing::info!(
         engine = ?settings.engine.kind(),
@@ -195,7 +204,7 @@ async fn run(args: RunArgs) -> Result<i32> {
         std::fs::read_to_string(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?
     };
-    let executor = executor(&args.common)?;
+    let executor = executor(&args.common).await?;
     let execution = executor.execute(&code, None).await;
     let output = server::render_output(&execution);
     if args.json {
@@ -209,4 +218,16 @@ async fn run(args: RunArgs) -> Result<i32> {
         }
     }
     Ok(if output.error.is_some() { 1 } else { 0 })
+}
+
+async fn types(args: ServeArgs) -> Result<()> {
+    let executor = executor(&args.common).await?;
+    let catalog = executor.tools().current();
+    print!("{}", typegen::all_declarations(&catalog));
+    for namespace in catalog.namespaces() {
+        if namespace.status != codemode_mcp::upstream::Status::Ready {
+            eprintln!("{}: {}", namespace.upstream, namespace.status);
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use codemode_mcp::{
     sandbox::{
-        CancelHandle, Engine, EngineKind, ErrorKind, Limits, LogLevel, RunOutcome, RunRequest,
+        CancelHandle, Engine, EngineKind, ErrorKind, Limits, LogLevel, NoTools, RunOutcome,
+        RunRequest,
     },
     transpile::{line_count, transpile},
 };
@@ -22,6 +23,7 @@ fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) 
     let request = RunRequest {
         js: transpile(code).expect("test programs parse").js,
         program_lines: line_count(code),
+        bindings: Vec::new(),
         limits,
     };
     // Isolates are not Send: each run gets a current-thread runtime, as the executor does.
@@ -29,7 +31,7 @@ fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) 
         .enable_all()
         .build()
         .unwrap()
-        .block_on(engine.run(&request, cancel))
+        .block_on(engine.run(&request, cancel, std::sync::Arc::new(NoTools)))
 }
 
 fn run(engine: &Engine, code: &str) -> RunOutcome {

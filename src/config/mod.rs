@@ -2,9 +2,13 @@
 //! with this server's own settings. Unknown keys and bad values are errors that name the key
 //! path, so a typo never silently disables anything.
 
+mod servers;
+
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use serde::Deserialize;
+
+pub use servers::{ServerEntry, Transport, UpstreamConfig, expand_vars};
 
 use crate::sandbox::Limits;
 
@@ -36,13 +40,15 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    /// Upstream MCP servers in the format Claude Desktop and other clients use. Kept as
-    /// written here; the upstream module gives each entry its meaning.
+    /// Upstream MCP servers in the format Claude Desktop and other clients use.
     #[serde(default)]
-    pub mcp_servers: BTreeMap<String, serde_json::Value>,
+    pub mcp_servers: BTreeMap<String, ServerEntry>,
     /// This server's own settings.
     #[serde(default)]
     pub codemode: CodemodeSection,
+    /// `mcp_servers` resolved (`${VAR}` expanded, transports decided), disabled ones left out.
+    #[serde(skip)]
+    pub upstreams: Vec<UpstreamConfig>,
 }
 
 /// The `codemode` section.
@@ -52,6 +58,47 @@ pub struct CodemodeSection {
     /// Per-execution limits and the concurrency cap.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// How upstream servers are connected and called.
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+}
+
+/// The `codemode.upstream` section.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamSettings {
+    /// Time one upstream has to start and list its tools, in milliseconds.
+    #[serde(default = "UpstreamSettings::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time one tool call may take, in milliseconds (the execution's own wall clock also
+    /// applies).
+    #[serde(default = "UpstreamSettings::default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Calls in flight to one upstream at once; more wait their turn.
+    #[serde(default = "UpstreamSettings::default_max_concurrent_calls")]
+    pub max_concurrent_calls: u32,
+}
+
+impl UpstreamSettings {
+    fn default_connect_timeout_ms() -> u64 {
+        30_000
+    }
+    fn default_call_timeout_ms() -> u64 {
+        60_000
+    }
+    fn default_max_concurrent_calls() -> u32 {
+        16
+    }
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: Self::default_connect_timeout_ms(),
+            call_timeout_ms: Self::default_call_timeout_ms(),
+            max_concurrent_calls: Self::default_max_concurrent_calls(),
+        }
+    }
 }
 
 /// Limits as written in the config file or on the command line; unset means the default.
@@ -162,7 +209,7 @@ impl Config {
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let config: Config =
+        let mut config: Config =
             serde_path_to_error::deserialize(&mut de).map_err(|err| ConfigError::Invalid {
                 origin: origin.to_string(),
                 path: match err.path().to_string().as_str() {
@@ -177,6 +224,31 @@ impl Config {
             message: err.to_string(),
         })?;
         config.codemode.limits.validate(origin)?;
+        let env = |name: &str| std::env::var(name).ok();
+        config.upstreams = config
+            .mcp_servers
+            .iter()
+            .filter(|(_, entry)| !entry.disabled)
+            .map(|(name, entry)| entry.resolve(name, origin, &env))
+            .collect::<Result<_, _>>()?;
+        let upstream = config.codemode.upstream;
+        for (key, value, least) in [
+            ("connectTimeoutMs", upstream.connect_timeout_ms, 100),
+            ("callTimeoutMs", upstream.call_timeout_ms, 10),
+            (
+                "maxConcurrentCalls",
+                u64::from(upstream.max_concurrent_calls),
+                1,
+            ),
+        ] {
+            if value < least {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    path: format!("codemode.upstream.{key}"),
+                    message: format!("{value} is too small: at least {least}"),
+                });
+            }
+        }
         Ok(config)
     }
 }

@@ -7,6 +7,7 @@
 
 mod engine;
 pub(crate) mod glue;
+mod host;
 mod logs;
 mod stack;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Engine, EngineKind};
+pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub use logs::{LogEntry, LogLevel};
 
 use crate::transpile::Position;
@@ -53,6 +55,8 @@ pub struct RunRequest {
     pub js: String,
     /// Lines in the agent's source, to clamp positions that fall on the wrapper.
     pub program_lines: u32,
+    /// The `tools` the program can call.
+    pub bindings: Vec<Binding>,
     /// Limits for this run.
     pub limits: Limits,
 }
@@ -103,6 +107,10 @@ pub struct ProgramError {
     pub position: Option<Position>,
     /// The stack trimmed to the agent's own frames, positions mapped to its source.
     pub stack: Option<String>,
+    /// The tool whose failure ended the program, as `namespace.tool` (kind `tool`).
+    pub tool: Option<String>,
+    /// JSON pointer into that tool's input schema, when its arguments were invalid.
+    pub schema_path: Option<String>,
 }
 
 impl ProgramError {
@@ -113,6 +121,8 @@ impl ProgramError {
             message: message.into(),
             position: None,
             stack: None,
+            tool: None,
+            schema_path: None,
         }
     }
 }
@@ -132,6 +142,8 @@ pub enum ErrorKind {
     Memory,
     /// The returned value cannot be represented as JSON.
     Output,
+    /// A tool call failed and the program did not catch its `ToolError`.
+    Tool,
     /// Every execution slot and the queue were full; nothing ran.
     Busy,
     /// The client cancelled the request.
@@ -147,6 +159,7 @@ impl ErrorKind {
             Self::Timeout => "timeout",
             Self::Memory => "memory",
             Self::Output => "output",
+            Self::Tool => "tool",
             Self::Busy => "busy",
             Self::Cancelled => "cancelled",
         }

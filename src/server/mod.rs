@@ -1,5 +1,7 @@
-//! The MCP server: the `execute_code` tool over rmcp, on stdio (and, later, HTTP).
+//! The MCP server: tools `execute_code` and `search_tools`, the declaration resources and
+//! the prompts, over rmcp (stdio here; HTTP later).
 
+mod describe;
 mod render;
 
 use std::{sync::Arc, time::Duration};
@@ -8,23 +10,28 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+        CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, Prompt, PromptMessage, ReadResourceRequestParams,
+        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
+        ServerCapabilities, ServerConfig, Tool,
     },
-    service::RequestContext,
+    service::{NotificationContext, RequestContext},
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::executor::Executor;
+use crate::{catalog::Detail, executor::Executor, typegen};
 
+pub use describe::{EXECUTE_CODE_CONTRACT, execute_code_description, search_answer};
 pub use render::{ErrorReport, ExecuteCodeOutput, output as render_output, text as render_text};
-
-/// The `execute_code` description: the program's contract, written for the model.
-pub const EXECUTE_CODE_DESCRIPTION: &str = include_str!("execute_code.md");
 
 /// Server instructions sent at initialisation.
 pub const INSTRUCTIONS: &str = include_str!("instructions.md");
+
+/// The prompt on writing code-mode programs.
+const WRITING_PROGRAMS_PROMPT: &str = include_str!("../../prompts/write-a-program.md");
 
 /// Input of `execute_code`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -37,23 +44,17 @@ pub struct ExecuteCodeInput {
     pub timeout_ms: Option<u64>,
 }
 
-impl ExecuteCodeInput {
-    /// Reads the arguments of a call; the error names the key path and what is allowed.
-    fn parse(arguments: JsonObject) -> Result<Self, String> {
-        const EXPECTED: &str =
-            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
-        let input: Self = serde_path_to_error::deserialize(serde_json::Value::Object(arguments))
-            .map_err(|err| match err.path().to_string().as_str() {
-                "." => format!("invalid arguments: {}; {EXPECTED}", err.inner()),
-                path => format!("invalid argument {path}: {}; {EXPECTED}", err.inner()),
-            })?;
-        if input.timeout_ms == Some(0) {
-            return Err(format!(
-                "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
-            ));
-        }
-        Ok(input)
-    }
+/// Input of `search_tools`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchToolsInput {
+    /// Words to look for in tool names and descriptions, e.g. "read file" or "github issue". Empty lists every tool.
+    pub query: String,
+    /// "names": one line per tool; "signatures" (default): TypeScript declarations with doc comments; "full": declarations plus the ToolError type.
+    pub detail: Option<Detail>,
+    /// Most tools to return (default 10).
+    #[schemars(range(min = 1, max = 200))]
+    pub limit: Option<u32>,
 }
 
 /// The code-mode MCP server.
@@ -68,6 +69,25 @@ pub fn execute_code_output_schema() -> Arc<JsonObject> {
     rmcp::handler::server::tool::schema_for_output::<ExecuteCodeOutput>()
 }
 
+/// Reads typed arguments; the error names the key path and what the tool takes.
+fn parse_arguments<T: serde::de::DeserializeOwned>(
+    arguments: JsonObject,
+    expected: &str,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(arguments)).map_err(|err| match err
+        .path()
+        .to_string()
+        .as_str()
+    {
+        "." => format!("invalid arguments: {}; {expected}", err.inner()),
+        path => format!("invalid argument {path}: {}; {expected}", err.inner()),
+    })
+}
+
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
 #[tool_router]
 impl CodeModeServer {
     /// A server that runs programs on `executor`.
@@ -78,12 +98,12 @@ impl CodeModeServer {
         }
     }
 
-    // The arguments arrive untyped so that a bad one is reported with its key path; the
-    // schema the client sees is still derived from `ExecuteCodeInput`.
+    // Arguments arrive untyped so that a bad one is reported with its key path; the
+    // schema clients see is still derived from the typed struct.
     #[tool(
         name = "execute_code",
         title = "Run a code-mode program",
-        description = EXECUTE_CODE_DESCRIPTION,
+        description = EXECUTE_CODE_CONTRACT,
         input_schema = rmcp::handler::server::common::schema_for_type::<ExecuteCodeInput>(),
         output_schema = execute_code_output_schema()
     )]
@@ -92,31 +112,219 @@ impl CodeModeServer {
         Parameters(arguments): Parameters<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let input = match ExecuteCodeInput::parse(arguments) {
+        const EXPECTED: &str =
+            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
+        let input: ExecuteCodeInput = match parse_arguments(arguments, EXPECTED) {
             Ok(input) => input,
-            Err(message) => return Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+            Err(message) => return Ok(tool_error(message)),
         };
+        if input.timeout_ms == Some(0) {
+            return Ok(tool_error(format!(
+                "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
+            )));
+        }
         let timeout = input.timeout_ms.map(Duration::from_millis);
         tokio::select! {
             execution = self.executor.execute(&input.code, timeout) => {
                 Ok(render::call_tool_result(&execution))
             }
-            // Dropping the execution future stops the isolate.
+            // Dropping the execution future stops the isolate and its tool calls.
             () = context.ct.cancelled() => {
                 Err(McpError::internal_error("the request was cancelled by the client", None))
             }
         }
     }
+
+    #[tool(
+        name = "search_tools",
+        title = "Find tools for code-mode programs",
+        description = "Find the tools a code-mode program can call, by keywords in their names and descriptions, and get their TypeScript declarations. Use it before writing a program that calls tools you have not seen declared. Not callable from inside programs.",
+        input_schema = rmcp::handler::server::common::schema_for_type::<SearchToolsInput>()
+    )]
+    async fn search_tools(
+        &self,
+        Parameters(arguments): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, McpError> {
+        const EXPECTED: &str = "search_tools takes {\"query\": string, \"detail\"?: \"names\" | \"signatures\" | \"full\", \"limit\"?: integer}";
+        let input: SearchToolsInput = match parse_arguments(arguments, EXPECTED) {
+            Ok(input) => input,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        let catalog = self.executor.tools().current();
+        let limit = input.limit.map_or(10, |l| l.clamp(1, 200) as usize);
+        let text = search_answer(
+            &catalog,
+            &input.query,
+            input.detail.unwrap_or_default(),
+            limit,
+        );
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
 }
+
+/// URI of the declarations of every namespace.
+const ALL_TYPES_URI: &str = "codemode://types/all.d.ts";
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for CodeModeServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                env!("CARGO_PKG_NAME"),
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(INSTRUCTIONS)
+        let catalog = self.executor.tools().current();
+        let mut instructions = INSTRUCTIONS.trim_end().to_string();
+        let down = describe::unavailable(&catalog);
+        if !down.is_empty() {
+            instructions.push_str("\n\n");
+            instructions.push_str(&down);
+        }
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            env!("CARGO_PKG_NAME"),
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(instructions)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Our tool list (the execute_code description) follows the upstreams' tools.
+        let mut changes = self.executor.tools().upstreams().subscribe();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let catalog = self.executor.tools().current();
+        let mut resources = vec![
+            Resource::new(ALL_TYPES_URI, "all.d.ts")
+                .with_description("TypeScript declarations of every tool programs can call")
+                .with_mime_type("application/typescript"),
+        ];
+        for namespace in catalog.namespaces() {
+            resources.push(
+                Resource::new(
+                    format!("codemode://types/{}.d.ts", namespace.name),
+                    format!("{}.d.ts", namespace.name),
+                )
+                .with_description(format!(
+                    "TypeScript declarations of tools.{}",
+                    namespace.name
+                ))
+                .with_mime_type("application/typescript"),
+            );
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let catalog = self.executor.tools().current();
+        let text = if request.uri == ALL_TYPES_URI {
+            Some(typegen::all_declarations(&catalog))
+        } else {
+            request
+                .uri
+                .strip_prefix("codemode://types/")
+                .and_then(|rest| rest.strip_suffix(".d.ts"))
+                .and_then(|name| catalog.namespaces().iter().find(|n| n.name == name))
+                .map(typegen::namespace_declarations)
+        };
+        match text {
+            Some(text) => {
+                Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
+            }
+            None => Err(McpError::resource_not_found(
+                format!(
+                    "no resource {}; resources/list shows what exists",
+                    request.uri
+                ),
+                None,
+            )),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
+            "write-a-program",
+            Some("How to write one code-mode program against the connected tools, with an example"),
+            None,
+        )]))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        if request.name != "write-a-program" {
+            return Err(McpError::invalid_params(
+                format!(
+                    "no prompt \"{}\"; the prompts are: write-a-program",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        let catalog = self.executor.tools().current();
+        let text = format!(
+            "{}\n\n## The tools connected now\n\n```ts\n{}```",
+            WRITING_PROGRAMS_PROMPT.trim_end(),
+            typegen::all_declarations(&catalog)
+        );
+        Ok(
+            GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
+                .with_description("Writing code-mode programs")
+                .into(),
+        )
+    }
+}
+
+impl CodeModeServer {
+    /// The tools as served now: `execute_code`'s description follows the catalog.
+    fn tools(&self) -> Vec<Tool> {
+        let catalog = self.executor.tools().current();
+        self.tool_router
+            .list_all()
+            .into_iter()
+            .map(|mut tool| {
+                if tool.name == "execute_code" {
+                    tool.description = Some(execute_code_description(&catalog).into());
+                }
+                tool
+            })
+            .collect()
     }
 }

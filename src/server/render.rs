@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::{
-    executor::Execution,
+    executor::{CallRecord, Execution},
     sandbox::{ErrorKind, LogEntry, Truncation, human_bytes},
 };
 
@@ -20,6 +20,8 @@ pub struct ExecuteCodeOutput {
     pub logs: Vec<LogEntry>,
     /// Wall-clock time of the execution, in milliseconds.
     pub duration_ms: u64,
+    /// Each tool call the program made, in the order they finished.
+    pub calls: Vec<CallRecord>,
     /// Why the program failed; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
@@ -45,6 +47,12 @@ pub struct ErrorReport {
     /// The program's own stack frames, positions in the submitted code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// The tool whose failure ended the program (kind `tool`), as `namespace.tool`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// JSON pointer into that tool's input schema, when its arguments were invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_path: Option<String>,
 }
 
 /// The structured output of an execution.
@@ -73,6 +81,8 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
                 line: err.position.map(|p| p.line),
                 column: err.position.map(|p| p.column),
                 stack: err.stack.clone(),
+                tool: err.tool.clone(),
+                schema_path: err.schema_path.clone(),
             }),
         ),
     };
@@ -80,6 +90,7 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
         result,
         logs: outcome.logs.clone(),
         duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
+        calls: execution.calls.clone(),
         error,
         truncated,
     }
@@ -110,6 +121,9 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             }
             head.push_str(": ");
             head.push_str(&error.message);
+            if let Some(path) = &error.schema_path {
+                head.push_str(&format!(" (schema path {path})"));
+            }
             if let Some(stack) = &error.stack {
                 for frame in stack.lines() {
                     head.push_str("\n    ");
@@ -130,6 +144,14 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
         for entry in &output.logs {
             text.push_str(&format!("\n[{}] {}", entry.level.as_str(), entry.message));
         }
+    }
+    if !output.calls.is_empty() {
+        let failed = output.calls.iter().filter(|c| !c.ok).count();
+        text.push_str(&format!(
+            "\n\ntool calls: {} ({} failed)",
+            output.calls.len(),
+            failed
+        ));
     }
     for notice in &output.truncated {
         text.push_str("\n\n[");

@@ -28,7 +28,7 @@ async def main(binary):
 
             tools = await session.list_tools()
             names = [tool.name for tool in tools.tools]
-            check(names == ["execute_code"], f"tools/list lists execute_code ({names})")
+            check(names == ["execute_code", "search_tools"], f"tools/list lists execute_code and search_tools ({names})")
             tool = tools.tools[0]
             check(tool.output_schema is not None, "execute_code declares an outputSchema")
 

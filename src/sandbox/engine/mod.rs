@@ -5,7 +5,9 @@ mod quickjs;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CancelHandle, RunOutcome, RunRequest};
+use std::sync::Arc;
+
+use super::{CancelHandle, RunOutcome, RunRequest, ToolHost};
 
 /// The JS engines this binary can run programs on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -34,11 +36,16 @@ impl Engine {
         self.kind
     }
 
-    /// Runs `request` in a fresh isolate that is dropped afterwards. Must be awaited on a
-    /// current-thread runtime: isolates are not `Send`.
-    pub async fn run(&self, request: &RunRequest, cancel: &CancelHandle) -> RunOutcome {
+    /// Runs `request` in a fresh isolate that is dropped afterwards; `host` answers its
+    /// tool calls. Must be awaited on a current-thread runtime: isolates are not `Send`.
+    pub async fn run(
+        &self,
+        request: &RunRequest,
+        cancel: &CancelHandle,
+        host: Arc<dyn ToolHost>,
+    ) -> RunOutcome {
         match self.kind {
-            EngineKind::Quickjs => quickjs::run(request, cancel).await,
+            EngineKind::Quickjs => quickjs::run(request, cancel, host).await,
         }
     }
 }

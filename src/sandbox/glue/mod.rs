@@ -10,13 +10,15 @@
 //! | `console.js` | `console` | `log(level, text)`, `wrapperLines`, `outputChars` |
 //! | `timers.js` | `setTimeout`, `setInterval`, `clearTimeout`, `clearInterval` | `sleep(ms) -> Promise` |
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
-//! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)` |
+//! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson) -> Promise<json>` |
+//! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)`, `uncaughtToolError(tool, schemaPath)` |
 
 /// Capability glue, in installation order.
 const CAPABILITIES: &[&str] = &[
     include_str!("console.js"),
     include_str!("timers.js"),
     include_str!("web.js"),
+    include_str!("tools.js"),
 ];
 
 /// The glue that runs the program and converts its result.
@@ -44,6 +46,8 @@ pub(crate) fn module_source() -> String {
 /// Globals a program has beyond the standard JS built-ins; named in errors such as
 /// "x is not defined" so the model can correct itself.
 pub(crate) const PROGRAM_GLOBALS: &[&str] = &[
+    "tools",
+    "ToolError",
     "console",
     "setTimeout",
     "clearTimeout",

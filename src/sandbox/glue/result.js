@@ -82,7 +82,13 @@
   }
 
   return async function run(program) {
-    const value = await program();
+    let value;
+    try {
+      value = await program();
+    } catch (error) {
+      if (host.isToolError(error)) host.uncaughtToolError(String(error.tool), error.schemaPath ? String(error.schemaPath) : null);
+      throw error;
+    }
     const out = plain(value, "result", [], []);
     return out === undefined ? "null" : JSON.stringify(out);
   };

@@ -10,7 +10,7 @@ mod alloc;
 use std::{
     cell::{Cell, RefCell},
     rc::Rc,
-    sync::{OnceLock, atomic::Ordering},
+    sync::{Arc, OnceLock, atomic::Ordering},
     time::Instant,
 };
 
@@ -23,8 +23,8 @@ use self::alloc::{CappedAllocator, HeapGauge};
 use crate::{
     sandbox::{
         CancelHandle, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome, RunRequest,
-        Truncation, glue, human_bytes, logs::LogSink, logs::floor_char_boundary,
-        stack::agent_frames,
+        ToolCall, ToolHost, Truncation, glue, human_bytes, logs::LogSink,
+        logs::floor_char_boundary, stack::agent_frames,
     },
     transpile::{PROGRAM_FILE, WRAPPER_LINES},
 };
@@ -56,15 +56,24 @@ struct Thrown {
 struct IsolateState {
     logs: RefCell<LogSink>,
     output_error: RefCell<Option<String>>,
+    /// Set by the glue when the program ended with a ToolError it raised: (tool, schema path).
+    tool_error: RefCell<Option<(String, Option<String>)>>,
+    host: Arc<dyn ToolHost>,
 }
 
-pub(super) async fn run(request: &RunRequest, cancel: &CancelHandle) -> RunOutcome {
+pub(super) async fn run(
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    host: Arc<dyn ToolHost>,
+) -> RunOutcome {
     let limits = request.limits;
     let deadline = Instant::now() + limits.timeout;
     let gauge = HeapGauge::default();
     let state = Rc::new(IsolateState {
         logs: RefCell::new(LogSink::new(limits.output_bytes)),
         output_error: RefCell::new(None),
+        tool_error: RefCell::new(None),
+        host,
     });
     let stop = Rc::new(Cell::new(None));
 
@@ -243,6 +252,42 @@ fn install_glue<'js>(
             output.output_error.borrow_mut().get_or_insert(message);
         })?,
     )?;
+    let tool_error = state.clone();
+    host.set(
+        "uncaughtToolError",
+        Function::new(
+            ctx.clone(),
+            move |tool: String, schema_path: Option<String>| {
+                tool_error
+                    .tool_error
+                    .borrow_mut()
+                    .replace((tool, schema_path));
+            },
+        )?,
+    )?;
+    let calls = state.clone();
+    host.set(
+        "callTool",
+        Function::new(
+            ctx.clone(),
+            move |namespace: String, tool: String, arguments: String| {
+                let reply = calls.host.call_tool(ToolCall {
+                    namespace,
+                    tool,
+                    arguments,
+                });
+                Promised(async move { reply.await.to_js_json() })
+            },
+        )?,
+    )?;
+    let bindings = rquickjs::Array::new(ctx.clone())?;
+    for (i, binding) in request.bindings.iter().enumerate() {
+        let entry = Object::new(ctx.clone())?;
+        entry.set("namespace", binding.namespace.as_str())?;
+        entry.set("tools", binding.tools.clone())?;
+        bindings.set(i, entry)?;
+    }
+    host.set("bindings", bindings)?;
     host.set("wrapperLines", WRAPPER_LINES)?;
     host.set("outputChars", request.limits.output_bytes)?;
 
@@ -351,6 +396,8 @@ fn positioned(kind: ErrorKind, thrown: Thrown, program_lines: u32) -> ProgramErr
         message,
         position,
         stack: (!frames.is_empty()).then(|| frames.join("\n")),
+        tool: None,
+        schema_path: None,
     }
 }
 

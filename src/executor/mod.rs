@@ -1,12 +1,16 @@
-//! One execution end to end: transpile, take an isolate slot, run, collect the outcome.
+//! One execution end to end: transpile, take an isolate slot, run, answer its tool calls,
+//! collect the outcome.
 //! The MCP server, the CLI `run` and the benchmark all go through [`Executor::execute`].
 //!
 //! Isolates are not `Send`, so each runs on one of a fixed set of isolate threads, each
 //! with its own current-thread tokio runtime. The number of threads is the concurrency cap;
 //! a bounded queue in front of them holds what waits; past that, `busy`.
 
+mod calls;
+
 use std::{
     panic::AssertUnwindSafe,
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -14,8 +18,14 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
+pub use calls::CallRecord;
+
 use crate::{
-    sandbox::{CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest},
+    catalog::LiveCatalog,
+    sandbox::{
+        Binding, CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest,
+        ToolHost,
+    },
     transpile::{line_count, transpile},
 };
 
@@ -53,6 +63,8 @@ impl Default for ExecutorSettings {
 pub struct Execution {
     /// What the program produced.
     pub outcome: RunOutcome,
+    /// Its tool calls, in the order they finished.
+    pub calls: Vec<CallRecord>,
     /// Wall-clock time from the request to the outcome, queueing included.
     pub duration: Duration,
 }
@@ -60,6 +72,7 @@ pub struct Execution {
 struct Job {
     request: RunRequest,
     cancel: CancelHandle,
+    host: Arc<dyn ToolHost>,
     started: oneshot::Sender<()>,
     reply: oneshot::Sender<RunOutcome>,
 }
@@ -69,11 +82,20 @@ struct Job {
 pub struct Executor {
     settings: ExecutorSettings,
     jobs: Sender<Job>,
+    tools: Arc<LiveCatalog>,
 }
 
 impl Executor {
-    /// Starts the isolate threads.
+    /// Starts the isolate threads, with no tools.
     pub fn new(settings: ExecutorSettings) -> std::io::Result<Self> {
+        Self::with_tools(settings, Arc::new(LiveCatalog::empty()))
+    }
+
+    /// Starts the isolate threads; programs call the tools of `tools`.
+    pub fn with_tools(
+        settings: ExecutorSettings,
+        tools: Arc<LiveCatalog>,
+    ) -> std::io::Result<Self> {
         let concurrency = settings.concurrency.max(1);
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(settings.queue);
         for index in 0..concurrency {
@@ -86,7 +108,16 @@ impl Executor {
                 .stack_size(settings.limits.stack_bytes.saturating_mul(4).max(8 << 20))
                 .spawn(move || isolate_thread(engine, queue))?;
         }
-        Ok(Self { settings, jobs })
+        Ok(Self {
+            settings,
+            jobs,
+            tools,
+        })
+    }
+
+    /// The tools programs can call.
+    pub fn tools(&self) -> &Arc<LiveCatalog> {
+        &self.tools
     }
 
     /// The settings this executor runs with.
@@ -96,17 +127,33 @@ impl Executor {
 
     /// Runs `code` (TypeScript or JavaScript, the body of an async function) in a fresh
     /// isolate. `timeout` may lower the configured wall clock, never raise it. Dropping the
-    /// returned future cancels the run.
+    /// returned future cancels the run. Must be called within a tokio runtime, which serves
+    /// the program's tool calls.
     pub async fn execute(&self, code: &str, timeout: Option<Duration>) -> Execution {
         let started = Instant::now();
-        let outcome = self.outcome(code, timeout).await;
+        let catalog = self.tools.current();
+        let host = Arc::new(calls::CallHost::new(
+            catalog.clone(),
+            self.tools.upstreams().clone(),
+            tokio::runtime::Handle::current(),
+        ));
+        let outcome = self
+            .outcome(code, timeout, catalog.bindings(), host.clone())
+            .await;
         Execution {
             outcome,
+            calls: host.records(),
             duration: started.elapsed(),
         }
     }
 
-    async fn outcome(&self, code: &str, timeout: Option<Duration>) -> RunOutcome {
+    async fn outcome(
+        &self,
+        code: &str,
+        timeout: Option<Duration>,
+        bindings: Vec<Binding>,
+        host: Arc<dyn ToolHost>,
+    ) -> RunOutcome {
         let transpiled = match transpile(code) {
             Ok(t) => t,
             Err(err) => {
@@ -115,6 +162,8 @@ impl Executor {
                     message: err.message,
                     position: err.position,
                     stack: None,
+                    tool: None,
+                    schema_path: None,
                 });
             }
         };
@@ -129,9 +178,11 @@ impl Executor {
             request: RunRequest {
                 js: transpiled.js,
                 program_lines: line_count(code),
+                bindings,
                 limits,
             },
             cancel: cancel.clone(),
+            host,
             started,
             reply,
         };
@@ -213,7 +264,7 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
             continue;
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(engine.run(&job.request, &job.cancel))
+            runtime.block_on(engine.run(&job.request, &job.cancel, job.host.clone()))
         }));
         let outcome = outcome.unwrap_or_else(|_| {
             failed(ProgramError::new(

@@ -1,0 +1,251 @@
+//! The single list of callable tools: each upstream's, under namespace = its key in
+//! `mcpServers`, with MCP names mapped to JS identifiers deterministically. Argument
+//! validation and word search live here too.
+
+mod names;
+mod search;
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rmcp::model::{JsonObject, Tool};
+use serde_json::Value;
+
+use crate::upstream::{Snapshot, Status, Upstreams};
+
+pub use names::to_identifier;
+pub use search::Detail;
+
+/// One callable tool.
+#[derive(Debug)]
+pub struct CatalogTool {
+    /// The upstream's key in `mcpServers`.
+    pub upstream: String,
+    /// `tools.<namespace>` in programs.
+    pub namespace: String,
+    /// `tools.<namespace>.<js_name>` in programs.
+    pub js_name: String,
+    /// The tool's MCP name, as the upstream knows it.
+    pub mcp_name: String,
+    /// The tool as the upstream listed it.
+    pub tool: Tool,
+    validator: OnceLock<Result<jsonschema::Validator, String>>,
+}
+
+/// Why arguments were refused before any upstream saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgumentError {
+    /// What is wrong, naming the argument's path.
+    pub message: String,
+    /// JSON pointer into the tool's `inputSchema` of the keyword that failed.
+    pub schema_path: String,
+}
+
+impl CatalogTool {
+    /// `namespace.js_name`, as programs write it after `tools.`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.namespace, self.js_name)
+    }
+
+    /// The input schema.
+    pub fn input_schema(&self) -> &JsonObject {
+        &self.tool.input_schema
+    }
+
+    /// The output schema, if declared.
+    pub fn output_schema(&self) -> Option<&JsonObject> {
+        self.tool.output_schema.as_deref()
+    }
+
+    /// Checks `arguments` against the input schema. A schema that does not compile is
+    /// not held against the caller: the upstream judges the arguments then.
+    pub fn validate(&self, arguments: &Value) -> Result<(), ArgumentError> {
+        let validator = self.validator.get_or_init(|| {
+            jsonschema::validator_for(&Value::Object(self.input_schema().clone()))
+                .map_err(|e| e.to_string())
+        });
+        let Ok(validator) = validator else {
+            return Ok(());
+        };
+        let Some(error) = validator.iter_errors(arguments).next() else {
+            return Ok(());
+        };
+        let at = error.instance_path().to_string();
+        let at = if at.is_empty() {
+            "args".to_string()
+        } else {
+            format!("args{}", pointer_to_path(&at))
+        };
+        Err(ArgumentError {
+            message: format!("{at}: {error}"),
+            schema_path: error.schema_path().to_string(),
+        })
+    }
+}
+
+/// `/items/0/name` -> `.items[0].name`
+fn pointer_to_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|part| {
+            let part = part.replace("~1", "/").replace("~0", "~");
+            if part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+                format!("[{part}]")
+            } else if names::is_identifier(&part) {
+                format!(".{part}")
+            } else {
+                format!("[{}]", serde_json::to_string(&part).unwrap_or_default())
+            }
+        })
+        .collect()
+}
+
+/// The tools of one upstream.
+#[derive(Debug)]
+pub struct Namespace {
+    /// The upstream's key in `mcpServers`.
+    pub upstream: String,
+    /// `tools.<name>` in programs.
+    pub name: String,
+    /// `stdio`, `http` or `sse`.
+    pub transport: &'static str,
+    /// Connection state when the catalog was built.
+    pub status: Status,
+    /// Its tools, by JS name.
+    pub tools: Vec<Arc<CatalogTool>>,
+}
+
+/// All callable tools at one moment; rebuilt when an upstream changes.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    namespaces: Vec<Namespace>,
+}
+
+impl Catalog {
+    /// The catalog of the upstreams as they are now.
+    pub fn build(upstreams: &Upstreams) -> Self {
+        Self::from_snapshots(upstreams.iter().map(|u| u.snapshot()).collect())
+    }
+
+    /// The catalog of these upstream states.
+    pub fn from_snapshots(mut snapshots: Vec<Snapshot>) -> Self {
+        snapshots.sort_by(|a, b| a.name.cmp(&b.name));
+        let namespace_names = names::assign(
+            snapshots
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+        );
+        let namespaces = snapshots
+            .into_iter()
+            .zip(namespace_names)
+            .map(|(snapshot, namespace)| {
+                let mut tools: Vec<&Tool> = snapshot.tools.iter().collect();
+                tools.sort_by(|a, b| a.name.cmp(&b.name));
+                let js_names = names::assign(tools.iter().map(|t| t.name.as_ref()).collect());
+                let tools = tools
+                    .into_iter()
+                    .zip(js_names)
+                    .map(|(tool, js_name)| {
+                        Arc::new(CatalogTool {
+                            upstream: snapshot.name.clone(),
+                            namespace: namespace.clone(),
+                            js_name,
+                            mcp_name: tool.name.to_string(),
+                            tool: tool.clone(),
+                            validator: OnceLock::new(),
+                        })
+                    })
+                    .collect();
+                Namespace {
+                    upstream: snapshot.name,
+                    name: namespace,
+                    transport: snapshot.transport,
+                    status: snapshot.status,
+                    tools,
+                }
+            })
+            .collect();
+        Self { namespaces }
+    }
+
+    /// Namespaces, sorted by name.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.namespaces
+    }
+
+    /// Every tool, namespace by namespace.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<CatalogTool>> {
+        self.namespaces.iter().flat_map(|n| n.tools.iter())
+    }
+
+    /// The tool a program calls as `tools.<namespace>.<js_name>`.
+    pub fn find(&self, namespace: &str, js_name: &str) -> Option<&Arc<CatalogTool>> {
+        self.namespaces
+            .iter()
+            .find(|n| n.name == namespace)?
+            .tools
+            .iter()
+            .find(|t| t.js_name == js_name)
+    }
+
+    /// What programs see as `tools`.
+    pub fn bindings(&self) -> Vec<crate::sandbox::Binding> {
+        self.namespaces
+            .iter()
+            .map(|n| crate::sandbox::Binding {
+                namespace: n.name.clone(),
+                tools: n.tools.iter().map(|t| t.js_name.clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// Whether there is nothing to call.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.iter().all(|n| n.tools.is_empty())
+    }
+}
+
+/// The catalog of live upstreams, rebuilt when one of them changes.
+#[derive(Debug)]
+pub struct LiveCatalog {
+    upstreams: Arc<Upstreams>,
+    cached: RwLock<(u64, Arc<Catalog>)>,
+}
+
+impl LiveCatalog {
+    /// The catalog of `upstreams`.
+    pub fn new(upstreams: Arc<Upstreams>) -> Self {
+        let generation = upstreams.generation();
+        let catalog = Arc::new(Catalog::build(&upstreams));
+        Self {
+            upstreams,
+            cached: RwLock::new((generation, catalog)),
+        }
+    }
+
+    /// A catalog with no tools.
+    pub fn empty() -> Self {
+        Self::new(Upstreams::none())
+    }
+
+    /// The upstreams behind the catalog.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// The catalog as of now.
+    pub fn current(&self) -> Arc<Catalog> {
+        let generation = self.upstreams.generation();
+        {
+            let cached = self.cached.read().unwrap_or_else(|e| e.into_inner());
+            if cached.0 == generation {
+                return cached.1.clone();
+            }
+        }
+        let catalog = Arc::new(Catalog::build(&self.upstreams));
+        let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
+        *cached = (generation, catalog.clone());
+        catalog
+    }
+}

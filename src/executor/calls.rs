@@ -1,0 +1,188 @@
+//! The host side of `tools.<ns>.<tool>(args)`: find the tool, validate the arguments
+//! against its schema, call its upstream on the server's runtime, map the result to a
+//! program value, and record the call.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::{runtime::Handle, task::JoinHandle};
+
+use crate::{
+    catalog::Catalog,
+    sandbox::{ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply},
+    upstream::Upstreams,
+};
+
+/// One tool call of an execution, as listed in the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CallRecord {
+    /// `namespace.tool`.
+    pub tool: String,
+    /// Milliseconds from the call to its answer.
+    pub ms: u64,
+    /// Whether it produced a result (false: the program got a `ToolError`).
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answers the tool calls of one execution.
+pub(super) struct CallHost {
+    catalog: Arc<Catalog>,
+    upstreams: Arc<Upstreams>,
+    runtime: Handle,
+    records: Arc<Mutex<Vec<CallRecord>>>,
+}
+
+impl CallHost {
+    pub(super) fn new(catalog: Arc<Catalog>, upstreams: Arc<Upstreams>, runtime: Handle) -> Self {
+        Self {
+            catalog,
+            upstreams,
+            runtime,
+            records: Arc::default(),
+        }
+    }
+
+    /// The calls made so far, in the order they finished.
+    pub(super) fn records(&self) -> Vec<CallRecord> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+fn record(records: &Mutex<Vec<CallRecord>>, tool: &str, started: Instant, reply: &ToolReply) {
+    let (ok, error) = match reply {
+        ToolReply::Ok(_) => (true, None),
+        ToolReply::Err(failure) => (false, Some(failure.message.clone())),
+    };
+    if let Ok(mut records) = records.lock() {
+        records.push(CallRecord {
+            tool: tool.to_string(),
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ok,
+            error,
+        });
+    }
+}
+
+fn fail(message: String, schema_path: Option<String>) -> ToolReply {
+    ToolReply::Err(ToolFailure {
+        message,
+        schema_path,
+    })
+}
+
+impl ToolHost for CallHost {
+    fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        let started = Instant::now();
+        let qualified = format!("{}.{}", call.namespace, call.tool);
+        let immediate = |reply: ToolReply| -> ReplyFuture {
+            record(&self.records, &qualified, started, &reply);
+            Box::pin(std::future::ready(reply))
+        };
+        let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
+            return immediate(fail(format!("tools.{qualified} does not exist"), None));
+        };
+        let arguments: Value = match serde_json::from_str(&call.arguments) {
+            Ok(Value::Object(arguments)) => Value::Object(arguments),
+            _ => {
+                return immediate(fail(
+                    format!("tools.{qualified}: the arguments must be one JSON object"),
+                    None,
+                ));
+            }
+        };
+        if let Err(invalid) = tool.validate(&arguments) {
+            return immediate(fail(
+                format!(
+                    "tools.{qualified}: invalid arguments: {} (search_tools shows its declaration)",
+                    invalid.message
+                ),
+                Some(invalid.schema_path),
+            ));
+        }
+        let Some(upstream) = self.upstreams.get(&tool.upstream).cloned() else {
+            return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
+        };
+        let Value::Object(arguments) = arguments else {
+            return immediate(fail(format!("tools.{qualified}: bad arguments"), None));
+        };
+        let records = self.records.clone();
+        let task = self.runtime.spawn(async move {
+            let reply = match upstream.call(&tool.mcp_name, arguments).await {
+                Ok(result) => match program_value(result) {
+                    Ok(value) => ToolReply::Ok(value.to_string()),
+                    Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
+                },
+                Err(err) => fail(format!("tools.{qualified}: {err}"), None),
+            };
+            record(&records, &qualified, started, &reply);
+            reply
+        });
+        Box::pin(AbortOnDrop(task))
+    }
+}
+
+/// An upstream call stops when the execution that made it is dropped (timeout, cancel).
+struct AbortOnDrop(JoinHandle<ToolReply>);
+
+impl Future for AbortOnDrop {
+    type Output = ToolReply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ToolReply> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|joined| joined.unwrap_or_else(|_| fail("the call was abandoned".into(), None)))
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A tool result as the program receives it: `structuredContent` if present; else a single
+/// text that parses as JSON, as that value; else the text; other content kinds as objects.
+/// `isError` results are errors, with the tool's own text as the message.
+pub(crate) fn program_value(result: CallToolResult) -> Result<Value, String> {
+    if result.is_error == Some(true) {
+        let text: Vec<String> = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        return Err(if text.is_empty() {
+            "the tool reported an error without a message".to_string()
+        } else {
+            text.join("\n")
+        });
+    }
+    if let Some(structured) = result.structured_content {
+        return Ok(structured);
+    }
+    let mut values: Vec<Value> = result
+        .content
+        .into_iter()
+        .map(|block| match &block {
+            ContentBlock::Text(text) => serde_json::from_str(&text.text)
+                .unwrap_or_else(|_| Value::String(text.text.clone())),
+            _ => serde_json::to_value(&block).unwrap_or(Value::Null),
+        })
+        .collect();
+    Ok(match values.len() {
+        0 => Value::Null,
+        1 => values.remove(0),
+        _ => Value::Array(values),
+    })
+}

@@ -1,0 +1,79 @@
+//! What an isolate may ask of the host, as plain data: a tool call in, a reply out. The
+//! host (not the isolate) holds upstream clients, credentials and the catalog.
+
+use std::{future::Future, pin::Pin};
+
+use serde::{Deserialize, Serialize};
+
+/// `tools.<namespace>.<tool>` as the program saw them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// `tools.<namespace>`.
+    pub namespace: String,
+    /// The functions in it.
+    pub tools: Vec<String>,
+}
+
+/// One tool call from a program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// `tools.<namespace>`.
+    pub namespace: String,
+    /// `tools.<namespace>.<tool>`.
+    pub tool: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+/// The host's answer to a [`ToolCall`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToolReply {
+    /// The result, mapped to a program value, as JSON text.
+    Ok(String),
+    /// The call failed; the program gets a `ToolError`.
+    Err(ToolFailure),
+}
+
+/// Why a tool call failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolFailure {
+    /// What went wrong, for the model.
+    pub message: String,
+    /// JSON pointer into the input schema when the arguments were invalid.
+    pub schema_path: Option<String>,
+}
+
+impl ToolReply {
+    /// The reply as the JS glue reads it: `{"ok": value}` or `{"error": {...}}`.
+    pub(crate) fn to_js_json(&self) -> String {
+        match self {
+            Self::Ok(json) => format!("{{\"ok\":{json}}}"),
+            Self::Err(failure) => serde_json::json!({
+                "error": { "message": failure.message, "schemaPath": failure.schema_path }
+            })
+            .to_string(),
+        }
+    }
+}
+
+/// A boxed, sendable reply future.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = ToolReply> + Send>>;
+
+/// Answers tool calls for one execution.
+pub trait ToolHost: Send + Sync {
+    /// Starts answering `call`.
+    fn call_tool(&self, call: ToolCall) -> ReplyFuture;
+}
+
+/// A host with no tools: every call fails.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTools;
+
+impl ToolHost for NoTools {
+    fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        Box::pin(std::future::ready(ToolReply::Err(ToolFailure {
+            message: format!("tools.{}.{} does not exist", call.namespace, call.tool),
+            schema_path: None,
+        })))
+    }
+}

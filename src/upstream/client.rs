@@ -1,0 +1,133 @@
+//! One client connection to an upstream, over the transport its config names.
+
+use std::{collections::HashMap, process::Stdio};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{ClientCapabilities, ClientConfig, Implementation, Tool},
+    service::{NotificationContext, Peer, QuitReason},
+    transport::{
+        StreamableHttpClientTransport, TokioChildProcess,
+        streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use crate::config::{Transport, UpstreamConfig};
+
+/// A live connection.
+pub(super) struct Connection {
+    pub(super) peer: Peer<RoleClient>,
+    pub(super) tools: Vec<Tool>,
+    /// Ends when the connection closes.
+    pub(super) closed: JoinHandle<String>,
+    /// One message per `notifications/tools/list_changed`.
+    pub(super) list_changed: mpsc::UnboundedReceiver<()>,
+}
+
+/// Our side of the connection: identifies us and forwards `list_changed`.
+#[derive(Debug, Clone)]
+struct Handler {
+    list_changed: mpsc::UnboundedSender<()>,
+}
+
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.list_changed.send(());
+    }
+}
+
+pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, String> {
+    let (tx, list_changed) = mpsc::unbounded_channel();
+    let handler = Handler { list_changed: tx };
+    let service = match &config.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).envs(env);
+            if let Some(cwd) = cwd {
+                cmd.current_dir(cwd);
+            }
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            if let Some(stderr) = stderr {
+                let name = config.name.clone();
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::info!(target: "upstream", "[{name}] {line}");
+                    }
+                });
+            }
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("MCP handshake failed: {e}"))?
+        }
+        Transport::Http { url, headers } => {
+            let transport = StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .custom_headers(header_map(headers)?),
+            );
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
+        }
+        Transport::Sse { url, .. } => {
+            return Err(format!(
+                "legacy SSE upstreams ({url}) are not supported yet: use the server's streamable HTTP endpoint"
+            ));
+        }
+    };
+    let peer = service.peer().clone();
+    let tools = peer
+        .list_all_tools()
+        .await
+        .map_err(|e| format!("tools/list failed: {e}"))?;
+    let closed = tokio::spawn(async move {
+        match service.waiting().await {
+            Ok(QuitReason::Closed) => "closed by the server".to_string(),
+            Ok(reason) => format!("{reason:?}"),
+            Err(err) => err.to_string(),
+        }
+    });
+    Ok(Connection {
+        peer,
+        tools,
+        closed,
+        list_changed,
+    })
+}
+
+fn header_map(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<HashMap<http::HeaderName, http::HeaderValue>, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = http::HeaderName::try_from(k.as_str())
+                .map_err(|e| format!("header name \"{k}\": {e}"))?;
+            let value = http::HeaderValue::try_from(v.as_str())
+                .map_err(|e| format!("header \"{k}\" has an invalid value: {e}"))?;
+            Ok((name, value))
+        })
+        .collect()
+}

@@ -1,0 +1,361 @@
+//! Upstream MCP servers: one supervised client connection each.
+//!
+//! Every upstream connects on its own task, in parallel with the others; a failing or slow
+//! one is reported and retried with backoff while the rest serve. A connection that closes
+//! (the server crashed or exited) is reconnected the same way. Credentials (env, headers)
+//! live here and nowhere else.
+
+mod client;
+
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use rmcp::{
+    RoleClient,
+    model::{CallToolRequestParams, CallToolResult, JsonObject, Tool},
+    service::Peer,
+};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::config::{UpstreamConfig, UpstreamSettings};
+
+/// Why a call to an upstream failed before it produced a result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The upstream is not connected (starting, down, or being restarted); transient.
+    #[error("upstream \"{name}\" is not available: {status}")]
+    Unavailable {
+        /// The upstream.
+        name: String,
+        /// What its supervisor last saw.
+        status: String,
+    },
+    /// The call took longer than the per-call timeout; transient.
+    #[error("upstream \"{name}\" did not answer within {ms} ms")]
+    Timeout {
+        /// The upstream.
+        name: String,
+        /// The per-call timeout.
+        ms: u128,
+    },
+    /// The connection failed during the call (for example, the server crashed).
+    #[error("upstream \"{name}\" failed during the call: {message}")]
+    Failed {
+        /// The upstream.
+        name: String,
+        /// What the client library said.
+        message: String,
+    },
+}
+
+/// Where an upstream's connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Its first connection attempt has not finished.
+    Connecting,
+    /// Connected, tools listed.
+    Ready,
+    /// Not connected; being retried.
+    Down {
+        /// Why, for people and for the model.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connecting => f.write_str("connecting"),
+            Self::Ready => f.write_str("ready"),
+            Self::Down { reason } => write!(f, "down ({reason}); retrying"),
+        }
+    }
+}
+
+/// What is known of one upstream at a moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Its key in `mcpServers`.
+    pub name: String,
+    /// `stdio`, `http` or `sse`.
+    pub transport: &'static str,
+    /// Connection state.
+    pub status: Status,
+    /// Its tools, as last listed (kept while it reconnects).
+    pub tools: Arc<Vec<Tool>>,
+    /// Time from the start of the last successful connection to its tools being listed.
+    pub ready_in: Option<Duration>,
+}
+
+/// One supervised upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    config: UpstreamConfig,
+    settings: UpstreamSettings,
+    state: RwLock<State>,
+    calls: tokio::sync::Semaphore,
+}
+
+#[derive(Debug)]
+struct State {
+    status: Status,
+    tools: Arc<Vec<Tool>>,
+    peer: Option<Peer<RoleClient>>,
+    ready_in: Option<Duration>,
+    settled: bool,
+}
+
+impl Upstream {
+    fn new(config: UpstreamConfig, settings: UpstreamSettings) -> Self {
+        let permits = usize::try_from(settings.max_concurrent_calls)
+            .unwrap_or(1)
+            .max(1);
+        Self {
+            config,
+            settings,
+            state: RwLock::new(State {
+                status: Status::Connecting,
+                tools: Arc::new(Vec::new()),
+                peer: None,
+                ready_in: None,
+                settled: false,
+            }),
+            calls: tokio::sync::Semaphore::new(permits),
+        }
+    }
+
+    /// Its key in `mcpServers`.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        Snapshot {
+            name: self.config.name.clone(),
+            transport: self.config.transport.name(),
+            status: state.status.clone(),
+            tools: state.tools.clone(),
+            ready_in: state.ready_in,
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut state);
+    }
+
+    /// Calls `tool` with `arguments`. Waiting for a free call slot does not count against
+    /// the per-call timeout.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: JsonObject,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let unavailable = |status: &Status| UpstreamError::Unavailable {
+            name: self.config.name.clone(),
+            status: status.to_string(),
+        };
+        let _permit = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Unavailable {
+                name: self.config.name.clone(),
+                status: "shutting down".into(),
+            })?;
+        let peer = {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            match &state.peer {
+                Some(peer) => peer.clone(),
+                None => return Err(unavailable(&state.status)),
+            }
+        };
+        let timeout = Duration::from_millis(self.settings.call_timeout_ms);
+        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        match tokio::time::timeout(timeout, peer.call_tool(params)).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(err)) => Err(UpstreamError::Failed {
+                name: self.config.name.clone(),
+                message: err.to_string(),
+            }),
+            Err(_) => Err(UpstreamError::Timeout {
+                name: self.config.name.clone(),
+                ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// Connects, serves until the connection closes, and starts over, with backoff.
+    async fn supervise(self: Arc<Self>, changes: watch::Sender<u64>) {
+        let notify = || changes.send_modify(|generation| *generation += 1);
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let started = Instant::now();
+            let connect_timeout = Duration::from_millis(self.settings.connect_timeout_ms);
+            let outcome =
+                tokio::time::timeout(connect_timeout, client::connect(&self.config)).await;
+            match outcome {
+                Ok(Ok(mut connection)) => {
+                    let ready_in = started.elapsed();
+                    tracing::info!(
+                        upstream = %self.config.name,
+                        tools = connection.tools.len(),
+                        ms = ready_in.as_millis() as u64,
+                        "upstream ready"
+                    );
+                    self.update(|s| {
+                        s.status = Status::Ready;
+                        s.tools = Arc::new(std::mem::take(&mut connection.tools));
+                        s.peer = Some(connection.peer.clone());
+                        s.ready_in = Some(ready_in);
+                        s.settled = true;
+                    });
+                    notify();
+                    backoff = Duration::from_millis(250);
+                    let reason = self.serve(&mut connection, &notify).await;
+                    tracing::warn!(upstream = %self.config.name, "upstream down: {reason}");
+                    self.update(|s| {
+                        s.status = Status::Down { reason };
+                        s.peer = None;
+                    });
+                    notify();
+                }
+                Ok(Err(err)) => self.failed(err, &notify),
+                Err(_) => self.failed(
+                    format!(
+                        "did not start and list its tools within {} ms",
+                        connect_timeout.as_millis()
+                    ),
+                    &notify,
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn failed(&self, reason: String, notify: &impl Fn()) {
+        tracing::warn!(upstream = %self.config.name, "upstream failed to connect: {reason}");
+        self.update(|s| {
+            s.status = Status::Down { reason };
+            s.peer = None;
+            s.settled = true;
+        });
+        notify();
+    }
+
+    /// Serves one connection: refreshes the tools on `list_changed` until it closes.
+    async fn serve(&self, connection: &mut client::Connection, notify: &impl Fn()) -> String {
+        loop {
+            tokio::select! {
+                closed = &mut connection.closed => {
+                    return match closed {
+                        Ok(reason) => format!("the connection closed ({reason})"),
+                        Err(_) => "the connection task failed".to_string(),
+                    };
+                }
+                Some(()) = connection.list_changed.recv() => {
+                    match connection.peer.list_all_tools().await {
+                        Ok(tools) => {
+                            tracing::info!(upstream = %self.config.name, tools = tools.len(), "tool list changed");
+                            self.update(|s| s.tools = Arc::new(tools));
+                            notify();
+                        }
+                        Err(err) => tracing::warn!(upstream = %self.config.name, "re-listing tools failed: {err}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// All configured upstreams.
+#[derive(Debug)]
+pub struct Upstreams {
+    list: Vec<Arc<Upstream>>,
+    changes: watch::Sender<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Upstreams {
+    /// Starts connecting every upstream, each on its own task. Needs a tokio runtime.
+    pub fn start(configs: &[UpstreamConfig], settings: UpstreamSettings) -> Arc<Self> {
+        let (changes, _) = watch::channel(0);
+        let list: Vec<Arc<Upstream>> = configs
+            .iter()
+            .map(|c| Arc::new(Upstream::new(c.clone(), settings)))
+            .collect();
+        let tasks = list
+            .iter()
+            .map(|u| tokio::spawn(u.clone().supervise(changes.clone())))
+            .collect();
+        Arc::new(Self {
+            list,
+            changes,
+            tasks,
+        })
+    }
+
+    /// No upstreams.
+    pub fn none() -> Arc<Self> {
+        Arc::new(Self {
+            list: Vec::new(),
+            changes: watch::channel(0).0,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Waits until every upstream has finished its first connection attempt, or `limit`.
+    pub async fn settled(&self, limit: Duration) {
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let all = self
+                .list
+                .iter()
+                .all(|u| u.state.read().map(|s| s.settled).unwrap_or(true));
+            if all {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Every upstream, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.list.iter()
+    }
+
+    /// The upstream named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.list.iter().find(|u| u.config.name == name)
+    }
+
+    /// Changes whenever an upstream's status or tools change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A number that changes whenever an upstream's status or tools change.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+}
+
+impl Drop for Upstreams {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
