@@ -123,7 +123,8 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
-            EnvFilter::try_from_env("CODEMODE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("CODEMODE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

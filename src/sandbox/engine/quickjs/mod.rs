@@ -137,14 +137,23 @@ pub(super) async fn run(
         (None, Some(Settled::Syntax(thrown))) => {
             Err(positioned(ErrorKind::Syntax, thrown, request.program_lines))
         }
-        (None, Some(Settled::Thrown(thrown))) => match state.output_error.borrow_mut().take() {
-            Some(message) => Err(ProgramError::new(ErrorKind::Output, message)),
-            None => Err(positioned(
-                ErrorKind::Runtime,
-                thrown,
-                request.program_lines,
-            )),
-        },
+        (None, Some(Settled::Thrown(thrown))) => {
+            let tool_error = state.tool_error.borrow_mut().take();
+            match (state.output_error.borrow_mut().take(), tool_error) {
+                (Some(message), _) => Err(ProgramError::new(ErrorKind::Output, message)),
+                (None, Some((tool, schema_path))) => {
+                    let mut error = positioned(ErrorKind::Tool, thrown, request.program_lines);
+                    error.tool = Some(tool);
+                    error.schema_path = schema_path;
+                    Err(error)
+                }
+                (None, None) => Err(positioned(
+                    ErrorKind::Runtime,
+                    thrown,
+                    request.program_lines,
+                )),
+            }
+        }
     };
     finish(state, &gauge, result)
 }

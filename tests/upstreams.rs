@@ -1,0 +1,231 @@
+//! Upstream MCP servers as `tools.<ns>.<tool>`: a real client talking to the real binary,
+//! which talks to real upstream processes (the toy server in tests/upstreams and
+//! mcp-server-time from PyPI, both run by the Python the test command installs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, start};
+use serde_json::{Value, json};
+
+fn python() -> String {
+    std::env::var("CODEMODE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "CODEMODE_TEST_PYTHON is not set: run the tests with ./scripts/test, which installs it"
+        )
+    })
+}
+
+/// Starts the server with `servers` as its `mcpServers`.
+async fn start_with(servers: Value) -> (Server, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "codemode-upstreams-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "mcpServers": servers, "codemode": { "upstream": { "connectTimeoutMs": 20000, "callTimeoutMs": 5000 } } })
+            .to_string(),
+    )
+    .unwrap();
+    let server = start(&["--config", config.to_str().unwrap()]).await;
+    (server, dir)
+}
+
+fn toy() -> Value {
+    json!({ "command": python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/toy.py")] })
+}
+
+#[tokio::test]
+async fn programs_call_upstream_tools_as_typed_functions() {
+    let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    let description = tools[0].description.clone().unwrap_or_default();
+    assert!(
+        description.contains("declare namespace tools.toy"),
+        "{description}"
+    );
+    assert!(
+        description.contains("function look_up(args: {"),
+        "{description}"
+    );
+    assert!(
+        description.contains("MCP tool name: \"look-up\""),
+        "{description}"
+    );
+
+    let ran = server
+        .execute(
+            "const [sum, found] = await Promise.all([\n  tools.toy.add({ a: 2, b: 40 }),\n  tools.toy.look_up({ filter: { colour: 'green' } }),\n]);\nreturn { sum: sum.sum, colour: found.colour, limit: found.limit };",
+        )
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(
+        ran.result(),
+        &json!({ "sum": 42, "colour": "green", "limit": 10 })
+    );
+    let calls = ran.structured["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    let mut names: Vec<&str> = calls.iter().map(|c| c["tool"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["toy.add", "toy.look_up"]);
+    assert!(calls.iter().all(|c| c["ok"] == true && c["ms"].is_u64()));
+
+    // search_tools answers with declarations; resources serve the .d.ts files.
+    let Value::Object(arguments) = json!({ "query": "colour", "detail": "signatures" }) else {
+        unreachable!()
+    };
+    let found = server
+        .client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("search_tools").with_arguments(arguments),
+        )
+        .await
+        .unwrap();
+    let text = found.content[0].as_text().unwrap().text.clone();
+    assert!(text.starts_with("```ts\n// tools.toy.look_up\n"), "{text}");
+    let resource = server
+        .client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "codemode://types/toy.d.ts",
+        ))
+        .await
+        .unwrap();
+    assert!(format!("{resource:?}").contains("declare namespace tools.toy"));
+}
+
+#[tokio::test]
+async fn schema_violations_and_upstream_errors_throw_tool_errors() {
+    let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    // Caught before the upstream: the calls list shows it failed in no time.
+    let ran = server
+        .execute("const a = 1;\nreturn await tools.toy.look_up({ filter: { colour: 'blue' } });")
+        .await;
+    assert!(ran.is_error);
+    assert_eq!(ran.error_kind(), "tool", "{ran:?}");
+    assert_eq!(ran.position().0, 2, "{ran:?}");
+    assert_eq!(ran.structured["error"]["tool"], "toy.look_up");
+    let schema_path = ran.structured["error"]["schemaPath"].as_str().unwrap();
+    assert!(schema_path.contains("colour"), "{schema_path}");
+    assert!(
+        ran.error_message().contains("args.filter.colour"),
+        "{ran:?}"
+    );
+
+    // Caught by the program: an upstream isError and a bad argument type.
+    let ran = server
+        .execute(
+            "const seen = [];\ntry { await tools.toy.fail({ reason: 'no luck' }); } catch (e) { seen.push([e.name, e.tool, e instanceof ToolError, String(e.message).includes('Error executing tool fail')]); }\ntry { await tools.toy.add({ a: 'x', b: 1 }); } catch (e) { seen.push([e.name, e.schemaPath]); }\ntry { await tools.toy.nope(); } catch (e) { seen.push([e.name, e.message]); }\nreturn seen;",
+        )
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    let seen = ran.result().as_array().unwrap();
+    assert_eq!(seen[0], json!(["ToolError", "toy.fail", true, true]));
+    assert_eq!(seen[1][0], "ToolError");
+    assert!(
+        seen[1][1].as_str().unwrap().contains("/properties/a"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[2][1]
+            .as_str()
+            .unwrap()
+            .contains("tools.toy has: add, crash, fail, look_up, slow, text"),
+        "{seen:?}"
+    );
+    assert_eq!(ran.structured["calls"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_calls_run_concurrently() {
+    let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    let started = Instant::now();
+    let ran = server
+        .execute(
+            "return await Promise.all([1, 2, 3, 4, 5].map(() => tools.toy.slow({ ms: 300 })));",
+        )
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        ran.result(),
+        &Value::Array(vec![json!({ "result": "done" }); 5]),
+        "{ran:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "5 x 300 ms took {elapsed:?}: calls were serialised"
+    );
+}
+
+#[tokio::test]
+async fn a_down_upstream_is_reported_and_the_others_work() {
+    let (server, _dir) = start_with(json!({
+        "toy": toy(),
+        "broken": { "command": "/nonexistent/mcp-server" }
+    }))
+    .await;
+    let instructions = server
+        .client
+        .peer_info()
+        .unwrap()
+        .instructions
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        instructions.contains("Server \"broken\" is down"),
+        "{instructions}"
+    );
+    let ran = server
+        .execute("return (await tools.toy.add({ a: 1, b: 1 })).sum;")
+        .await;
+    assert_eq!(ran.result(), &json!(2));
+    let ran = server.execute("return Object.keys(tools);").await;
+    assert_eq!(ran.result(), &json!(["broken", "toy"]));
+}
+
+#[tokio::test]
+async fn a_crashed_upstream_is_restarted() {
+    let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    let first = server
+        .execute("return (await tools.toy.look_up({ filter: { colour: 'red' } })).pid;")
+        .await;
+    let pid = first.result().clone();
+    let ran = server.execute("await tools.toy.crash();").await;
+    assert_eq!(ran.error_kind(), "tool", "{ran:?}");
+    let started = Instant::now();
+    loop {
+        let ran = server
+            .execute("return (await tools.toy.look_up({ filter: { colour: 'red' } })).pid;")
+            .await;
+        if !ran.is_error {
+            assert_ne!(ran.result(), &pid, "a new process answers");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not restarted: {ran:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_server_time_from_pypi_works_as_an_upstream() {
+    let python = python();
+    let (server, _dir) = start_with(json!({
+        "time": { "command": python, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"] }
+    }))
+    .await;
+    let ran = server
+        .execute("const r = await tools.time.convert_time({ source_timezone: 'UTC', time: '12:00', target_timezone: 'Asia/Tokyo' });\nreturn r.target.datetime.slice(11, 16);")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!("21:00"));
+}
