@@ -40,6 +40,12 @@ enum Command {
     Run(RunArgs),
     /// Print the TypeScript declarations of every tool the config's upstreams offer.
     Types(ServeArgs),
+    /// Validate a config file, connect to each upstream and print a table: server,
+    /// transport, status, tool count, time to ready. Exits 1 if any upstream is not ready.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -138,6 +144,10 @@ fn main() -> Result<()> {
             std::process::exit(code);
         }
         Some(Command::Types(args)) => runtime.block_on(types(args)),
+        Some(Command::CheckConfig { file }) => {
+            let code = runtime.block_on(check_config(file))?;
+            std::process::exit(code);
+        }
     }
 }
 
@@ -231,4 +241,40 @@ async fn types(args: ServeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn check_config(file: PathBuf) -> Result<i32> {
+    let config = Config::load(&file)?;
+    println!("{}: valid", file.display());
+    if config.upstreams.is_empty() {
+        println!("no upstream servers configured");
+        return Ok(0);
+    }
+    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
+    upstreams
+        .settled(Duration::from_millis(
+            config.codemode.upstream.connect_timeout_ms,
+        ))
+        .await;
+    println!(
+        "{:<24} {:<9} {:>5} {:>10}  status",
+        "server", "transport", "tools", "ready"
+    );
+    let mut all_ready = true;
+    for upstream in upstreams.iter() {
+        let s = upstream.snapshot();
+        all_ready &= s.status == codemode_mcp::upstream::Status::Ready;
+        let ready = s
+            .ready_in
+            .map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
+        println!(
+            "{:<24} {:<9} {:>5} {:>10}  {}",
+            s.name,
+            s.transport,
+            s.tools.len(),
+            ready,
+            s.status
+        );
+    }
+    Ok(if all_ready { 0 } else { 1 })
 }

@@ -229,3 +229,39 @@ async fn mcp_server_time_from_pypi_works_as_an_upstream() {
     assert!(!ran.is_error, "{ran:?}");
     assert_eq!(ran.result(), &json!("21:00"));
 }
+
+#[test]
+fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
+    let dir = std::env::temp_dir().join(format!("codemode-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "mcpServers": { "toy": toy(), "broken": { "command": "/nonexistent/mcp-server" } } })
+            .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["check-config", config.to_str().unwrap()])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let toy_line = stdout
+        .lines()
+        .find(|l| l.starts_with("toy "))
+        .expect("a row for toy");
+    assert!(
+        toy_line.contains("stdio") && toy_line.contains(" 6 ") && toy_line.ends_with("ready"),
+        "{stdout}"
+    );
+    let broken = stdout
+        .lines()
+        .find(|l| l.starts_with("broken "))
+        .expect("a row for broken");
+    assert!(
+        broken.contains("down (cannot start `/nonexistent/mcp-server`"),
+        "{stdout}"
+    );
+}
