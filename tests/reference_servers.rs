@@ -1,0 +1,152 @@
+//! The reference MCP servers from npm (filesystem, memory, everything) and mcp-server-time
+//! from PyPI as upstreams, through a real client talking to the real binary. The test
+//! command installs them and names where (CODEMODE_TEST_NPM_BIN, CODEMODE_TEST_PYTHON).
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::start;
+use serde_json::{Value, json};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with ./scripts/test, which installs the reference servers")
+    })
+}
+
+fn npm_bin(name: &str) -> String {
+    format!("{}/{name}", env("CODEMODE_TEST_NPM_BIN"))
+}
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "codemode-ref-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_config(dir: &std::path::Path, servers: Value) -> String {
+    let path = dir.join("config.json");
+    std::fs::write(&path, json!({ "mcpServers": servers }).to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn one_program_reads_files_stores_facts_and_converts_time() {
+    let dir = scratch("scenario");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha 3\n").unwrap();
+    std::fs::write(data.join("b.txt"), "beta 4\n").unwrap();
+    let config = write_config(
+        &dir,
+        json!({
+            "filesystem": { "command": npm_bin("mcp-server-filesystem"), "args": [data] },
+            "memory": { "command": npm_bin("mcp-server-memory"), "env": { "MEMORY_FILE_PATH": dir.join("memory.jsonl") } },
+            "time": { "command": env("CODEMODE_TEST_PYTHON"), "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"] }
+        }),
+    );
+    let server = start(&["--config", &config]).await;
+    let code = format!(
+        r#"const names = ["a.txt", "b.txt"];
+const files = await Promise.all(names.map((n) => tools.filesystem.read_text_file({{ path: `{}/${{n}}` }})));
+const facts = files.map((f: any, i) => ({{ name: names[i], text: String(f.content ?? f).trim() }}));
+await tools.memory.create_entities({{ entities: facts.map((f) => ({{ name: f.name, entityType: "file", observations: [f.text] }})) }});
+const found: any = await tools.memory.search_nodes({{ query: "file" }});
+const tokyo: any = await tools.time.convert_time({{ source_timezone: "UTC", time: "09:30", target_timezone: "Asia/Tokyo" }});
+const total = facts.reduce((sum, f) => sum + Number(f.text.split(" ")[1]), 0);
+return {{ files: facts.length, stored: found.entities.length, total, tokyo: tokyo.target.datetime.slice(11, 16) }};"#,
+        data.display()
+    );
+    let ran = server.execute(&code).await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(
+        ran.result(),
+        &json!({ "files": 2, "stored": 2, "total": 7, "tokyo": "18:30" })
+    );
+    let calls: Vec<&str> = ran.structured["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    for tool in [
+        "filesystem.read_text_file",
+        "memory.create_entities",
+        "memory.search_nodes",
+        "time.convert_time",
+    ] {
+        assert!(calls.contains(&tool), "{tool} missing from {calls:?}");
+    }
+    // The filesystem server refuses paths outside its directory: a ToolError the program catches.
+    let ran = server
+        .execute("try { await tools.filesystem.read_text_file({ path: '/etc/passwd' }); return 'read'; } catch (e) { return e.name; }")
+        .await;
+    assert_eq!(ran.result(), &json!("ToolError"));
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn server_everything_over_streamable_http_as_an_upstream() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _everything = Kill(
+        Command::new(npm_bin("mcp-server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server-everything did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = scratch("http");
+    let config = write_config(
+        &dir,
+        json!({ "everything": { "type": "http", "url": format!("http://127.0.0.1:{port}/mcp") } }),
+    );
+    let server = start(&["--config", &config]).await;
+    let ran = server
+        .execute("const [sum, weather] = await Promise.all([\n  tools.everything.get_sum({ a: 2, b: 3 }),\n  tools.everything.get_structured_content({ location: 'New York' }),\n]);\nreturn { sum, hasTemperature: typeof weather.temperature === 'number' };")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["hasTemperature"], json!(true));
+    assert!(
+        ran.result()["sum"].as_str().unwrap().contains('5'),
+        "{ran:?}"
+    );
+    // Its declarations show the declared outputSchema as the return type.
+    let tools = server.client.list_all_tools().await.unwrap();
+    let description = tools[0].description.clone().unwrap_or_default();
+    assert!(description.contains("tools.everything"), "{description}");
+}
