@@ -137,7 +137,7 @@ async fn schema_violations_and_upstream_errors_throw_tool_errors() {
         seen[2][1]
             .as_str()
             .unwrap()
-            .contains("tools.toy has: add, crash, fail, look_up, slow, text"),
+            .contains("tools.toy has: add, crash, fail, grow, look_up, slow, text"),
         "{seen:?}"
     );
     assert_eq!(ran.structured["calls"].as_array().unwrap().len(), 2);
@@ -253,7 +253,7 @@ fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
         .find(|l| l.starts_with("toy "))
         .expect("a row for toy");
     assert!(
-        toy_line.contains("stdio") && toy_line.contains(" 6 ") && toy_line.ends_with("ready"),
+        toy_line.contains("stdio") && toy_line.contains(" 7 ") && toy_line.ends_with("ready"),
         "{stdout}"
     );
     let broken = stdout
@@ -264,4 +264,31 @@ fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
         broken.contains("down (cannot start `/nonexistent/mcp-server`"),
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn an_upstream_list_changed_refreshes_the_catalog() {
+    let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    let ran = server.execute("return 'extra' in tools.toy;").await;
+    assert_eq!(ran.result(), &json!(false));
+    let ran = server.execute("return await tools.toy.grow();").await;
+    assert!(!ran.is_error, "{ran:?}");
+    let started = Instant::now();
+    loop {
+        let ran = server
+            .execute("return 'extra' in tools.toy ? await tools.toy.extra() : null;")
+            .await;
+        if ran.result() != &Value::Null {
+            assert_eq!(ran.result(), &json!({ "result": "extra" }));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the catalog never saw the new tool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tools = server.client.list_all_tools().await.unwrap();
+    let description = tools[0].description.clone().unwrap_or_default();
+    assert!(description.contains("function extra("), "{description}");
 }

@@ -1,7 +1,8 @@
 """A small upstream MCP server for the tests: what the reference servers cannot show.
 
 Tools: add (structured output), slow (sleeps), fail (isError), crash (exits the process),
-text (plain, non-JSON text), lookup (a schema with an enum and a nested object).
+text (plain, non-JSON text), look-up (a schema with an enum and a nested object), grow
+(registers a new tool, extra, and sends notifications/tools/list_changed).
 """
 
 import asyncio
@@ -10,7 +11,7 @@ import sys
 from typing import Literal
 
 from pydantic import BaseModel
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("toy")
 
@@ -61,6 +62,19 @@ class Filter(BaseModel):
 def look_up(filter: Filter) -> dict:
     """Look things up by colour."""
     return {"colour": filter.colour, "limit": filter.limit, "pid": os.getpid()}
+
+
+def extra() -> str:
+    """A tool that exists only after grow."""
+    return "extra"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Register the tool `extra` and announce the change."""
+    server.add_tool(extra, name="extra")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
 
 
 if __name__ == "__main__":
