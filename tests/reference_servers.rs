@@ -150,3 +150,41 @@ async fn server_everything_over_streamable_http_as_an_upstream() {
     let description = tools[0].description.clone().unwrap_or_default();
     assert!(description.contains("tools.everything"), "{description}");
 }
+
+#[test]
+fn declarations_of_the_reference_servers_match_the_golden_file() {
+    let dir = scratch("golden");
+    let config = write_config(
+        &dir,
+        json!({
+            "filesystem": { "command": npm_bin("mcp-server-filesystem"), "args": [dir] },
+            "memory": { "command": npm_bin("mcp-server-memory"), "env": { "MEMORY_FILE_PATH": dir.join("m.jsonl") } },
+            "everything": { "command": npm_bin("mcp-server-everything") },
+            "time": { "command": env("CODEMODE_TEST_PYTHON"), "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"] }
+        }),
+    );
+    let out = Command::new(common::BIN)
+        .args(["types", "--config", &config])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let declarations = String::from_utf8(out.stdout).unwrap();
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/reference-servers.d.ts"
+    );
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(golden).parent().unwrap()).unwrap();
+        std::fs::write(golden, &declarations).unwrap();
+    }
+    let expected = std::fs::read_to_string(golden).unwrap_or_default();
+    assert!(
+        expected == declarations,
+        "typegen output differs from tests/golden/reference-servers.d.ts; if intended, rewrite it with\n  UPDATE_GOLDEN=1 ./scripts/test\nnew output:\n{declarations}"
+    );
+}
