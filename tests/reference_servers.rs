@@ -108,6 +108,24 @@ impl Drop for Kill {
 
 #[tokio::test]
 async fn server_everything_over_streamable_http_as_an_upstream() {
+    everything_as_upstream(
+        "streamableHttp",
+        |port| json!({ "type": "http", "url": format!("http://127.0.0.1:{port}/mcp") }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_everything_over_legacy_sse_as_an_upstream() {
+    // No "type": an endpoint ending in /sse is taken as the legacy transport.
+    everything_as_upstream(
+        "sse",
+        |port| json!({ "url": format!("http://127.0.0.1:{port}/sse") }),
+    )
+    .await;
+}
+
+async fn everything_as_upstream(mode: &str, upstream: impl Fn(u16) -> Value) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -115,7 +133,7 @@ async fn server_everything_over_streamable_http_as_an_upstream() {
         .port();
     let _everything = Kill(
         Command::new(npm_bin("mcp-server-everything"))
-            .arg("streamableHttp")
+            .arg(mode)
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -130,11 +148,8 @@ async fn server_everything_over_streamable_http_as_an_upstream() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dir = scratch("http");
-    let config = write_config(
-        &dir,
-        json!({ "everything": { "type": "http", "url": format!("http://127.0.0.1:{port}/mcp") } }),
-    );
+    let dir = scratch(mode);
+    let config = write_config(&dir, json!({ "everything": upstream(port) }));
     let server = start(&["--config", &config]).await;
     let ran = server
         .execute("const [sum, weather] = await Promise.all([\n  tools.everything.get_sum({ a: 2, b: 3 }),\n  tools.everything.get_structured_content({ location: 'New York' }),\n]);\nreturn { sum, hasTemperature: typeof weather.temperature === 'number' };")

@@ -91,10 +91,12 @@ pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, Strin
                 .await
                 .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
         }
-        Transport::Sse { url, .. } => {
-            return Err(format!(
-                "legacy SSE upstreams ({url}) are not supported yet: use the server's streamable HTTP endpoint"
-            ));
+        Transport::Sse { url, headers } => {
+            let transport = super::sse::connect(url, headers).await?;
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
         }
     };
     let peer = service.peer().clone();
@@ -117,7 +119,7 @@ pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, Strin
     })
 }
 
-fn header_map(
+pub(super) fn header_map(
     headers: &std::collections::BTreeMap<String, String>,
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, String> {
     headers

@@ -6,6 +6,7 @@
 //! live here and nowhere else.
 
 mod client;
+mod sse;
 
 use std::{
     sync::{Arc, RwLock},
