@@ -292,3 +292,80 @@ async fn an_upstream_list_changed_refreshes_the_catalog() {
     let description = tools[0].description.clone().unwrap_or_default();
     assert!(description.contains("function extra("), "{description}");
 }
+
+#[tokio::test]
+async fn a_slow_upstream_call_times_out_without_ending_the_program() {
+    let dir = std::env::temp_dir().join(format!("codemode-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "mcpServers": { "toy": toy() }, "codemode": { "upstream": { "callTimeoutMs": 300 } } })
+            .to_string(),
+    )
+    .unwrap();
+    let server = start(&["--config", config.to_str().unwrap()]).await;
+    let ran = server
+        .execute("try { await tools.toy.slow({ ms: 3000 }); return 'answered'; } catch (e) { return e.message; }")
+        .await;
+    let message = ran.result().as_str().unwrap_or_default().to_string();
+    assert!(message.contains("did not answer within 300 ms"), "{ran:?}");
+    assert!(ran.duration_ms() < 2000, "{ran:?}");
+}
+
+#[tokio::test]
+async fn prompts_and_our_clients_follow_the_catalog() {
+    use rmcp::{ClientHandler, ServiceExt, model::ClientConfig, service::NotificationContext};
+
+    #[derive(Clone)]
+    struct Watcher(tokio::sync::mpsc::UnboundedSender<()>);
+    impl ClientHandler for Watcher {
+        fn get_info(&self) -> ClientConfig {
+            ClientConfig::default()
+        }
+        async fn on_tool_list_changed(&self, _context: NotificationContext<rmcp::RoleClient>) {
+            let _ = self.0.send(());
+        }
+    }
+
+    let dir = std::env::temp_dir().join(format!("codemode-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "mcpServers": { "toy": toy() } }).to_string(),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(common::BIN);
+    command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("CODEMODE_LOG", "warn");
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let client = Watcher(tx)
+        .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+
+    let prompts = client.list_prompts(None).await.unwrap();
+    assert_eq!(prompts.prompts[0].name, "write-a-program");
+    let prompt = client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("write-a-program"))
+        .await
+        .unwrap();
+    let text = format!("{:?}", prompt.messages);
+    assert!(text.contains("declare namespace tools.toy"), "{text}");
+
+    let Value::Object(arguments) = json!({ "code": "return await tools.toy.grow();" }) else {
+        unreachable!()
+    };
+    client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("execute_code").with_arguments(arguments),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), changed.recv())
+        .await
+        .expect("our client got notifications/tools/list_changed")
+        .unwrap();
+}
