@@ -369,3 +369,17 @@ async fn prompts_and_our_clients_follow_the_catalog() {
         .expect("our client got notifications/tools/list_changed")
         .unwrap();
 }
+
+#[tokio::test]
+async fn paginated_tool_lists_are_followed_to_the_end() {
+    let paged = json!({ "command": python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/paged.py")] });
+    let (server, _dir) = start_with(json!({ "paged": paged })).await;
+    let ran = server
+        .execute("return [Object.keys(tools.paged), await tools.paged.t4()];")
+        .await;
+    assert_eq!(
+        ran.result(),
+        &json!([["t0", "t1", "t2", "t3", "t4"], "t4"]),
+        "{ran:?}"
+    );
+}
