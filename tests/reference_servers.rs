@@ -156,6 +156,19 @@ async fn everything_as_upstream(mode: &str, upstream: impl Fn(u16) -> Value) {
         .await;
     assert!(!ran.is_error, "{ran:?}");
     assert_eq!(ran.result()["hasTemperature"], json!(true));
+    // Content that is not text reaches the program as an object with its type.
+    let image = server
+        .execute("const r: any = await tools.everything.get_tiny_image();\nconst items = Array.isArray(r) ? r : [r];\nreturn items.map((c: any) => typeof c === 'object' ? c.type + ' ' + (c.mimeType ?? '') : 'text');")
+        .await;
+    assert!(
+        image
+            .result()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "image image/png"),
+        "{image:?}"
+    );
     assert!(
         ran.result()["sum"].as_str().unwrap().contains('5'),
         "{ran:?}"

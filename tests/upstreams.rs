@@ -383,3 +383,32 @@ async fn paginated_tool_lists_are_followed_to_the_end() {
         "{ran:?}"
     );
 }
+
+#[tokio::test]
+async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
+    let dir = std::env::temp_dir().join(format!("codemode-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "mcpServers": { "toy": toy() },
+            "codemode": { "upstream": { "maxConcurrentCalls": 1, "callTimeoutMs": 400 } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let server = start(&["--config", config.to_str().unwrap()]).await;
+    let ran = server
+        .execute("return await Promise.all([1, 2, 3].map(() => tools.toy.slow({ ms: 250 })));")
+        .await;
+    // One at a time: 3 x 250 ms, each well inside its own 400 ms once it runs.
+    assert!(
+        !ran.is_error,
+        "a queued call was charged for its wait: {ran:?}"
+    );
+    assert!(
+        ran.duration_ms() >= 750,
+        "calls were not capped at one at a time: {ran:?}"
+    );
+}
