@@ -151,6 +151,18 @@ fn main() -> Result<()> {
     }
 }
 
+/// Starts every upstream and waits for each one's first connection attempt, at most the
+/// connect timeout: a slow upstream joins the catalog later.
+async fn connect_upstreams(config: &Config) -> Arc<Upstreams> {
+    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
+    upstreams
+        .settled(Duration::from_millis(
+            config.codemode.upstream.connect_timeout_ms,
+        ))
+        .await;
+    upstreams
+}
+
 /// Loads the config, connects the upstreams (waiting for each one's first attempt, at
 /// most its connect timeout) and starts the isolate threads. Needs a tokio runtime.
 async fn executor(common: &CommonArgs) -> Result<Executor> {
@@ -161,13 +173,7 @@ async fn executor(common: &CommonArgs) -> Result<Executor> {
     let flags = common.limits.settings();
     flags.validate("command line")?;
     let limits = flags.over(config.codemode.limits);
-    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
-    upstreams
-        .settled(Duration::from_millis(
-            config.codemode.upstream.connect_timeout_ms,
-        ))
-        .await;
-    let tools = Arc::new(LiveCatalog::new(upstreams));
+    let tools = Arc::new(LiveCatalog::new(connect_upstreams(&config).await));
     let defaults = ExecutorSettings::default();
     let settings = ExecutorSettings {
         engine: Engine::new(common.engine),
@@ -250,12 +256,7 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         println!("no upstream servers configured");
         return Ok(0);
     }
-    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
-    upstreams
-        .settled(Duration::from_millis(
-            config.codemode.upstream.connect_timeout_ms,
-        ))
-        .await;
+    let upstreams = connect_upstreams(&config).await;
     println!(
         "{:<24} {:<9} {:>5} {:>10}  status",
         "server", "transport", "tools", "ready"
