@@ -33,7 +33,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn run_prints_result_and_logs_and_exits_zero() {
-    let dir = tempdir();
+    let dir = common::scratch_dir("cli");
     let file = dir.join("job.ts");
     std::fs::write(
         &file,
@@ -79,7 +79,7 @@ fn run_applies_limits_from_flags_and_from_the_config_file() {
         text(&out.stderr)
     );
 
-    let dir = tempdir();
+    let dir = common::scratch_dir("cli");
     let config = dir.join("config.json");
     std::fs::write(
         &config,
@@ -125,7 +125,7 @@ fn run_applies_limits_from_flags_and_from_the_config_file() {
 
 #[test]
 fn bad_config_and_bad_flags_are_named() {
-    let dir = tempdir();
+    let dir = common::scratch_dir("cli");
     let config = dir.join("bad.json");
     std::fs::write(&config, r#"{"codemode": {"limits": {"timeout": 5}}}"#).unwrap();
     let out = run(
@@ -162,17 +162,4 @@ fn help_explains_every_limit() {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
     assert!(help.contains("Default 30000"), "{help}");
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "codemode-cli-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

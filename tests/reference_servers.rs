@@ -23,28 +23,13 @@ fn npm_bin(name: &str) -> String {
     format!("{}/{name}", env("CODEMODE_TEST_NPM_BIN"))
 }
 
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "codemode-ref-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn write_config(dir: &std::path::Path, servers: Value) -> String {
-    let path = dir.join("config.json");
-    std::fs::write(&path, json!({ "mcpServers": servers }).to_string()).unwrap();
-    path.to_string_lossy().into_owned()
+    common::write_config(dir, &json!({ "mcpServers": servers }))
 }
 
 #[tokio::test]
 async fn one_program_reads_files_stores_facts_and_converts_time() {
-    let dir = scratch("scenario");
+    let dir = common::scratch_dir("scenario");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("a.txt"), "alpha 3\n").unwrap();
@@ -148,7 +133,7 @@ async fn everything_as_upstream(mode: &str, upstream: impl Fn(u16) -> Value) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dir = scratch(mode);
+    let dir = common::scratch_dir(mode);
     let config = write_config(&dir, json!({ "everything": upstream(port) }));
     let server = start(&["--config", &config]).await;
     let ran = server
@@ -181,7 +166,7 @@ async fn everything_as_upstream(mode: &str, upstream: impl Fn(u16) -> Value) {
 
 #[test]
 fn declarations_of_the_reference_servers_match_the_golden_file() {
-    let dir = scratch("golden");
+    let dir = common::scratch_dir("golden");
     let config = write_config(
         &dir,
         json!({

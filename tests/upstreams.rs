@@ -19,23 +19,21 @@ fn python() -> String {
 
 /// Starts the server with `servers` as its `mcpServers`.
 async fn start_with(servers: Value) -> (Server, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "codemode-upstreams-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({ "mcpServers": servers, "codemode": { "upstream": { "connectTimeoutMs": 20000, "callTimeoutMs": 5000 } } })
-            .to_string(),
+    start_with_settings(
+        servers,
+        json!({ "connectTimeoutMs": 20000, "callTimeoutMs": 5000 }),
     )
-    .unwrap();
-    let server = start(&["--config", config.to_str().unwrap()]).await;
+    .await
+}
+
+/// Starts the server with `servers` and `upstream` as its `codemode.upstream` section.
+async fn start_with_settings(servers: Value, upstream: Value) -> (Server, std::path::PathBuf) {
+    let dir = common::scratch_dir("upstreams");
+    let config = common::write_config(
+        &dir,
+        &json!({ "mcpServers": servers, "codemode": { "upstream": upstream } }),
+    );
+    let server = start(&["--config", &config]).await;
     (server, dir)
 }
 
@@ -232,17 +230,13 @@ async fn mcp_server_time_from_pypi_works_as_an_upstream() {
 
 #[test]
 fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
-    let dir = std::env::temp_dir().join(format!("codemode-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({ "mcpServers": { "toy": toy(), "broken": { "command": "/nonexistent/mcp-server" } } })
-            .to_string(),
-    )
-    .unwrap();
+    let dir = common::scratch_dir("check");
+    let config = common::write_config(
+        &dir,
+        &json!({ "mcpServers": { "toy": toy(), "broken": { "command": "/nonexistent/mcp-server" } } }),
+    );
     let out = std::process::Command::new(common::BIN)
-        .args(["check-config", config.to_str().unwrap()])
+        .args(["check-config", &config])
         .env("CODEMODE_LOG", "error")
         .output()
         .unwrap();
@@ -295,16 +289,8 @@ async fn an_upstream_list_changed_refreshes_the_catalog() {
 
 #[tokio::test]
 async fn a_slow_upstream_call_times_out_without_ending_the_program() {
-    let dir = std::env::temp_dir().join(format!("codemode-slow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({ "mcpServers": { "toy": toy() }, "codemode": { "upstream": { "callTimeoutMs": 300 } } })
-            .to_string(),
-    )
-    .unwrap();
-    let server = start(&["--config", config.to_str().unwrap()]).await;
+    let (server, _dir) =
+        start_with_settings(json!({ "toy": toy() }), json!({ "callTimeoutMs": 300 })).await;
     let ran = server
         .execute("try { await tools.toy.slow({ ms: 3000 }); return 'answered'; } catch (e) { return e.message; }")
         .await;
@@ -328,17 +314,11 @@ async fn prompts_and_our_clients_follow_the_catalog() {
         }
     }
 
-    let dir = std::env::temp_dir().join(format!("codemode-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({ "mcpServers": { "toy": toy() } }).to_string(),
-    )
-    .unwrap();
+    let dir = common::scratch_dir("watch");
+    let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": toy() } }));
     let mut command = tokio::process::Command::new(common::BIN);
     command
-        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["serve", "--config", &config])
         .env("CODEMODE_LOG", "warn");
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let client = Watcher(tx)
@@ -386,19 +366,11 @@ async fn paginated_tool_lists_are_followed_to_the_end() {
 
 #[tokio::test]
 async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
-    let dir = std::env::temp_dir().join(format!("codemode-cap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({
-            "mcpServers": { "toy": toy() },
-            "codemode": { "upstream": { "maxConcurrentCalls": 1, "callTimeoutMs": 400 } }
-        })
-        .to_string(),
+    let (server, _dir) = start_with_settings(
+        json!({ "toy": toy() }),
+        json!({ "maxConcurrentCalls": 1, "callTimeoutMs": 400 }),
     )
-    .unwrap();
-    let server = start(&["--config", config.to_str().unwrap()]).await;
+    .await;
     let ran = server
         .execute("return await Promise.all([1, 2, 3].map(() => tools.toy.slow({ ms: 250 })));")
         .await;

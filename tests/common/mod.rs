@@ -14,6 +14,27 @@ use tokio::process::Command;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_codemode-mcp");
 
+/// A new, empty directory for one test.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "codemode-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `config` as `config.json` in `dir`; returns its path.
+pub fn write_config(dir: &std::path::Path, config: &Value) -> String {
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 pub struct Server {
     pub client: RunningService<RoleClient, ()>,
     pub pid: u32,
