@@ -198,8 +198,10 @@ impl ServerHandler for CodeModeServer {
         Ok(ListToolsResult::with_all_items(self.tools()))
     }
 
+    // rmcp's HTTP transport looks tools up on every request, for their input schema only:
+    // the catalog-dependent description is rendered by `list_tools` alone.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools().into_iter().find(|t| t.name == name)
+        self.tool_router.get(name).cloned()
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
