@@ -1,7 +1,7 @@
 //! The `codemode-mcp` command: `serve` (the MCP server on stdio; the default) and `run`
 //! (one program, locally, with the same sandbox and limits).
 
-use std::{io::Read, path::PathBuf, sync::Arc, time::Duration};
+use std::{io::Read, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +10,10 @@ use codemode_mcp::{
     config::{Config, LimitSettings},
     executor::{Executor, ExecutorSettings},
     sandbox::{Engine, EngineKind},
-    server::{self, CodeModeServer},
+    server::{
+        self, CodeModeServer,
+        http::{HttpOptions, HttpServer},
+    },
     typegen,
     upstream::Upstreams,
 };
@@ -39,7 +42,7 @@ enum Command {
     /// Exits 1 when the program fails, with the same positioned message a model gets.
     Run(RunArgs),
     /// Print the TypeScript declarations of every tool the config's upstreams offer.
-    Types(ServeArgs),
+    Types(TypesArgs),
     /// Validate a config file, connect to each upstream and print a table: server,
     /// transport, status, tool count, time to ready. Exits 1 if any upstream is not ready.
     CheckConfig {
@@ -52,6 +55,90 @@ enum Command {
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(Args, Debug, Default)]
+struct TypesArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "HTTP serving")]
+struct HttpArgs {
+    /// Serve MCP over HTTP on ADDR instead of stdio: streamable HTTP at /mcp, legacy SSE
+    /// at /sse (+ POST /messages), a probe at /healthz. Port 0 picks a free port, which is
+    /// logged. Any address but loopback needs an auth token.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// No sessions: each request stands alone, so replicas behind a load balancer can
+    /// share clients; no server notifications (tools/list_changed).
+    #[arg(long, requires = "http")]
+    stateless: bool,
+    /// File holding the bearer token every request must carry (`Authorization: Bearer
+    /// TOKEN`). The environment variable CODEMODE_AUTH_TOKEN may hold it instead.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    auth_token_file: Option<PathBuf>,
+    /// A Host name (or name:port) clients use, beside loopback ones; repeat for more, `*`
+    /// for any. Other Host headers get 403 (DNS-rebinding protection).
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    allowed_hosts: Vec<String>,
+    /// A browser Origin allowed beside loopback ones, e.g. https://app.example.com or
+    /// http://localhost:*; repeat for more, `*` for any. Other origins get 403; requests
+    /// without an Origin (non-browser clients) pass.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
+    allowed_origins: Vec<String>,
+    /// Largest request body in KiB; bigger ones get 413. Default 4096.
+    #[arg(long, value_name = "KIB", requires = "http")]
+    max_body_kib: Option<usize>,
+    /// Seconds after which an unused streamable-HTTP session is closed. Default 300.
+    #[arg(long, value_name = "SECS", requires = "http")]
+    session_idle_secs: Option<u64>,
+    /// Executions one session may run at once; past it, `busy`. Default 4.
+    #[arg(long, value_name = "N", requires = "http")]
+    session_concurrency: Option<usize>,
+    /// Sessions open at once (both transports); past it, new ones get 503. Default 1024.
+    #[arg(long, value_name = "N", requires = "http")]
+    max_sessions: Option<usize>,
+    /// On SIGTERM or SIGINT, seconds to let requests in flight finish before their
+    /// executions are stopped (they answer with kind `cancelled`). Default 10.
+    #[arg(long, value_name = "SECS", requires = "http")]
+    shutdown_grace_secs: Option<u64>,
+}
+
+impl HttpArgs {
+    fn options(&self, bind: SocketAddr) -> Result<HttpOptions> {
+        let defaults = HttpOptions::default();
+        let auth_token = match &self.auth_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the auth token file {}", path.display()))?,
+            ),
+            None => std::env::var("CODEMODE_AUTH_TOKEN").ok(),
+        };
+        Ok(HttpOptions {
+            bind,
+            stateless: self.stateless,
+            auth_token,
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            max_body_bytes: self
+                .max_body_kib
+                .map_or(defaults.max_body_bytes, |kib| kib.saturating_mul(1024)),
+            session_idle: self
+                .session_idle_secs
+                .map_or(defaults.session_idle, Duration::from_secs),
+            session_concurrency: self
+                .session_concurrency
+                .unwrap_or(defaults.session_concurrency),
+            max_sessions: self.max_sessions.unwrap_or(defaults.max_sessions),
+            shutdown_grace: self
+                .shutdown_grace_secs
+                .map_or(defaults.shutdown_grace, Duration::from_secs),
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -189,18 +276,13 @@ async fn executor(common: &CommonArgs) -> Result<Executor> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    if let Some(bind) = args.http.http {
+        return serve_http(args, bind).await;
+    }
     // Before anything can print: the protocol owns a private copy of stdout.
     let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
     let executor = Arc::new(executor(&args.common).await?);
-    let settings = executor.settings();
-    tracing::info!(
-        engine = ?settings.engine.kind(),
-        timeout_ms = settings.limits.timeout.as_millis() as u64,
-        heap_bytes = settings.limits.heap_bytes,
-        concurrency = settings.concurrency,
-        queue = settings.queue,
-        "codemode-mcp serving MCP on stdio"
-    );
+    log_settings(&executor, "codemode-mcp serving MCP on stdio");
     let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
     let service = CodeModeServer::new(executor)
         .serve(transport)
@@ -208,6 +290,58 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("MCP initialisation on stdio")?;
     service.waiting().await?;
     Ok(())
+}
+
+async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
+    let options = args.http.options(bind)?;
+    // Refuse a bad setup (no token on a public address) before connecting upstreams.
+    let server = HttpServer::bind(options.clone()).await?;
+    let executor = Arc::new(executor(&args.common).await?);
+    let addr = server.local_addr()?;
+    log_settings(&executor, "codemode-mcp serving MCP over HTTP");
+    tracing::info!(
+        stateless = options.stateless,
+        auth = options.auth_token.is_some(),
+        "listening on http://{addr}: streamable HTTP at http://{addr}/mcp, legacy SSE at http://{addr}/sse, health at http://{addr}/healthz"
+    );
+    if options.auth_token.is_none() {
+        tracing::warn!(
+            "no auth token: any program on this machine can use this server; give one with --auth-token-file"
+        );
+    }
+    server.serve(executor, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot watch for SIGTERM ({err}); only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn log_settings(executor: &Executor, message: &str) {
+    let settings = executor.settings();
+    tracing::info!(
+        engine = ?settings.engine.kind(),
+        timeout_ms = settings.limits.timeout.as_millis() as u64,
+        heap_bytes = settings.limits.heap_bytes,
+        concurrency = settings.concurrency,
+        queue = settings.queue,
+        "{message}"
+    );
 }
 
 async fn run(args: RunArgs) -> Result<i32> {
@@ -237,7 +371,7 @@ async fn run(args: RunArgs) -> Result<i32> {
     Ok(if output.error.is_some() { 1 } else { 0 })
 }
 
-async fn types(args: ServeArgs) -> Result<()> {
+async fn types(args: TypesArgs) -> Result<()> {
     let executor = executor(&args.common).await?;
     let catalog = executor.tools().current();
     print!("{}", typegen::all_declarations(&catalog));

@@ -17,14 +17,15 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 pub use calls::CallRecord;
 
 use crate::{
     catalog::LiveCatalog,
     sandbox::{
-        Binding, CancelHandle, Engine, ErrorKind, Limits, ProgramError, RunOutcome, RunRequest,
-        ToolHost,
+        Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
+        RunRequest, ToolHost, cancel_message,
     },
     transpile::{line_count, transpile},
 };
@@ -77,12 +78,27 @@ struct Job {
     reply: oneshot::Sender<RunOutcome>,
 }
 
+impl Execution {
+    /// An execution that never ran, ended by `error` (e.g. `busy`).
+    pub fn refused(error: ProgramError) -> Self {
+        Self {
+            outcome: failed(error),
+            calls: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// Runs programs in fresh isolates under the configured limits.
 #[derive(Debug)]
 pub struct Executor {
     settings: ExecutorSettings,
     jobs: Sender<Job>,
     tools: Arc<LiveCatalog>,
+    /// Set when the server begins shutting down: new executions are refused.
+    closed: CancellationToken,
+    /// Set when the shutdown grace period ends: running executions are stopped.
+    stopped: CancellationToken,
 }
 
 impl Executor {
@@ -112,7 +128,22 @@ impl Executor {
             settings,
             jobs,
             tools,
+            closed: CancellationToken::new(),
+            stopped: CancellationToken::new(),
         })
+    }
+
+    /// Refuses every execution from now on (kind `busy`, saying the server is shutting
+    /// down); running and queued ones go on.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Refuses new executions and stops every running or queued one, which ends with kind
+    /// `cancelled` and a message saying the server shut down.
+    pub fn stop_all(&self) {
+        self.closed.cancel();
+        self.stopped.cancel();
     }
 
     /// The tools programs can call.
@@ -171,8 +202,14 @@ impl Executor {
         if let Some(timeout) = timeout {
             limits.timeout = limits.timeout.min(timeout);
         }
+        if self.closed.is_cancelled() {
+            return failed(ProgramError::new(
+                ErrorKind::Busy,
+                "the server is shutting down and takes no new executions; nothing was run. Run the program again once the server is back (or on another replica)",
+            ));
+        }
         let cancel = CancelHandle::default();
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let (started, on_start) = oneshot::channel();
         let job = Job {
             request: RunRequest {
@@ -205,21 +242,38 @@ impl Executor {
             }
         }
         // Client cancellation drops this future; the guard then stops the isolate.
-        let _stop_on_drop = CancelOnDrop(cancel);
+        let stop_on_drop = CancelOnDrop(cancel);
+        let shut_down = || {
+            failed(ProgramError::new(
+                ErrorKind::Cancelled,
+                cancel_message(CancelReason::Shutdown),
+            ))
+        };
         // Time in the queue does not count against the program: the host's backstop starts
         // when an isolate thread takes the job.
-        if on_start.await.is_err() {
-            return failed(ProgramError::new(
-                ErrorKind::Runtime,
-                "the executor has shut down; nothing was run",
-            ));
+        tokio::select! {
+            started = on_start => if started.is_err() {
+                return failed(ProgramError::new(
+                    ErrorKind::Runtime,
+                    "the executor has shut down; nothing was run",
+                ));
+            },
+            () = self.stopped.cancelled() => return shut_down(),
         }
-        match tokio::time::timeout(limits.timeout + HOST_GRACE, answer).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(limits.timeout + HOST_GRACE, &mut answer) => answer,
+            () = self.stopped.cancelled() => {
+                stop_on_drop.0.cancel_for(CancelReason::Shutdown);
+                tokio::time::timeout(HOST_GRACE, answer).await
+            }
+        };
+        match answer {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => failed(ProgramError::new(
                 ErrorKind::Runtime,
                 "the isolate stopped without an answer (engine failure); the server keeps serving, run the program again",
             )),
+            Err(_) if self.stopped.is_cancelled() => shut_down(),
             Err(_) => failed(ProgramError::new(
                 ErrorKind::Timeout,
                 format!(

@@ -172,19 +172,84 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
-/// A handle the host keeps to stop a running isolate from outside (client cancellation).
+/// Why an isolate was stopped from outside; the program's error says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The client cancelled the request (or went away).
+    Client,
+    /// The server is shutting down and its grace period ran out.
+    Shutdown,
+}
+
+/// A handle the host keeps to stop a running isolate from outside (client cancellation,
+/// server shutdown).
 #[derive(Debug, Clone, Default)]
-pub struct CancelHandle(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct CancelHandle(std::sync::Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    reason: std::sync::atomic::AtomicU8,
+    // Wakes an isolate that waits on the host (a timer, a tool call): the engine's
+    // interrupt only runs while JS runs.
+    wake: tokio::sync::Notify,
+}
 
 impl CancelHandle {
-    /// Asks the isolate to stop at its next interrupt check.
+    /// Asks the isolate to stop: the client cancelled.
     pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cancel_for(CancelReason::Client);
     }
 
-    /// Whether [`Self::cancel`] was called.
+    /// Asks the isolate to stop. The first reason given wins.
+    pub fn cancel_for(&self, reason: CancelReason) {
+        let code = match reason {
+            CancelReason::Client => 1,
+            CancelReason::Shutdown => 2,
+        };
+        let _ = self.0.reason.compare_exchange(
+            0,
+            code,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        self.0.wake.notify_waiters();
+    }
+
+    /// Why the isolate was asked to stop, if it was.
+    pub fn reason(&self) -> Option<CancelReason> {
+        match self.0.reason.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            1 => Some(CancelReason::Client),
+            _ => Some(CancelReason::Shutdown),
+        }
+    }
+
+    /// Whether the isolate was asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.reason().is_some()
+    }
+
+    /// Resolves once the isolate is asked to stop.
+    pub async fn cancelled(&self) {
+        loop {
+            let woken = self.0.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+/// The message a program cancelled from outside ends with.
+pub fn cancel_message(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::Client => "the execution was cancelled by the client",
+        CancelReason::Shutdown => {
+            "the server is shutting down and stopped this execution at the end of its grace period; nothing more will run. Run the program again once the server is back (or on another replica)"
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The MCP server: tools `execute_code` and `search_tools`, the declaration resources and
-//! the prompts, over rmcp (stdio here; HTTP later).
+//! the prompts, over rmcp: on stdio, or over HTTP ([`http`]).
 
 mod describe;
+pub mod http;
 mod render;
 
 use std::{sync::Arc, time::Duration};
@@ -22,7 +23,12 @@ use rmcp::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{catalog::Detail, executor::Executor, typegen};
+use crate::{
+    catalog::Detail,
+    executor::{Execution, Executor},
+    sandbox::{ErrorKind, ProgramError},
+    typegen,
+};
 
 pub use describe::{EXECUTE_CODE_CONTRACT, execute_code_description, search_answer};
 pub use render::{ErrorReport, ExecuteCodeOutput, output as render_output, text as render_text};
@@ -61,6 +67,8 @@ pub struct SearchToolsInput {
 #[derive(Debug, Clone)]
 pub struct CodeModeServer {
     executor: Arc<Executor>,
+    /// Executions this session may run at once; `None` leaves only the executor's caps.
+    session_slots: Option<Arc<tokio::sync::Semaphore>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -94,8 +102,16 @@ impl CodeModeServer {
     pub fn new(executor: Arc<Executor>) -> Self {
         Self {
             executor,
+            session_slots: None,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// Caps the executions this one session (this handler) runs at once, so that one
+    /// client of a shared server cannot take every slot; past it, `busy`.
+    pub fn with_session_limit(mut self, executions: usize) -> Self {
+        self.session_slots = Some(Arc::new(tokio::sync::Semaphore::new(executions.max(1))));
+        self
     }
 
     // Arguments arrive untyped so that a bad one is reported with its key path; the
@@ -124,6 +140,20 @@ impl CodeModeServer {
             )));
         }
         let timeout = input.timeout_ms.map(Duration::from_millis);
+        let _slot = match &self.session_slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    return Ok(render::call_tool_result(&Execution::refused(
+                        ProgramError::new(
+                            ErrorKind::Busy,
+                            "this session already runs as many executions at once as it may (--session-concurrency); nothing was run. Wait for one to finish, or combine work into fewer executions",
+                        ),
+                    )));
+                }
+            },
+        };
         tokio::select! {
             execution = self.executor.execute(&input.code, timeout) => {
                 Ok(render::call_tool_result(&execution))

@@ -1,5 +1,8 @@
-//! A real MCP client (rmcp) talking to the real binary over stdio.
+//! A real MCP client (rmcp) talking to the real binary over stdio (and over HTTP:
+//! [`http`]).
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::time::Duration;
 

@@ -22,9 +22,9 @@ use rquickjs::{
 use self::alloc::{CappedAllocator, HeapGauge};
 use crate::{
     sandbox::{
-        CancelHandle, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome, RunRequest,
-        ToolCall, ToolHost, Truncation, glue, human_bytes, logs::LogSink,
-        logs::floor_char_boundary, stack::agent_frames,
+        CancelHandle, CancelReason, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome,
+        RunRequest, ToolCall, ToolHost, Truncation, cancel_message, glue, human_bytes,
+        logs::LogSink, logs::floor_char_boundary, stack::agent_frames,
     },
     transpile::{PROGRAM_FILE, WRAPPER_LINES},
 };
@@ -80,17 +80,19 @@ pub(super) async fn run(
     let settled = match start_isolate(request, cancel, &gauge, &stop, deadline).await {
         Ok((rt, ctx)) => {
             let evaluate = evaluate(&ctx, request, &state);
-            let settled =
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), evaluate)
-                    .await
-                {
-                    Ok(settled) => settled,
-                    Err(_) => {
-                        // The program was waiting on the host (a timer) when time ran out.
-                        stop.set(Some(Stop::Timeout));
-                        None
-                    }
-                };
+            let deadline = tokio::time::Instant::from_std(deadline);
+            // Both branches catch a program that waits on the host (a timer, a tool call)
+            // when time runs out or it is cancelled; the interrupt catches running JS.
+            let settled = tokio::select! {
+                settled = tokio::time::timeout_at(deadline, evaluate) => settled.unwrap_or_else(|_| {
+                    stop.set(Some(Stop::Timeout));
+                    None
+                }),
+                () = cancel.cancelled() => {
+                    stop.set(Some(Stop::Cancelled));
+                    None
+                }
+            };
             // Drop order: the context before its runtime; pending host futures go with them.
             drop(ctx);
             drop(rt);
@@ -127,7 +129,7 @@ pub(super) async fn run(
         )),
         (Some(Stop::Cancelled), _) => Err(ProgramError::new(
             ErrorKind::Cancelled,
-            "the execution was cancelled by the client",
+            cancel_message(cancel.reason().unwrap_or(CancelReason::Client)),
         )),
         (None, None) => Err(ProgramError::new(
             ErrorKind::Timeout,

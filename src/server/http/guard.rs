@@ -1,0 +1,423 @@
+//! What every HTTP request passes before it reaches a transport: the `Host` and `Origin`
+//! checks (DNS-rebinding protection), bearer authentication, the session cap, refusal
+//! while draining, and the count of requests still being answered.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use futures::StreamExt;
+use http::{HeaderValue, Method, StatusCode, header, uri::Authority};
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+use super::HttpError;
+
+/// Host names every server answers to: loopback ones.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Which `Host` headers are accepted.
+#[derive(Debug, Clone)]
+pub(super) struct HostPolicy {
+    /// `None`: any host (`--allowed-host '*'`).
+    allowed: Option<Vec<String>>,
+}
+
+impl HostPolicy {
+    /// Loopback names, the bound address when it is a specific one, and `extra` (names or
+    /// `name:port`); `*` among them accepts every host.
+    pub(super) fn new(bound: IpAddr, extra: &[String]) -> Self {
+        if extra.iter().any(|h| h == "*") {
+            return Self { allowed: None };
+        }
+        let mut allowed: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+        if !bound.is_unspecified() && !bound.is_loopback() {
+            allowed.push(bound.to_string());
+        }
+        allowed.extend(extra.iter().map(|h| normalize_host(h)));
+        Self {
+            allowed: Some(allowed),
+        }
+    }
+
+    fn admits(&self, host: &str) -> bool {
+        let Some(allowed) = &self.allowed else {
+            return true;
+        };
+        let Ok(authority) = host.parse::<Authority>() else {
+            return false;
+        };
+        let name = normalize_host(authority.host());
+        let with_port = authority.port_u16().map(|port| format!("{name}:{port}"));
+        allowed
+            .iter()
+            .any(|a| *a == name || with_port.as_deref() == Some(a.as_str()))
+    }
+
+    /// What the refusal says is allowed.
+    fn describe(&self) -> String {
+        self.allowed
+            .as_ref()
+            .map_or_else(|| "any".to_string(), |a| a.join(", "))
+    }
+}
+
+/// `[::1]` and `::1` are one host; names are case-insensitive.
+fn normalize_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
+}
+
+/// Which browser `Origin` headers are accepted. A request without one (any non-browser
+/// client) passes; a browser page must come from loopback or a listed origin.
+#[derive(Debug, Clone)]
+pub(super) struct OriginPolicy {
+    any: bool,
+    /// `scheme://host:port`, the port `*` for any.
+    allowed: Vec<(String, String, String)>,
+}
+
+impl OriginPolicy {
+    /// `extra` holds origins such as `https://app.example.com`, `http://host:8080`,
+    /// `https://host:*`, `null`, or `*` for every origin.
+    pub(super) fn new(extra: &[String]) -> Result<Self, HttpError> {
+        let mut allowed = Vec::new();
+        for scheme in ["http", "https"] {
+            for host in LOOPBACK_HOSTS {
+                allowed.push((scheme.to_string(), host.to_string(), "*".to_string()));
+            }
+        }
+        let mut any = false;
+        for origin in extra {
+            match origin.as_str() {
+                "*" => any = true,
+                "null" => allowed.push(("null".into(), String::new(), String::new())),
+                _ => allowed.push(parse_origin(origin, true).ok_or_else(|| {
+                    HttpError::AllowedOrigin {
+                        origin: origin.clone(),
+                    }
+                })?),
+            }
+        }
+        Ok(Self { any, allowed })
+    }
+
+    fn admits(&self, origin: &str) -> bool {
+        if self.any {
+            return true;
+        }
+        let Some((scheme, host, port)) = (if origin == "null" {
+            Some(("null".into(), String::new(), String::new()))
+        } else {
+            parse_origin(origin, false)
+        }) else {
+            return false;
+        };
+        self.allowed
+            .iter()
+            .any(|(s, h, p)| *s == scheme && *h == host && (p == "*" || *p == port))
+    }
+}
+
+/// `scheme://host[:port]` with the scheme's default port filled in; `:*` only where
+/// `wildcard` (allow-list entries).
+fn parse_origin(origin: &str, wildcard: bool) -> Option<(String, String, String)> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    if wildcard && let Some(host) = rest.strip_suffix(":*") {
+        return Some((scheme, normalize_host(host), "*".to_string()));
+    }
+    let authority = rest.parse::<Authority>().ok()?;
+    let port = match (authority.port_u16(), scheme.as_str()) {
+        (Some(port), _) => port.to_string(),
+        (None, "http") => "80".to_string(),
+        (None, "https") => "443".to_string(),
+        (None, _) => String::new(),
+    };
+    Some((scheme, normalize_host(authority.host()), port))
+}
+
+/// Requests being answered now (POSTs until their response body is done, legacy-SSE
+/// requests until their response is sent): shutdown waits for it to reach zero.
+#[derive(Debug, Clone)]
+pub(super) struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    pub(super) fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+
+    pub(super) fn enter(&self) -> InFlightGuard {
+        self.0.send_modify(|n| *n += 1);
+        InFlightGuard(self.clone())
+    }
+
+    /// Resolves when nothing is in flight.
+    pub(super) async fn idle(&self) {
+        let mut watch = self.0.subscribe();
+        let _ = watch.wait_for(|n| *n == 0).await;
+    }
+
+    pub(super) fn count(&self) -> usize {
+        *self.0.borrow()
+    }
+}
+
+/// One request in flight; dropping it ends it.
+#[derive(Debug)]
+pub(super) struct InFlightGuard(InFlight);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Counts the sessions open now, for the session cap.
+pub(super) type SessionCount =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, usize> + Send + Sync>;
+
+/// The shared state of the guard layer.
+pub(super) struct Guard {
+    pub(super) token: Option<String>,
+    pub(super) hosts: HostPolicy,
+    pub(super) origins: OriginPolicy,
+    pub(super) draining: AtomicBool,
+    pub(super) in_flight: InFlight,
+    pub(super) max_sessions: usize,
+    pub(super) sessions: SessionCount,
+    pub(super) max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("auth", &self.token.is_some())
+            .field("hosts", &self.hosts)
+            .field("origins", &self.origins)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The health probe: no authentication, no host check, nothing but the state.
+pub(super) const HEALTH_PATH: &str = "/healthz";
+
+pub(super) async fn check(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == HEALTH_PATH {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(Authority::as_str));
+    match host {
+        Some(host) if guard.hosts.admits(host) => {}
+        Some(host) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host {host:?} is not allowed (DNS-rebinding protection); this server answers to: {}. Start it with --allowed-host NAME to add a name clients use",
+                    guard.hosts.describe()
+                ),
+            );
+        }
+        None => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "the request has no Host header; HTTP/1.1 requires one".into(),
+            );
+        }
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !guard.origins.admits(origin) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Origin {origin:?} is not allowed: browser pages may call this server only from loopback origins or those given with --allowed-origin"
+                ),
+            );
+        }
+    }
+    if let Some(expected) = &guard.token {
+        match bearer(&request) {
+            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {}
+            // RFC 6750: no error attribute when credentials are missing; nothing else is
+            // said either way.
+            Some(_) => {
+                return unauthorized("Bearer realm=\"codemode-mcp\", error=\"invalid_token\"");
+            }
+            None => return unauthorized("Bearer realm=\"codemode-mcp\""),
+        }
+    }
+    let opens_session = (request.method() == Method::POST
+        && request.uri().path() == STREAMABLE_PATH
+        && !request.headers().contains_key("mcp-session-id"))
+        || (request.method() == Method::GET && request.uri().path() == "/sse");
+    if guard.draining.load(Ordering::SeqCst) && (opens_session || request.method() == Method::POST)
+    {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down and takes no new requests; retry once it is back (or on another replica)".into(),
+        );
+    }
+    if opens_session {
+        let open = (guard.sessions)().await;
+        if open >= guard.max_sessions {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server holds {open} sessions, its limit (--max-sessions); end one (DELETE /mcp with its Mcp-Session-Id) or retry later"
+                ),
+            );
+        }
+    }
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let streamable = request.uri().path() == STREAMABLE_PATH;
+    let request = if streamable {
+        match parsed_body(request, guard.max_body_bytes).await {
+            Ok(request) => request,
+            Err(refusal) => return refusal,
+        }
+    } else {
+        request
+    };
+    let in_flight = guard.in_flight.enter();
+    let response = next.run(request).await;
+    let response = if streamable {
+        explained(response).await
+    } else {
+        response
+    };
+    // The request is in flight until its response body is sent (or dropped).
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _in_flight = &in_flight;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// The streamable HTTP endpoint.
+pub(super) const STREAMABLE_PATH: &str = "/mcp";
+
+/// Reads a JSON body whole, so that an oversized one gets 413 and one that is not JSON
+/// gets a JSON-RPC parse error (400) here rather than a bare deserialisation message.
+async fn parsed_body(request: Request, max_bytes: usize) -> Result<Request, Response> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        // The transport answers 415 with what it takes.
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {max_bytes} bytes (--max-body-kib)"),
+        )
+    })?;
+    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32700, "message": format!("parse error: the body is not JSON ({err})")},
+        });
+        return Err((
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The transport's refusals come as bare text; they become JSON-RPC errors saying what
+/// to do.
+async fn explained(response: Response) -> Response {
+    let status = response.status();
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() && is_text) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::NOT_FOUND && text.contains("ession") {
+        format!(
+            "{text}: no session has this Mcp-Session-Id; it was ended (DELETE), closed after being unused, or the server restarted. Start a new one: POST an initialize request without Mcp-Session-Id"
+        )
+    } else {
+        text
+    };
+    refuse(status, message)
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn unauthorized(challenge: &'static str) -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// A refusal as a JSON-RPC error body, which MCP clients show as is.
+pub(super) fn refuse(status: StatusCode, message: String) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": -32600, "message": message},
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,284 @@
+//! MCP over HTTP: streamable HTTP at `/mcp` (rmcp's transport, with sessions or
+//! stateless), the legacy HTTP+SSE transport at `/sse` + `/messages`, and `/healthz`.
+//! Every request first passes [`guard`]: Host and Origin checks, bearer authentication,
+//! the session cap. [`HttpServer::serve`] drains on shutdown: it stops accepting, lets
+//! requests in flight finish within the grace period, then stops the executions left,
+//! which answer with a clear error.
+
+mod guard;
+mod legacy_sse;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use self::{
+    guard::{Guard, HEALTH_PATH, HostPolicy, InFlight, OriginPolicy, STREAMABLE_PATH},
+    legacy_sse::{LegacySse, MESSAGES_PATH},
+};
+use crate::{executor::Executor, server::CodeModeServer};
+
+/// How the HTTP server serves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Address to listen on; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// No sessions: every request stands alone, so replicas behind a load balancer can
+    /// share clients. Server-initiated notifications are not sent.
+    pub stateless: bool,
+    /// Bearer token every request must carry; required unless `bind` is loopback.
+    pub auth_token: Option<String>,
+    /// Host names (or `name:port`) accepted beside loopback ones; `*` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted beside loopback ones; `*` accepts any.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// A streamable-HTTP session unused this long is closed.
+    pub session_idle: Duration,
+    /// Executions one session may run at once (the executor's caps apply on top).
+    pub session_concurrency: usize,
+    /// Sessions open at once, both transports together.
+    pub max_sessions: usize,
+    /// How long shutdown waits for requests in flight before it stops their executions.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            stateless: false,
+            auth_token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 << 20,
+            session_idle: Duration::from_secs(300),
+            session_concurrency: 4,
+            max_sessions: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the HTTP server could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to serve on {bind} without authentication: anyone who can reach that address could run programs with your tools. Give a bearer token with --auth-token-file FILE (or the CODEMODE_AUTH_TOKEN environment variable), or bind a loopback address such as 127.0.0.1"
+    )]
+    Unauthenticated {
+        /// The address asked for.
+        bind: SocketAddr,
+    },
+    /// An empty token.
+    #[error("the auth token is empty; put a long random string in the token file")]
+    EmptyToken,
+    /// An `--allowed-origin` that is not an origin.
+    #[error(
+        "--allowed-origin {origin:?} is not an origin; write scheme://host[:port], e.g. https://app.example.com or http://localhost:*, or `null`, or `*`"
+    )]
+    AllowedOrigin {
+        /// What was given.
+        origin: String,
+    },
+    /// The address could not be bound.
+    #[error("could not listen on {bind}: {source}")]
+    Bind {
+        /// The address asked for.
+        bind: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How long, after the grace period, stopped executions have to answer and their
+/// responses to be written before the connections are closed anyway.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// An HTTP server bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: TcpListener,
+    options: HttpOptions,
+    hosts: HostPolicy,
+    origins: OriginPolicy,
+}
+
+impl HttpServer {
+    /// Checks the options and binds the address.
+    pub async fn bind(mut options: HttpOptions) -> Result<Self, HttpError> {
+        if let Some(token) = &options.auth_token {
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(HttpError::EmptyToken);
+            }
+            options.auth_token = Some(token.to_string());
+        } else if !options.bind.ip().is_loopback() {
+            return Err(HttpError::Unauthenticated { bind: options.bind });
+        }
+        let origins = OriginPolicy::new(&options.allowed_origins)?;
+        let listener = TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| HttpError::Bind {
+                bind: options.bind,
+                source,
+            })?;
+        Ok(Self {
+            hosts: HostPolicy::new(options.bind.ip(), &options.allowed_hosts),
+            origins,
+            listener,
+            options,
+        })
+    }
+
+    /// The address it listens on (with the port picked, when 0 was asked).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: see the module documentation.
+    pub async fn serve(
+        self,
+        executor: Arc<Executor>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HttpError> {
+        let Self {
+            listener,
+            options,
+            hosts,
+            origins,
+        } = self;
+        let in_flight = InFlight::new();
+        // Ends every session and stream once draining is over.
+        let sessions_end = CancellationToken::new();
+        let new_handler = {
+            let executor = executor.clone();
+            let per_session = options.session_concurrency;
+            move || CodeModeServer::new(executor.clone()).with_session_limit(per_session)
+        };
+        let mut session_manager = LocalSessionManager::default();
+        session_manager.session_config.keep_alive = Some(options.session_idle);
+        let session_manager = Arc::new(session_manager);
+        let streamable = StreamableHttpService::new(
+            {
+                let new_handler = new_handler.clone();
+                move || Ok(new_handler())
+            },
+            session_manager.clone(),
+            StreamableHttpServerConfig::default()
+                // The guard checks Host and Origin for every route, this one included.
+                .disable_allowed_hosts()
+                .disable_allowed_origins()
+                .with_max_request_body_bytes(options.max_body_bytes)
+                .with_legacy_session_mode(!options.stateless)
+                .with_json_response(options.stateless)
+                .with_cancellation_token(sessions_end.child_token()),
+        );
+        let legacy = Arc::new(LegacySse::new(
+            new_handler,
+            sessions_end.clone(),
+            in_flight.clone(),
+            options.max_body_bytes,
+        ));
+        let sessions: guard::SessionCount = {
+            let legacy = legacy.clone();
+            Arc::new(move || {
+                let (streamable, legacy) = (session_manager.clone(), legacy.clone());
+                Box::pin(async move { streamable.sessions.read().await.len() + legacy.len() })
+            })
+        };
+        let guard = Arc::new(Guard {
+            token: options.auth_token.clone(),
+            hosts,
+            origins,
+            draining: Default::default(),
+            in_flight,
+            max_sessions: options.max_sessions,
+            sessions,
+            max_body_bytes: options.max_body_bytes,
+        });
+        let app = Router::new()
+            .route(HEALTH_PATH, get(health).with_state(guard.clone()))
+            .route("/sse", get(legacy_sse::open).with_state(legacy.clone()))
+            .route(
+                MESSAGES_PATH,
+                post(legacy_sse::post).with_state(legacy.clone()),
+            )
+            .nest_service(STREAMABLE_PATH, streamable)
+            .layer(axum::middleware::from_fn_with_state(
+                guard.clone(),
+                guard::check,
+            ));
+
+        let stop_accepting = CancellationToken::new();
+        let server = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+                .into_future(),
+        );
+        shutdown.await;
+
+        tracing::info!(
+            in_flight = guard.in_flight.count(),
+            grace_ms = options.shutdown_grace.as_millis() as u64,
+            "shutting down: no new connections or requests; waiting for requests in flight"
+        );
+        guard.draining.store(true, Ordering::SeqCst);
+        executor.close();
+        stop_accepting.cancel();
+        if tokio::time::timeout(options.shutdown_grace, guard.in_flight.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = guard.in_flight.count(),
+                "grace period over: stopping the executions still running"
+            );
+            executor.stop_all();
+            let _ = tokio::time::timeout(STOP_MARGIN, guard.in_flight.idle()).await;
+        }
+        sessions_end.cancel();
+        match tokio::time::timeout(STOP_MARGIN, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => return Err(HttpError::Serve(err)),
+            Ok(Err(join)) => return Err(HttpError::Serve(std::io::Error::other(join))),
+            Err(_) => tracing::warn!("connections still open after shutdown; closing them"),
+        }
+        tracing::info!("HTTP server stopped");
+        Ok(())
+    }
+}
+
+/// `GET /healthz`: 200 while serving, 503 while draining.
+async fn health(State(guard): State<Arc<Guard>>) -> Response {
+    if guard.draining.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "draining"})),
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({"status": "ok"})).into_response()
+    }
+}

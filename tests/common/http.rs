@@ -1,0 +1,167 @@
+//! The real binary serving MCP over HTTP, and clients for it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::CallToolRequestParams,
+    service::RunningService,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde_json::{Value, json};
+
+use super::{BIN, Ran, unpack};
+
+/// `codemode-mcp serve --http 127.0.0.1:0 ARGS`, with its log collected.
+pub struct HttpServer {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl HttpServer {
+    /// Starts the server and waits until it listens.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--http", "127.0.0.1:0"])
+            .args(args)
+            .env("CODEMODE_LOG", "info")
+            .env_remove("CODEMODE_AUTH_TOKEN")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn codemode-mcp");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (found, address) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+                        let _ = found.send(addr);
+                    }
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let addr = address
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("server did not listen:\n{}", log.lock().unwrap()));
+        Self { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A streamable HTTP MCP session at `/mcp`.
+    pub async fn client(&self) -> RunningService<RoleClient, ()> {
+        self.client_with(StreamableHttpClientTransportConfig::with_uri(
+            self.url("/mcp"),
+        ))
+        .await
+        .expect("MCP handshake over streamable HTTP")
+    }
+
+    pub async fn client_with(
+        &self,
+        config: StreamableHttpClientTransportConfig,
+    ) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
+        ().serve(StreamableHttpClientTransport::from_config(config))
+            .await
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the child's own pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for the server to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server still running after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `code` through `execute_code` on `client`.
+pub async fn execute(client: &RunningService<RoleClient, ()>, code: &str) -> Ran {
+    let Value::Object(arguments) = json!({ "code": code }) else {
+        unreachable!()
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
+    )
+    .await
+    .expect("execute_code answered within 60 s")
+    .expect("execute_code is a tool result, not a protocol error");
+    unpack(result)
+}
+
+/// The JSON-RPC initialize request body a client sends first.
+pub fn initialize_body() -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw-http-test", "version": "1"}
+        }
+    })
+}
+
+/// A POST to `/mcp` as a streamable HTTP client sends it.
+pub fn post_mcp(server: &HttpServer, body: String) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+}

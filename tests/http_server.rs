@@ -1,0 +1,514 @@
+//! `serve --http`: streamable HTTP and legacy SSE served by the real binary, to real
+//! clients (rmcp's streamable HTTP client; codemode-mcp's own legacy-SSE upstream client;
+//! raw HTTP for what clients must be refused), with its security checks, caps and
+//! graceful shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{HttpServer, execute, initialize_body, post_mcp};
+use rmcp::{
+    model::{CallToolRequestParams, ReadResourceRequestParams},
+    transport::streamable_http_client::StreamableHttpClientTransportConfig,
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn streamable_http_offers_what_stdio_offers() {
+    let server = HttpServer::start(&[]);
+    let client = server.client().await;
+    let info = client.peer_info().expect("server info");
+    assert_eq!(info.server_info.as_ref().unwrap().name, "codemode-mcp");
+
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, ["execute_code", "search_tools"]);
+
+    let ran = execute(
+        &client,
+        "const xs: number[] = [1, 2, 3];\nconsole.log('summing');\nreturn xs.reduce((a, b) => a + b, 0);",
+    )
+    .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!(6));
+    assert_eq!(
+        ran.structured["logs"],
+        json!([{"level": "log", "message": "summing"}])
+    );
+
+    let failed = execute(&client, "const a = 1;\nthrow new TypeError('bad');").await;
+    assert_eq!(failed.error_kind(), "runtime");
+    assert_eq!(failed.position().0, 2);
+
+    let found = client
+        .call_tool(
+            CallToolRequestParams::new("search_tools")
+                .with_arguments(json!({"query": ""}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(found.is_error, Some(true));
+
+    let resources = client.list_all_resources().await.unwrap();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.uri == "codemode://types/all.d.ts")
+    );
+    client
+        .read_resource(ReadResourceRequestParams::new("codemode://types/all.d.ts"))
+        .await
+        .unwrap();
+    let prompts = client.list_all_prompts().await.unwrap();
+    assert_eq!(prompts[0].name, "write-a-program");
+
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+}
+
+/// The legacy transport, driven by a real legacy-SSE client: a second codemode-mcp whose
+/// upstream is the first one's `/sse` endpoint.
+#[tokio::test]
+async fn legacy_sse_serves_the_same_tools() {
+    let server = HttpServer::start(&[]);
+    let dir = common::scratch_dir("legacy-sse");
+    let config = common::write_config(
+        &dir,
+        &json!({"mcpServers": {"remote": {"url": server.url("/sse")}}}),
+    );
+    let outer = common::start(&["--config", &config]).await;
+    let ran = outer
+        .execute(
+            "const inner = await tools.remote.execute_code({ code: 'console.log(\"inside\"); return 6 * 7' });\n\
+             return inner;",
+        )
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["result"], json!(42), "{ran:?}");
+    assert_eq!(ran.result()["logs"][0]["message"], json!("inside"));
+    assert_eq!(
+        ran.structured["calls"][0]["tool"],
+        json!("remote.execute_code")
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_sessions_each_run_programs() {
+    let server = HttpServer::start(&["--queue", "128"]);
+    let started = Instant::now();
+    let sessions = (0..50).map(|i| {
+        let server = &server;
+        async move {
+            let client = server.client().await;
+            let mut results = Vec::new();
+            for j in 0..2 {
+                let ran = execute(
+                    &client,
+                    &format!("await new Promise(r => setTimeout(r, 20));\nreturn {{ session: {i}, run: {j} }};"),
+                )
+                .await;
+                assert!(!ran.is_error, "session {i} run {j}: {ran:?}");
+                results.push(ran.result().clone());
+            }
+            client.cancel().await.unwrap();
+            results
+        }
+    });
+    let all = futures::future::join_all(sessions).await;
+    for (i, results) in all.iter().enumerate() {
+        assert_eq!(
+            results,
+            &[
+                json!({"session": i, "run": 0}),
+                json!({"session": i, "run": 1})
+            ]
+        );
+    }
+    eprintln!("50 sessions x 2 programs in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let dir = common::scratch_dir("auth");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "s3cret-token-of-some-length\n").unwrap();
+    let server = HttpServer::start(&["--auth-token-file", token_file.to_str().unwrap()]);
+
+    let missing = post_mcp(&server, initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer realm=\"codemode-mcp\""
+    );
+
+    let wrong = post_mcp(&server, initialize_body().to_string())
+        .bearer_auth("s3cret-token-of-some-lengtX")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(
+        wrong.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let body = wrong.text().await.unwrap();
+    assert!(!body.contains("s3cret"), "{body}");
+
+    let sse = reqwest::get(server.url("/sse")).await.unwrap();
+    assert_eq!(sse.status(), 401, "the legacy transport is guarded too");
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "probes need no token");
+
+    let refused = server
+        .client_with(StreamableHttpClientTransportConfig::with_uri(
+            server.url("/mcp"),
+        ))
+        .await;
+    assert!(refused.is_err(), "a client without the token is refused");
+    let client = server
+        .client_with(
+            StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"))
+                .auth_header("s3cret-token-of-some-length"),
+        )
+        .await
+        .expect("the right token is accepted");
+    assert_eq!(execute(&client, "return 'in'").await.result(), &json!("in"));
+}
+
+#[test]
+fn a_public_address_without_a_token_is_refused_at_start() {
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--http", "0.0.0.0:0"])
+        .env_remove("CODEMODE_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve on 0.0.0.0:0 without authentication")
+            && stderr.contains("--auth-token-file"),
+        "{stderr}"
+    );
+
+    let dir = common::scratch_dir("empty-token");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--http", "0.0.0.0:0", "--auth-token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the auth token is empty"));
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused() {
+    let server = HttpServer::start(&[
+        "--allowed-origin",
+        "https://app.example.com",
+        "--allowed-host",
+        "mcp.example.com",
+    ]);
+    let post = |origin: Option<&str>, host: Option<&str>| {
+        let mut request = post_mcp(&server, initialize_body().to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        request.send()
+    };
+    let evil = post(Some("http://evil.example"), None).await.unwrap();
+    assert_eq!(evil.status(), 403);
+    let message = evil.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("--allowed-origin"), "{message}");
+    // DNS rebinding: the attacker's name resolves to loopback; the Host header tells.
+    let rebound = post(None, Some("attacker.example:8080")).await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    let sse = reqwest::Client::new()
+        .get(server.url("/sse"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 403);
+
+    for (origin, host) in [
+        (Some("https://app.example.com"), None),
+        (Some("http://localhost:6274"), None),
+        (None, Some("mcp.example.com")),
+        (None, None),
+    ] {
+        let ok = post(origin, host).await.unwrap();
+        assert_eq!(ok.status(), 200, "origin {origin:?} host {host:?}");
+    }
+    let near_miss = post(Some("https://app.example.com.evil.example"), None)
+        .await
+        .unwrap();
+    assert_eq!(near_miss.status(), 403);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_4xx_and_the_server_keeps_serving() {
+    let server = HttpServer::start(&["--max-body-kib", "1"]);
+    let error_message = |body: Value| body["error"]["message"].as_str().unwrap().to_string();
+
+    let malformed = post_mcp(&server, "{not json".into()).send().await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!(-32700));
+
+    let text = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("content-type", "text/plain")
+        .header("accept", "application/json, text/event-stream")
+        .body(initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+
+    let unknown = post_mcp(
+        &server,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    )
+    .header("mcp-session-id", "no-such-session")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(error_message(unknown.json().await.unwrap()).contains("initialize"));
+
+    let big = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "execute_code", "arguments": {"code": "x".repeat(4096)}}});
+    let oversized = post_mcp(&server, big.to_string()).send().await.unwrap();
+    assert_eq!(oversized.status(), 413);
+
+    // The legacy transport's message endpoint.
+    let http = reqwest::Client::new();
+    let no_session = http
+        .post(server.url("/messages"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_session.status(), 400);
+    let unknown = http
+        .post(server.url("/messages?sessionId=nope"))
+        .header("content-type", "application/json")
+        .body(initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(error_message(unknown.json().await.unwrap()).contains("GET /sse"));
+
+    let mut stream = http.get(server.url("/sse")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let first = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let endpoint = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("endpoint event")
+        .to_string();
+    assert!(first.contains("event: endpoint"), "{first}");
+    let post = |content_type: &'static str, body: String| {
+        http.post(server.url(&endpoint))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_eq!(post("text/plain", "{}".into()).await.unwrap().status(), 415);
+    let malformed = post("application/json", "{oops".into()).await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(
+        malformed.json::<Value>().await.unwrap()["error"]["code"],
+        json!(-32700)
+    );
+    assert_eq!(
+        post("application/json", json!({"hello": 1}).to_string())
+            .await
+            .unwrap()
+            .status(),
+        400,
+        "JSON that is not a JSON-RPC message"
+    );
+    assert_eq!(
+        post("application/json", big.to_string())
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    let accepted = post("application/json", initialize_body().to_string())
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let answer = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(
+        answer.contains("event: message") && answer.contains("\"serverInfo\""),
+        "{answer}"
+    );
+
+    let client = server.client().await;
+    assert_eq!(execute(&client, "return 1 + 1").await.result(), &json!(2));
+}
+
+#[tokio::test]
+async fn shutdown_lets_executions_in_flight_finish_then_exits_0() {
+    let mut server = HttpServer::start(&["--shutdown-grace-secs", "10"]);
+    let client = server.client().await;
+    let slow = execute(
+        &client,
+        "await new Promise(r => setTimeout(r, 1500));\nreturn 'finished';",
+    );
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        server.signal(libc::SIGTERM);
+    };
+    let (ran, ()) = tokio::join!(slow, terminate);
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!("finished"));
+    let status = server.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        reqwest::get(server.url("/healthz")).await.is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_executions_past_the_grace_period_with_a_clear_error() {
+    let mut server = HttpServer::start(&["--shutdown-grace-secs", "1"]);
+    let client = server.client().await;
+    let endless = execute(&client, "while (true) {}");
+    let started = Instant::now();
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.signal(libc::SIGTERM);
+    };
+    let (ran, ()) = tokio::join!(endless, terminate);
+    assert_eq!(ran.error_kind(), "cancelled", "{ran:?}");
+    assert!(ran.error_message().contains("shutting down"), "{ran:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let status = server.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+}
+
+#[tokio::test]
+async fn one_session_cannot_take_every_slot() {
+    let server = HttpServer::start(&["--session-concurrency", "1"]);
+    let greedy = server.client().await;
+    let other = server.client().await;
+    let long = execute(
+        &greedy,
+        "await new Promise(r => setTimeout(r, 800)); return 'long';",
+    );
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let refused = execute(&greedy, "return 'second'").await;
+        let elsewhere = execute(&other, "return 'other session'").await;
+        (refused, elsewhere)
+    };
+    let (long, (refused, elsewhere)) = tokio::join!(long, second);
+    assert_eq!(long.result(), &json!("long"));
+    assert_eq!(refused.error_kind(), "busy", "{refused:?}");
+    assert!(refused.error_message().contains("session"), "{refused:?}");
+    assert_eq!(elsewhere.result(), &json!("other session"));
+    assert_eq!(
+        execute(&greedy, "return 'again'").await.result(),
+        &json!("again")
+    );
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_the_session_cap_holds() {
+    let server = HttpServer::start(&["--session-idle-secs", "1", "--max-sessions", "2"]);
+    let opened = post_mcp(&server, initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    drop(opened);
+    let second = server.client().await;
+
+    let third = post_mcp(&server, initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 503, "past --max-sessions");
+    let body: Value = third.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-sessions")
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let expired = post_mcp(
+        &server,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    )
+    .header("mcp-session-id", &session)
+    .header("mcp-protocol-version", "2025-06-18")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(expired.status(), 404, "an idle session is closed");
+    drop(second);
+    let fresh = server.client().await;
+    assert_eq!(
+        execute(&fresh, "return 'new'").await.result(),
+        &json!("new")
+    );
+}
+
+#[tokio::test]
+async fn stateless_mode_serves_without_sessions() {
+    let server = HttpServer::start(&["--stateless"]);
+    let init = post_mcp(&server, initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    assert!(!init.headers().contains_key("mcp-session-id"));
+
+    let list = post_mcp(
+        &server,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+    )
+    .header("mcp-protocol-version", "2025-06-18")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(list.status(), 200);
+    let text = list.text().await.unwrap();
+    assert!(text.contains("execute_code"), "{text}");
+
+    let client = server.client().await;
+    assert_eq!(
+        execute(&client, "return 'stateless'").await.result(),
+        &json!("stateless")
+    );
+}
