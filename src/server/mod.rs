@@ -74,7 +74,55 @@ pub struct CodeModeServer {
 
 /// The output schema of `execute_code`, derived from [`ExecuteCodeOutput`].
 pub fn execute_code_output_schema() -> Arc<JsonObject> {
-    rmcp::handler::server::tool::schema_for_output::<ExecuteCodeOutput>()
+    portable(rmcp::handler::server::tool::schema_for_output::<
+        ExecuteCodeOutput,
+    >())
+}
+
+/// The input schema of a tool, derived from its typed arguments.
+fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    portable(rmcp::handler::server::common::schema_for_type::<T>())
+}
+
+/// schemars marks Rust integer widths as `format: "uint64"` and the like, which JSON
+/// Schema does not define: validating clients (the TypeScript SDK's Ajv) warn on every
+/// call. The range is already in `minimum`.
+fn portable(schema: Arc<JsonObject>) -> Arc<JsonObject> {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let rust_width = map.get("format").and_then(|f| f.as_str()).is_some_and(|f| {
+                    matches!(
+                        f,
+                        "uint"
+                            | "uint8"
+                            | "uint16"
+                            | "uint32"
+                            | "uint64"
+                            | "int"
+                            | "int8"
+                            | "int16"
+                            | "int32"
+                            | "int64"
+                            | "float"
+                            | "double"
+                    )
+                });
+                if rust_width {
+                    map.remove("format");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::Value::Object((*schema).clone());
+    strip(&mut value);
+    match value {
+        serde_json::Value::Object(map) => Arc::new(map),
+        _ => schema,
+    }
 }
 
 /// Reads typed arguments; the error names the key path and what the tool takes.
@@ -120,7 +168,7 @@ impl CodeModeServer {
         name = "execute_code",
         title = "Run a code-mode program",
         description = EXECUTE_CODE_CONTRACT,
-        input_schema = rmcp::handler::server::common::schema_for_type::<ExecuteCodeInput>(),
+        input_schema = input_schema::<ExecuteCodeInput>(),
         output_schema = execute_code_output_schema()
     )]
     async fn execute_code(
@@ -169,7 +217,7 @@ impl CodeModeServer {
         name = "search_tools",
         title = "Find tools for code-mode programs",
         description = "Find the tools a code-mode program can call, by keywords in their names and descriptions, and get their TypeScript declarations. Use it before writing a program that calls tools you have not seen declared. Not callable from inside programs.",
-        input_schema = rmcp::handler::server::common::schema_for_type::<SearchToolsInput>()
+        input_schema = input_schema::<SearchToolsInput>()
     )]
     async fn search_tools(
         &self,

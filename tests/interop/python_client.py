@@ -1,14 +1,20 @@
-"""Interop: the official Python MCP SDK client drives codemode-mcp over stdio.
+"""Interop: the official Python MCP SDK client drives codemode-mcp over stdio, then over
+streamable HTTP and legacy SSE (`serve --http`).
 
 Usage: python_client.py PATH_TO_CODEMODE_MCP
 Prints one line per check and exits non-zero on the first failure.
 """
 
 import asyncio
+import os
+import re
+import subprocess
 import sys
 
 from mcp import ClientSession, StdioServerParameters
+from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def check(condition, what):
@@ -53,5 +59,50 @@ async def main(binary):
             check(again.structured_content["result"] == "still serving", "the server keeps serving")
 
 
+async def over_http(binary):
+    """The same session over both HTTP transports of one `serve --http` process."""
+    server = subprocess.Popen(
+        [binary, "serve", "--http", "127.0.0.1:0"],
+        env={**os.environ, "CODEMODE_LOG": "info"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = None
+        for line in server.stderr:
+            found = re.search(r"listening on (http://[0-9.]+:[0-9]+)", line)
+            if found:
+                base = found.group(1)
+                break
+        check(base is not None, "serve --http logs where it listens")
+        transports = [
+            ("streamable HTTP", lambda: streamable_http_client(base + "/mcp")),
+            ("legacy SSE", lambda: sse_client(base + "/sse")),
+        ]
+        for name, connect in transports:
+            async with connect() as (read, write):
+                async with ClientSession(read, write) as session:
+                    init = await session.initialize()
+                    check(init.server_info.name == "codemode-mcp", f"{name}: initialize")
+                    tools = await session.list_tools()
+                    names = [tool.name for tool in tools.tools]
+                    check(names == ["execute_code", "search_tools"], f"{name}: tools/list ({names})")
+                    ran = await session.call_tool(
+                        "execute_code",
+                        {"code": "console.log('over http');\nreturn { sum: [1, 2, 3].reduce((a, b) => a + b) };"},
+                    )
+                    check(not ran.is_error and ran.structured_content["result"] == {"sum": 6}, f"{name}: a program's result")
+                    check(ran.structured_content["logs"][0]["message"] == "over http", f"{name}: its logs")
+                    failed = await session.call_tool("execute_code", {"code": "\n  null.x"})
+                    error = failed.structured_content["error"]
+                    check(failed.is_error and error["line"] == 2, f"{name}: a positioned error ({error})")
+    finally:
+        server.terminate()
+        code = server.wait(timeout=15)
+    check(code == 0, f"SIGTERM ends serve --http with exit code 0 (got {code})")
+
+
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1]))
+    asyncio.run(over_http(sys.argv[1]))

@@ -293,6 +293,15 @@ pub(super) async fn check(
             );
         }
     }
+    if request.method() == Method::DELETE && request.uri().path() == STREAMABLE_PATH {
+        let mut response = next.run(request).await;
+        // The transport answers a session's end with 202; the official SDK clients expect
+        // 200 (or 204) and log anything else as a failure.
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::OK;
+        }
+        return response;
+    }
     if request.method() != Method::POST {
         return next.run(request).await;
     }
