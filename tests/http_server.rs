@@ -512,3 +512,40 @@ async fn stateless_mode_serves_without_sessions() {
         &json!("stateless")
     );
 }
+
+/// Upstream tools reach HTTP sessions as they reach stdio ones, and so does
+/// `notifications/tools/list_changed` (on the session's GET stream).
+#[tokio::test]
+async fn upstream_tools_and_their_changes_reach_http_sessions() {
+    use rmcp::{ClientHandler, ServiceExt, model::ClientConfig, service::NotificationContext};
+
+    #[derive(Clone)]
+    struct Watcher(tokio::sync::mpsc::UnboundedSender<()>);
+    impl ClientHandler for Watcher {
+        fn get_info(&self) -> ClientConfig {
+            ClientConfig::default()
+        }
+        async fn on_tool_list_changed(&self, _context: NotificationContext<rmcp::RoleClient>) {
+            let _ = self.0.send(());
+        }
+    }
+
+    let dir = common::scratch_dir("http-upstream");
+    let config = common::write_config(&dir, &json!({"mcpServers": {"toy": common::toy()}}));
+    let server = HttpServer::start(&["--config", &config]);
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let client = Watcher(tx)
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            server.url("/mcp"),
+        ))
+        .await
+        .unwrap();
+    let sum = execute(&client, "return await tools.toy.add({ a: 2, b: 3 });").await;
+    assert_eq!(sum.result(), &json!({"sum": 5}), "{sum:?}");
+    let grown = execute(&client, "return await tools.toy.grow();").await;
+    assert!(!grown.is_error, "{grown:?}");
+    tokio::time::timeout(Duration::from_secs(5), changed.recv())
+        .await
+        .expect("the HTTP session got notifications/tools/list_changed")
+        .unwrap();
+}

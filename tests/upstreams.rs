@@ -6,16 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, start};
+use common::{Server, python, start, toy};
 use serde_json::{Value, json};
-
-fn python() -> String {
-    std::env::var("CODEMODE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "CODEMODE_TEST_PYTHON is not set: run the tests with ./scripts/test, which installs it"
-        )
-    })
-}
 
 /// Starts the server with `servers` as its `mcpServers`.
 async fn start_with(servers: Value) -> (Server, std::path::PathBuf) {
@@ -35,10 +27,6 @@ async fn start_with_settings(servers: Value, upstream: Value) -> (Server, std::p
     );
     let server = start(&["--config", &config]).await;
     (server, dir)
-}
-
-fn toy() -> Value {
-    json!({ "command": python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/toy.py")] })
 }
 
 #[tokio::test]

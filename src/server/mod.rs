@@ -69,6 +69,9 @@ pub struct CodeModeServer {
     executor: Arc<Executor>,
     /// Executions this session may run at once; `None` leaves only the executor's caps.
     session_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Cancelled when the session's last handler is dropped: ends its notification task.
+    session_ended: tokio_util::sync::CancellationToken,
+    _end_session_on_drop: Arc<tokio_util::sync::DropGuard>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -148,9 +151,12 @@ fn tool_error(message: String) -> CallToolResult {
 impl CodeModeServer {
     /// A server that runs programs on `executor`.
     pub fn new(executor: Arc<Executor>) -> Self {
+        let session_ended = tokio_util::sync::CancellationToken::new();
         Self {
             executor,
             session_slots: None,
+            _end_session_on_drop: Arc::new(session_ended.clone().drop_guard()),
+            session_ended,
             tool_router: Self::tool_router(),
         }
     }
@@ -286,8 +292,15 @@ impl ServerHandler for CodeModeServer {
         // Our tool list (the execute_code description) follows the upstreams' tools.
         let mut changes = self.executor.tools().upstreams().subscribe();
         let peer = context.peer;
+        // Over HTTP sessions come and go: the task ends with its session, not at the next
+        // change after it.
+        let ended = self.session_ended.clone();
         tokio::spawn(async move {
-            while changes.changed().await.is_ok() {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { break },
+                    () = ended.cancelled() => break,
+                }
                 if peer.notify_tool_list_changed().await.is_err() {
                     break;
                 }

@@ -129,7 +129,7 @@ impl Drop for HttpServer {
 }
 
 /// Runs `code` through `execute_code` on `client`.
-pub async fn execute(client: &RunningService<RoleClient, ()>, code: &str) -> Ran {
+pub async fn execute(client: &rmcp::Peer<RoleClient>, code: &str) -> Ran {
     let Value::Object(arguments) = json!({ "code": code }) else {
         unreachable!()
     };

@@ -31,6 +31,20 @@ pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The Python with the `mcp` package that the README's test command installs.
+pub fn python() -> String {
+    std::env::var("CODEMODE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "CODEMODE_TEST_PYTHON is not set: run the tests with ./scripts/test, which installs it"
+        )
+    })
+}
+
+/// The `mcpServers` entry of the toy upstream (`tests/upstreams/toy.py`).
+pub fn toy() -> Value {
+    json!({ "command": python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/toy.py")] })
+}
+
 /// Writes `config` as `config.json` in `dir`; returns its path.
 pub fn write_config(dir: &std::path::Path, config: &Value) -> String {
     let path = dir.join("config.json");
