@@ -183,6 +183,20 @@ async fn a_token_is_required_when_configured() {
         .await
         .expect("the right token is accepted");
     assert_eq!(execute(&client, "return 'in'").await.result(), &json!("in"));
+
+    // The token may come from the environment instead of a file.
+    let server = HttpServer::start_with_env(&[], &[("CODEMODE_AUTH_TOKEN", "from-the-env")]);
+    let missing = post_mcp(&server, initialize_body().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    let given = post_mcp(&server, initialize_body().to_string())
+        .bearer_auth("from-the-env")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.status(), 200);
 }
 
 #[test]
@@ -548,4 +562,56 @@ async fn upstream_tools_and_their_changes_reach_http_sessions() {
         .await
         .expect("the HTTP session got notifications/tools/list_changed")
         .unwrap();
+}
+
+/// Shutdown waits for requests in flight on the legacy transport too, where the answer
+/// travels on the SSE stream, not on the POST.
+#[tokio::test]
+async fn shutdown_waits_for_legacy_sse_requests_in_flight() {
+    let mut server = HttpServer::start(&[]);
+    let http = reqwest::Client::new();
+    let mut stream = http.get(server.url("/sse")).send().await.unwrap();
+    let mut received = String::new();
+    while !received.contains("event: endpoint") {
+        received.push_str(&String::from_utf8_lossy(
+            &stream.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let endpoint = received
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .to_string();
+    let post = |message: Value| {
+        http.post(server.url(&endpoint))
+            .header("content-type", "application/json")
+            .body(message.to_string())
+            .send()
+    };
+    assert_eq!(post(initialize_body()).await.unwrap().status(), 202);
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "execute_code",
+        "arguments": {"code": "await new Promise(r => setTimeout(r, 1500)); return 'finished';"}
+    }});
+    assert_eq!(post(call).await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal(libc::SIGTERM);
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let Some(chunk) = stream.chunk().await.unwrap() else {
+                return received;
+            };
+            received.push_str(&String::from_utf8_lossy(&chunk));
+            if received.contains("\"id\":2") {
+                return received;
+            }
+        }
+    })
+    .await
+    .expect("the answer arrived");
+    assert!(answer.contains("\"result\":\"finished\""), "{answer}");
+    assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(0));
 }
