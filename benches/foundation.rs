@@ -2,12 +2,14 @@
 //! same run. `cargo bench --bench foundation [-- --quick]`
 //!
 //! - isolate create-to-ready with the glue, and a bare QuickJS runtime + context (no glue);
-//! - a trivial `execute_code` round trip over stdio through the real binary;
+//! - a trivial `execute_code` round trip through the real binary, over stdio and over
+//!   streamable HTTP;
 //! - RSS after 100 and after 10,000 executions (flat means no leak);
 //! - baseline: spawning `node -e 0` as a fresh process.
 
 use std::{
-    process::Command,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -16,7 +18,11 @@ use codemode_mcp::{
     sandbox::{CancelHandle, Engine, Limits, NoTools, RunRequest},
     transpile::{line_count, transpile},
 };
-use rmcp::{ServiceExt, model::CallToolRequestParams, transport::TokioChildProcess};
+use rmcp::{
+    Peer, RoleClient, ServiceExt,
+    model::CallToolRequestParams,
+    transport::{StreamableHttpClientTransport, TokioChildProcess},
+};
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -102,28 +108,14 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
 
-    // 3. execute_code over stdio, through the real binary.
+    // 3. execute_code over stdio and over streamable HTTP, through the real binary.
     let binary = env!("CARGO_BIN_EXE_codemode-mcp");
     let calls = 2_000 / scale;
     let mut trips = runtime.block_on(async {
         let mut command = tokio::process::Command::new(binary);
         command.arg("serve").env("CODEMODE_LOG", "warn");
         let client = ().serve(TokioChildProcess::new(command)?).await?;
-        let arguments = serde_json::json!({ "code": "return 1" });
-        let serde_json::Value::Object(arguments) = arguments else {
-            unreachable!()
-        };
-        let mut trips = Vec::with_capacity(calls);
-        for _ in 0..calls {
-            let started = Instant::now();
-            let result = client
-                .call_tool(
-                    CallToolRequestParams::new("execute_code").with_arguments(arguments.clone()),
-                )
-                .await?;
-            trips.push(started.elapsed());
-            assert_ne!(result.is_error, Some(true));
-        }
+        let trips = round_trips(&client, calls).await?;
         client.cancel().await?;
         anyhow::Ok(trips)
     })?;
@@ -137,6 +129,33 @@ fn main() -> anyhow::Result<()> {
     println!(
         "  isolate share of the round trip: {:.0}%",
         100.0 * ratio(ready_p50, trip_p50)
+    );
+
+    let mut server = Command::new(binary)
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("CODEMODE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let addr = listening_address(server.stderr.take().expect("piped stderr"))?;
+    let mut http_trips = runtime.block_on(async {
+        let transport = StreamableHttpClientTransport::from_uri(format!("http://{addr}/mcp"));
+        let client = ().serve(transport).await?;
+        let trips = round_trips(&client, calls).await?;
+        client.cancel().await?;
+        anyhow::Ok(trips)
+    })?;
+    server.kill()?;
+    server.wait()?;
+    let (http_p50, http_p99) = percentiles(&mut http_trips);
+    println!(
+        "execute_code `return 1` round trip over streamable HTTP ({calls} calls, rmcp client, one session):"
+    );
+    println!(
+        "  p50 {}  p99 {}   ({:.2}x stdio)",
+        ms(http_p50),
+        ms(http_p99),
+        ratio(http_p50, trip_p50)
     );
     println!();
 
@@ -163,6 +182,36 @@ fn main() -> anyhow::Result<()> {
         total - 100
     );
     Ok(())
+}
+
+/// `calls` sequential `execute_code` calls of `return 1`, each timed.
+async fn round_trips(client: &Peer<RoleClient>, calls: usize) -> anyhow::Result<Vec<Duration>> {
+    let serde_json::Value::Object(arguments) = serde_json::json!({ "code": "return 1" }) else {
+        unreachable!()
+    };
+    let mut trips = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        let result = client
+            .call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments.clone()))
+            .await?;
+        trips.push(started.elapsed());
+        assert_ne!(result.is_error, Some(true));
+    }
+    Ok(trips)
+}
+
+/// Reads `serve --http`'s log until it says where it listens; keeps draining it after.
+fn listening_address(stderr: std::process::ChildStderr) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if let Some(rest) = line?.split("listening on http://").nth(1) {
+            let addr = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(addr);
+        }
+    }
+    anyhow::bail!("serve --http exited before listening")
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
