@@ -96,7 +96,8 @@ struct HttpArgs {
     /// Seconds after which an unused streamable-HTTP session is closed. Default 300.
     #[arg(long, value_name = "SECS", requires = "http")]
     session_idle_secs: Option<u64>,
-    /// Executions one session may run at once; past it, `busy`. Default 4.
+    /// Executions one session may run at once; past it, `busy`. Default 4. (With
+    /// --stateless every request stands alone; only --concurrency and --queue apply.)
     #[arg(long, value_name = "N", requires = "http")]
     session_concurrency: Option<usize>,
     /// Sessions open at once (both transports); past it, new ones get 503. Default 1024.
@@ -118,6 +119,15 @@ impl HttpArgs {
             ),
             None => std::env::var("CODEMODE_AUTH_TOKEN").ok(),
         };
+        for (flag, value) in [
+            ("--max-body-kib", self.max_body_kib),
+            ("--session-concurrency", self.session_concurrency),
+            ("--max-sessions", self.max_sessions),
+        ] {
+            if value == Some(0) {
+                anyhow::bail!("{flag} must be at least 1");
+            }
+        }
         Ok(HttpOptions {
             bind,
             stateless: self.stateless,
