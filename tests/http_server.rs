@@ -615,3 +615,33 @@ async fn shutdown_waits_for_legacy_sse_requests_in_flight() {
     assert!(answer.contains("\"result\":\"finished\""), "{answer}");
     assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(0));
 }
+
+/// Bodies up to `--max-body-kib` (4 MiB by default) pass on both transports.
+#[tokio::test]
+async fn large_programs_up_to_the_body_limit_pass() {
+    let server = HttpServer::start(&[]);
+    let padding = "x".repeat(3 << 20);
+    let client = server.client().await;
+    let ran = execute(&client, &format!("// {padding}\nreturn 'big';")).await;
+    assert_eq!(ran.result(), &json!("big"), "{ran:?}");
+
+    let http = reqwest::Client::new();
+    let mut stream = http.get(server.url("/sse")).send().await.unwrap();
+    let first = String::from_utf8(stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    let endpoint = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .to_string();
+    let post = |size: usize| {
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "execute_code", "arguments": {"code": format!("// {}\nreturn 1", "x".repeat(size))}
+        }});
+        http.post(server.url(&endpoint))
+            .header("content-type", "application/json")
+            .body(call.to_string())
+            .send()
+    };
+    assert_eq!(post(3 << 20).await.unwrap().status(), 202);
+    assert_eq!(post(5 << 20).await.unwrap().status(), 413);
+}

@@ -21,7 +21,7 @@ use http::{HeaderValue, Method, StatusCode, header, uri::Authority};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use super::HttpError;
+use super::{HttpError, legacy_sse::SSE_PATH};
 
 /// Host names every server answers to: loopback ones.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -274,8 +274,8 @@ pub(super) async fn check(
     let opens_session = (request.method() == Method::POST
         && request.uri().path() == STREAMABLE_PATH
         && !request.headers().contains_key("mcp-session-id"))
-        || (request.method() == Method::GET && request.uri().path() == "/sse");
-    if guard.draining.load(Ordering::SeqCst) && (opens_session || request.method() == Method::POST)
+        || (request.method() == Method::GET && request.uri().path() == SSE_PATH);
+    if guard.draining.load(Ordering::SeqCst) && (request.method() == Method::POST || opens_session)
     {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,

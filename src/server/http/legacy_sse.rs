@@ -13,7 +13,7 @@ use std::{
 };
 
 use axum::{
-    body::Bytes,
+    body::Body,
     extract::{Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{
@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{InFlight, InFlightGuard, refuse};
 use crate::server::CodeModeServer;
+
+/// Where clients open a session.
+pub(super) const SSE_PATH: &str = "/sse";
 
 /// Where clients POST their messages.
 pub(super) const MESSAGES_PATH: &str = "/messages";
@@ -171,7 +174,7 @@ pub(super) async fn post(
     State(legacy): State<Arc<LegacySse>>,
     Query(query): Query<MessagesQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(id) = query.session_id else {
         return refuse(
@@ -201,16 +204,15 @@ pub(super) async fn post(
             "the body must be a JSON-RPC message sent with Content-Type: application/json".into(),
         );
     }
-    if body.len() > legacy.max_body_bytes {
+    let Ok(body) = axum::body::to_bytes(body, legacy.max_body_bytes).await else {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the body has {} bytes, more than the limit of {} (--max-body-kib)",
-                body.len(),
+                "the body is larger than the limit of {} bytes (--max-body-kib)",
                 legacy.max_body_bytes
             ),
         );
-    }
+    };
     let messages = match parse_messages(&body) {
         Ok(messages) => messages,
         Err(message) => {

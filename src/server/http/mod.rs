@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     guard::{Guard, HEALTH_PATH, HostPolicy, InFlight, OriginPolicy, STREAMABLE_PATH},
-    legacy_sse::{LegacySse, MESSAGES_PATH},
+    legacy_sse::{LegacySse, MESSAGES_PATH, SSE_PATH},
 };
 use crate::{executor::Executor, server::CodeModeServer};
 
@@ -220,7 +220,7 @@ impl HttpServer {
         });
         let app = Router::new()
             .route(HEALTH_PATH, get(health).with_state(guard.clone()))
-            .route("/sse", get(legacy_sse::open).with_state(legacy.clone()))
+            .route(SSE_PATH, get(legacy_sse::open).with_state(legacy.clone()))
             .route(
                 MESSAGES_PATH,
                 post(legacy_sse::post).with_state(legacy.clone()),
