@@ -645,3 +645,37 @@ async fn large_programs_up_to_the_body_limit_pass() {
     assert_eq!(post(3 << 20).await.unwrap().status(), 202);
     assert_eq!(post(5 << 20).await.unwrap().status(), 413);
 }
+
+/// A client's cancellation (`notifications/cancelled`, sent by rmcp when the call's
+/// future is dropped) stops the isolate at once, even one waiting on a timer.
+#[tokio::test]
+async fn a_cancelled_request_frees_its_slot_at_once() {
+    let server = HttpServer::start(&["--concurrency", "1", "--queue", "0"]);
+    let client = server.client().await;
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        execute(
+            &client,
+            "await new Promise(r => setTimeout(r, 20000)); return 'late';",
+        ),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the sleeping program cannot have answered"
+    );
+    let started = Instant::now();
+    loop {
+        let ran = execute(&client, "return 'slot free'").await;
+        if !ran.is_error {
+            assert_eq!(ran.result(), &json!("slot free"));
+            break;
+        }
+        assert_eq!(ran.error_kind(), "busy", "{ran:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the cancelled isolate kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
