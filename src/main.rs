@@ -68,10 +68,11 @@ struct TypesArgs {
 #[derive(Args, Debug, Default)]
 #[command(next_help_heading = "HTTP serving")]
 struct HttpArgs {
-    /// Serve MCP over HTTP on ADDR instead of stdio: streamable HTTP at /mcp, legacy SSE
-    /// at /sse (+ POST /messages), a probe at /healthz. Port 0 picks a free port, which is
-    /// logged. Any address but loopback needs an auth token.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve MCP over HTTP on ADDR (127.0.0.1:8080 when omitted) instead of stdio:
+    /// streamable HTTP at /mcp, legacy SSE at /sse (+ POST /messages), a probe at /healthz.
+    /// Port 0 picks a free port, which is logged. Any address but loopback needs an auth
+    /// token.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
     http: Option<SocketAddr>,
     /// No sessions: each request stands alone, so replicas behind a load balancer can
     /// share clients; no server notifications (tools/list_changed).
