@@ -11,8 +11,12 @@
 //! - [`transpile`]: TypeScript -> JavaScript with positions preserved.
 //! - [`sandbox`]: one fresh isolate per program behind an engine seam; limits; the JS glue
 //!   that is everything a program can reach.
+//! - [`upstream`], [`catalog`], [`typegen`]: the upstream MCP servers, the tools they
+//!   offer as `tools.<server>.<tool>`, and their TypeScript declarations.
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
-//! - [`server`]: the MCP server and its `execute_code` tool.
+//! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
+//!   process`).
+//! - [`server`]: the MCP server (stdio and HTTP) and its `execute_code` tool.
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -32,6 +36,7 @@
 pub mod catalog;
 pub mod config;
 pub mod executor;
+pub mod isolation;
 pub mod sandbox;
 pub mod server;
 pub mod stdio;

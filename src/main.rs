@@ -9,6 +9,7 @@ use codemode_mcp::{
     catalog::LiveCatalog,
     config::{Config, LimitSettings},
     executor::{Executor, ExecutorSettings},
+    isolation::{Isolation, Layer, PoolSettings, WORKER_COMMAND, WorkerPool},
     sandbox::{Engine, EngineKind},
     server::{
         self, CodeModeServer,
@@ -43,6 +44,10 @@ enum Command {
     Run(RunArgs),
     /// Print the TypeScript declarations of every tool the config's upstreams offer.
     Types(TypesArgs),
+    /// Start a sandboxed worker process and report its lockdown, layer by layer, then prove
+    /// it: workers that try to open a file, create a socket, start a program or read the
+    /// host's environment must be refused. Exits 1 if any layer or proof fails.
+    SandboxCheck(TypesArgs),
     /// Validate a config file, connect to each upstream and print a table: server,
     /// transport, status, tool count, time to ready. Exits 1 if any upstream is not ready.
     CheckConfig {
@@ -172,6 +177,16 @@ struct CommonArgs {
     /// JS engine that runs programs.
     #[arg(long, value_enum, default_value_t = EngineKind::Quickjs)]
     engine: EngineKind,
+    /// Where programs run. `process`: each in a fresh worker process locked down with
+    /// rlimits, namespaces, Landlock and seccomp, holding no secret. `none`: in this
+    /// process, on isolate threads, for embedding and benchmarks only: an engine exploit
+    /// would run with the server's rights and reach its credentials.
+    #[arg(long, value_enum, default_value_t = Isolation::Process)]
+    isolation: Isolation,
+    /// Programs one worker process runs before it is replaced. 1 (the default) gives every
+    /// program a fresh process; more saves start-up cost for trusted, single-tenant use.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    worker_reuse: u32,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -222,6 +237,12 @@ impl LimitArgs {
 }
 
 fn main() -> Result<()> {
+    // A worker process locks itself down before anything else runs (no thread may exist).
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(WORKER_COMMAND) {
+        let spec = args.next().unwrap_or_default();
+        std::process::exit(codemode_mcp::isolation::worker_main(&spec));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -242,6 +263,10 @@ fn main() -> Result<()> {
             std::process::exit(code);
         }
         Some(Command::Types(args)) => runtime.block_on(types(args)),
+        Some(Command::SandboxCheck(args)) => {
+            let code = runtime.block_on(sandbox_check(args))?;
+            std::process::exit(code);
+        }
         Some(Command::CheckConfig { file }) => {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
@@ -283,7 +308,73 @@ async fn executor(common: &CommonArgs) -> Result<Executor> {
             .queue
             .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
-    Executor::with_tools(settings, tools).context("starting the isolate threads")
+    match common.isolation {
+        Isolation::None => {
+            Executor::with_tools(settings, tools).context("starting the isolate threads")
+        }
+        Isolation::Process => {
+            let pool = worker_pool(common, &settings).await?;
+            Ok(Executor::with_workers(settings, tools, pool))
+        }
+    }
+}
+
+/// Starts the worker pool, failing when this machine cannot lock a worker down; logs
+/// what each lockdown layer achieved.
+async fn worker_pool(common: &CommonArgs, settings: &ExecutorSettings) -> Result<WorkerPool> {
+    let (pool, report) = WorkerPool::start(PoolSettings {
+        program: std::env::current_exe().context("locating this binary to start workers")?,
+        engine: common.engine,
+        limits: settings.limits,
+        size: settings.concurrency,
+        reuse: common.worker_reuse,
+    })
+    .await
+    .context(
+        "process isolation is not possible on this machine; `--isolation none` runs programs in this process instead (no second sandbox around the engine)",
+    )?;
+    for (layer, state) in [
+        ("rlimits", &report.rlimits),
+        ("namespaces", &report.namespaces),
+        ("landlock", &report.landlock),
+        ("seccomp", &report.seccomp),
+    ] {
+        match state {
+            Layer::Enforced(what) => tracing::debug!("worker lockdown, {layer}: {what}"),
+            Layer::Unavailable(why) => {
+                tracing::warn!("worker lockdown, {layer}: UNAVAILABLE on this machine: {why}")
+            }
+        }
+    }
+    tracing::debug!(
+        complete = report.complete(),
+        "programs run in locked-down worker processes"
+    );
+    Ok(pool)
+}
+
+/// The startup self-test: workers that try forbidden things must be refused. Runs in the
+/// background; its report is logged.
+fn self_test_in_background(executor: &Executor) {
+    let Some(pool) = executor.worker_pool().cloned() else {
+        tracing::warn!(
+            "--isolation none: programs run inside this process, with no second sandbox around the engine"
+        );
+        return;
+    };
+    tokio::spawn(async move {
+        let mut proven = Vec::new();
+        for (attempt, verdict) in pool.self_test().await {
+            match verdict {
+                Ok(_) => proven.push(attempt),
+                Err(how) => tracing::error!("worker lockdown self-test: try to {attempt}: {how}"),
+            }
+        }
+        tracing::info!(
+            "worker lockdown self-test: refused to {}",
+            proven.join(", ")
+        );
+    });
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -294,6 +385,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
     let executor = Arc::new(executor(&args.common).await?);
     log_settings(&executor, "codemode-mcp serving MCP on stdio");
+    self_test_in_background(&executor);
     let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
     let service = CodeModeServer::new(executor)
         .serve(transport)
@@ -310,6 +402,7 @@ async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
     let executor = Arc::new(executor(&args.common).await?);
     let addr = server.local_addr()?;
     log_settings(&executor, "codemode-mcp serving MCP over HTTP");
+    self_test_in_background(&executor);
     tracing::info!(
         stateless = options.stateless,
         auth = options.auth_token.is_some(),
@@ -351,6 +444,7 @@ fn log_settings(executor: &Executor, message: &str) {
         heap_bytes = settings.limits.heap_bytes,
         concurrency = settings.concurrency,
         queue = settings.queue,
+        isolation = if executor.worker_pool().is_some() { "process" } else { "none" },
         "{message}"
     );
 }
@@ -392,6 +486,50 @@ async fn types(args: TypesArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn sandbox_check(args: TypesArgs) -> Result<i32> {
+    let settings = ExecutorSettings {
+        engine: Engine::new(args.common.engine),
+        limits: args.common.limits.settings().limits(),
+        concurrency: 1,
+        queue: 0,
+    };
+    let (pool, report) = match WorkerPool::start(PoolSettings {
+        program: std::env::current_exe().context("locating this binary to start workers")?,
+        engine: args.common.engine,
+        limits: settings.limits,
+        size: 0,
+        reuse: 1,
+    })
+    .await
+    {
+        Ok(started) => started,
+        Err(err) => {
+            println!("worker: FAILED: {err}");
+            return Ok(1);
+        }
+    };
+    println!("{report}");
+    let mut sound = report.complete();
+    for (attempt, verdict) in pool.self_test().await {
+        match verdict {
+            Ok(how) => println!("try to {attempt}: {how}"),
+            Err(how) => {
+                sound = false;
+                println!("try to {attempt}: FAILED: {how}");
+            }
+        }
+    }
+    println!(
+        "{}",
+        if sound {
+            "lockdown: complete"
+        } else {
+            "lockdown: INCOMPLETE (see above)"
+        }
+    );
+    Ok(if sound { 0 } else { 1 })
 }
 
 async fn check_config(file: PathBuf) -> Result<i32> {

@@ -10,7 +10,10 @@ mod calls;
 
 use std::{
     panic::AssertUnwindSafe,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -23,6 +26,7 @@ pub use calls::CallRecord;
 
 use crate::{
     catalog::LiveCatalog,
+    isolation::WorkerPool,
     sandbox::{
         Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
         RunRequest, ToolHost, cancel_message,
@@ -93,7 +97,7 @@ impl Execution {
 #[derive(Debug)]
 pub struct Executor {
     settings: ExecutorSettings,
-    jobs: Sender<Job>,
+    runner: Runner,
     tools: Arc<LiveCatalog>,
     /// Set when the server begins shutting down: new executions are refused.
     closed: CancellationToken,
@@ -126,11 +130,34 @@ impl Executor {
         }
         Ok(Self {
             settings,
-            jobs,
+            runner: Runner::Threads(jobs),
             tools,
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
         })
+    }
+
+    /// Runs programs in `pool`'s locked-down worker processes, at most
+    /// `settings.concurrency` at once with `settings.queue` more waiting; programs call the
+    /// tools of `tools`, answered here in the host.
+    pub fn with_workers(
+        settings: ExecutorSettings,
+        tools: Arc<LiveCatalog>,
+        pool: WorkerPool,
+    ) -> Self {
+        let concurrency = settings.concurrency.max(1);
+        Self {
+            settings,
+            runner: Runner::Workers(Workers {
+                pool,
+                slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+                admitted: Arc::new(AtomicUsize::new(0)),
+                capacity: concurrency + settings.queue,
+            }),
+            tools,
+            closed: CancellationToken::new(),
+            stopped: CancellationToken::new(),
+        }
     }
 
     /// Refuses every execution from now on (kind `busy`, saying the server is shutting
@@ -144,6 +171,14 @@ impl Executor {
     pub fn stop_all(&self) {
         self.closed.cancel();
         self.stopped.cancel();
+    }
+
+    /// The worker pool programs run in, with `--isolation process`.
+    pub fn worker_pool(&self) -> Option<&WorkerPool> {
+        match &self.runner {
+            Runner::Workers(workers) => Some(&workers.pool),
+            Runner::Threads(_) => None,
+        }
     }
 
     /// The tools programs can call.
@@ -223,9 +258,16 @@ impl Executor {
             started,
             reply,
         };
-        match self.jobs.try_send(job) {
+        let submitted = match &self.runner {
+            Runner::Threads(jobs) => jobs.try_send(job).map_err(|err| match err {
+                TrySendError::Full(_) => Refused::Full,
+                TrySendError::Disconnected(_) => Refused::Closed,
+            }),
+            Runner::Workers(workers) => workers.submit(job),
+        };
+        match submitted {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 return failed(ProgramError::new(
                     ErrorKind::Busy,
                     format!(
@@ -234,7 +276,7 @@ impl Executor {
                     ),
                 ));
             }
-            Err(TrySendError::Disconnected(_)) => {
+            Err(Refused::Closed) => {
                 return failed(ProgramError::new(
                     ErrorKind::Runtime,
                     "the executor has shut down; nothing was run",
@@ -282,6 +324,64 @@ impl Executor {
                 ),
             )),
         }
+    }
+}
+
+/// Why a job was not taken.
+enum Refused {
+    /// Every slot and queue place is taken.
+    Full,
+    /// The isolate threads are gone.
+    Closed,
+}
+
+/// Where jobs go: isolate threads in this process, or worker processes.
+#[derive(Debug)]
+enum Runner {
+    Threads(Sender<Job>),
+    Workers(Workers),
+}
+
+/// Jobs for worker processes: a slot each, the same caps as the isolate threads.
+#[derive(Debug)]
+struct Workers {
+    pool: WorkerPool,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Jobs running or waiting for a slot.
+    admitted: Arc<AtomicUsize>,
+    /// Slots plus queue places.
+    capacity: usize,
+}
+
+impl Workers {
+    fn submit(&self, job: Job) -> Result<(), Refused> {
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(Refused::Full);
+        }
+        let (pool, slots, admitted) =
+            (self.pool.clone(), self.slots.clone(), self.admitted.clone());
+        tokio::spawn(async move {
+            let _admitted = Admitted(admitted);
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            if job.cancel.is_cancelled() || job.started.send(()).is_err() {
+                return;
+            }
+            let outcome = pool.run(&job.request, &job.cancel, job.host).await;
+            let _ = job.reply.send(outcome);
+        });
+        Ok(())
+    }
+}
+
+/// One admitted job; dropping it frees its place.
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -146,8 +146,11 @@ pub enum ErrorKind {
     Tool,
     /// Every execution slot and the queue were full; nothing ran.
     Busy,
-    /// The client cancelled the request.
+    /// The client cancelled the request, or the server shut down.
     Cancelled,
+    /// The worker process running the program died (an engine failure, a forbidden
+    /// system call); only that run is lost.
+    Crashed,
 }
 
 impl ErrorKind {
@@ -162,6 +165,7 @@ impl ErrorKind {
             Self::Tool => "tool",
             Self::Busy => "busy",
             Self::Cancelled => "cancelled",
+            Self::Crashed => "crashed",
         }
     }
 }

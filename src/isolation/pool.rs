@@ -1,0 +1,423 @@
+//! The host side: a pool of pre-started, locked-down workers. A run takes a ready worker
+//! (or starts one), sends it the program, answers its tool calls, and enforces the wall
+//! clock with SIGKILL whatever the worker does. A worker that dies fails only its own run,
+//! with kind `crashed`, and is replaced.
+
+use std::{
+    os::unix::process::ExitStatusExt,
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    process::{Child, ChildStdin, Command},
+    sync::mpsc,
+    task::JoinSet,
+};
+
+use super::{
+    IsolationError,
+    lockdown::LockdownReport,
+    protocol::{self, FromWorker, ProtocolError, ToWorker},
+    worker::{Probe, WORKER_COMMAND, WorkerSpec},
+};
+use crate::sandbox::{
+    CancelHandle, CancelReason, EngineKind, ErrorKind, Limits, ProgramError, RunOutcome,
+    RunRequest, ToolHost, cancel_message,
+};
+
+/// How long a worker may take from spawn to ready.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Past the program's deadline, how long the host waits for the worker's own answer
+/// (the engine stops programs itself) before it kills the worker.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Room beside the heap cap in a worker's address space: the binary, stacks, runtime.
+const ADDRESS_SPACE_MARGIN: u64 = 1 << 30;
+
+/// How workers are started.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The binary to start as a worker: this one.
+    pub program: PathBuf,
+    /// The engine workers run.
+    pub engine: EngineKind,
+    /// The largest limits any run may have: they size the workers' rlimits.
+    pub limits: Limits,
+    /// Ready workers kept waiting.
+    pub size: usize,
+    /// Programs one worker runs before it is replaced (1: a fresh process per run).
+    pub reuse: u32,
+}
+
+/// Pre-started, locked-down workers.
+#[derive(Debug, Clone)]
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: PoolSettings,
+    spec: String,
+    idle: Mutex<Vec<Worker>>,
+    starting: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    messages: mpsc::UnboundedReceiver<Result<FromWorker, ProtocolError>>,
+    runs_left: u32,
+}
+
+impl WorkerPool {
+    /// Starts one worker and waits for it to be ready, so that a machine where the
+    /// lockdown fails is found now (fail closed); then fills the pool in the background.
+    pub async fn start(settings: PoolSettings) -> Result<(Self, LockdownReport), IsolationError> {
+        let spec = worker_spec(&settings, None)?;
+        let pool = Self {
+            inner: Arc::new(Inner {
+                settings,
+                spec,
+                idle: Mutex::new(Vec::new()),
+                starting: AtomicUsize::new(0),
+            }),
+        };
+        let (worker, report) = pool.inner.spawn().await?;
+        pool.inner.put_back(worker);
+        pool.refill();
+        Ok((pool, report))
+    }
+
+    /// Runs `request` in a worker.
+    pub async fn run(
+        &self,
+        request: &RunRequest,
+        cancel: &CancelHandle,
+        host: Arc<dyn ToolHost>,
+    ) -> RunOutcome {
+        let taken = self.inner.take();
+        let mut worker = match taken {
+            Some(worker) => worker,
+            None => match self.inner.spawn().await {
+                Ok((worker, _)) => worker,
+                Err(err) => {
+                    return failed(
+                        ErrorKind::Crashed,
+                        format!(
+                            "no sandboxed worker could be started ({err}); nothing was run. The server keeps serving: run the program again"
+                        ),
+                    );
+                }
+            },
+        };
+        self.refill();
+        let outcome = run_in(&mut worker, request, cancel, host).await;
+        match outcome {
+            Ran::Answered(outcome) if worker.runs_left > 1 => {
+                worker.runs_left -= 1;
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    // A reused worker is ready again once it says so.
+                    if let Some(Ok(FromWorker::Ready(_))) = worker.messages.recv().await {
+                        inner.put_back(worker);
+                    } else {
+                        retire(worker);
+                    }
+                });
+                *outcome
+            }
+            Ran::Answered(outcome) => {
+                retire(worker);
+                *outcome
+            }
+            Ran::Failed(outcome) => {
+                retire(worker);
+                outcome
+            }
+        }
+    }
+
+    /// Starts workers that each try one forbidden thing once locked down, and reports
+    /// how each ended: the proof that the lockdown holds on this machine.
+    pub async fn self_test(&self) -> Vec<(String, Result<String, String>)> {
+        let mut results = Vec::new();
+        for (probe, what) in [
+            (Probe::Open, "open a file"),
+            (Probe::Socket, "create a socket"),
+            (Probe::Exec, "start a program"),
+            (Probe::Environment, "read the host's environment"),
+        ] {
+            let outcome = self.inner.probe(probe).await;
+            let verdict = match (probe, outcome) {
+                (Probe::Environment, Ok(status)) if status.code() == Some(0) => {
+                    Ok("refused: the worker's environment is empty".to_string())
+                }
+                (Probe::Environment, Ok(status)) => {
+                    Err(format!("the worker ended {}", describe(status)))
+                }
+                (_, Ok(status)) if status.signal() == Some(libc::SIGSYS) => {
+                    Ok("refused: the worker was killed by seccomp (SIGSYS)".to_string())
+                }
+                (_, Ok(status)) => Err(format!(
+                    "NOT refused: the worker ended {}",
+                    describe(status)
+                )),
+                (_, Err(err)) => Err(format!("the probe could not run: {err}")),
+            };
+            results.push((what.to_string(), verdict));
+        }
+        results
+    }
+
+    /// Tops the pool up to its size in the background.
+    fn refill(&self) {
+        let inner = &self.inner;
+        loop {
+            let waiting = inner.idle.lock().map_or(0, |idle| idle.len());
+            let starting = inner.starting.load(Ordering::SeqCst);
+            if waiting + starting >= inner.settings.size {
+                return;
+            }
+            inner.starting.fetch_add(1, Ordering::SeqCst);
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                match inner.spawn().await {
+                    Ok((worker, _)) => inner.put_back(worker),
+                    Err(err) => tracing::warn!("could not start a sandboxed worker: {err}"),
+                }
+                inner.starting.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+}
+
+impl Inner {
+    fn take(&self) -> Option<Worker> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn put_back(&self, worker: Worker) {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.push(worker),
+            Err(_) => retire(worker),
+        }
+    }
+
+    /// Starts a worker and waits for its ready message.
+    async fn spawn(&self) -> Result<(Worker, LockdownReport), IsolationError> {
+        let mut child = command(&self.settings.program, &self.spec)
+            .spawn()
+            .map_err(IsolationError::Spawn)?;
+        let (Some(stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(IsolationError::Spawn(std::io::Error::other("no pipes")));
+        };
+        let (sender, mut messages) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let message = protocol::read::<_, FromWorker>(&mut stdout).await;
+                let last = message.is_err();
+                if sender.send(message).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let ready = tokio::time::timeout(START_TIMEOUT, messages.recv()).await;
+        match ready {
+            Ok(Some(Ok(FromWorker::Ready(report)))) => Ok((
+                Worker {
+                    child,
+                    stdin,
+                    messages,
+                    runs_left: self.settings.reuse.max(1),
+                },
+                report,
+            )),
+            Ok(_) => {
+                let status = child.wait().await.map_err(IsolationError::Spawn)?;
+                Err(IsolationError::WorkerFailed(describe(status)))
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(IsolationError::WorkerFailed(format!(
+                    "not ready within {} s",
+                    START_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    async fn probe(&self, probe: Probe) -> Result<ExitStatus, IsolationError> {
+        let spec = worker_spec(&self.settings, Some(probe))?;
+        let mut child = command(&self.settings.program, &spec)
+            .spawn()
+            .map_err(IsolationError::Spawn)?;
+        drop(child.stdin.take());
+        tokio::time::timeout(START_TIMEOUT, child.wait())
+            .await
+            .map_err(|_| IsolationError::WorkerFailed("the probe did not end".into()))?
+            .map_err(IsolationError::Spawn)
+    }
+}
+
+fn worker_spec(settings: &PoolSettings, probe: Option<Probe>) -> Result<String, IsolationError> {
+    let spec = WorkerSpec {
+        engine: settings.engine,
+        address_space_bytes: settings.limits.heap_bytes as u64 + ADDRESS_SPACE_MARGIN,
+        // Each run may use its whole wall clock on the CPU.
+        cpu_seconds: (settings.limits.timeout.as_secs() + 2) * u64::from(settings.reuse.max(1)) + 5,
+        runs: settings.reuse.max(1),
+        probe,
+    };
+    serde_json::to_string(&spec).map_err(|e| IsolationError::Spawn(std::io::Error::other(e)))
+}
+
+/// The worker's command: nothing of the host's environment, pipes for the protocol, the
+/// host's stderr for the worker's own failure messages.
+fn command(program: &PathBuf, spec: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg(WORKER_COMMAND)
+        .arg(spec)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+}
+
+enum Ran {
+    /// The worker answered and can be reused.
+    Answered(Box<RunOutcome>),
+    /// The worker died, was killed, or broke the protocol.
+    Failed(RunOutcome),
+}
+
+async fn run_in(
+    worker: &mut Worker,
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    host: Arc<dyn ToolHost>,
+) -> Ran {
+    if protocol::write(&mut worker.stdin, &ToWorker::Run(Box::new(request.clone())))
+        .await
+        .is_err()
+    {
+        return Ran::Failed(crashed(worker).await);
+    }
+    let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
+    tokio::pin!(deadline);
+    let mut replies = JoinSet::new();
+    loop {
+        tokio::select! {
+            message = worker.messages.recv() => match message {
+                Some(Ok(FromWorker::Call { id, call })) => {
+                    let reply = host.call_tool(call);
+                    replies.spawn(async move { (id, reply.await) });
+                }
+                Some(Ok(FromWorker::Done(outcome))) => return Ran::Answered(outcome),
+                Some(Ok(FromWorker::Ready(_))) | Some(Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_))) => {
+                    let _ = worker.child.start_kill();
+                    return Ran::Failed(failed(
+                        ErrorKind::Crashed,
+                        "the sandboxed worker running this program broke the host protocol and was killed; the server keeps serving: run the program again",
+                    ));
+                }
+                Some(Err(_)) | None => return Ran::Failed(crashed(worker).await),
+            },
+            Some(joined) = replies.join_next() => {
+                if let Ok((id, reply)) = joined {
+                    // A failed write means the worker died; its pipe's end says so next.
+                    let _ = protocol::write(&mut worker.stdin, &ToWorker::Reply { id, reply }).await;
+                }
+            }
+            () = &mut deadline => {
+                let _ = worker.child.start_kill();
+                return Ran::Failed(failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the program ran past its time limit of {} ms and its worker process was killed; look for endless loops or huge built-in operations, or do less per execution",
+                        request.limits.timeout.as_millis()
+                    ),
+                ));
+            }
+            () = cancel.cancelled() => {
+                let _ = worker.child.start_kill();
+                return Ran::Failed(failed(
+                    ErrorKind::Cancelled,
+                    cancel_message(cancel.reason().unwrap_or(CancelReason::Client)),
+                ));
+            }
+        }
+    }
+}
+
+/// The worker's pipe closed before it answered: it died. Says how.
+async fn crashed(worker: &mut Worker) -> RunOutcome {
+    let how = match tokio::time::timeout(Duration::from_secs(2), worker.child.wait()).await {
+        Ok(Ok(status)) => describe(status),
+        _ => {
+            let _ = worker.child.start_kill();
+            "and closed its pipe".to_string()
+        }
+    };
+    failed(
+        ErrorKind::Crashed,
+        format!(
+            "the sandboxed worker process running this program died ({how}) before it answered; only this run is lost and the server keeps serving. Run the program again; if it dies again, the program triggers an engine failure: change the failing part"
+        ),
+    )
+}
+
+/// How a worker ended, in words.
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                libc::SIGKILL => "SIGKILL",
+                libc::SIGSEGV => "SIGSEGV, a memory fault",
+                libc::SIGABRT => "SIGABRT, an abort",
+                libc::SIGSYS => "SIGSYS, a forbidden system call",
+                libc::SIGXCPU => "SIGXCPU, its CPU-time limit",
+                libc::SIGBUS => "SIGBUS, a memory fault",
+                _ => "a signal",
+            };
+            format!("killed by signal {signal}, {name}")
+        }
+        (None, None) => "ended".to_string(),
+    }
+}
+
+/// Ends a worker and reaps it, off the run's path.
+fn retire(mut worker: Worker) {
+    tokio::spawn(async move {
+        drop(worker.stdin);
+        // A one-shot worker exits by itself once its answer is written; give it a moment.
+        if tokio::time::timeout(Duration::from_secs(1), worker.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = worker.child.kill().await;
+        }
+    });
+}
+
+fn failed(kind: ErrorKind, message: impl Into<String>) -> RunOutcome {
+    RunOutcome {
+        result: Err(ProgramError::new(kind, message)),
+        logs: Vec::new(),
+        logs_truncated: None,
+        heap_peak_bytes: 0,
+    }
+}

@@ -1,0 +1,255 @@
+//! The worker process: the same binary, started by the pool as `codemode-mcp __worker
+//! SPEC`. It locks itself down, warms its engine up, says it is ready, runs its programs
+//! (one by default) and exits. Its only channel is its stdin and stdout pipes to the host;
+//! the host answers its tool calls.
+
+use std::{
+    collections::HashMap,
+    os::fd::{FromRawFd, OwnedFd},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    lockdown::{self, LockdownReport, ResourceLimits},
+    protocol::{self, FromWorker, ToWorker},
+};
+use crate::sandbox::{
+    CancelHandle, Engine, EngineKind, Limits, NoTools, ReplyFuture, RunRequest, ToolCall, ToolHost,
+    ToolReply,
+};
+
+/// The first argument that makes the binary a worker.
+pub const WORKER_COMMAND: &str = "__worker";
+
+/// What a worker is started with (its second argument, as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct WorkerSpec {
+    pub(super) engine: EngineKind,
+    pub(super) address_space_bytes: u64,
+    pub(super) cpu_seconds: u64,
+    /// Programs it runs before it exits.
+    pub(super) runs: u32,
+    /// Self-test: after the lockdown, do this forbidden thing instead of serving.
+    pub(super) probe: Option<Probe>,
+}
+
+/// What a self-test worker tries once locked down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Probe {
+    /// Open a file: seccomp must kill it.
+    Open,
+    /// Create a socket: seccomp must kill it.
+    Socket,
+    /// Start a program: seccomp must kill it.
+    Exec,
+    /// Exit 0 when its environment is empty (the host passes none of its own).
+    Environment,
+}
+
+/// Exit codes of a worker that did not serve.
+mod exit {
+    pub(super) const BAD_SPEC: i32 = 2;
+    pub(super) const LOCKDOWN_FAILED: i32 = 3;
+    pub(super) const PROTOCOL: i32 = 4;
+    /// A probe's forbidden call returned instead of killing the worker.
+    pub(super) const PROBE_SURVIVED: i32 = 10;
+    pub(super) const ENVIRONMENT_NOT_EMPTY: i32 = 11;
+}
+
+/// Runs the worker; returns its exit code. Call first thing in `main`, before any thread
+/// exists: the lockdown needs a single-threaded process.
+pub fn worker_main(spec: &str) -> i32 {
+    let spec: WorkerSpec = match serde_json::from_str(spec) {
+        Ok(spec) => spec,
+        Err(err) => {
+            eprintln!("codemode-mcp worker: bad spec: {err}");
+            return exit::BAD_SPEC;
+        }
+    };
+    // The protocol owns stdout; anything else printing goes to stderr.
+    let protocol_out = match crate::stdio::take_stdout() {
+        Ok(file) => OwnedFd::from(file),
+        Err(err) => {
+            eprintln!("codemode-mcp worker: stdout: {err}");
+            return exit::LOCKDOWN_FAILED;
+        }
+    };
+    // SAFETY: fd 0 is this process's stdin, the pipe from the host, owned from here on.
+    let protocol_in = unsafe { OwnedFd::from_raw_fd(0) };
+    let (rlimits, namespaces, landlock) = match lockdown::restrict_process(ResourceLimits {
+        address_space_bytes: spec.address_space_bytes,
+        cpu_seconds: spec.cpu_seconds,
+    }) {
+        Ok(layers) => layers,
+        Err(err) => {
+            eprintln!("codemode-mcp worker: {err}");
+            return exit::LOCKDOWN_FAILED;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("codemode-mcp worker: runtime: {err}");
+            return exit::LOCKDOWN_FAILED;
+        }
+    };
+    runtime.block_on(async move {
+        let (input, output) = match (
+            tokio::net::unix::pipe::Receiver::from_owned_fd(protocol_in),
+            tokio::net::unix::pipe::Sender::from_owned_fd(protocol_out),
+        ) {
+            (Ok(input), Ok(output)) => (input, output),
+            (Err(err), _) | (_, Err(err)) => {
+                eprintln!("codemode-mcp worker: the host pipes: {err}");
+                return exit::LOCKDOWN_FAILED;
+            }
+        };
+        let seccomp = match lockdown::restrict_syscalls() {
+            Ok(layer) => layer,
+            Err(err) => {
+                eprintln!("codemode-mcp worker: {err}");
+                return exit::LOCKDOWN_FAILED;
+            }
+        };
+        if let Some(probe) = spec.probe {
+            return run_probe(probe);
+        }
+        let report = LockdownReport {
+            rlimits,
+            namespaces,
+            landlock,
+            seccomp,
+        };
+        serve(spec, report, input, output).await
+    })
+}
+
+/// Does the forbidden thing. Seccomp should kill the worker on the spot.
+fn run_probe(probe: Probe) -> i32 {
+    // SAFETY: each call is made to be refused; the pointers are valid C strings.
+    unsafe {
+        match probe {
+            Probe::Open => {
+                libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);
+            }
+            Probe::Socket => {
+                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            }
+            Probe::Exec => {
+                let argv = [c"/bin/true".as_ptr(), std::ptr::null()];
+                let envp = [std::ptr::null()];
+                libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr());
+            }
+            Probe::Environment => {
+                return if std::env::vars_os().next().is_none() {
+                    0
+                } else {
+                    exit::ENVIRONMENT_NOT_EMPTY
+                };
+            }
+        }
+    }
+    exit::PROBE_SURVIVED
+}
+
+/// Answers tool calls by asking the host over the pipe.
+struct PipeHost(mpsc::UnboundedSender<(ToolCall, oneshot::Sender<ToolReply>)>);
+
+impl ToolHost for PipeHost {
+    fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.0.send((call, reply));
+        Box::pin(async move {
+            match (sent, answer.await) {
+                (Ok(()), Ok(reply)) => reply,
+                _ => ToolReply::Err(crate::sandbox::ToolFailure {
+                    message: "the host stopped answering tool calls".into(),
+                    schema_path: None,
+                }),
+            }
+        })
+    }
+}
+
+async fn serve(
+    spec: WorkerSpec,
+    report: LockdownReport,
+    mut input: tokio::net::unix::pipe::Receiver,
+    mut output: tokio::net::unix::pipe::Sender,
+) -> i32 {
+    let engine = Engine::new(spec.engine);
+    // Compiles the glue and faults in the engine before the first program arrives, so
+    // that cost is paid while the worker waits in the pool.
+    let warm_up = RunRequest {
+        js: "(async () => {\nreturn 1\n})".into(),
+        program_lines: 1,
+        bindings: Vec::new(),
+        limits: Limits::default(),
+    };
+    engine
+        .run(&warm_up, &CancelHandle::default(), Arc::new(NoTools))
+        .await;
+
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<FromWorker>();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if protocol::write(&mut output, &message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (inbox_sender, mut inbox) = mpsc::unbounded_channel::<ToWorker>();
+    tokio::spawn(async move {
+        while let Ok(message) = protocol::read::<_, ToWorker>(&mut input).await {
+            if inbox_sender.send(message).is_err() {
+                break;
+            }
+        }
+    });
+
+    for _ in 0..spec.runs.max(1) {
+        let _ = outbox.send(FromWorker::Ready(report.clone()));
+        let request = match inbox.recv().await {
+            Some(ToWorker::Run(request)) => request,
+            // The host closed the pipe: the pool is shutting down.
+            None => break,
+            Some(ToWorker::Reply { .. }) => return exit::PROTOCOL,
+        };
+        let (calls_sender, mut calls) = mpsc::unbounded_channel();
+        let host = Arc::new(PipeHost(calls_sender));
+        let cancel = CancelHandle::default();
+        let run = engine.run(&request, &cancel, host);
+        tokio::pin!(run);
+        let mut pending: HashMap<u64, oneshot::Sender<ToolReply>> = HashMap::new();
+        let mut next_id = 0u64;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                Some((call, reply)) = calls.recv() => {
+                    next_id += 1;
+                    pending.insert(next_id, reply);
+                    let _ = outbox.send(FromWorker::Call { id: next_id, call });
+                }
+                message = inbox.recv() => match message {
+                    Some(ToWorker::Reply { id, reply }) => {
+                        if let Some(waiting) = pending.remove(&id) {
+                            let _ = waiting.send(reply);
+                        }
+                    }
+                    Some(ToWorker::Run(_)) => return exit::PROTOCOL,
+                    None => return 0,
+                },
+            }
+        };
+        let _ = outbox.send(FromWorker::Done(Box::new(outcome)));
+    }
+    drop(outbox);
+    let _ = writer.await;
+    0
+}
