@@ -77,6 +77,14 @@ pub fn worker_main(spec: &str) -> i32 {
             return exit::LOCKDOWN_FAILED;
         }
     };
+    // A memory fault ends the worker on the spot: Rust's handler (there to report stack
+    // overflows) would run code in a process whose memory may be corrupt, and survives a
+    // fault it did not cause.
+    // SAFETY: resetting signal dispositions to their defaults.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+    }
     // SAFETY: fd 0 is this process's stdin, the pipe from the host, owned from here on.
     let protocol_in = unsafe { OwnedFd::from_raw_fd(0) };
     let (rlimits, namespaces, landlock) = match lockdown::restrict_process(ResourceLimits {
