@@ -113,14 +113,18 @@ fn main() -> anyhow::Result<()> {
     let calls = 2_000 / scale;
     let mut trips = runtime.block_on(async {
         let mut command = tokio::process::Command::new(binary);
-        command.arg("serve").env("CODEMODE_LOG", "warn");
+        command
+            .args(["serve", "--isolation", "none"])
+            .env("CODEMODE_LOG", "warn");
         let client = ().serve(TokioChildProcess::new(command)?).await?;
         let trips = round_trips(&client, calls).await?;
         client.cancel().await?;
         anyhow::Ok(trips)
     })?;
     let (trip_p50, trip_p99) = percentiles(&mut trips);
-    println!("execute_code `return 1` round trip over stdio ({calls} calls, rmcp client):");
+    println!(
+        "execute_code `return 1` round trip over stdio ({calls} calls, rmcp client, --isolation none):"
+    );
     println!(
         "  p50 {}  p99 {}   (target p50 < 1 ms)",
         ms(trip_p50),
@@ -132,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let mut server = Command::new(binary)
-        .args(["serve", "--http", "127.0.0.1:0"])
+        .args(["serve", "--isolation", "none", "--http", "127.0.0.1:0"])
         .env("CODEMODE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -14,16 +14,13 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    process::{Child, ChildStdin, Command},
-    sync::mpsc,
-    task::JoinSet,
-};
+use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::{
     IsolationError,
     lockdown::LockdownReport,
-    protocol::{self, FromWorker, ProtocolError, ToWorker},
+    protocol::{self, Frames, FromWorker, ProtocolError, ToWorker},
     worker::{Probe, WORKER_COMMAND, WorkerSpec},
 };
 use crate::sandbox::{
@@ -74,7 +71,7 @@ struct Inner {
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    messages: mpsc::UnboundedReceiver<Result<FromWorker, ProtocolError>>,
+    messages: Frames<ChildStdout>,
     runs_left: u32,
 }
 
@@ -119,15 +116,17 @@ impl WorkerPool {
                 }
             },
         };
-        self.refill();
         let outcome = run_in(&mut worker, request, cancel, host).await;
+        // The replacement starts after the run, not beside it: on a small machine its
+        // start-up would take CPU from the very program it could not serve anyway.
+        self.refill();
         match outcome {
             Ran::Answered(outcome) if worker.runs_left > 1 => {
                 worker.runs_left -= 1;
                 let inner = self.inner.clone();
                 tokio::spawn(async move {
                     // A reused worker is ready again once it says so.
-                    if let Some(Ok(FromWorker::Ready(_))) = worker.messages.recv().await {
+                    if let Ok(FromWorker::Ready(_)) = protocol::read(&mut worker.messages).await {
                         inner.put_back(worker);
                     } else {
                         retire(worker);
@@ -217,22 +216,13 @@ impl Inner {
         let mut child = command(&self.settings.program, &self.spec)
             .spawn()
             .map_err(IsolationError::Spawn)?;
-        let (Some(stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(IsolationError::Spawn(std::io::Error::other("no pipes")));
         };
-        let (sender, mut messages) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                let message = protocol::read::<_, FromWorker>(&mut stdout).await;
-                let last = message.is_err();
-                if sender.send(message).is_err() || last {
-                    break;
-                }
-            }
-        });
-        let ready = tokio::time::timeout(START_TIMEOUT, messages.recv()).await;
+        let mut messages = protocol::frames(stdout);
+        let ready = tokio::time::timeout(START_TIMEOUT, protocol::read(&mut messages)).await;
         match ready {
-            Ok(Some(Ok(FromWorker::Ready(report)))) => Ok((
+            Ok(Ok(FromWorker::Ready(report))) => Ok((
                 Worker {
                     child,
                     stdin,
@@ -317,29 +307,28 @@ async fn run_in(
     }
     let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
     tokio::pin!(deadline);
-    let mut replies = JoinSet::new();
+    // Polled here rather than spawned: a reply is written the moment it exists.
+    let mut replies = FuturesUnordered::new();
     loop {
         tokio::select! {
-            message = worker.messages.recv() => match message {
-                Some(Ok(FromWorker::Call { id, call })) => {
+            message = protocol::read(&mut worker.messages) => match message {
+                Ok(FromWorker::Call { id, call }) => {
                     let reply = host.call_tool(call);
-                    replies.spawn(async move { (id, reply.await) });
+                    replies.push(async move { (id, reply.await) });
                 }
-                Some(Ok(FromWorker::Done(outcome))) => return Ran::Answered(outcome),
-                Some(Ok(FromWorker::Ready(_))) | Some(Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_))) => {
+                Ok(FromWorker::Done(outcome)) => return Ran::Answered(outcome),
+                Ok(FromWorker::Ready(_)) | Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_)) => {
                     let _ = worker.child.start_kill();
                     return Ran::Failed(failed(
                         ErrorKind::Crashed,
                         "the sandboxed worker running this program broke the host protocol and was killed; the server keeps serving: run the program again",
                     ));
                 }
-                Some(Err(_)) | None => return Ran::Failed(crashed(worker).await),
+                Err(ProtocolError::Closed | ProtocolError::Io(_)) => return Ran::Failed(crashed(worker).await),
             },
-            Some(joined) = replies.join_next() => {
-                if let Ok((id, reply)) = joined {
-                    // A failed write means the worker died; its pipe's end says so next.
-                    let _ = protocol::write(&mut worker.stdin, &ToWorker::Reply { id, reply }).await;
-                }
+            Some((id, reply)) = replies.next() => {
+                // A failed write means the worker died; its pipe's end says so next.
+                let _ = protocol::write(&mut worker.stdin, &ToWorker::Reply { id, reply }).await;
             }
             () = &mut deadline => {
                 let _ = worker.child.start_kill();

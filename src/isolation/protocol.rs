@@ -1,8 +1,10 @@
 //! What host and worker say to each other: length-prefixed JSON messages (a 4-byte
 //! big-endian length, then that many bytes of JSON) over the worker's stdin and stdout.
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::lockdown::LockdownReport;
 use crate::sandbox::{RunOutcome, RunRequest, ToolCall, ToolReply};
@@ -65,24 +67,30 @@ where
     Ok(())
 }
 
-pub(super) async fn read<R, M>(reader: &mut R) -> Result<M, ProtocolError>
+/// The reading side: whole frames, cancel-safe (a `select!` may drop a pending read
+/// without losing bytes).
+pub(super) type Frames<R> = FramedRead<R, LengthDelimitedCodec>;
+
+pub(super) fn frames<R: AsyncRead>(reader: R) -> Frames<R> {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(MAX_MESSAGE_BYTES)
+        .new_read(reader)
+}
+
+/// The next message, or `Closed` at the end of the pipe.
+pub(super) async fn read<R, M>(frames: &mut Frames<R>) -> Result<M, ProtocolError>
 where
     R: AsyncRead + Unpin,
     M: DeserializeOwned,
 {
-    let mut length = [0u8; 4];
-    match reader.read_exact(&mut length).await {
-        Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ProtocolError::Closed);
+    match frames.next().await {
+        None => Err(ProtocolError::Closed),
+        Some(Err(err)) if err.kind() == std::io::ErrorKind::InvalidData => {
+            Err(ProtocolError::TooLarge(MAX_MESSAGE_BYTES + 1))
         }
-        Err(err) => return Err(err.into()),
+        Some(Err(err)) => Err(err.into()),
+        Some(Ok(frame)) => Ok(serde_json::from_slice(&frame)?),
     }
-    let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_MESSAGE_BYTES {
-        return Err(ProtocolError::TooLarge(length));
-    }
-    let mut json = vec![0u8; length];
-    reader.read_exact(&mut json).await?;
-    Ok(serde_json::from_slice(&json)?)
 }

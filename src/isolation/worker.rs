@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     lockdown::{self, LockdownReport, ResourceLimits},
-    protocol::{self, FromWorker, ToWorker},
+    protocol::{self, FromWorker, ProtocolError, ToWorker},
 };
 use crate::sandbox::{
     CancelHandle, Engine, EngineKind, Limits, NoTools, ReplyFuture, RunRequest, ToolCall, ToolHost,
@@ -188,7 +188,7 @@ impl ToolHost for PipeHost {
 async fn serve(
     spec: WorkerSpec,
     report: LockdownReport,
-    mut input: tokio::net::unix::pipe::Receiver,
+    input: tokio::net::unix::pipe::Receiver,
     mut output: tokio::net::unix::pipe::Sender,
 ) -> i32 {
     let engine = Engine::new(spec.engine);
@@ -204,30 +204,19 @@ async fn serve(
         .run(&warm_up, &CancelHandle::default(), Arc::new(NoTools))
         .await;
 
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<FromWorker>();
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if protocol::write(&mut output, &message).await.is_err() {
-                break;
-            }
-        }
-    });
-    let (inbox_sender, mut inbox) = mpsc::unbounded_channel::<ToWorker>();
-    tokio::spawn(async move {
-        while let Ok(message) = protocol::read::<_, ToWorker>(&mut input).await {
-            if inbox_sender.send(message).is_err() {
-                break;
-            }
-        }
-    });
-
+    let mut input = protocol::frames(input);
     for _ in 0..spec.runs.max(1) {
-        let _ = outbox.send(FromWorker::Ready(report.clone()));
-        let request = match inbox.recv().await {
-            Some(ToWorker::Run(request)) => request,
+        if protocol::write(&mut output, &FromWorker::Ready(report.clone()))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        let request = match protocol::read::<_, ToWorker>(&mut input).await {
+            Ok(ToWorker::Run(request)) => request,
             // The host closed the pipe: the pool is shutting down.
-            None => break,
-            Some(ToWorker::Reply { .. }) => return exit::PROTOCOL,
+            Err(ProtocolError::Closed) => return 0,
+            Ok(ToWorker::Reply { .. }) | Err(_) => return exit::PROTOCOL,
         };
         let (calls_sender, mut calls) = mpsc::unbounded_channel();
         let host = Arc::new(PipeHost(calls_sender));
@@ -242,22 +231,27 @@ async fn serve(
                 Some((call, reply)) = calls.recv() => {
                     next_id += 1;
                     pending.insert(next_id, reply);
-                    let _ = outbox.send(FromWorker::Call { id: next_id, call });
+                    if protocol::write(&mut output, &FromWorker::Call { id: next_id, call }).await.is_err() {
+                        return 0;
+                    }
                 }
-                message = inbox.recv() => match message {
-                    Some(ToWorker::Reply { id, reply }) => {
+                message = protocol::read::<_, ToWorker>(&mut input) => match message {
+                    Ok(ToWorker::Reply { id, reply }) => {
                         if let Some(waiting) = pending.remove(&id) {
                             let _ = waiting.send(reply);
                         }
                     }
-                    Some(ToWorker::Run(_)) => return exit::PROTOCOL,
-                    None => return 0,
+                    Err(ProtocolError::Closed) => return 0,
+                    Ok(ToWorker::Run(_)) | Err(_) => return exit::PROTOCOL,
                 },
             }
         };
-        let _ = outbox.send(FromWorker::Done(Box::new(outcome)));
+        if protocol::write(&mut output, &FromWorker::Done(Box::new(outcome)))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
     }
-    drop(outbox);
-    let _ = writer.await;
     0
 }
