@@ -69,6 +69,12 @@ pub fn worker_main(spec: &str) -> i32 {
             return exit::BAD_SPEC;
         }
     };
+    // Nothing inherited but stdio: a descriptor the host's own parent leaked to it without
+    // close-on-exec must not reach the worker.
+    // SAFETY: close_range only closes descriptors; none above 2 is in use yet.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
     // The protocol owns stdout; anything else printing goes to stderr.
     let protocol_out = match crate::stdio::take_stdout() {
         Ok(file) => OwnedFd::from(file),
