@@ -531,18 +531,8 @@ async fn stateless_mode_serves_without_sessions() {
 /// `notifications/tools/list_changed` (on the session's GET stream).
 #[tokio::test]
 async fn upstream_tools_and_their_changes_reach_http_sessions() {
-    use rmcp::{ClientHandler, ServiceExt, model::ClientConfig, service::NotificationContext};
-
-    #[derive(Clone)]
-    struct Watcher(tokio::sync::mpsc::UnboundedSender<()>);
-    impl ClientHandler for Watcher {
-        fn get_info(&self) -> ClientConfig {
-            ClientConfig::default()
-        }
-        async fn on_tool_list_changed(&self, _context: NotificationContext<rmcp::RoleClient>) {
-            let _ = self.0.send(());
-        }
-    }
+    use common::Watcher;
+    use rmcp::ServiceExt;
 
     let dir = common::scratch_dir("http-upstream");
     let config = common::write_config(&dir, &json!({"mcpServers": {"toy": common::toy()}}));
@@ -664,18 +654,5 @@ async fn a_cancelled_request_frees_its_slot_at_once() {
         dropped.is_err(),
         "the sleeping program cannot have answered"
     );
-    let started = Instant::now();
-    loop {
-        let ran = execute(&client, "return 'slot free'").await;
-        if !ran.is_error {
-            assert_eq!(ran.result(), &json!("slot free"));
-            break;
-        }
-        assert_eq!(ran.error_kind(), "busy", "{ran:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "the cancelled isolate kept its slot"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::assert_slot_frees(|| execute(&client, "return 'slot free'")).await;
 }

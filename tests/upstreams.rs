@@ -289,18 +289,8 @@ async fn a_slow_upstream_call_times_out_without_ending_the_program() {
 
 #[tokio::test]
 async fn prompts_and_our_clients_follow_the_catalog() {
-    use rmcp::{ClientHandler, ServiceExt, model::ClientConfig, service::NotificationContext};
-
-    #[derive(Clone)]
-    struct Watcher(tokio::sync::mpsc::UnboundedSender<()>);
-    impl ClientHandler for Watcher {
-        fn get_info(&self) -> ClientConfig {
-            ClientConfig::default()
-        }
-        async fn on_tool_list_changed(&self, _context: NotificationContext<rmcp::RoleClient>) {
-            let _ = self.0.send(());
-        }
-    }
+    use common::Watcher;
+    use rmcp::ServiceExt;
 
     let dir = common::scratch_dir("watch");
     let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": toy() } }));

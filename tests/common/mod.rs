@@ -31,6 +31,45 @@ pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Runs `run` (a program returning "slot free") until it is no longer refused as `busy`:
+/// a cancelled run must free its slot within 3 s.
+pub async fn assert_slot_frees<F, Fut>(mut run: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Ran>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let ran = run().await;
+        if !ran.is_error {
+            assert_eq!(ran.result(), &json!("slot free"));
+            return;
+        }
+        assert_eq!(ran.error_kind(), "busy", "{ran:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the cancelled isolate kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client that reports each `notifications/tools/list_changed` on its channel.
+#[derive(Clone)]
+pub struct Watcher(pub tokio::sync::mpsc::UnboundedSender<()>);
+
+impl rmcp::ClientHandler for Watcher {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::default()
+    }
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
 /// The Python with the `mcp` package that the README's test command installs.
 pub fn python() -> String {
     std::env::var("CODEMODE_TEST_PYTHON").unwrap_or_else(|_| {

@@ -336,40 +336,48 @@ pub(super) const STREAMABLE_PATH: &str = "/mcp";
 /// Reads a JSON body whole, so that an oversized one gets 413 and one that is not JSON
 /// gets a JSON-RPC parse error (400) here rather than a bare deserialisation message.
 async fn parsed_body(request: Request, max_bytes: usize) -> Result<Request, Response> {
-    let json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !json {
+    if !is_json(request.headers()) {
         // The transport answers 415 with what it takes.
         return Ok(request);
     }
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, max_bytes).await.map_err(|_| {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than the limit of {max_bytes} bytes (--max-body-kib)"),
-        )
-    })?;
+    let bytes = read_body(body, max_bytes).await?;
     if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": -32700, "message": format!("parse error: the body is not JSON ({err})")},
-        });
-        return Err((
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response());
+        return Err(parse_error(&err));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Bytes of an oversized body read and dropped before the 413 goes out: a client still
+/// sending when the server closes would see a reset instead of the answer.
+const DRAIN_BYTES: usize = 64 << 20;
+
+/// The whole body, or 413 past `max_bytes`.
+pub(super) async fn read_body(body: Body, max_bytes: usize) -> Result<axum::body::Bytes, Response> {
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read to its end".into(),
+            ));
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen <= max_bytes {
+            bytes.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > max_bytes {
+        return Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {max_bytes} bytes (--max-body-kib)"),
+        ));
+    }
+    Ok(bytes.into())
 }
 
 /// The transport's refusals come as bare text; they become JSON-RPC errors saying what
@@ -414,6 +422,33 @@ fn unauthorized(challenge: &'static str) -> Response {
         HeaderValue::from_static(challenge),
     );
     response
+}
+
+/// Whether the request says its body is JSON.
+pub(super) fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
+/// 400 with JSON-RPC's parse error: the body is not JSON.
+pub(super) fn parse_error(err: &serde_json::Error) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": -32700, "message": format!("parse error: the body is not JSON ({err})")},
+    });
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// A refusal as a JSON-RPC error body, which MCP clients show as is.

@@ -15,7 +15,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::{InFlight, InFlightGuard, refuse};
+use super::guard::{InFlight, InFlightGuard, is_json, parse_error, read_body, refuse};
 use crate::server::CodeModeServer;
 
 /// Where clients open a session.
@@ -190,44 +190,19 @@ pub(super) async fn post(
             ),
         );
     };
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !json {
+    if !is_json(&headers) {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be a JSON-RPC message sent with Content-Type: application/json".into(),
         );
     }
-    let Ok(body) = axum::body::to_bytes(body, legacy.max_body_bytes).await else {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is larger than the limit of {} bytes (--max-body-kib)",
-                legacy.max_body_bytes
-            ),
-        );
+    let body = match read_body(body, legacy.max_body_bytes).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     let messages = match parse_messages(&body) {
         Ok(messages) => messages,
-        Err(message) => {
-            let body = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": null,
-                "error": {"code": -32700, "message": message},
-            });
-            return (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response();
-        }
+        Err(refusal) => return *refusal,
     };
     for message in messages {
         if session.send(message).await.is_err() {
@@ -241,12 +216,15 @@ pub(super) async fn post(
 }
 
 /// One message or a batch (which the 2024-11-05 protocol allows).
-fn parse_messages(body: &[u8]) -> Result<Vec<ClientJsonRpcMessage>, String> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|err| format!("parse error: the body is not JSON ({err})"))?;
+fn parse_messages(body: &[u8]) -> Result<Vec<ClientJsonRpcMessage>, Box<Response>> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| Box::new(parse_error(&err)))?;
     let items = match value {
         serde_json::Value::Array(items) if items.is_empty() => {
-            return Err("invalid request: an empty batch".into());
+            return Err(Box::new(refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid request: an empty batch".into(),
+            )));
         }
         serde_json::Value::Array(items) => items,
         single => vec![single],
@@ -255,7 +233,12 @@ fn parse_messages(body: &[u8]) -> Result<Vec<ClientJsonRpcMessage>, String> {
         .into_iter()
         .map(|item| {
             serde_json::from_value(item).map_err(|err| {
-                format!("invalid request: not a JSON-RPC 2.0 message an MCP client sends ({err})")
+                Box::new(refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "invalid request: not a JSON-RPC 2.0 message an MCP client sends ({err})"
+                    ),
+                ))
             })
         })
         .collect()
