@@ -16,15 +16,35 @@
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
 //! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
 //!   process`).
+//! - [`embed`]: the library API ([`CodeMode`]) for programs that embed code mode; the
+//!   server is built on it.
 //! - [`server`]: the MCP server (stdio and HTTP) and its `execute_code` tool.
+//!
+//! Embedding it ([`CodeMode`]): a tool written in Rust, a program that calls it.
 //!
 //! ```
 //! # tokio_test_block_on(async {
-//! use codemode_mcp::executor::{Executor, ExecutorSettings};
+//! use codemode_mcp::{BuiltinTool, CodeMode};
 //!
-//! let executor = Executor::new(ExecutorSettings::default()).unwrap();
-//! let run = executor.execute("const xs: number[] = [1, 2, 3];\nreturn xs.map((x) => x * 2);", None).await;
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct Double {
+//!     /// The number to double.
+//!     n: f64,
+//! }
+//!
+//! let codemode = CodeMode::builder()
+//!     .tool("math", BuiltinTool::new("double", "Doubles a number", |d: Double| async move {
+//!         Ok(d.n * 2.0)
+//!     }))
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! assert!(codemode.declarations().contains("function double("));
+//! let run = codemode
+//!     .execute("const xs: number[] = [1, 2, 3];\nreturn Promise.all(xs.map((n) => tools.math.double({ n })));")
+//!     .await;
 //! assert_eq!(run.outcome.result.unwrap().json, "[2,4,6]");
+//! assert_eq!(run.calls.len(), 3);
 //! # });
 //! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 //! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
@@ -33,8 +53,12 @@
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub use catalog::BuiltinTool;
+pub use embed::{CodeMode, CodeModeBuilder, EmbedError};
+
 pub mod catalog;
 pub mod config;
+pub mod embed;
 pub mod executor;
 pub mod isolation;
 pub mod sandbox;

@@ -6,9 +6,9 @@ use std::{io::Read, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use codemode_mcp::{
-    catalog::LiveCatalog,
+    CodeMode, EmbedError,
     config::{Config, LimitSettings},
-    executor::{Executor, ExecutorSettings},
+    executor::ExecutorSettings,
     isolation::{Isolation, Layer, PoolSettings, WORKER_COMMAND, WorkerPool},
     sandbox::{Engine, EngineKind},
     server::{
@@ -287,76 +287,49 @@ async fn connect_upstreams(config: &Config) -> Arc<Upstreams> {
 }
 
 /// Loads the config, connects the upstreams (waiting for each one's first attempt, at
-/// most its connect timeout) and starts the isolate threads. Needs a tokio runtime.
-async fn executor(common: &CommonArgs) -> Result<Executor> {
-    let config = match &common.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let flags = common.limits.settings();
-    flags.validate("command line")?;
-    let limits = flags.over(config.codemode.limits);
-    let tools = Arc::new(LiveCatalog::new(connect_upstreams(&config).await));
-    let defaults = ExecutorSettings::default();
-    let settings = ExecutorSettings {
-        engine: Engine::new(common.engine),
-        limits: limits.limits(),
-        concurrency: limits.concurrency.map_or(defaults.concurrency, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        }),
-        queue: limits
-            .queue
-            .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
-    };
-    match common.isolation {
-        Isolation::None => {
-            Executor::with_tools(settings, tools).context("starting the isolate threads")
-        }
-        Isolation::Process => {
-            let pool = worker_pool(common, &settings).await?;
-            Ok(Executor::with_workers(settings, tools, pool))
-        }
+/// most its connect timeout) and starts the isolate threads or the worker pool. Needs a
+/// tokio runtime.
+async fn codemode(common: &CommonArgs) -> Result<CodeMode> {
+    common.limits.settings().validate("command line")?;
+    let mut builder = CodeMode::builder()
+        .limits(common.limits.settings())
+        .engine(common.engine)
+        .isolation(common.isolation)
+        .worker_reuse(common.worker_reuse);
+    if let Some(path) = &common.config {
+        builder = builder.config_file(path)?;
     }
-}
-
-/// Starts the worker pool, failing when this machine cannot lock a worker down; logs
-/// what each lockdown layer achieved.
-async fn worker_pool(common: &CommonArgs, settings: &ExecutorSettings) -> Result<WorkerPool> {
-    let (pool, report) = WorkerPool::start(PoolSettings {
-        program: std::env::current_exe().context("locating this binary to start workers")?,
-        engine: common.engine,
-        limits: settings.limits,
-        size: settings.concurrency,
-        reuse: common.worker_reuse,
-    })
-    .await
-    .context(
-        "process isolation is not possible on this machine; `--isolation none` runs programs in this process instead (no second sandbox around the engine)",
-    )?;
-    for (layer, state) in [
-        ("rlimits", &report.rlimits),
-        ("namespaces", &report.namespaces),
-        ("landlock", &report.landlock),
-        ("seccomp", &report.seccomp),
-    ] {
-        match state {
-            Layer::Enforced(what) => tracing::debug!("worker lockdown, {layer}: {what}"),
-            Layer::Unavailable(why) => {
-                tracing::warn!("worker lockdown, {layer}: UNAVAILABLE on this machine: {why}")
+    let codemode = match builder.build().await {
+        Ok(codemode) => codemode,
+        Err(EmbedError::Isolation(err)) => {
+            return Err(anyhow::Error::new(err).context(
+                "process isolation is not possible on this machine; `--isolation none` runs programs in this process instead (no second sandbox around the engine)",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(report) = codemode.lockdown() {
+        for (layer, state) in [
+            ("rlimits", &report.rlimits),
+            ("namespaces", &report.namespaces),
+            ("landlock", &report.landlock),
+            ("seccomp", &report.seccomp),
+        ] {
+            match state {
+                Layer::Enforced(what) => tracing::debug!("worker lockdown, {layer}: {what}"),
+                Layer::Unavailable(why) => {
+                    tracing::warn!("worker lockdown, {layer}: UNAVAILABLE on this machine: {why}")
+                }
             }
         }
     }
-    tracing::debug!(
-        complete = report.complete(),
-        "programs run in locked-down worker processes"
-    );
-    Ok(pool)
+    Ok(codemode)
 }
 
 /// The startup self-test: workers that try forbidden things must be refused. Runs in the
 /// background; its report is logged.
-fn self_test_in_background(executor: &Executor) {
-    let Some(pool) = executor.worker_pool().cloned() else {
+fn self_test_in_background(codemode: &CodeMode) {
+    let Some(pool) = codemode.executor().worker_pool().cloned() else {
         tracing::warn!(
             "--isolation none: programs run inside this process, with no second sandbox around the engine"
         );
@@ -383,11 +356,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     // Before anything can print: the protocol owns a private copy of stdout.
     let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
-    let executor = Arc::new(executor(&args.common).await?);
-    log_settings(&executor, "codemode-mcp serving MCP on stdio");
-    self_test_in_background(&executor);
+    let codemode = codemode(&args.common).await?;
+    log_settings(&codemode, "codemode-mcp serving MCP on stdio");
+    self_test_in_background(&codemode);
     let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
-    let service = CodeModeServer::new(executor)
+    let service = CodeModeServer::new(codemode)
         .serve(transport)
         .await
         .context("MCP initialisation on stdio")?;
@@ -399,10 +372,10 @@ async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
     let options = args.http.options(bind)?;
     // Refuse a bad setup (no token on a public address) before connecting upstreams.
     let server = HttpServer::bind(options.clone()).await?;
-    let executor = Arc::new(executor(&args.common).await?);
+    let codemode = codemode(&args.common).await?;
     let addr = server.local_addr()?;
-    log_settings(&executor, "codemode-mcp serving MCP over HTTP");
-    self_test_in_background(&executor);
+    log_settings(&codemode, "codemode-mcp serving MCP over HTTP");
+    self_test_in_background(&codemode);
     tracing::info!(
         stateless = options.stateless,
         auth = options.auth_token.is_some(),
@@ -413,7 +386,7 @@ async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
             "no auth token: any program on this machine can use this server; give one with --auth-token-file"
         );
     }
-    server.serve(executor, shutdown_signal()).await?;
+    server.serve(codemode, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -436,7 +409,8 @@ async fn shutdown_signal() {
     }
 }
 
-fn log_settings(executor: &Executor, message: &str) {
+fn log_settings(codemode: &CodeMode, message: &str) {
+    let executor = codemode.executor();
     let settings = executor.settings();
     tracing::info!(
         engine = ?settings.engine.kind(),
@@ -460,8 +434,8 @@ async fn run(args: RunArgs) -> Result<i32> {
         std::fs::read_to_string(&args.file)
             .with_context(|| format!("reading {}", args.file.display()))?
     };
-    let executor = executor(&args.common).await?;
-    let execution = executor.execute(&code, None).await;
+    let codemode = codemode(&args.common).await?;
+    let execution = codemode.execute(&code).await;
     let output = server::render_output(&execution);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output)?);
@@ -477,8 +451,8 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 async fn types(args: TypesArgs) -> Result<()> {
-    let executor = executor(&args.common).await?;
-    let catalog = executor.tools().current();
+    let codemode = codemode(&args.common).await?;
+    let catalog = codemode.catalog();
     print!("{}", typegen::all_declarations(&catalog));
     for namespace in catalog.namespaces() {
         if namespace.status != codemode_mcp::upstream::Status::Ready {

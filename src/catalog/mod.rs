@@ -1,7 +1,9 @@
 //! The single list of callable tools: each upstream's, under namespace = its key in
-//! `mcpServers`, with MCP names mapped to JS identifiers deterministically. Argument
-//! validation and word search live here too.
+//! `mcpServers`, and the built-in tools written in Rust ([`builtin`]), with MCP names
+//! mapped to JS identifiers deterministically. Argument validation and word search live
+//! here too.
 
+mod builtin;
 mod names;
 mod search;
 
@@ -12,14 +14,17 @@ use serde_json::Value;
 
 use crate::upstream::{Snapshot, Status, Upstreams};
 
+pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, portable_schema};
 pub use names::to_identifier;
 pub use search::Detail;
 
 /// One callable tool.
 #[derive(Debug)]
 pub struct CatalogTool {
-    /// The upstream's key in `mcpServers`.
+    /// Where it comes from: the upstream's key in `mcpServers`, or the built-in namespace.
     pub upstream: String,
+    /// Whether it is a built-in tool, answered in process.
+    pub builtin: bool,
     /// `tools.<namespace>` in programs.
     pub namespace: String,
     /// `tools.<namespace>.<js_name>` in programs.
@@ -107,13 +112,16 @@ pub struct Namespace {
     pub upstream: String,
     /// `tools.<name>` in programs.
     pub name: String,
-    /// `stdio`, `http` or `sse`.
+    /// `stdio`, `http`, `sse`, or `builtin`.
     pub transport: &'static str,
     /// Connection state when the catalog was built.
     pub status: Status,
     /// Its tools, by JS name.
     pub tools: Vec<Arc<CatalogTool>>,
 }
+
+/// The transport a built-in namespace shows.
+pub const BUILTIN_TRANSPORT: &str = "builtin";
 
 /// All callable tools at one moment; rebuilt when an upstream changes.
 #[derive(Debug, Default)]
@@ -122,9 +130,17 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The catalog of the upstreams as they are now.
-    pub fn build(upstreams: &Upstreams) -> Self {
-        Self::from_snapshots(upstreams.iter().map(|u| u.snapshot()).collect())
+    /// The catalog of the upstreams as they are now, and the built-in tools.
+    pub fn build(upstreams: &Upstreams, builtins: &Builtins) -> Self {
+        let mut snapshots: Vec<Snapshot> = upstreams.iter().map(|u| u.snapshot()).collect();
+        snapshots.extend(builtins.namespaces().map(|(name, tools)| Snapshot {
+            name: name.to_string(),
+            transport: BUILTIN_TRANSPORT,
+            status: Status::Ready,
+            tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
+            ready_in: None,
+        }));
+        Self::from_snapshots(snapshots)
     }
 
     /// The catalog of these upstream states.
@@ -149,6 +165,7 @@ impl Catalog {
                     .map(|(tool, js_name)| {
                         Arc::new(CatalogTool {
                             upstream: snapshot.name.clone(),
+                            builtin: snapshot.transport == BUILTIN_TRANSPORT,
                             namespace: namespace.clone(),
                             js_name,
                             mcp_name: tool.name.to_string(),
@@ -206,20 +223,27 @@ impl Catalog {
     }
 }
 
-/// The catalog of live upstreams, rebuilt when one of them changes.
+/// The catalog of live upstreams and the built-in tools, rebuilt when an upstream changes.
 #[derive(Debug)]
 pub struct LiveCatalog {
     upstreams: Arc<Upstreams>,
+    builtins: Arc<Builtins>,
     cached: RwLock<(u64, Arc<Catalog>)>,
 }
 
 impl LiveCatalog {
     /// The catalog of `upstreams`.
     pub fn new(upstreams: Arc<Upstreams>) -> Self {
+        Self::with_builtins(upstreams, Arc::new(Builtins::none()))
+    }
+
+    /// The catalog of `upstreams` and `builtins`.
+    pub fn with_builtins(upstreams: Arc<Upstreams>, builtins: Arc<Builtins>) -> Self {
         let generation = upstreams.generation();
-        let catalog = Arc::new(Catalog::build(&upstreams));
+        let catalog = Arc::new(Catalog::build(&upstreams, &builtins));
         Self {
             upstreams,
+            builtins,
             cached: RwLock::new((generation, catalog)),
         }
     }
@@ -234,6 +258,11 @@ impl LiveCatalog {
         &self.upstreams
     }
 
+    /// The built-in tools in the catalog.
+    pub fn builtins(&self) -> &Arc<Builtins> {
+        &self.builtins
+    }
+
     /// The catalog as of now.
     pub fn current(&self) -> Arc<Catalog> {
         let generation = self.upstreams.generation();
@@ -243,7 +272,7 @@ impl LiveCatalog {
                 return cached.1.clone();
             }
         }
-        let catalog = Arc::new(Catalog::build(&self.upstreams));
+        let catalog = Arc::new(Catalog::build(&self.upstreams, &self.builtins));
         let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
         *cached = (generation, catalog.clone());
         catalog

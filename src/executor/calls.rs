@@ -14,10 +14,10 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::{runtime::Handle, task::JoinHandle};
+use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 
 use crate::{
-    catalog::Catalog,
+    catalog::{Builtins, Catalog, LiveCatalog},
     sandbox::{ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply},
     upstream::Upstreams,
 };
@@ -40,38 +40,65 @@ pub struct CallRecord {
 pub(super) struct CallHost {
     catalog: Arc<Catalog>,
     upstreams: Arc<Upstreams>,
+    builtins: Arc<Builtins>,
     runtime: Handle,
-    records: Arc<Mutex<Vec<CallRecord>>>,
+    recorder: Recorder,
 }
 
 impl CallHost {
-    pub(super) fn new(catalog: Arc<Catalog>, upstreams: Arc<Upstreams>, runtime: Handle) -> Self {
+    pub(super) fn new(
+        tools: &LiveCatalog,
+        catalog: Arc<Catalog>,
+        runtime: Handle,
+        progress: Option<mpsc::UnboundedSender<CallRecord>>,
+    ) -> Self {
         Self {
             catalog,
-            upstreams,
+            upstreams: tools.upstreams().clone(),
+            builtins: tools.builtins().clone(),
             runtime,
-            records: Arc::default(),
+            recorder: Recorder {
+                records: Arc::default(),
+                progress,
+            },
         }
     }
 
     /// The calls made so far, in the order they finished.
     pub(super) fn records(&self) -> Vec<CallRecord> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+        self.recorder
+            .records
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 }
 
-fn record(records: &Mutex<Vec<CallRecord>>, tool: &str, started: Instant, reply: &ToolReply) {
-    let (ok, error) = match reply {
-        ToolReply::Ok(_) => (true, None),
-        ToolReply::Err(failure) => (false, Some(failure.message.clone())),
-    };
-    if let Ok(mut records) = records.lock() {
-        records.push(CallRecord {
+/// Keeps each finished call, and reports it to whoever follows the execution's progress.
+#[derive(Clone)]
+struct Recorder {
+    records: Arc<Mutex<Vec<CallRecord>>>,
+    progress: Option<mpsc::UnboundedSender<CallRecord>>,
+}
+
+impl Recorder {
+    fn record(&self, tool: &str, started: Instant, reply: &ToolReply) {
+        let (ok, error) = match reply {
+            ToolReply::Ok(_) => (true, None),
+            ToolReply::Err(failure) => (false, Some(failure.message.clone())),
+        };
+        let record = CallRecord {
             tool: tool.to_string(),
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ok,
             error,
-        });
+        };
+        if let Some(progress) = &self.progress {
+            let _ = progress.send(record.clone());
+        }
+        if let Ok(mut records) = self.records.lock() {
+            records.push(record);
+        }
     }
 }
 
@@ -87,7 +114,7 @@ impl ToolHost for CallHost {
         let started = Instant::now();
         let qualified = format!("{}.{}", call.namespace, call.tool);
         let immediate = |reply: ToolReply| -> ReplyFuture {
-            record(&self.records, &qualified, started, &reply);
+            self.recorder.record(&qualified, started, &reply);
             Box::pin(std::future::ready(reply))
         };
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
@@ -111,13 +138,27 @@ impl ToolHost for CallHost {
                 Some(invalid.schema_path),
             ));
         }
-        let Some(upstream) = self.upstreams.get(&tool.upstream).cloned() else {
-            return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
-        };
         let Value::Object(arguments) = arguments else {
             return immediate(fail(format!("tools.{qualified}: bad arguments"), None));
         };
-        let records = self.records.clone();
+        let recorder = self.recorder.clone();
+        if tool.builtin {
+            let Some(handler) = self.builtins.handler(&tool.upstream, &tool.mcp_name) else {
+                return immediate(fail(format!("tools.{qualified} is gone"), None));
+            };
+            let task = self.runtime.spawn(async move {
+                let reply = match handler(arguments).await {
+                    Ok(value) => ToolReply::Ok(value.to_string()),
+                    Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
+                };
+                recorder.record(&qualified, started, &reply);
+                reply
+            });
+            return Box::pin(AbortOnDrop(task));
+        }
+        let Some(upstream) = self.upstreams.get(&tool.upstream).cloned() else {
+            return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
+        };
         let task = self.runtime.spawn(async move {
             let reply = match upstream.call(&tool.mcp_name, arguments).await {
                 Ok(result) => match program_value(result) {
@@ -126,7 +167,7 @@ impl ToolHost for CallHost {
                 },
                 Err(err) => fail(format!("tools.{qualified}: {err}"), None),
             };
-            record(&records, &qualified, started, &reply);
+            recorder.record(&qualified, started, &reply);
             reply
         });
         Box::pin(AbortOnDrop(task))

@@ -63,6 +63,17 @@ impl Default for ExecutorSettings {
     }
 }
 
+/// How one execution runs, beyond its code.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Lowers the configured wall clock for this run (never raises it).
+    pub timeout: Option<Duration>,
+    /// Receives each tool call of the run as it finishes.
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<CallRecord>>,
+    /// Cancels the run.
+    pub cancel: Option<CancellationToken>,
+}
+
 /// The result of one execution.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -196,16 +207,39 @@ impl Executor {
     /// returned future cancels the run. Must be called within a tokio runtime, which serves
     /// the program's tool calls.
     pub async fn execute(&self, code: &str, timeout: Option<Duration>) -> Execution {
+        self.execute_with(
+            code,
+            RunOptions {
+                timeout,
+                ..RunOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Self::execute`] with options: a timeout, a channel that receives each tool call
+    /// as it finishes, a token that cancels the run (it then ends with kind `cancelled`).
+    pub async fn execute_with(&self, code: &str, options: RunOptions) -> Execution {
         let started = Instant::now();
         let catalog = self.tools.current();
         let host = Arc::new(calls::CallHost::new(
+            &self.tools,
             catalog.clone(),
-            self.tools.upstreams().clone(),
             tokio::runtime::Handle::current(),
+            options.progress,
         ));
-        let outcome = self
-            .outcome(code, timeout, catalog.bindings(), host.clone())
-            .await;
+        let run = self.outcome(code, options.timeout, catalog.bindings(), host.clone());
+        let outcome = match options.cancel {
+            None => run.await,
+            Some(cancel) => tokio::select! {
+                outcome = run => outcome,
+                // Dropping the run stops its isolate and its tool calls.
+                () = cancel.cancelled() => failed(ProgramError::new(
+                    ErrorKind::Cancelled,
+                    cancel_message(CancelReason::Client),
+                )),
+            },
+        };
         Execution {
             outcome,
             calls: host.records(),

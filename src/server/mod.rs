@@ -13,9 +13,9 @@ use rmcp::{
     model::{
         CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
         Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, Prompt, PromptMessage, ReadResourceRequestParams,
-        ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
-        ServerCapabilities, ServerConfig, Tool,
+        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
     },
     service::{NotificationContext, RequestContext},
     tool, tool_handler, tool_router,
@@ -24,8 +24,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
-    catalog::Detail,
-    executor::{Execution, Executor},
+    catalog::{Detail, portable_schema},
+    embed::CodeMode,
+    executor::{CallRecord, Execution, RunOptions},
     sandbox::{ErrorKind, ProgramError},
     typegen,
 };
@@ -66,7 +67,7 @@ pub struct SearchToolsInput {
 /// The code-mode MCP server.
 #[derive(Debug, Clone)]
 pub struct CodeModeServer {
-    executor: Arc<Executor>,
+    codemode: CodeMode,
     /// Executions this session may run at once; `None` leaves only the executor's caps.
     session_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Cancelled when the session's last handler is dropped: ends its notification task.
@@ -77,55 +78,14 @@ pub struct CodeModeServer {
 
 /// The output schema of `execute_code`, derived from [`ExecuteCodeOutput`].
 pub fn execute_code_output_schema() -> Arc<JsonObject> {
-    portable(rmcp::handler::server::tool::schema_for_output::<
+    portable_schema(rmcp::handler::server::tool::schema_for_output::<
         ExecuteCodeOutput,
     >())
 }
 
 /// The input schema of a tool, derived from its typed arguments.
 fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    portable(rmcp::handler::server::common::schema_for_type::<T>())
-}
-
-/// schemars marks Rust integer widths as `format: "uint64"` and the like, which JSON
-/// Schema does not define: validating clients (the TypeScript SDK's Ajv) warn on every
-/// call. The range is already in `minimum`.
-fn portable(schema: Arc<JsonObject>) -> Arc<JsonObject> {
-    fn strip(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                let rust_width = map.get("format").and_then(|f| f.as_str()).is_some_and(|f| {
-                    matches!(
-                        f,
-                        "uint"
-                            | "uint8"
-                            | "uint16"
-                            | "uint32"
-                            | "uint64"
-                            | "int"
-                            | "int8"
-                            | "int16"
-                            | "int32"
-                            | "int64"
-                            | "float"
-                            | "double"
-                    )
-                });
-                if rust_width {
-                    map.remove("format");
-                }
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut value = serde_json::Value::Object((*schema).clone());
-    strip(&mut value);
-    match value {
-        serde_json::Value::Object(map) => Arc::new(map),
-        _ => schema,
-    }
+    portable_schema(rmcp::handler::server::common::schema_for_type::<T>())
 }
 
 /// Reads typed arguments; the error names the key path and what the tool takes.
@@ -149,11 +109,11 @@ fn tool_error(message: String) -> CallToolResult {
 
 #[tool_router]
 impl CodeModeServer {
-    /// A server that runs programs on `executor`.
-    pub fn new(executor: Arc<Executor>) -> Self {
+    /// A server that offers `codemode`'s tools and runs programs on it.
+    pub fn new(codemode: CodeMode) -> Self {
         let session_ended = tokio_util::sync::CancellationToken::new();
         Self {
-            executor,
+            codemode,
             session_slots: None,
             _end_session_on_drop: Arc::new(session_ended.clone().drop_guard()),
             session_ended,
@@ -208,8 +168,36 @@ impl CodeModeServer {
                 }
             },
         };
+        // With a progress token, each tool call the program makes is reported as it ends.
+        let progress = context.meta.get_progress_token().map(|token| {
+            let (sender, mut calls) = tokio::sync::mpsc::unbounded_channel::<CallRecord>();
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                let mut done = 0u32;
+                while let Some(call) = calls.recv().await {
+                    done += 1;
+                    let outcome = match &call.error {
+                        None => format!("tools.{} answered in {} ms", call.tool, call.ms),
+                        Some(error) => {
+                            format!("tools.{} failed in {} ms: {error}", call.tool, call.ms)
+                        }
+                    };
+                    let notice = ProgressNotificationParam::new(token.clone(), f64::from(done))
+                        .with_message(outcome);
+                    if peer.notify_progress(notice).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            sender
+        });
+        let options = RunOptions {
+            timeout,
+            progress,
+            cancel: None,
+        };
         tokio::select! {
-            execution = self.executor.execute(&input.code, timeout) => {
+            execution = self.codemode.execute_with(&input.code, options) => {
                 Ok(render::call_tool_result(&execution))
             }
             // Dropping the execution future stops the isolate and its tool calls.
@@ -234,7 +222,7 @@ impl CodeModeServer {
             Ok(input) => input,
             Err(message) => return Ok(tool_error(message)),
         };
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         let limit = input.limit.map_or(10, |l| l.clamp(1, 200) as usize);
         let text = search_answer(
             &catalog,
@@ -252,7 +240,7 @@ const ALL_TYPES_URI: &str = "codemode://types/all.d.ts";
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for CodeModeServer {
     fn get_info(&self) -> ServerConfig {
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         let mut instructions = INSTRUCTIONS.trim_end().to_string();
         let down = describe::unavailable(&catalog);
         if !down.is_empty() {
@@ -290,7 +278,7 @@ impl ServerHandler for CodeModeServer {
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         // Our tool list (the execute_code description) follows the upstreams' tools.
-        let mut changes = self.executor.tools().upstreams().subscribe();
+        let mut changes = self.codemode.subscribe_changes();
         let peer = context.peer;
         // Over HTTP sessions come and go: the task ends with its session, not at the next
         // change after it.
@@ -313,7 +301,7 @@ impl ServerHandler for CodeModeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         let mut resources = vec![
             Resource::new(ALL_TYPES_URI, "all.d.ts")
                 .with_description("TypeScript declarations of every tool programs can call")
@@ -340,7 +328,7 @@ impl ServerHandler for CodeModeServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         let text = if request.uri == ALL_TYPES_URI {
             Some(typegen::all_declarations(&catalog))
         } else {
@@ -391,7 +379,7 @@ impl ServerHandler for CodeModeServer {
                 None,
             ));
         }
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         let text = format!(
             "{}\n\n## The tools connected now\n\n```ts\n{}```",
             WRITING_PROGRAMS_PROMPT.trim_end(),
@@ -408,7 +396,7 @@ impl ServerHandler for CodeModeServer {
 impl CodeModeServer {
     /// The tools as served now: `execute_code`'s description follows the catalog.
     fn tools(&self) -> Vec<Tool> {
-        let catalog = self.executor.tools().current();
+        let catalog = self.codemode.catalog();
         self.tool_router
             .list_all()
             .into_iter()

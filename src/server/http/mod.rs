@@ -32,7 +32,7 @@ use self::{
     guard::{Guard, HEALTH_PATH, HostPolicy, InFlight, OriginPolicy, STREAMABLE_PATH},
     legacy_sse::{LegacySse, MESSAGES_PATH, SSE_PATH},
 };
-use crate::{executor::Executor, server::CodeModeServer};
+use crate::{embed::CodeMode, server::CodeModeServer};
 
 /// How the HTTP server serves.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ impl HttpServer {
     /// Serves until `shutdown` resolves, then drains: see the module documentation.
     pub async fn serve(
         self,
-        executor: Arc<Executor>,
+        codemode: CodeMode,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), HttpError> {
         let Self {
@@ -173,9 +173,9 @@ impl HttpServer {
         // Ends every session and stream once draining is over.
         let sessions_end = CancellationToken::new();
         let new_handler = {
-            let executor = executor.clone();
+            let codemode = codemode.clone();
             let per_session = options.session_concurrency;
-            move || CodeModeServer::new(executor.clone()).with_session_limit(per_session)
+            move || CodeModeServer::new(codemode.clone()).with_session_limit(per_session)
         };
         let mut session_manager = LocalSessionManager::default();
         session_manager.session_config.keep_alive = Some(options.session_idle);
@@ -245,7 +245,7 @@ impl HttpServer {
             "shutting down: no new connections or requests; waiting for requests in flight"
         );
         guard.draining.store(true, Ordering::SeqCst);
-        executor.close();
+        codemode.executor().close();
         stop_accepting.cancel();
         if tokio::time::timeout(options.shutdown_grace, guard.in_flight.idle())
             .await
@@ -255,7 +255,7 @@ impl HttpServer {
                 in_flight = guard.in_flight.count(),
                 "grace period over: stopping the executions still running"
             );
-            executor.stop_all();
+            codemode.executor().stop_all();
             let _ = tokio::time::timeout(STOP_MARGIN, guard.in_flight.idle()).await;
         }
         sessions_end.cancel();

@@ -1,0 +1,225 @@
+//! The library API for programs that embed code mode (agent loops, services): build a
+//! [`CodeMode`] from a config, with tools of your own written in Rust, then list its
+//! catalog and declarations and run programs. The MCP server in this crate is built on
+//! this API and nothing else.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use crate::{
+    catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
+    config::{Config, ConfigError, LimitSettings},
+    executor::{Execution, Executor, ExecutorSettings, RunOptions},
+    isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
+    sandbox::{Engine, EngineKind},
+    typegen,
+    upstream::Upstreams,
+};
+
+/// Why a [`CodeMode`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The config (file or value) is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A built-in namespace has the name of an upstream server.
+    #[error(
+        "the built-in namespace \"{0}\" has the name of a server in mcpServers; rename one of them"
+    )]
+    NamespaceTaken(String),
+    /// The isolate threads could not start.
+    #[error("could not start the isolate threads: {0}")]
+    Threads(std::io::Error),
+    /// Worker processes could not be started or locked down.
+    #[error(transparent)]
+    Isolation(#[from] IsolationError),
+}
+
+/// Builds a [`CodeMode`].
+#[derive(Debug)]
+pub struct CodeModeBuilder {
+    config: Config,
+    limits: LimitSettings,
+    engine: EngineKind,
+    isolation: Isolation,
+    worker_program: Option<PathBuf>,
+    worker_reuse: u32,
+    builtins: Builtins,
+}
+
+impl Default for CodeModeBuilder {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            limits: LimitSettings::default(),
+            engine: EngineKind::default(),
+            isolation: Isolation::None,
+            worker_program: None,
+            worker_reuse: 1,
+            builtins: Builtins::none(),
+        }
+    }
+}
+
+impl CodeModeBuilder {
+    /// The config: upstream servers (`mcpServers`) and the `codemode` section.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads the config from a file (Claude Desktop's format plus a `codemode` section).
+    pub fn config_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, EmbedError> {
+        Ok(self.config(Config::load(path.as_ref())?))
+    }
+
+    /// Limits that override the config's (unset fields keep the config's value).
+    pub fn limits(mut self, limits: LimitSettings) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The JS engine.
+    pub fn engine(mut self, engine: EngineKind) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Where programs run. [`Isolation::Process`] needs a binary that starts a worker
+    /// when its first argument is [`crate::isolation::WORKER_COMMAND`] (the
+    /// `codemode-mcp` binary does; so does any binary whose `main` calls
+    /// [`crate::isolation::worker_main`] then); see [`Self::worker_program`].
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// The binary started as a worker (default: the running one).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Programs one worker runs before it is replaced (default 1).
+    pub fn worker_reuse(mut self, runs: u32) -> Self {
+        self.worker_reuse = runs.max(1);
+        self
+    }
+
+    /// Adds a tool written in Rust, called from programs as `tools.<namespace>.<name>`.
+    pub fn tool(mut self, namespace: impl Into<String>, tool: BuiltinTool) -> Self {
+        self.builtins.add(namespace, tool);
+        self
+    }
+
+    /// Starts the upstreams (waiting for each one's first connection, at most the
+    /// connect timeout; a slow one joins later), the isolate threads or worker pool, and
+    /// returns the host. Needs a tokio runtime.
+    pub async fn build(self) -> Result<CodeMode, EmbedError> {
+        let config = self.config;
+        for (namespace, _) in self.builtins.namespaces() {
+            if config.mcp_servers.contains_key(namespace) {
+                return Err(EmbedError::NamespaceTaken(namespace.to_string()));
+            }
+        }
+        self.limits.validate("the embedding program's limits")?;
+        let limits = self.limits.over(config.codemode.limits);
+        let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
+        upstreams
+            .settled(Duration::from_millis(
+                config.codemode.upstream.connect_timeout_ms,
+            ))
+            .await;
+        let tools = Arc::new(LiveCatalog::with_builtins(
+            upstreams,
+            Arc::new(self.builtins),
+        ));
+        let defaults = ExecutorSettings::default();
+        let settings = ExecutorSettings {
+            engine: Engine::new(self.engine),
+            limits: limits.limits(),
+            concurrency: limits.concurrency.map_or(defaults.concurrency, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            queue: limits
+                .queue
+                .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let (executor, lockdown) = match self.isolation {
+            Isolation::None => (
+                Executor::with_tools(settings, tools).map_err(EmbedError::Threads)?,
+                None,
+            ),
+            Isolation::Process => {
+                let program = match self.worker_program {
+                    Some(program) => program,
+                    None => std::env::current_exe()
+                        .map_err(|e| EmbedError::Isolation(IsolationError::Spawn(e)))?,
+                };
+                let (pool, report) = WorkerPool::start(PoolSettings {
+                    program,
+                    engine: self.engine,
+                    limits: settings.limits,
+                    size: settings.concurrency,
+                    reuse: self.worker_reuse,
+                })
+                .await?;
+                (Executor::with_workers(settings, tools, pool), Some(report))
+            }
+        };
+        Ok(CodeMode {
+            executor: Arc::new(executor),
+            lockdown,
+        })
+    }
+}
+
+/// A code-mode host: the catalog of tools (upstream and built-in) and the executor that
+/// runs programs against it.
+#[derive(Debug, Clone)]
+pub struct CodeMode {
+    executor: Arc<Executor>,
+    lockdown: Option<LockdownReport>,
+}
+
+impl CodeMode {
+    /// A builder with no config, no tools, in-process isolation.
+    pub fn builder() -> CodeModeBuilder {
+        CodeModeBuilder::default()
+    }
+
+    /// The tools programs can call now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.executor.tools().current()
+    }
+
+    /// The TypeScript declarations of every tool, as a model should see them.
+    pub fn declarations(&self) -> String {
+        typegen::all_declarations(&self.catalog())
+    }
+
+    /// Runs `code` with the configured limits. Dropping the future cancels the run.
+    pub async fn execute(&self, code: &str) -> Execution {
+        self.executor.execute(code, None).await
+    }
+
+    /// Runs `code` with options: a lower timeout, a progress channel receiving each tool
+    /// call as it finishes, a cancellation token.
+    pub async fn execute_with(&self, code: &str, options: RunOptions) -> Execution {
+        self.executor.execute_with(code, options).await
+    }
+
+    /// Changes whenever an upstream's tools or state change (the catalog follows).
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.executor.tools().upstreams().subscribe()
+    }
+
+    /// What the worker lockdown achieved, with [`Isolation::Process`].
+    pub fn lockdown(&self) -> Option<&LockdownReport> {
+        self.lockdown.as_ref()
+    }
+
+    /// The executor underneath: settings, shutdown, the live catalog and its upstreams.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+}

@@ -1,0 +1,93 @@
+//! The examples run, and say what README says they say; the example configs load.
+
+use std::{path::PathBuf, process::Command};
+
+use codemode_mcp::config::Config;
+
+/// `target/<profile>/examples/NAME`, built by `cargo test` beside this test.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir.join("examples").join(name)
+}
+
+fn run(name: &str) -> String {
+    let out = Command::new(example(name))
+        .env("CODEMODE_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run example {name}: {e}. `cargo test` builds the examples unless targets are \
+                 filtered: run all tests, or `cargo build --release --examples` first"
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn embed_calls_a_rust_tool_from_a_program() {
+    let out = run("embed");
+    assert!(out.contains("declare namespace tools.weather"), "{out}");
+    assert!(out.contains("function forecast("), "{out}");
+    assert!(
+        !out.contains("format: double"),
+        "Rust number formats stay out:\n{out}"
+    );
+    assert!(
+        out.contains(r#"result: [{"city":"Oslo","warmest":"#),
+        "{out}"
+    );
+    assert!(out.contains("tool calls: 3"), "{out}");
+    assert!(
+        out.contains("invalid arguments: args.days: 9 is greater than the maximum of 7"),
+        "{out}"
+    );
+    assert!(
+        out.contains("schema path /properties/days/maximum"),
+        "{out}"
+    );
+}
+
+#[test]
+fn agent_loop_shows_code_mode_keeping_results_out_of_context() {
+    let out = run("agent_loop");
+    let totals: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split(", total ").nth(1))
+        .map(|rest| rest.split(',').next().unwrap_or(rest))
+        .collect();
+    assert_eq!(totals.len(), 2, "{out}");
+    assert_eq!(
+        totals[0], totals[1],
+        "both ways reach the same answer:\n{out}"
+    );
+    let share: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("code mode used "))
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the share line");
+    assert!(
+        share < 20.0,
+        "code mode should use far less context:\n{out}"
+    );
+    assert!(out.contains("13 tool calls inside one program"), "{out}");
+}
+
+#[test]
+fn example_configs_load() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let servers = Config::load(&dir.join("servers.json")).expect("servers.json loads");
+    let names: Vec<&str> = servers.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["filesystem", "memory", "time"]);
+    let desktop =
+        Config::load(&dir.join("claude_desktop.json")).expect("claude_desktop.json loads");
+    assert_eq!(desktop.upstreams.len(), 1);
+    assert_eq!(desktop.upstreams[0].name, "codemode");
+}
