@@ -362,3 +362,68 @@ async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
         "calls were not capped at one at a time: {ran:?}"
     );
 }
+
+/// A client that sends a progress token hears of each tool call as the program makes it.
+#[tokio::test]
+async fn each_tool_call_is_reported_as_progress() {
+    use rmcp::{
+        ClientHandler, ServiceExt,
+        model::{
+            CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam,
+            ProgressToken, RequestMetaObject,
+        },
+        service::NotificationContext,
+    };
+
+    #[derive(Clone)]
+    struct Listener(tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>);
+    impl ClientHandler for Listener {
+        fn get_info(&self) -> ClientConfig {
+            ClientConfig::default()
+        }
+        async fn on_progress(
+            &self,
+            params: ProgressNotificationParam,
+            _context: NotificationContext<rmcp::RoleClient>,
+        ) {
+            let _ = self.0.send(params);
+        }
+    }
+
+    let dir = common::scratch_dir("progress");
+    let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": toy() } }));
+    let mut command = tokio::process::Command::new(common::BIN);
+    command
+        .args(["serve", "--config", &config])
+        .env("CODEMODE_LOG", "warn");
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let client = Listener(tx)
+        .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+    let Value::Object(arguments) = json!({
+        "code": "await tools.toy.add({ a: 1, b: 2 });\nawait tools.toy.fail({ reason: 'no' }).catch(() => null);\nreturn 'ok';"
+    }) else {
+        unreachable!()
+    };
+    let mut params = CallToolRequestParams::new("execute_code").with_arguments(arguments);
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::String("run-1".into()),
+    )));
+    let result = client.call_tool(params).await.unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let mut notes = Vec::new();
+    while notes.len() < 2 {
+        let note = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("a progress notification per tool call")
+            .unwrap();
+        notes.push(note);
+    }
+    assert_eq!(notes[0].progress, 1.0);
+    assert_eq!(notes[1].progress, 2.0);
+    let first = notes[0].message.clone().unwrap_or_default();
+    let second = notes[1].message.clone().unwrap_or_default();
+    assert!(first.starts_with("tools.toy.add answered in"), "{first}");
+    assert!(second.starts_with("tools.toy.fail failed in"), "{second}");
+}
