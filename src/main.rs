@@ -220,6 +220,10 @@ struct LimitArgs {
     /// `busy`. Default 16 x cores.
     #[arg(long, value_name = "N")]
     queue: Option<u64>,
+    /// Tool calls one execution may make; the calls past it throw a ToolError, and a run
+    /// ended by one has kind `budget`. Default 1000.
+    #[arg(long, value_name = "N")]
+    max_tool_calls: Option<u64>,
 }
 
 impl LimitArgs {
@@ -232,6 +236,7 @@ impl LimitArgs {
             result_kib: self.result_kib,
             concurrency: self.concurrency,
             queue: self.queue,
+            tool_calls: self.max_tool_calls,
         }
     }
 }

@@ -427,3 +427,40 @@ async fn each_tool_call_is_reported_as_progress() {
     assert!(first.starts_with("tools.toy.add answered in"), "{first}");
     assert!(second.starts_with("tools.toy.fail failed in"), "{second}");
 }
+
+/// The tool-call budget: calls past it are refused without reaching the upstream; a run
+/// they end has kind `budget`; a program that catches the refusal keeps its results.
+#[tokio::test]
+async fn the_tool_call_budget_refuses_calls_past_it() {
+    let dir = common::scratch_dir("budget");
+    let config = common::write_config(
+        &dir,
+        &json!({ "mcpServers": { "toy": toy() }, "codemode": { "limits": { "toolCalls": 3 } } }),
+    );
+    let server = start(&["--config", &config]).await;
+    let ran = server
+        .execute("let sum = 0;\nfor (let i = 0; i < 5; i++) sum += (await tools.toy.add({ a: i, b: 0 })).sum;\nreturn sum;")
+        .await;
+    assert_eq!(ran.error_kind(), "budget", "{ran:?}");
+    assert!(
+        ran.error_message().contains("made its 3 tool calls"),
+        "{ran:?}"
+    );
+    assert_eq!(ran.position().0, 2, "{ran:?}");
+    let calls = ran.structured["calls"].as_array().unwrap();
+    assert_eq!(calls.iter().filter(|c| c["ok"] == json!(true)).count(), 3);
+
+    let caught = server
+        .execute("const got = [];\nfor (let i = 0; i < 5; i++) {\n  try { got.push((await tools.toy.add({ a: i, b: 1 })).sum); } catch (e) { got.push('refused'); }\n}\nreturn got;")
+        .await;
+    assert_eq!(
+        caught.result(),
+        &json!([1, 2, 3, "refused", "refused"]),
+        "{caught:?}"
+    );
+    // The budget is per execution: the next run has its own.
+    let next = server
+        .execute("return (await tools.toy.add({ a: 20, b: 22 })).sum;")
+        .await;
+    assert_eq!(next.result(), &json!(42));
+}

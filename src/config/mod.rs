@@ -123,6 +123,8 @@ pub struct LimitSettings {
     pub concurrency: Option<u64>,
     /// Executions that may wait for a slot before new ones are refused as busy.
     pub queue: Option<u64>,
+    /// Tool calls one execution may make.
+    pub tool_calls: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -134,6 +136,7 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("resultKiB", 1, 1_048_576),
     ("concurrency", 1, 4_096),
     ("queue", 0, 1_000_000),
+    ("toolCalls", 1, 1_000_000),
 ];
 
 impl LimitSettings {
@@ -147,10 +150,11 @@ impl LimitSettings {
             result_kib: self.result_kib.or(base.result_kib),
             concurrency: self.concurrency.or(base.concurrency),
             queue: self.queue.or(base.queue),
+            tool_calls: self.tool_calls.or(base.tool_calls),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 7] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 8] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -159,6 +163,7 @@ impl LimitSettings {
             ("resultKiB", self.result_kib),
             ("concurrency", self.concurrency),
             ("queue", self.queue),
+            ("toolCalls", self.tool_calls),
         ]
     }
 
@@ -188,6 +193,9 @@ impl LimitSettings {
             stack_bytes: kib(self.stack_kib, d.stack_bytes),
             output_bytes: kib(self.output_kib, d.output_bytes),
             result_bytes: kib(self.result_kib, d.result_bytes),
+            tool_calls: self
+                .tool_calls
+                .map_or(d.tool_calls, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         }
     }
 }

@@ -5,7 +5,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -38,6 +41,9 @@ pub struct CallRecord {
 
 /// Answers the tool calls of one execution.
 pub(super) struct CallHost {
+    /// Calls the program may still make; past zero the host refuses them.
+    budget: u32,
+    made: AtomicU32,
     catalog: Arc<Catalog>,
     upstreams: Arc<Upstreams>,
     builtins: Arc<Builtins>,
@@ -50,9 +56,12 @@ impl CallHost {
         tools: &LiveCatalog,
         catalog: Arc<Catalog>,
         runtime: Handle,
+        budget: u32,
         progress: Option<mpsc::UnboundedSender<CallRecord>>,
     ) -> Self {
         Self {
+            budget,
+            made: AtomicU32::new(0),
             catalog,
             upstreams: tools.upstreams().clone(),
             builtins: tools.builtins().clone(),
@@ -62,6 +71,11 @@ impl CallHost {
                 progress,
             },
         }
+    }
+
+    /// Whether the program asked for more calls than its budget.
+    pub(super) fn over_budget(&self) -> bool {
+        self.made.load(Ordering::SeqCst) > self.budget
     }
 
     /// The calls made so far, in the order they finished.
@@ -117,6 +131,15 @@ impl ToolHost for CallHost {
             self.recorder.record(&qualified, started, &reply);
             Box::pin(std::future::ready(reply))
         };
+        if self.made.fetch_add(1, Ordering::SeqCst) >= self.budget {
+            return immediate(fail(
+                format!(
+                    "tools.{qualified} was not called: this execution has made its {} tool calls, the most one may (--max-tool-calls). Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)",
+                    self.budget
+                ),
+                None,
+            ));
+        }
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
             return immediate(fail(format!("tools.{qualified} does not exist"), None));
         };

@@ -226,6 +226,7 @@ impl Executor {
             &self.tools,
             catalog.clone(),
             tokio::runtime::Handle::current(),
+            self.settings.limits.tool_calls,
             options.progress,
         ));
         let run = self.outcome(code, options.timeout, catalog.bindings(), host.clone());
@@ -240,6 +241,15 @@ impl Executor {
                 )),
             },
         };
+        let mut outcome = outcome;
+        // A run ended by the ToolError of a refused call ran out of budget, whatever the
+        // program did with the error's message.
+        if let Err(error) = &mut outcome.result
+            && error.kind == ErrorKind::Tool
+            && host.over_budget()
+        {
+            error.kind = ErrorKind::Budget;
+        }
         Execution {
             outcome,
             calls: host.records(),

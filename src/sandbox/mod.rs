@@ -34,6 +34,8 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Cap on the JSON text of the returned value, in bytes.
     pub result_bytes: usize,
+    /// Tool calls one execution may make; the host refuses the ones past it.
+    pub tool_calls: u32,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             stack_bytes: 512 << 10,
             output_bytes: 1 << 20,
             result_bytes: 256 << 10,
+            tool_calls: 1_000,
         }
     }
 }
@@ -151,6 +154,8 @@ pub enum ErrorKind {
     /// The worker process running the program died (an engine failure, a forbidden
     /// system call); only that run is lost.
     Crashed,
+    /// The program made more tool calls than one execution may.
+    Budget,
 }
 
 impl ErrorKind {
@@ -166,6 +171,7 @@ impl ErrorKind {
             Self::Busy => "busy",
             Self::Cancelled => "cancelled",
             Self::Crashed => "crashed",
+            Self::Budget => "budget",
         }
     }
 }
