@@ -6,6 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
+    audit::{AuditError, AuditLog},
     catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
     config::{Config, ConfigError, LimitSettings},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
@@ -32,6 +33,9 @@ pub enum EmbedError {
     /// Worker processes could not be started or locked down.
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// Builds a [`CodeMode`].
@@ -44,6 +48,7 @@ pub struct CodeModeBuilder {
     worker_program: Option<PathBuf>,
     worker_reuse: u32,
     builtins: Builtins,
+    audit_path: Option<PathBuf>,
 }
 
 impl Default for CodeModeBuilder {
@@ -56,6 +61,7 @@ impl Default for CodeModeBuilder {
             worker_program: None,
             worker_reuse: 1,
             builtins: Builtins::none(),
+            audit_path: None,
         }
     }
 }
@@ -102,6 +108,13 @@ impl CodeModeBuilder {
     /// Programs one worker runs before it is replaced (default 1).
     pub fn worker_reuse(mut self, runs: u32) -> Self {
         self.worker_reuse = runs.max(1);
+        self
+    }
+
+    /// Records every execution in the hash-chained audit log at `path` (overrides the
+    /// config's `codemode.audit.path`).
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit_path = Some(path.into());
         self
     }
 
@@ -165,6 +178,14 @@ impl CodeModeBuilder {
                 .await?;
                 (Executor::with_workers(settings, tools, pool), Some(report))
             }
+        };
+        let audit_path = self.audit_path.or(config.codemode.audit.path.clone());
+        let executor = match audit_path {
+            Some(path) => executor.with_audit(Arc::new(AuditLog::open(
+                path,
+                config.codemode.audit.max_bytes,
+            )?)),
+            None => executor,
         };
         Ok(CodeMode {
             executor: Arc::new(executor),

@@ -16,6 +16,7 @@
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
 //! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
 //!   process`).
+//! - [`audit`]: the hash-chained JSONL record of every execution.
 //! - [`embed`]: the library API ([`CodeMode`]) for programs that embed code mode; the
 //!   server is built on it.
 //! - [`server`]: the MCP server (stdio and HTTP) and its `execute_code` tool.
@@ -56,6 +57,7 @@
 pub use catalog::BuiltinTool;
 pub use embed::{CodeMode, CodeModeBuilder, EmbedError};
 
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod embed;

@@ -48,6 +48,9 @@ enum Command {
     /// it: workers that try to open a file, create a socket, start a program or read the
     /// host's environment must be refused. Exits 1 if any layer or proof fails.
     SandboxCheck(TypesArgs),
+    /// Check the audit log's hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Validate a config file, connect to each upstream and print a table: server,
     /// transport, status, tool count, time to ready. Exits 1 if any upstream is not ready.
     CheckConfig {
@@ -62,6 +65,17 @@ struct ServeArgs {
     common: CommonArgs,
     #[command(flatten)]
     http: HttpArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the chain through FILE... (oldest first: `FILE.2 FILE.1 FILE`); report the
+    /// first edited, inserted or deleted record and exit 1, or the records checked.
+    Verify {
+        /// The log files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -187,6 +201,11 @@ struct CommonArgs {
     /// program a fresh process; more saves start-up cost for trusted, single-tenant use.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     worker_reuse: u32,
+    /// Append a hash-chained JSONL record of every execution to FILE (code, caller, tool
+    /// calls with sizes and outcomes, error kind), fsynced before each answer. Check it
+    /// with `codemode-mcp audit verify FILE`. Overrides `codemode.audit.path`.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -268,6 +287,28 @@ fn main() -> Result<()> {
             std::process::exit(code);
         }
         Some(Command::Types(args)) => runtime.block_on(types(args)),
+        Some(Command::Audit(AuditCommand::Verify { files })) => {
+            match codemode_mcp::audit::verify(&files) {
+                Ok(verified) => {
+                    println!(
+                        "audit chain intact: {} records (seq {} to {}){}",
+                        verified.records,
+                        verified.first_seq,
+                        verified.last_seq,
+                        if verified.torn_tail {
+                            "; a torn last line (a crash while writing) was ignored"
+                        } else {
+                            ""
+                        }
+                    );
+                    Ok(())
+                }
+                Err(broken) => {
+                    println!("audit chain BROKEN at {broken}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Some(Command::SandboxCheck(args)) => {
             let code = runtime.block_on(sandbox_check(args))?;
             std::process::exit(code);
@@ -303,6 +344,9 @@ async fn codemode(common: &CommonArgs) -> Result<CodeMode> {
         .worker_reuse(common.worker_reuse);
     if let Some(path) = &common.config {
         builder = builder.config_file(path)?;
+    }
+    if let Some(path) = &common.audit_log {
+        builder = builder.audit_log(path);
     }
     let codemode = match builder.build().await {
         Ok(codemode) => codemode,

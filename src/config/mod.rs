@@ -61,6 +61,35 @@ pub struct CodemodeSection {
     /// How upstream servers are connected and called.
     #[serde(default)]
     pub upstream: UpstreamSettings,
+    /// The hash-chained audit log; off unless a path is given.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// The `codemode.audit` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditSettings {
+    /// The JSONL file; none means no audit log.
+    pub path: Option<std::path::PathBuf>,
+    /// Size past which the file is rotated to `FILE.1`, in bytes (default 64 MiB).
+    #[serde(default = "AuditSettings::default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl AuditSettings {
+    fn default_max_bytes() -> u64 {
+        64 << 20
+    }
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: Self::default_max_bytes(),
+        }
+    }
 }
 
 /// The `codemode.upstream` section.

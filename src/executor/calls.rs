@@ -37,6 +37,12 @@ pub struct CallRecord {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Bytes of the arguments as JSON (for the audit log, not the model).
+    #[serde(skip)]
+    pub args_bytes: usize,
+    /// Bytes of the result as JSON (for the audit log, not the model).
+    #[serde(skip)]
+    pub result_bytes: usize,
 }
 
 /// Answers the tool calls of one execution.
@@ -96,16 +102,18 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, tool: &str, started: Instant, reply: &ToolReply) {
-        let (ok, error) = match reply {
-            ToolReply::Ok(_) => (true, None),
-            ToolReply::Err(failure) => (false, Some(failure.message.clone())),
+    fn record(&self, tool: &str, started: Instant, args_bytes: usize, reply: &ToolReply) {
+        let (ok, error, result_bytes) = match reply {
+            ToolReply::Ok(json) => (true, None, json.len()),
+            ToolReply::Err(failure) => (false, Some(failure.message.clone()), 0),
         };
         let record = CallRecord {
             tool: tool.to_string(),
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ok,
             error,
+            args_bytes,
+            result_bytes,
         };
         if let Some(progress) = &self.progress {
             let _ = progress.send(record.clone());
@@ -127,8 +135,10 @@ impl ToolHost for CallHost {
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
         let started = Instant::now();
         let qualified = format!("{}.{}", call.namespace, call.tool);
+        let args_bytes = call.arguments.len();
         let immediate = |reply: ToolReply| -> ReplyFuture {
-            self.recorder.record(&qualified, started, &reply);
+            self.recorder
+                .record(&qualified, started, args_bytes, &reply);
             Box::pin(std::future::ready(reply))
         };
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.budget {
@@ -174,7 +184,7 @@ impl ToolHost for CallHost {
                     Ok(value) => ToolReply::Ok(value.to_string()),
                     Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
                 };
-                recorder.record(&qualified, started, &reply);
+                recorder.record(&qualified, started, args_bytes, &reply);
                 reply
             });
             return Box::pin(AbortOnDrop(task));
@@ -190,7 +200,7 @@ impl ToolHost for CallHost {
                 },
                 Err(err) => fail(format!("tools.{qualified}: {err}"), None),
             };
-            recorder.record(&qualified, started, &reply);
+            recorder.record(&qualified, started, args_bytes, &reply);
             reply
         });
         Box::pin(AbortOnDrop(task))

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use calls::CallRecord;
 
 use crate::{
+    audit::{AuditLog, Origin},
     catalog::LiveCatalog,
     isolation::WorkerPool,
     sandbox::{
@@ -72,6 +73,8 @@ pub struct RunOptions {
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<CallRecord>>,
     /// Cancels the run.
     pub cancel: Option<CancellationToken>,
+    /// Who asked, for the audit log.
+    pub origin: Option<Origin>,
 }
 
 /// The result of one execution.
@@ -114,6 +117,8 @@ pub struct Executor {
     closed: CancellationToken,
     /// Set when the shutdown grace period ends: running executions are stopped.
     stopped: CancellationToken,
+    /// Where each execution is recorded, if anywhere.
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Executor {
@@ -145,6 +150,7 @@ impl Executor {
             tools,
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            audit: None,
         })
     }
 
@@ -168,7 +174,14 @@ impl Executor {
             tools,
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            audit: None,
         }
+    }
+
+    /// Records every execution in `audit` from now on.
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Refuses every execution from now on (kind `busy`, saying the server is shutting
@@ -250,11 +263,24 @@ impl Executor {
         {
             error.kind = ErrorKind::Budget;
         }
-        Execution {
+        let execution = Execution {
             outcome,
             calls: host.records(),
             duration: started.elapsed(),
+        };
+        if let Some(audit) = &self.audit {
+            let (audit, code, record) = (audit.clone(), code.to_string(), execution.clone());
+            let origin = options.origin.unwrap_or_default();
+            // The record is on disk before the answer goes out.
+            let written =
+                tokio::task::spawn_blocking(move || audit.append(&origin, &code, &record)).await;
+            match written {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::error!("the audit record was not written: {err}"),
+                Err(err) => tracing::error!("the audit record was not written: {err}"),
+            }
         }
+        execution
     }
 
     async fn outcome(

@@ -24,6 +24,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
+    audit::Origin,
     catalog::{Detail, portable_schema},
     embed::CodeMode,
     executor::{CallRecord, Execution, RunOptions},
@@ -70,6 +71,10 @@ pub struct CodeModeServer {
     codemode: CodeMode,
     /// Executions this session may run at once; `None` leaves only the executor's caps.
     session_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// `stdio`, `http` or `sse`, for the audit log.
+    transport: &'static str,
+    /// The session id, when the transport has sessions this handler alone serves.
+    session: Option<String>,
     /// Cancelled when the session's last handler is dropped: ends its notification task.
     session_ended: tokio_util::sync::CancellationToken,
     _end_session_on_drop: Arc<tokio_util::sync::DropGuard>,
@@ -114,10 +119,42 @@ impl CodeModeServer {
         let session_ended = tokio_util::sync::CancellationToken::new();
         Self {
             codemode,
+            transport: "stdio",
+            session: None,
             session_slots: None,
             _end_session_on_drop: Arc::new(session_ended.clone().drop_guard()),
             session_ended,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Names the transport (and the session, if it has an id) in audit records.
+    pub fn with_transport(mut self, transport: &'static str, session: Option<String>) -> Self {
+        self.transport = transport;
+        self.session = session;
+        self
+    }
+
+    /// Who is asking, for the audit log: the client as it introduced itself, the
+    /// transport, the session.
+    fn origin(&self, context: &RequestContext<RoleServer>) -> Origin {
+        let client = context
+            .peer
+            .peer_info()
+            .map(|info| format!("{}/{}", info.client_info.name, info.client_info.version));
+        // Streamable HTTP: the session is in the request's headers.
+        let session = self.session.clone().or_else(|| {
+            context
+                .extensions
+                .get::<::http::request::Parts>()
+                .and_then(|parts| parts.headers.get("mcp-session-id"))
+                .and_then(|id| id.to_str().ok())
+                .map(str::to_string)
+        });
+        Origin {
+            client,
+            session,
+            transport: self.transport.to_string(),
         }
     }
 
@@ -195,6 +232,7 @@ impl CodeModeServer {
             timeout,
             progress,
             cancel: None,
+            origin: Some(self.origin(&context)),
         };
         tokio::select! {
             execution = self.codemode.execute_with(&input.code, options) => {

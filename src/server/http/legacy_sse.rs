@@ -46,7 +46,7 @@ const CHANNEL_CAPACITY: usize = 64;
 /// The open legacy-SSE sessions.
 pub(super) struct LegacySse {
     sessions: Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>,
-    new_handler: Box<dyn Fn() -> CodeModeServer + Send + Sync>,
+    new_handler: Box<dyn Fn(&'static str, Option<String>) -> CodeModeServer + Send + Sync>,
     shutdown: CancellationToken,
     in_flight: InFlight,
     max_body_bytes: usize,
@@ -62,7 +62,7 @@ impl std::fmt::Debug for LegacySse {
 
 impl LegacySse {
     pub(super) fn new(
-        new_handler: impl Fn() -> CodeModeServer + Send + Sync + 'static,
+        new_handler: impl Fn(&'static str, Option<String>) -> CodeModeServer + Send + Sync + 'static,
         shutdown: CancellationToken,
         in_flight: InFlight,
         max_body_bytes: usize,
@@ -118,7 +118,7 @@ pub(super) async fn open(
         pending: Arc::new(Mutex::new(HashMap::new())),
         in_flight: legacy.in_flight.clone(),
     };
-    let handler = (legacy.new_handler)();
+    let handler = (legacy.new_handler)("sse", Some(id.clone()));
     let session_end = legacy.shutdown.child_token();
     tokio::spawn({
         let id = id.clone();

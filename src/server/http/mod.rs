@@ -175,7 +175,11 @@ impl HttpServer {
         let new_handler = {
             let codemode = codemode.clone();
             let per_session = options.session_concurrency;
-            move || CodeModeServer::new(codemode.clone()).with_session_limit(per_session)
+            move |transport, session| {
+                CodeModeServer::new(codemode.clone())
+                    .with_session_limit(per_session)
+                    .with_transport(transport, session)
+            }
         };
         let mut session_manager = LocalSessionManager::default();
         session_manager.session_config.keep_alive = Some(options.session_idle);
@@ -183,7 +187,7 @@ impl HttpServer {
         let streamable = StreamableHttpService::new(
             {
                 let new_handler = new_handler.clone();
-                move || Ok(new_handler())
+                move || Ok(new_handler("http", None))
             },
             session_manager.clone(),
             StreamableHttpServerConfig::default()

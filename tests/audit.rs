@@ -1,0 +1,162 @@
+//! The audit log: one hash-chained record per execution, written by the real server, and
+//! `codemode-mcp audit verify` finding edits, deletions and torn tails.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{BIN, http::HttpServer, start};
+use serde_json::{Value, json};
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `audit verify FILES...`: (success, stdout).
+fn verify(files: &[&Path]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_execution_is_recorded_and_the_chain_verifies() {
+    let dir = common::scratch_dir("audit");
+    let log = dir.join("audit.jsonl");
+    let server = start(&["--audit-log", log.to_str().unwrap()]).await;
+    server
+        .execute("console.log('hi');\nreturn [1, 2, 3];")
+        .await;
+    server.execute("throw new Error('no');").await;
+    server
+        .execute_with(json!({"code": "while (true) {}", "timeoutMs": 100}))
+        .await;
+    let written = records(&log);
+    assert_eq!(written.len(), 3, "one record per execution");
+    assert_eq!(written[0]["seq"], json!(1));
+    assert_eq!(written[0]["origin"]["transport"], json!("stdio"));
+    assert!(written[0]["origin"]["client"].as_str().is_some());
+    assert_eq!(
+        written[0]["code"],
+        json!("console.log('hi');\nreturn [1, 2, 3];")
+    );
+    assert_eq!(written[0]["resultBytes"], json!(7));
+    assert_eq!(written[0]["logBytes"], json!(2));
+    assert_eq!(written[1]["errorKind"], json!("runtime"));
+    assert_eq!(written[2]["errorKind"], json!("timeout"));
+    let (ok, out) = verify(&[&log]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("audit chain intact: 3 records (seq 1 to 3)"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn edits_deletions_and_torn_tails_are_found() {
+    let dir = common::scratch_dir("audit-tamper");
+    let log = dir.join("audit.jsonl");
+    let server = start(&["--audit-log", log.to_str().unwrap()]).await;
+    for i in 0..4 {
+        server.execute(&format!("return {i};")).await;
+    }
+    drop(server);
+    let original = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let write = |lines: &[String]| std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+
+    // The code of record 2 edited: its own hash says so.
+    let mut edited = owned.clone();
+    edited[1] = edited[1].replace("return 1;", "return 9;");
+    write(&edited);
+    let (ok, out) = verify(&[&log]);
+    assert!(
+        !ok && out.contains(":2: record 2: its code does not match"),
+        "{out}"
+    );
+
+    // Edited with its code hash fixed too: the next record's link breaks.
+    let mut record: Value = serde_json::from_str(&edited[1]).unwrap();
+    record["codeSha256"] = json!(sha256("return 9;"));
+    edited[1] = record.to_string();
+    write(&edited);
+    let (ok, out) = verify(&[&log]);
+    assert!(!ok && out.contains(":3: record 3 does not follow"), "{out}");
+
+    // A record deleted.
+    let mut deleted = owned.clone();
+    deleted.remove(1);
+    write(&deleted);
+    let (ok, out) = verify(&[&log]);
+    assert!(!ok && out.contains(":2: record 3 does not follow"), "{out}");
+
+    // A torn last line (a crash mid-write) is ignored, then cut off by the next start,
+    // and the chain goes on.
+    std::fs::write(&log, original.clone() + "{\"seq\":5,\"prev\":\"ab").unwrap();
+    let (ok, out) = verify(&[&log]);
+    assert!(ok && out.contains("torn last line"), "{out}");
+    let server = start(&["--audit-log", log.to_str().unwrap()]).await;
+    server.execute("return 'after the crash';").await;
+    let (ok, out) = verify(&[&log]);
+    assert!(ok && out.contains("5 records (seq 1 to 5)"), "{out}");
+}
+
+#[tokio::test]
+async fn the_chain_continues_across_rotated_files() {
+    let dir = common::scratch_dir("audit-rotate");
+    let log = dir.join("audit.jsonl");
+    let config = common::write_config(
+        &dir,
+        &json!({"codemode": {"audit": {"path": log, "maxBytes": 900}}}),
+    );
+    let server = start(&["--config", &config]).await;
+    for i in 0..6 {
+        server.execute(&format!("return {i};")).await;
+    }
+    let rotated = dir.join("audit.jsonl.1");
+    assert!(rotated.exists(), "the log was rotated");
+    let older = dir.join("audit.jsonl.2");
+    let mut files: Vec<&Path> = Vec::new();
+    if older.exists() {
+        files.push(&older);
+    }
+    files.push(&rotated);
+    files.push(&log);
+    let (ok, out) = verify(&files);
+    assert!(ok && out.contains("to 6)"), "{out}");
+}
+
+#[tokio::test]
+async fn http_records_name_the_transport_and_session() {
+    let dir = common::scratch_dir("audit-http");
+    let log = dir.join("audit.jsonl");
+    let server = HttpServer::start(&["--audit-log", log.to_str().unwrap()]);
+    let client = server.client().await;
+    common::http::execute(&client, "return 'over http';").await;
+    let written = records(&log);
+    assert_eq!(written[0]["origin"]["transport"], json!("http"));
+    assert!(
+        written[0]["origin"]["session"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
