@@ -11,6 +11,7 @@ use crate::{
     config::{Config, ConfigError, LimitSettings},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
     isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
+    policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
     typegen,
     upstream::Upstreams,
@@ -36,6 +37,9 @@ pub enum EmbedError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A policy rule is not valid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// Builds a [`CodeMode`].
@@ -142,9 +146,11 @@ impl CodeModeBuilder {
                 config.codemode.upstream.connect_timeout_ms,
             ))
             .await;
-        let tools = Arc::new(LiveCatalog::with_builtins(
+        let policy = Policy::new(&config.codemode.policy)?;
+        let tools = Arc::new(LiveCatalog::with(
             upstreams,
             Arc::new(self.builtins),
+            policy,
         ));
         let defaults = ExecutorSettings::default();
         let settings = ExecutorSettings {

@@ -16,6 +16,7 @@
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
 //! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
 //!   process`).
+//! - [`policy`]: which tools programs may call, and which need the user's confirmation.
 //! - [`audit`]: the hash-chained JSONL record of every execution.
 //! - [`embed`]: the library API ([`CodeMode`]) for programs that embed code mode; the
 //!   server is built on it.
@@ -63,6 +64,7 @@ pub mod config;
 pub mod embed;
 pub mod executor;
 pub mod isolation;
+pub mod policy;
 pub mod sandbox;
 pub mod server;
 pub mod stdio;

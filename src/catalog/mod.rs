@@ -12,7 +12,10 @@ use std::sync::{Arc, OnceLock, RwLock};
 use rmcp::model::{JsonObject, Tool};
 use serde_json::Value;
 
-use crate::upstream::{Snapshot, Status, Upstreams};
+use crate::{
+    policy::{Access, Policy},
+    upstream::{Snapshot, Status, Upstreams},
+};
 
 pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, portable_schema};
 pub use names::to_identifier;
@@ -25,6 +28,8 @@ pub struct CatalogTool {
     pub upstream: String,
     /// Whether it is a built-in tool, answered in process.
     pub builtin: bool,
+    /// Allowed, or allowed once the user confirms (denied tools are not in the catalog).
+    pub access: Access,
     /// `tools.<namespace>` in programs.
     pub namespace: String,
     /// `tools.<namespace>.<js_name>` in programs.
@@ -130,8 +135,9 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The catalog of the upstreams as they are now, and the built-in tools.
-    pub fn build(upstreams: &Upstreams, builtins: &Builtins) -> Self {
+    /// The catalog of the upstreams as they are now and the built-in tools, less what
+    /// `policy` denies.
+    pub fn build(upstreams: &Upstreams, builtins: &Builtins, policy: &Policy) -> Self {
         let mut snapshots: Vec<Snapshot> = upstreams.iter().map(|u| u.snapshot()).collect();
         snapshots.extend(builtins.namespaces().map(|(name, tools)| Snapshot {
             name: name.to_string(),
@@ -140,11 +146,11 @@ impl Catalog {
             tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
             ready_in: None,
         }));
-        Self::from_snapshots(snapshots)
+        Self::from_snapshots(snapshots, policy)
     }
 
-    /// The catalog of these upstream states.
-    pub fn from_snapshots(mut snapshots: Vec<Snapshot>) -> Self {
+    /// The catalog of these upstream states, less what `policy` denies.
+    pub fn from_snapshots(mut snapshots: Vec<Snapshot>, policy: &Policy) -> Self {
         snapshots.sort_by(|a, b| a.name.cmp(&b.name));
         let namespace_names = names::assign(
             snapshots
@@ -162,10 +168,15 @@ impl Catalog {
                 let tools = tools
                     .into_iter()
                     .zip(js_names)
-                    .map(|(tool, js_name)| {
+                    .filter_map(|(tool, js_name)| {
+                        let access = policy.access(&snapshot.name, tool, &namespace, &js_name);
+                        (access != Access::Deny).then_some((tool, js_name, access))
+                    })
+                    .map(|(tool, js_name, access)| {
                         Arc::new(CatalogTool {
                             upstream: snapshot.name.clone(),
                             builtin: snapshot.transport == BUILTIN_TRANSPORT,
+                            access,
                             namespace: namespace.clone(),
                             js_name,
                             mcp_name: tool.name.to_string(),
@@ -223,27 +234,30 @@ impl Catalog {
     }
 }
 
-/// The catalog of live upstreams and the built-in tools, rebuilt when an upstream changes.
+/// The catalog of live upstreams and the built-in tools under a policy, rebuilt when an
+/// upstream changes.
 #[derive(Debug)]
 pub struct LiveCatalog {
     upstreams: Arc<Upstreams>,
     builtins: Arc<Builtins>,
+    policy: Policy,
     cached: RwLock<(u64, Arc<Catalog>)>,
 }
 
 impl LiveCatalog {
-    /// The catalog of `upstreams`.
+    /// The catalog of `upstreams`, with the default policy.
     pub fn new(upstreams: Arc<Upstreams>) -> Self {
-        Self::with_builtins(upstreams, Arc::new(Builtins::none()))
+        Self::with(upstreams, Arc::new(Builtins::none()), Policy::default())
     }
 
-    /// The catalog of `upstreams` and `builtins`.
-    pub fn with_builtins(upstreams: Arc<Upstreams>, builtins: Arc<Builtins>) -> Self {
+    /// The catalog of `upstreams` and `builtins`, less what `policy` denies.
+    pub fn with(upstreams: Arc<Upstreams>, builtins: Arc<Builtins>, policy: Policy) -> Self {
         let generation = upstreams.generation();
-        let catalog = Arc::new(Catalog::build(&upstreams, &builtins));
+        let catalog = Arc::new(Catalog::build(&upstreams, &builtins, &policy));
         Self {
             upstreams,
             builtins,
+            policy,
             cached: RwLock::new((generation, catalog)),
         }
     }
@@ -272,7 +286,11 @@ impl LiveCatalog {
                 return cached.1.clone();
             }
         }
-        let catalog = Arc::new(Catalog::build(&self.upstreams, &self.builtins));
+        let catalog = Arc::new(Catalog::build(
+            &self.upstreams,
+            &self.builtins,
+            &self.policy,
+        ));
         let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
         *cached = (generation, catalog.clone());
         catalog

@@ -64,6 +64,60 @@ pub struct CodemodeSection {
     /// The hash-chained audit log; off unless a path is given.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Which tools programs may call, and which need the user's confirmation.
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// The `codemode.policy` section: rules tried in order, the first that matches decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySettings {
+    /// `{"tools": "<glob on server.tool>", "action": "allow" | "deny" | "confirm"}`.
+    #[serde(default)]
+    pub rules: Vec<PolicyRule>,
+    /// What a tool no rule matches gets.
+    #[serde(default)]
+    pub default: DefaultAction,
+}
+
+/// One policy rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// A glob on `server.tool` (the `mcpServers` key and the tool's MCP name, or the
+    /// names programs use), e.g. `github.delete_*` or `*.write_file`.
+    pub tools: String,
+    /// What matching tools get.
+    pub action: PolicyAction,
+}
+
+/// What a rule gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAction {
+    /// Callable.
+    Allow,
+    /// Not callable, and left out of the declarations.
+    Deny,
+    /// Callable once the user confirms (MCP elicitation).
+    Confirm,
+}
+
+/// What a tool no rule matches gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    /// From the tool's MCP annotations: `destructiveHint` needs confirmation, anything
+    /// else (`readOnlyHint`, no hint) is allowed.
+    #[default]
+    Annotations,
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Needs confirmation.
+    Confirm,
 }
 
 /// The `codemode.audit` section.

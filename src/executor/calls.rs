@@ -3,6 +3,7 @@
 //! program value, and record the call.
 
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
     sync::{
@@ -20,9 +21,10 @@ use serde_json::Value;
 use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 
 use crate::{
-    catalog::{Builtins, Catalog, LiveCatalog},
+    catalog::{BuiltinHandler, Builtins, Catalog, LiveCatalog},
+    policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
     sandbox::{ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply},
-    upstream::Upstreams,
+    upstream::{Upstream, Upstreams},
 };
 
 /// One tool call of an execution, as listed in the reply.
@@ -55,6 +57,10 @@ pub(super) struct CallHost {
     builtins: Arc<Builtins>,
     runtime: Handle,
     recorder: Recorder,
+    /// Asks the user about calls the policy wants confirmed; none: they are refused.
+    confirmer: Option<SharedConfirmer>,
+    /// Tools the user approved for the rest of this execution.
+    approved: Arc<Mutex<HashSet<String>>>,
 }
 
 impl CallHost {
@@ -64,8 +70,11 @@ impl CallHost {
         runtime: Handle,
         budget: u32,
         progress: Option<mpsc::UnboundedSender<CallRecord>>,
+        confirmer: Option<SharedConfirmer>,
     ) -> Self {
         Self {
+            confirmer,
+            approved: Arc::default(),
             budget,
             made: AtomicU32::new(0),
             catalog,
@@ -174,37 +183,85 @@ impl ToolHost for CallHost {
         let Value::Object(arguments) = arguments else {
             return immediate(fail(format!("tools.{qualified}: bad arguments"), None));
         };
-        let recorder = self.recorder.clone();
-        if tool.builtin {
-            let Some(handler) = self.builtins.handler(&tool.upstream, &tool.mcp_name) else {
-                return immediate(fail(format!("tools.{qualified} is gone"), None));
-            };
-            let task = self.runtime.spawn(async move {
-                let reply = match handler(arguments).await {
-                    Ok(value) => ToolReply::Ok(value.to_string()),
-                    Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
-                };
-                recorder.record(&qualified, started, args_bytes, &reply);
-                reply
-            });
-            return Box::pin(AbortOnDrop(task));
-        }
-        let Some(upstream) = self.upstreams.get(&tool.upstream).cloned() else {
-            return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
+        let target = if tool.builtin {
+            match self.builtins.handler(&tool.upstream, &tool.mcp_name) {
+                Some(handler) => Target::Builtin(handler),
+                None => return immediate(fail(format!("tools.{qualified} is gone"), None)),
+            }
+        } else {
+            match self.upstreams.get(&tool.upstream) {
+                Some(upstream) => Target::Upstream(upstream.clone(), tool.mcp_name.clone()),
+                None => {
+                    return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
+                }
+            }
         };
+        let approved = self.approved.clone();
+        let confirmation = if tool.access == Access::Confirm
+            && !approved
+                .lock()
+                .map(|a| a.contains(&qualified))
+                .unwrap_or(false)
+        {
+            match &self.confirmer {
+                Some(confirmer) => Some(confirmer.confirm(ConfirmRequest {
+                    tool: qualified.clone(),
+                    arguments: call.arguments.clone(),
+                })),
+                None => {
+                    return immediate(fail(
+                        format!(
+                            "tools.{qualified} was not called: the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here. The user can allow it with the rule {{\"tools\": \"{}.{}\", \"action\": \"allow\"}}",
+                            tool.upstream, tool.mcp_name
+                        ),
+                        None,
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let recorder = self.recorder.clone();
         let task = self.runtime.spawn(async move {
-            let reply = match upstream.call(&tool.mcp_name, arguments).await {
-                Ok(result) => match program_value(result) {
+            if let Some(confirmation) = confirmation {
+                match confirmation.await {
+                    Confirmation::Once => {}
+                    Confirmation::ForExecution => {
+                        if let Ok(mut approved) = approved.lock() {
+                            approved.insert(qualified.clone());
+                        }
+                    }
+                    Confirmation::Denied(why) => {
+                        let reply = fail(format!("tools.{qualified} was not called: {why}"), None);
+                        recorder.record(&qualified, started, args_bytes, &reply);
+                        return reply;
+                    }
+                }
+            }
+            let reply = match target {
+                Target::Builtin(handler) => match handler(arguments).await {
                     Ok(value) => ToolReply::Ok(value.to_string()),
                     Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
                 },
-                Err(err) => fail(format!("tools.{qualified}: {err}"), None),
+                Target::Upstream(upstream, name) => match upstream.call(&name, arguments).await {
+                    Ok(result) => match program_value(result) {
+                        Ok(value) => ToolReply::Ok(value.to_string()),
+                        Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
+                    },
+                    Err(err) => fail(format!("tools.{qualified}: {err}"), None),
+                },
             };
             recorder.record(&qualified, started, args_bytes, &reply);
             reply
         });
         Box::pin(AbortOnDrop(task))
     }
+}
+
+/// Who answers a call.
+enum Target {
+    Builtin(BuiltinHandler),
+    Upstream(Arc<Upstream>, String),
 }
 
 /// An upstream call stops when the execution that made it is dropped (timeout, cancel).

@@ -28,6 +28,7 @@ use crate::{
     audit::{AuditLog, Origin},
     catalog::LiveCatalog,
     isolation::WorkerPool,
+    policy::SharedConfirmer,
     sandbox::{
         Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
         RunRequest, ToolHost, cancel_message,
@@ -65,7 +66,7 @@ impl Default for ExecutorSettings {
 }
 
 /// How one execution runs, beyond its code.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RunOptions {
     /// Lowers the configured wall clock for this run (never raises it).
     pub timeout: Option<Duration>,
@@ -75,6 +76,20 @@ pub struct RunOptions {
     pub cancel: Option<CancellationToken>,
     /// Who asked, for the audit log.
     pub origin: Option<Origin>,
+    /// Asks the user about calls the policy wants confirmed; without one they are refused.
+    pub confirmer: Option<SharedConfirmer>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("timeout", &self.timeout)
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel.is_some())
+            .field("origin", &self.origin)
+            .field("confirmer", &self.confirmer.is_some())
+            .finish()
+    }
 }
 
 /// The result of one execution.
@@ -241,6 +256,7 @@ impl Executor {
             tokio::runtime::Handle::current(),
             self.settings.limits.tool_calls,
             options.progress,
+            options.confirmer,
         ));
         let run = self.outcome(code, options.timeout, catalog.bindings(), host.clone());
         let outcome = match options.cancel {

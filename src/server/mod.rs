@@ -1,6 +1,7 @@
 //! The MCP server: tools `execute_code` and `search_tools`, the declaration resources and
 //! the prompts, over rmcp: on stdio, or over HTTP ([`http`]).
 
+mod confirm;
 mod describe;
 pub mod http;
 mod render;
@@ -233,6 +234,7 @@ impl CodeModeServer {
             progress,
             cancel: None,
             origin: Some(self.origin(&context)),
+            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
         };
         tokio::select! {
             execution = self.codemode.execute_with(&input.code, options) => {

@@ -1,0 +1,58 @@
+//! Confirmation of tool calls the policy marks `confirm`, asked of the human through MCP
+//! elicitation (`elicitation/create`) when the client offers it.
+
+use futures::future::BoxFuture;
+use rmcp::{Peer, RoleServer, service::ElicitationError};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
+
+/// What the user answers.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct Approval {
+    /// Also allow the later calls of this tool in this run of the program.
+    #[serde(default)]
+    for_rest_of_execution: bool,
+}
+
+rmcp::elicit_safe!(Approval);
+
+/// Arguments shown to the user, at most this long.
+const SHOWN_ARGUMENTS: usize = 2_000;
+
+/// Asks the client's user.
+pub(super) struct ElicitingConfirmer(pub(super) Peer<RoleServer>);
+
+impl Confirmer for ElicitingConfirmer {
+    fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
+        let peer = self.0.clone();
+        Box::pin(async move {
+            let mut arguments = request.arguments;
+            if arguments.len() > SHOWN_ARGUMENTS {
+                let cut = (0..=SHOWN_ARGUMENTS)
+                    .rev()
+                    .find(|&i| arguments.is_char_boundary(i))
+                    .unwrap_or(0);
+                arguments.truncate(cut);
+                arguments.push_str("...");
+            }
+            let message = format!(
+                "A code-mode program wants to call {} with {arguments}. Allow this call?",
+                request.tool
+            );
+            match peer.elicit::<Approval>(message).await {
+                Ok(Some(approval)) if approval.for_rest_of_execution => Confirmation::ForExecution,
+                Ok(_) => Confirmation::Once,
+                Err(ElicitationError::UserDeclined) => Confirmation::Denied("the user declined it".into()),
+                Err(ElicitationError::UserCancelled) => {
+                    Confirmation::Denied("the user dismissed the confirmation".into())
+                }
+                Err(ElicitationError::CapabilityNotSupported) => Confirmation::Denied(
+                    "the policy (codemode.policy) asks the user to confirm it, and this client cannot ask (it does not support elicitation). The user can allow the tool in codemode.policy".into(),
+                ),
+                Err(err) => Confirmation::Denied(format!("the confirmation failed: {err}")),
+            }
+        })
+    }
+}

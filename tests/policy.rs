@@ -1,0 +1,248 @@
+//! `codemode.policy`: denied tools vanish, `confirm` tools ask the user through MCP
+//! elicitation (or are refused when the client cannot ask), defaults follow the tools'
+//! annotations, and a bad rule stops the server at start.
+
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use codemode_mcp::{
+    BuiltinTool, CodeMode,
+    config::Config,
+    executor::RunOptions,
+    policy::{ConfirmRequest, Confirmation, Confirmer},
+};
+use common::{BIN, toy, unpack};
+use futures::future::BoxFuture;
+use rmcp::{
+    ClientHandler, ErrorData, RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+        ElicitationCapability, FormElicitationCapability, ToolAnnotations,
+    },
+    service::{RequestContext, RunningService},
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// A client whose user answers every confirmation with `answer`, counting the asks.
+#[derive(Clone)]
+struct User {
+    answer: Option<ElicitResult>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for User {
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        if self.answer.is_some() {
+            let mut elicitation = ElicitationCapability::default();
+            elicitation.form = Some(FormElicitationCapability::default());
+            info.capabilities.elicitation = Some(elicitation);
+        }
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            assert!(
+                message.contains("toy.add") && message.contains("\"a\":1"),
+                "{message}"
+            );
+        }
+        Ok(self
+            .answer
+            .clone()
+            .unwrap_or(ElicitResult::new(ElicitationAction::Decline)))
+    }
+}
+
+async fn serve(policy: Value, user: User) -> RunningService<RoleClient, User> {
+    let dir = common::scratch_dir("policy");
+    let config = common::write_config(
+        &dir,
+        &json!({ "mcpServers": { "toy": toy() }, "codemode": { "policy": policy } }),
+    );
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .args(["serve", "--config", &config])
+        .env("CODEMODE_LOG", "warn");
+    user.serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn run(client: &RunningService<RoleClient, User>, code: &str) -> common::Ran {
+    let Value::Object(arguments) = json!({ "code": code }) else {
+        unreachable!()
+    };
+    unpack(
+        client
+            .call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments))
+            .await
+            .unwrap(),
+    )
+}
+
+fn nobody() -> User {
+    User {
+        answer: None,
+        asked: Arc::default(),
+    }
+}
+
+#[tokio::test]
+async fn denied_tools_are_not_declared_or_callable() {
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.f*", "action": "deny" }] }),
+        nobody(),
+    )
+    .await;
+    let tools = client.list_all_tools().await.unwrap();
+    let description = tools[0].description.clone().unwrap_or_default();
+    assert!(description.contains("function add("), "{description}");
+    assert!(!description.contains("function fail("), "{description}");
+    let ran = run(&client, "return ['fail' in tools.toy, 'add' in tools.toy];").await;
+    assert_eq!(ran.result(), &json!([false, true]));
+}
+
+#[tokio::test]
+async fn confirm_without_elicitation_refuses_and_says_why() {
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.add", "action": "confirm" }] }),
+        nobody(),
+    )
+    .await;
+    let ran = run(&client, "return await tools.toy.add({ a: 1, b: 2 });").await;
+    assert_eq!(ran.error_kind(), "tool", "{ran:?}");
+    assert!(
+        ran.error_message()
+            .contains("cannot ask (it does not support elicitation)"),
+        "{ran:?}"
+    );
+}
+
+#[tokio::test]
+async fn confirm_asks_the_user_once_for_the_execution_or_is_declined() {
+    let approves = User {
+        answer: Some(
+            ElicitResult::new(ElicitationAction::Accept)
+                .with_content(json!({ "for_rest_of_execution": true })),
+        ),
+        asked: Arc::default(),
+    };
+    let asked = approves.asked.clone();
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.add", "action": "confirm" }] }),
+        approves,
+    )
+    .await;
+    let ran = run(
+        &client,
+        "let sum = 0;\nfor (let i = 1; i <= 3; i++) sum += (await tools.toy.add({ a: i, b: 0 })).sum;\nreturn sum;",
+    )
+    .await;
+    assert_eq!(ran.result(), &json!(6), "{ran:?}");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "approved for the rest of the execution"
+    );
+
+    let declines = User {
+        answer: Some(ElicitResult::new(ElicitationAction::Decline)),
+        asked: Arc::default(),
+    };
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.add", "action": "confirm" }] }),
+        declines,
+    )
+    .await;
+    let ran = run(&client, "return await tools.toy.add({ a: 1, b: 2 });").await;
+    assert!(
+        ran.error_message().contains("the user declined it"),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn a_bad_rule_stops_the_server_at_start() {
+    let dir = common::scratch_dir("policy-bad");
+    let config = common::write_config(
+        &dir,
+        &json!({ "codemode": { "policy": { "rules": [{ "tools": "toy.[", "action": "deny" }] } } }),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["run", "-", "--config", &config])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("codemode.policy.rules[0].tools"),
+        "{stderr}"
+    );
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Path {
+    path: String,
+}
+
+/// Refuses everything, counting what it was asked.
+struct Refuses(Arc<AtomicUsize>);
+
+impl Confirmer for Refuses {
+    fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(Confirmation::Denied(format!(
+            "no to {}",
+            request.tool
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn by_default_destructive_tools_need_confirmation_and_read_only_ones_do_not() {
+    let tool = |name: &str, annotations: ToolAnnotations| {
+        BuiltinTool::new(name.to_string(), "Touches a file", |p: Path| async move {
+            Ok(json!({ "path": p.path }))
+        })
+        .with_annotations(annotations)
+    };
+    let codemode = CodeMode::builder()
+        .config(Config::default())
+        .tool("fs", tool("read", ToolAnnotations::new().read_only(true)))
+        .tool(
+            "fs",
+            tool("remove", ToolAnnotations::new().destructive(true)),
+        )
+        .build()
+        .await
+        .unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let options = || RunOptions {
+        confirmer: Some(Arc::new(Refuses(asked.clone()))),
+        ..RunOptions::default()
+    };
+    let read = codemode
+        .execute_with("return await tools.fs.read({ path: 'a' });", options())
+        .await;
+    assert_eq!(read.outcome.result.unwrap().json, r#"{"path":"a"}"#);
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    let removed = codemode
+        .execute_with("return await tools.fs.remove({ path: 'a' });", options())
+        .await;
+    let error = removed.outcome.result.unwrap_err();
+    assert!(error.message.contains("no to fs.remove"), "{error:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
