@@ -160,3 +160,35 @@ fn sha256(text: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A client's cancellation ends the run at once, and the run is audited as cancelled.
+#[tokio::test]
+async fn a_cancelled_execution_is_audited_as_cancelled() {
+    let dir = common::scratch_dir("audit-cancel");
+    let log = dir.join("audit.jsonl");
+    let server = start(&["--audit-log", log.to_str().unwrap()]).await;
+    // rmcp's client sends notifications/cancelled when the call's future is dropped.
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        server.execute("while (true) {}"),
+    )
+    .await;
+    assert!(dropped.is_err());
+    let started = std::time::Instant::now();
+    loop {
+        if log.exists() && !records(&log).is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the cancelled run was not audited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let written = records(&log);
+    assert_eq!(written[0]["errorKind"], json!("cancelled"), "{written:?}");
+    assert!(
+        written[0]["durationMs"].as_u64().unwrap() < 500,
+        "stopped soon after the cancellation: {written:?}"
+    );
+}

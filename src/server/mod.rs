@@ -232,19 +232,14 @@ impl CodeModeServer {
         let options = RunOptions {
             timeout,
             progress,
-            cancel: None,
+            cancel: Some(context.ct.clone()),
             origin: Some(self.origin(&context)),
             confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
         };
-        tokio::select! {
-            execution = self.codemode.execute_with(&input.code, options) => {
-                Ok(render::call_tool_result(&execution))
-            }
-            // Dropping the execution future stops the isolate and its tool calls.
-            () = context.ct.cancelled() => {
-                Err(McpError::internal_error("the request was cancelled by the client", None))
-            }
-        }
+        // The client's cancellation stops the isolate and its tool calls; the run still
+        // ends normally (kind `cancelled`), so it is audited like any other.
+        let execution = self.codemode.execute_with(&input.code, options).await;
+        Ok(render::call_tool_result(&execution))
     }
 
     #[tool(
