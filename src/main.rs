@@ -243,6 +243,14 @@ struct LimitArgs {
     /// ended by one has kind `budget`. Default 1000.
     #[arg(long, value_name = "N")]
     max_tool_calls: Option<u64>,
+    /// Calls of any one tool one execution may make (same effect as --max-tool-calls, per
+    /// tool). Default 1000.
+    #[arg(long, value_name = "N")]
+    max_calls_per_tool: Option<u64>,
+    /// Bytes of tool results one execution may receive, in KiB; the call that passes it
+    /// and the ones after throw a ToolError (kind `budget` if uncaught). Default 65536.
+    #[arg(long, value_name = "KIB")]
+    max_received_kib: Option<u64>,
 }
 
 impl LimitArgs {
@@ -256,6 +264,8 @@ impl LimitArgs {
             concurrency: self.concurrency,
             queue: self.queue,
             tool_calls: self.max_tool_calls,
+            calls_per_tool: self.max_calls_per_tool,
+            received_kib: self.max_received_kib,
         }
     }
 }

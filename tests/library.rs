@@ -120,3 +120,44 @@ async fn a_builtin_namespace_may_not_take_an_upstream_name() {
         .await;
     assert!(matches!(refused, Err(EmbedError::NamespaceTaken(name)) if name == "host"));
 }
+
+#[derive(Deserialize, JsonSchema)]
+struct Big {
+    bytes: usize,
+}
+
+/// Budgets beside the total call count: calls of one tool, bytes of results received.
+#[tokio::test]
+async fn per_tool_and_received_byte_budgets_end_the_run_with_kind_budget() {
+    let codemode = CodeMode::builder()
+        .limits(codemode_mcp::config::LimitSettings {
+            calls_per_tool: Some(2),
+            received_kib: Some(1),
+            ..Default::default()
+        })
+        .tool("host", nap_tool())
+        .tool(
+            "host",
+            BuiltinTool::new("big", "Answers `bytes` bytes", |big: Big| async move {
+                Ok(json!({ "data": "x".repeat(big.bytes) }))
+            }),
+        )
+        .build()
+        .await
+        .unwrap();
+    let naps = codemode
+        .execute("for (let i = 0; i < 3; i++) await tools.host.nap({ ms: 1 });\nreturn 'slept';")
+        .await;
+    let error = naps.outcome.result.unwrap_err();
+    assert_eq!(error.kind.as_str(), "budget", "{error:?}");
+    assert!(error.message.contains("--max-calls-per-tool"), "{error:?}");
+    assert_eq!(naps.calls.iter().filter(|c| c.ok).count(), 2);
+
+    let big = codemode
+        .execute("const a = await tools.host.big({ bytes: 600 });\nconst b = await tools.host.big({ bytes: 600 });\nreturn a.data.length + b.data.length;")
+        .await;
+    let error = big.outcome.result.unwrap_err();
+    assert_eq!(error.kind.as_str(), "budget", "{error:?}");
+    assert!(error.message.contains("--max-received-kib"), "{error:?}");
+    assert_eq!(error.position.map(|p| p.line), Some(2), "{error:?}");
+}

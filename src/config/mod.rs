@@ -208,6 +208,11 @@ pub struct LimitSettings {
     pub queue: Option<u64>,
     /// Tool calls one execution may make.
     pub tool_calls: Option<u64>,
+    /// Calls of any one tool one execution may make.
+    pub calls_per_tool: Option<u64>,
+    /// Bytes of tool results one execution may receive, in KiB.
+    #[serde(rename = "receivedKiB")]
+    pub received_kib: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -220,6 +225,8 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("concurrency", 1, 4_096),
     ("queue", 0, 1_000_000),
     ("toolCalls", 1, 1_000_000),
+    ("callsPerTool", 1, 1_000_000),
+    ("receivedKiB", 1, 16_777_216),
 ];
 
 impl LimitSettings {
@@ -234,10 +241,12 @@ impl LimitSettings {
             concurrency: self.concurrency.or(base.concurrency),
             queue: self.queue.or(base.queue),
             tool_calls: self.tool_calls.or(base.tool_calls),
+            calls_per_tool: self.calls_per_tool.or(base.calls_per_tool),
+            received_kib: self.received_kib.or(base.received_kib),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 8] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 10] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -247,6 +256,8 @@ impl LimitSettings {
             ("concurrency", self.concurrency),
             ("queue", self.queue),
             ("toolCalls", self.tool_calls),
+            ("callsPerTool", self.calls_per_tool),
+            ("receivedKiB", self.received_kib),
         ]
     }
 
@@ -279,6 +290,10 @@ impl LimitSettings {
             tool_calls: self
                 .tool_calls
                 .map_or(d.tool_calls, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            calls_per_tool: self
+                .calls_per_tool
+                .map_or(d.calls_per_tool, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            received_bytes: kib(self.received_kib, d.received_bytes),
         }
     }
 }

@@ -3,12 +3,12 @@
 //! program value, and record the call.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     future::Future,
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Instant,
@@ -23,7 +23,7 @@ use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 use crate::{
     catalog::{BuiltinHandler, Builtins, Catalog, LiveCatalog},
     policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
-    sandbox::{ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply},
+    sandbox::{Limits, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes},
     upstream::{Upstream, Upstreams},
 };
 
@@ -49,9 +49,13 @@ pub struct CallRecord {
 
 /// Answers the tool calls of one execution.
 pub(super) struct CallHost {
-    /// Calls the program may still make; past zero the host refuses them.
-    budget: u32,
+    /// The execution's tool-call and result-size budgets.
+    limits: Limits,
     made: AtomicU32,
+    made_per_tool: Mutex<HashMap<String, u32>>,
+    received: Arc<AtomicUsize>,
+    /// Set once a call was refused for a budget.
+    over_budget: Arc<AtomicBool>,
     catalog: Arc<Catalog>,
     upstreams: Arc<Upstreams>,
     builtins: Arc<Builtins>,
@@ -68,14 +72,17 @@ impl CallHost {
         tools: &LiveCatalog,
         catalog: Arc<Catalog>,
         runtime: Handle,
-        budget: u32,
+        limits: Limits,
         progress: Option<mpsc::UnboundedSender<CallRecord>>,
         confirmer: Option<SharedConfirmer>,
     ) -> Self {
         Self {
+            limits,
+            made_per_tool: Mutex::default(),
+            received: Arc::default(),
+            over_budget: Arc::default(),
             confirmer,
             approved: Arc::default(),
-            budget,
             made: AtomicU32::new(0),
             catalog,
             upstreams: tools.upstreams().clone(),
@@ -88,9 +95,9 @@ impl CallHost {
         }
     }
 
-    /// Whether the program asked for more calls than its budget.
+    /// Whether a call was refused for a budget.
     pub(super) fn over_budget(&self) -> bool {
-        self.made.load(Ordering::SeqCst) > self.budget
+        self.over_budget.load(Ordering::SeqCst)
     }
 
     /// The calls made so far, in the order they finished.
@@ -150,13 +157,36 @@ impl ToolHost for CallHost {
                 .record(&qualified, started, args_bytes, &reply);
             Box::pin(std::future::ready(reply))
         };
-        if self.made.fetch_add(1, Ordering::SeqCst) >= self.budget {
-            return immediate(fail(
+        let refuse = |why: String| {
+            self.over_budget.store(true, Ordering::SeqCst);
+            immediate(fail(
                 format!(
-                    "tools.{qualified} was not called: this execution has made its {} tool calls, the most one may (--max-tool-calls). Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)",
-                    self.budget
+                    "tools.{qualified} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
                 ),
                 None,
+            ))
+        };
+        if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
+            return refuse(format!(
+                "this execution has made its {} tool calls, the most one may (--max-tool-calls)",
+                self.limits.tool_calls
+            ));
+        }
+        let this_tool = self.made_per_tool.lock().map_or(0, |mut made| {
+            let count = made.entry(qualified.clone()).or_insert(0);
+            *count += 1;
+            *count
+        });
+        if this_tool > self.limits.calls_per_tool {
+            return refuse(format!(
+                "this execution has called it {} times, the most one may call one tool (--max-calls-per-tool)",
+                self.limits.calls_per_tool
+            ));
+        }
+        if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
+            return refuse(format!(
+                "this execution has received more than {} of tool results, the most one may (--max-received-kib)",
+                human_bytes(self.limits.received_bytes)
             ));
         }
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
@@ -222,6 +252,11 @@ impl ToolHost for CallHost {
             None
         };
         let recorder = self.recorder.clone();
+        let (received, received_budget, over_budget) = (
+            self.received.clone(),
+            self.limits.received_bytes,
+            self.over_budget.clone(),
+        );
         let task = self.runtime.spawn(async move {
             if let Some(confirmation) = confirmation {
                 match confirmation.await {
@@ -250,6 +285,26 @@ impl ToolHost for CallHost {
                     },
                     Err(err) => fail(format!("tools.{qualified}: {err}"), None),
                 },
+            };
+            // The result that passes the byte budget is withheld, and so are later ones.
+            let reply = match reply {
+                ToolReply::Ok(json) => {
+                    let total = received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
+                    if total > received_budget {
+                        over_budget.store(true, Ordering::SeqCst);
+                        fail(
+                            format!(
+                                "tools.{qualified}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
+                                human_bytes(total),
+                                human_bytes(received_budget)
+                            ),
+                            None,
+                        )
+                    } else {
+                        ToolReply::Ok(json)
+                    }
+                }
+                failed => failed,
             };
             recorder.record(&qualified, started, args_bytes, &reply);
             reply

@@ -254,7 +254,7 @@ impl Executor {
             &self.tools,
             catalog.clone(),
             tokio::runtime::Handle::current(),
-            self.settings.limits.tool_calls,
+            self.settings.limits,
             options.progress,
             options.confirmer,
         ));

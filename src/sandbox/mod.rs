@@ -36,6 +36,10 @@ pub struct Limits {
     pub result_bytes: usize,
     /// Tool calls one execution may make; the host refuses the ones past it.
     pub tool_calls: u32,
+    /// Calls of any one tool one execution may make.
+    pub calls_per_tool: u32,
+    /// Bytes of tool results one execution may receive.
+    pub received_bytes: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +51,8 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             result_bytes: 256 << 10,
             tool_calls: 1_000,
+            calls_per_tool: 1_000,
+            received_bytes: 64 << 20,
         }
     }
 }
