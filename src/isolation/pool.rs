@@ -33,7 +33,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Past the program's deadline, how long the host waits for the worker's own answer
 /// (the engine stops programs itself) before it kills the worker.
-const KILL_GRACE: Duration = Duration::from_millis(500);
+const KILL_GRACE: Duration = Duration::from_millis(200);
 
 /// Room beside the heap cap in a worker's address space: the binary, stacks, runtime.
 const ADDRESS_SPACE_MARGIN: u64 = 1 << 30;

@@ -70,6 +70,31 @@ impl rmcp::ClientHandler for Watcher {
     }
 }
 
+/// `(pid, state, CPU ticks)` of each child process of `parent`.
+pub fn children(parent: u32) -> Vec<(i32, char, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name may hold spaces; the fields after its closing parenthesis don't.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let state = fields[0].chars().next().unwrap_or('?');
+        let ppid: u32 = fields[1].parse().unwrap_or(0);
+        let ticks = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        if ppid == parent {
+            found.push((pid, state, ticks));
+        }
+    }
+    found
+}
+
 /// The Python with the `mcp` package that the README's test command installs.
 pub fn python() -> String {
     std::env::var("CODEMODE_TEST_PYTHON").unwrap_or_else(|_| {

@@ -2,6 +2,9 @@
 // keeps it in order under the output cap. Installs: console.
 (function (host) {
   "use strict";
+  // Taken before the program runs: a program that replaces JSON's methods cannot change
+  // what crosses to the host.
+  const { stringify: jsonStringify } = JSON;
   const WRAPPER_LINES = host.wrapperLines;
 
   // Stack positions in the agent's own lines, not the wrapper's.
@@ -12,7 +15,7 @@
 
   function inspect(value, depth, seen) {
     switch (typeof value) {
-      case "string": return depth === 0 ? value : JSON.stringify(value);
+      case "string": return depth === 0 ? value : jsonStringify(value);
       case "bigint": return value + "n";
       case "symbol": return value.toString();
       case "function": return "[Function " + (value.name || "(anonymous)") + "]";
@@ -47,7 +50,7 @@
       const keys = Object.keys(value);
       if (keys.length === 0) return "{}";
       return "{ " + keys.map((k) => {
-        const name = /^[A-Za-z_$][\w$]*$/.test(k) ? k : JSON.stringify(k);
+        const name = /^[A-Za-z_$][\w$]*$/.test(k) ? k : jsonStringify(k);
         return name + ": " + inspect(value[k], depth + 1, seen);
       }).join(", ") + " }";
     } catch (e) {

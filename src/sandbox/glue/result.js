@@ -4,6 +4,9 @@
 // Returns: run(program) -> Promise<string>.
 (function (host) {
   "use strict";
+  // Taken before the program runs: a program that replaces JSON's methods cannot change
+  // what crosses to the host.
+  const { stringify: jsonStringify } = JSON;
 
   function fail(message) {
     host.outputError(message);
@@ -11,7 +14,7 @@
   }
 
   function key(path, k) {
-    return /^[A-Za-z_$][\w$]*$/.test(k) ? path + "." + k : path + "[" + JSON.stringify(k) + "]";
+    return /^[A-Za-z_$][\w$]*$/.test(k) ? path + "." + k : path + "[" + jsonStringify(k) + "]";
   }
 
   function plain(value, path, ancestors, paths) {
@@ -90,6 +93,6 @@
       throw error;
     }
     const out = plain(value, "result", [], []);
-    return out === undefined ? "null" : JSON.stringify(out);
+    return out === undefined ? "null" : jsonStringify(out);
   };
 })

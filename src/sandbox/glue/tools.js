@@ -3,6 +3,9 @@
 // else of the host is reachable. Installs: tools, ToolError.
 (function (host) {
   "use strict";
+  // Taken before the program runs: a program that replaces JSON's methods cannot change
+  // what crosses to the host.
+  const { stringify: jsonStringify, parse: jsonParse } = JSON;
 
   class ToolError extends Error {
     constructor(message, tool, schemaPath) {
@@ -42,12 +45,12 @@
       }
       let text;
       try {
-        text = JSON.stringify(args);
+        text = jsonStringify(args);
       } catch (error) {
         return Promise.reject(failure("tools." + qualified + ": the arguments cannot be sent as JSON: " + error.message, qualified, undefined, site));
       }
       return host.callTool(namespace, name, text).then((reply) => {
-        const answer = JSON.parse(reply);
+        const answer = jsonParse(reply);
         if (answer.error) throw failure(answer.error.message, qualified, answer.error.schemaPath, site);
         return answer.ok;
       });

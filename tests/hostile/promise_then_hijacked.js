@@ -1,0 +1,4 @@
+// expect: ok
+// result: "done"
+Promise.prototype.then = function () { return this; };
+return "done";

@@ -1,0 +1,6 @@
+// expect: ok
+// result: 1
+Object.prototype.polluted = "yes";
+Array.prototype.map = () => "hijacked";
+JSON.stringify = () => "hijacked";
+return 1;

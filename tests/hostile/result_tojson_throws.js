@@ -1,0 +1,2 @@
+// expect: runtime
+return { toJSON() { throw new Error("no json for you"); } };

@@ -1,0 +1,3 @@
+// expect: runtime
+let s = "x";
+for (;;) s += s;

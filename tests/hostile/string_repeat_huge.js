@@ -1,0 +1,2 @@
+// expect: runtime
+return "x".repeat(2 ** 30).length;

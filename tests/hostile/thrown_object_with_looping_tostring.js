@@ -1,0 +1,2 @@
+// expect: timeout
+throw { toString() { for (;;) {} } };

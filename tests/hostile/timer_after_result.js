@@ -1,0 +1,4 @@
+// expect: ok
+// result: "done"
+setTimeout(() => { for (;;) {} }, 10);
+return "done";

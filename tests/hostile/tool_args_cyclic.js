@@ -1,0 +1,4 @@
+// expect: tool
+const a = {};
+a.a = a;
+return await tools.toy.add(a);

@@ -1,0 +1,3 @@
+// expect: runtime
+ToolError.prototype.toString = () => { while (true) {} };
+throw new Error("ordinary");

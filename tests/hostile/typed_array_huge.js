@@ -1,0 +1,2 @@
+// expect: runtime
+return new Uint8Array(1e10).length;
