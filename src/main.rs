@@ -494,7 +494,14 @@ async fn run(args: RunArgs) -> Result<i32> {
             .with_context(|| format!("reading {}", args.file.display()))?
     };
     let codemode = codemode(&args.common).await?;
-    let execution = codemode.execute(&code).await;
+    let options = codemode_mcp::executor::RunOptions {
+        origin: Some(codemode_mcp::audit::Origin {
+            transport: "cli".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let execution = codemode.execute_with(&code, options).await;
     let output = server::render_output(&execution);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output)?);

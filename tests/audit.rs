@@ -192,3 +192,80 @@ async fn a_cancelled_execution_is_audited_as_cancelled() {
         "stopped soon after the cancellation: {written:?}"
     );
 }
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Target {
+    name: String,
+}
+
+/// Approves every call it is asked about, once.
+struct ApprovesOnce;
+
+impl codemode_mcp::policy::Confirmer for ApprovesOnce {
+    fn confirm(
+        &self,
+        _request: codemode_mcp::policy::ConfirmRequest,
+    ) -> futures::future::BoxFuture<'static, codemode_mcp::policy::Confirmation> {
+        Box::pin(std::future::ready(codemode_mcp::policy::Confirmation::Once))
+    }
+}
+
+/// Each call's record says what the policy and budgets decided.
+#[tokio::test]
+async fn call_records_carry_the_policy_decision() {
+    use codemode_mcp::{BuiltinTool, CodeMode, executor::RunOptions};
+    let dir = common::scratch_dir("audit-decisions");
+    let log = dir.join("audit.jsonl");
+    let tool = |name: &str, annotations: rmcp::model::ToolAnnotations| {
+        BuiltinTool::new(
+            name.to_string(),
+            "Acts on a target",
+            |t: Target| async move { Ok(json!({ "done": t.name })) },
+        )
+        .with_annotations(annotations)
+    };
+    let codemode = CodeMode::builder()
+        .tool(
+            "ops",
+            tool(
+                "inspect",
+                rmcp::model::ToolAnnotations::new().read_only(true),
+            ),
+        )
+        .tool(
+            "ops",
+            tool(
+                "drop",
+                rmcp::model::ToolAnnotations::new().destructive(true),
+            ),
+        )
+        .audit_log(&log)
+        .build()
+        .await
+        .unwrap();
+    codemode
+        .execute_with(
+            "await tools.ops.inspect({ name: 'a' });\nawait tools.ops.drop({ name: 'a' });\nawait tools.ops.inspect({ name: 1 }).catch(() => null);\nreturn 'ok';",
+            RunOptions {
+                confirmer: Some(std::sync::Arc::new(ApprovesOnce)),
+                ..RunOptions::default()
+            },
+        )
+        .await;
+    let written = records(&log);
+    let decisions: Vec<&str> = written[0]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "allowed",
+            "confirmed by the user",
+            "refused: invalid arguments"
+        ]
+    );
+    assert_eq!(written[0]["origin"]["transport"], json!("library"));
+}

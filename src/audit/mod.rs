@@ -33,7 +33,7 @@ pub struct Origin {
     pub client: Option<String>,
     /// The session id (streamable HTTP, legacy SSE), when there is one.
     pub session: Option<String>,
-    /// `stdio`, `http`, `sse`, `cli` or `library`.
+    /// `stdio`, `http`, `sse`, `cli` (`codemode-mcp run`) or `library`.
     pub transport: String,
 }
 
@@ -51,6 +51,8 @@ pub struct AuditCall {
     pub ms: u64,
     /// Whether it produced a result.
     pub ok: bool,
+    /// What the policy and budgets decided.
+    pub decision: String,
     /// Why not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -64,6 +66,7 @@ impl From<&CallRecord> for AuditCall {
             result_bytes: call.result_bytes,
             ms: call.ms,
             ok: call.ok,
+            decision: call.decision.to_string(),
             error: call.error.clone(),
         }
     }

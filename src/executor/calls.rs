@@ -45,6 +45,10 @@ pub struct CallRecord {
     /// Bytes of the result as JSON (for the audit log, not the model).
     #[serde(skip)]
     pub result_bytes: usize,
+    /// What the policy and budgets decided: `allowed`, `confirmed by the user`,
+    /// `refused: budget`, ... (for the audit log).
+    #[serde(skip)]
+    pub decision: &'static str,
 }
 
 /// Answers the tool calls of one execution.
@@ -118,7 +122,14 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, tool: &str, started: Instant, args_bytes: usize, reply: &ToolReply) {
+    fn record(
+        &self,
+        tool: &str,
+        started: Instant,
+        args_bytes: usize,
+        decision: &'static str,
+        reply: &ToolReply,
+    ) {
         let (ok, error, result_bytes) = match reply {
             ToolReply::Ok(json) => (true, None, json.len()),
             ToolReply::Err(failure) => (false, Some(failure.message.clone()), 0),
@@ -130,6 +141,7 @@ impl Recorder {
             error,
             args_bytes,
             result_bytes,
+            decision,
         };
         if let Some(progress) = &self.progress {
             let _ = progress.send(record.clone());
@@ -152,19 +164,22 @@ impl ToolHost for CallHost {
         let started = Instant::now();
         let qualified = format!("{}.{}", call.namespace, call.tool);
         let args_bytes = call.arguments.len();
-        let immediate = |reply: ToolReply| -> ReplyFuture {
+        let immediate = |decision: &'static str, reply: ToolReply| -> ReplyFuture {
             self.recorder
-                .record(&qualified, started, args_bytes, &reply);
+                .record(&qualified, started, args_bytes, decision, &reply);
             Box::pin(std::future::ready(reply))
         };
         let refuse = |why: String| {
             self.over_budget.store(true, Ordering::SeqCst);
-            immediate(fail(
-                format!(
-                    "tools.{qualified} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
+            immediate(
+                "refused: budget",
+                fail(
+                    format!(
+                        "tools.{qualified} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
+                    ),
+                    None,
                 ),
-                None,
-            ))
+            )
         };
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
             return refuse(format!(
@@ -190,39 +205,59 @@ impl ToolHost for CallHost {
             ));
         }
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
-            return immediate(fail(format!("tools.{qualified} does not exist"), None));
+            return immediate(
+                "refused: no such tool",
+                fail(format!("tools.{qualified} does not exist"), None),
+            );
         };
         let arguments: Value = match serde_json::from_str(&call.arguments) {
             Ok(Value::Object(arguments)) => Value::Object(arguments),
             _ => {
-                return immediate(fail(
-                    format!("tools.{qualified}: the arguments must be one JSON object"),
-                    None,
-                ));
+                return immediate(
+                    "refused: invalid arguments",
+                    fail(
+                        format!("tools.{qualified}: the arguments must be one JSON object"),
+                        None,
+                    ),
+                );
             }
         };
         if let Err(invalid) = tool.validate(&arguments) {
-            return immediate(fail(
-                format!(
-                    "tools.{qualified}: invalid arguments: {} (search_tools shows its declaration)",
-                    invalid.message
+            return immediate(
+                "refused: invalid arguments",
+                fail(
+                    format!(
+                        "tools.{qualified}: invalid arguments: {} (search_tools shows its declaration)",
+                        invalid.message
+                    ),
+                    Some(invalid.schema_path),
                 ),
-                Some(invalid.schema_path),
-            ));
+            );
         }
         let Value::Object(arguments) = arguments else {
-            return immediate(fail(format!("tools.{qualified}: bad arguments"), None));
+            return immediate(
+                "refused: invalid arguments",
+                fail(format!("tools.{qualified}: bad arguments"), None),
+            );
         };
         let target = if tool.builtin {
             match self.builtins.handler(&tool.upstream, &tool.mcp_name) {
                 Some(handler) => Target::Builtin(handler),
-                None => return immediate(fail(format!("tools.{qualified} is gone"), None)),
+                None => {
+                    return immediate(
+                        "refused: unavailable",
+                        fail(format!("tools.{qualified} is gone"), None),
+                    );
+                }
             }
         } else {
             match self.upstreams.get(&tool.upstream) {
                 Some(upstream) => Target::Upstream(upstream.clone(), tool.mcp_name.clone()),
                 None => {
-                    return immediate(fail(format!("tools.{qualified}: its server is gone"), None));
+                    return immediate(
+                        "refused: unavailable",
+                        fail(format!("tools.{qualified}: its server is gone"), None),
+                    );
                 }
             }
         };
@@ -239,18 +274,22 @@ impl ToolHost for CallHost {
                     arguments: call.arguments.clone(),
                 })),
                 None => {
-                    return immediate(fail(
-                        format!(
-                            "tools.{qualified} was not called: the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here. The user can allow it with the rule {{\"tools\": \"{}.{}\", \"action\": \"allow\"}}",
-                            tool.upstream, tool.mcp_name
+                    return immediate(
+                        "refused: nobody to confirm",
+                        fail(
+                            format!(
+                                "tools.{qualified} was not called: the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here. The user can allow it with the rule {{\"tools\": \"{}.{}\", \"action\": \"allow\"}}",
+                                tool.upstream, tool.mcp_name
+                            ),
+                            None,
                         ),
-                        None,
-                    ));
+                    );
                 }
             }
         } else {
             None
         };
+        let approved_earlier = tool.access == Access::Confirm && confirmation.is_none();
         let recorder = self.recorder.clone();
         let (received, received_budget, over_budget) = (
             self.received.clone(),
@@ -258,17 +297,23 @@ impl ToolHost for CallHost {
             self.over_budget.clone(),
         );
         let task = self.runtime.spawn(async move {
+            let mut decision = if approved_earlier {
+                "confirmed earlier in the execution"
+            } else {
+                "allowed"
+            };
             if let Some(confirmation) = confirmation {
                 match confirmation.await {
-                    Confirmation::Once => {}
+                    Confirmation::Once => decision = "confirmed by the user",
                     Confirmation::ForExecution => {
+                        decision = "confirmed for the execution";
                         if let Ok(mut approved) = approved.lock() {
                             approved.insert(qualified.clone());
                         }
                     }
                     Confirmation::Denied(why) => {
                         let reply = fail(format!("tools.{qualified} was not called: {why}"), None);
-                        recorder.record(&qualified, started, args_bytes, &reply);
+                        recorder.record(&qualified, started, args_bytes, "refused: not confirmed", &reply);
                         return reply;
                     }
                 }
@@ -292,6 +337,7 @@ impl ToolHost for CallHost {
                     let total = received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
                     if total > received_budget {
                         over_budget.store(true, Ordering::SeqCst);
+                        decision = "result withheld: budget";
                         fail(
                             format!(
                                 "tools.{qualified}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
@@ -306,7 +352,7 @@ impl ToolHost for CallHost {
                 }
                 failed => failed,
             };
-            recorder.record(&qualified, started, args_bytes, &reply);
+            recorder.record(&qualified, started, args_bytes, decision, &reply);
             reply
         });
         Box::pin(AbortOnDrop(task))

@@ -286,7 +286,10 @@ impl Executor {
         };
         if let Some(audit) = &self.audit {
             let (audit, code, record) = (audit.clone(), code.to_string(), execution.clone());
-            let origin = options.origin.unwrap_or_default();
+            let origin = options.origin.unwrap_or_else(|| Origin {
+                transport: "library".into(),
+                ..Origin::default()
+            });
             // The record is on disk before the answer goes out.
             let written =
                 tokio::task::spawn_blocking(move || audit.append(&origin, &code, &record)).await;
