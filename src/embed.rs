@@ -3,7 +3,7 @@
 //! catalog and declarations and run programs. The MCP server in this crate is built on
 //! this API and nothing else.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     audit::{AuditError, AuditLog},
@@ -140,13 +140,9 @@ impl CodeModeBuilder {
         }
         self.limits.validate("the embedding program's limits")?;
         let limits = self.limits.over(config.codemode.limits);
-        let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
-        upstreams
-            .settled(Duration::from_millis(
-                config.codemode.upstream.connect_timeout_ms,
-            ))
-            .await;
+        // Checked before connecting: a bad rule must not wait for the upstreams first.
         let policy = Policy::new(&config.codemode.policy)?;
+        let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
         let tools = Arc::new(LiveCatalog::with(
             upstreams,
             Arc::new(self.builtins),

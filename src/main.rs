@@ -1,16 +1,15 @@
 //! The `codemode-mcp` command: `serve` (the MCP server on stdio; the default) and `run`
 //! (one program, locally, with the same sandbox and limits).
 
-use std::{io::Read, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{io::Read, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use codemode_mcp::{
     CodeMode, EmbedError,
     config::{Config, LimitSettings},
-    executor::ExecutorSettings,
     isolation::{Isolation, Layer, PoolSettings, WORKER_COMMAND, WorkerPool},
-    sandbox::{Engine, EngineKind},
+    sandbox::EngineKind,
     server::{
         self, CodeModeServer,
         http::{HttpOptions, HttpServer},
@@ -330,18 +329,6 @@ fn main() -> Result<()> {
     }
 }
 
-/// Starts every upstream and waits for each one's first connection attempt, at most the
-/// connect timeout: a slow upstream joins the catalog later.
-async fn connect_upstreams(config: &Config) -> Arc<Upstreams> {
-    let upstreams = Upstreams::start(&config.upstreams, config.codemode.upstream);
-    upstreams
-        .settled(Duration::from_millis(
-            config.codemode.upstream.connect_timeout_ms,
-        ))
-        .await;
-    upstreams
-}
-
 /// Loads the config, connects the upstreams (waiting for each one's first attempt, at
 /// most its connect timeout) and starts the isolate threads or the worker pool. Needs a
 /// tokio runtime.
@@ -529,16 +516,10 @@ async fn types(args: TypesArgs) -> Result<()> {
 }
 
 async fn sandbox_check(args: TypesArgs) -> Result<i32> {
-    let settings = ExecutorSettings {
-        engine: Engine::new(args.common.engine),
-        limits: args.common.limits.settings().limits(),
-        concurrency: 1,
-        queue: 0,
-    };
     let (pool, report) = match WorkerPool::start(PoolSettings {
         program: std::env::current_exe().context("locating this binary to start workers")?,
         engine: args.common.engine,
-        limits: settings.limits,
+        limits: args.common.limits.settings().limits(),
         size: 0,
         reuse: 1,
     })
@@ -579,7 +560,7 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         println!("no upstream servers configured");
         return Ok(0);
     }
-    let upstreams = connect_upstreams(&config).await;
+    let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
     println!(
         "{:<24} {:<9} {:>5} {:>10}  status",
         "server", "transport", "tools", "ready"

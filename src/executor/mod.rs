@@ -115,7 +115,7 @@ impl Execution {
     /// An execution that never ran, ended by `error` (e.g. `busy`).
     pub fn refused(error: ProgramError) -> Self {
         Self {
-            outcome: failed(error),
+            outcome: RunOutcome::failed(error),
             calls: Vec::new(),
             duration: Duration::ZERO,
         }
@@ -264,7 +264,7 @@ impl Executor {
             Some(cancel) => tokio::select! {
                 outcome = run => outcome,
                 // Dropping the run stops its isolate and its tool calls.
-                () = cancel.cancelled() => failed(ProgramError::new(
+                () = cancel.cancelled() => RunOutcome::failed(ProgramError::new(
                     ErrorKind::Cancelled,
                     cancel_message(CancelReason::Client),
                 )),
@@ -312,7 +312,7 @@ impl Executor {
         let transpiled = match transpile(code) {
             Ok(t) => t,
             Err(err) => {
-                return failed(ProgramError {
+                return RunOutcome::failed(ProgramError {
                     kind: ErrorKind::Syntax,
                     message: err.message,
                     position: err.position,
@@ -327,7 +327,7 @@ impl Executor {
             limits.timeout = limits.timeout.min(timeout);
         }
         if self.closed.is_cancelled() {
-            return failed(ProgramError::new(
+            return RunOutcome::failed(ProgramError::new(
                 ErrorKind::Busy,
                 "the server is shutting down and takes no new executions; nothing was run. Run the program again once the server is back (or on another replica)",
             ));
@@ -357,7 +357,7 @@ impl Executor {
         match submitted {
             Ok(()) => {}
             Err(Refused::Full) => {
-                return failed(ProgramError::new(
+                return RunOutcome::failed(ProgramError::new(
                     ErrorKind::Busy,
                     format!(
                         "all {} execution slots and all {} queue places are taken; nothing was run. Retry in a moment, or combine work into fewer executions",
@@ -366,7 +366,7 @@ impl Executor {
                 ));
             }
             Err(Refused::Closed) => {
-                return failed(ProgramError::new(
+                return RunOutcome::failed(ProgramError::new(
                     ErrorKind::Runtime,
                     "the executor has shut down; nothing was run",
                 ));
@@ -375,7 +375,7 @@ impl Executor {
         // Client cancellation drops this future; the guard then stops the isolate.
         let stop_on_drop = CancelOnDrop(cancel);
         let shut_down = || {
-            failed(ProgramError::new(
+            RunOutcome::failed(ProgramError::new(
                 ErrorKind::Cancelled,
                 cancel_message(CancelReason::Shutdown),
             ))
@@ -384,7 +384,7 @@ impl Executor {
         // when an isolate thread takes the job.
         tokio::select! {
             started = on_start => if started.is_err() {
-                return failed(ProgramError::new(
+                return RunOutcome::failed(ProgramError::new(
                     ErrorKind::Runtime,
                     "the executor has shut down; nothing was run",
                 ));
@@ -400,12 +400,12 @@ impl Executor {
         };
         match answer {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => failed(ProgramError::new(
+            Ok(Err(_)) => RunOutcome::failed(ProgramError::new(
                 ErrorKind::Runtime,
                 "the isolate stopped without an answer (engine failure); the server keeps serving, run the program again",
             )),
             Err(_) if self.stopped.is_cancelled() => shut_down(),
-            Err(_) => failed(ProgramError::new(
+            Err(_) => RunOutcome::failed(ProgramError::new(
                 ErrorKind::Timeout,
                 format!(
                     "the program ran past its time limit of {} ms inside a built-in that cannot be interrupted, and was abandoned",
@@ -482,15 +482,6 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn failed(error: ProgramError) -> RunOutcome {
-    RunOutcome {
-        result: Err(error),
-        logs: Vec::new(),
-        logs_truncated: None,
-        heap_peak_bytes: 0,
-    }
-}
-
 fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -510,7 +501,7 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
             runtime.block_on(engine.run(&job.request, &job.cancel, job.host.clone()))
         }));
         let outcome = outcome.unwrap_or_else(|_| {
-            failed(ProgramError::new(
+            RunOutcome::failed(ProgramError::new(
                 ErrorKind::Runtime,
                 "the engine failed while running this program (a bug in codemode-mcp); the server keeps serving",
             ))

@@ -403,10 +403,5 @@ fn retire(mut worker: Worker) {
 }
 
 fn failed(kind: ErrorKind, message: impl Into<String>) -> RunOutcome {
-    RunOutcome {
-        result: Err(ProgramError::new(kind, message)),
-        logs: Vec::new(),
-        logs_truncated: None,
-        heap_peak_bytes: 0,
-    }
+    RunOutcome::failed(ProgramError::new(kind, message))
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{Engine, EngineKind};
 pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
+pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};
 
 use crate::transpile::Position;
@@ -81,6 +82,19 @@ pub struct RunOutcome {
     pub logs_truncated: Option<Truncation>,
     /// Most heap the isolate used at once, in bytes, as the engine counts it.
     pub heap_peak_bytes: usize,
+}
+
+impl RunOutcome {
+    /// An outcome with no value and no output: the run ended (or never started) with
+    /// `error`.
+    pub fn failed(error: ProgramError) -> Self {
+        Self {
+            result: Err(error),
+            logs: Vec::new(),
+            logs_truncated: None,
+            heap_peak_bytes: 0,
+        }
+    }
 }
 
 /// The program's returned value.

@@ -30,11 +30,10 @@ impl Confirmer for ElicitingConfirmer {
         Box::pin(async move {
             let mut arguments = request.arguments;
             if arguments.len() > SHOWN_ARGUMENTS {
-                let cut = (0..=SHOWN_ARGUMENTS)
-                    .rev()
-                    .find(|&i| arguments.is_char_boundary(i))
-                    .unwrap_or(0);
-                arguments.truncate(cut);
+                arguments.truncate(crate::sandbox::floor_char_boundary(
+                    &arguments,
+                    SHOWN_ARGUMENTS,
+                ));
                 arguments.push_str("...");
             }
             let message = format!(

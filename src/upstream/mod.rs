@@ -311,6 +311,16 @@ impl Upstreams {
         })
     }
 
+    /// Starts every upstream and waits for each one's first connection attempt, at most
+    /// the connect timeout: a slow upstream joins later.
+    pub async fn connect(configs: &[UpstreamConfig], settings: UpstreamSettings) -> Arc<Self> {
+        let upstreams = Self::start(configs, settings);
+        upstreams
+            .settled(Duration::from_millis(settings.connect_timeout_ms))
+            .await;
+        upstreams
+    }
+
     /// Waits until every upstream has finished its first connection attempt, or `limit`.
     pub async fn settled(&self, limit: Duration) {
         let mut changes = self.changes.subscribe();

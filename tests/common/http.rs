@@ -9,7 +9,6 @@ use std::{
 
 use rmcp::{
     RoleClient, ServiceExt,
-    model::CallToolRequestParams,
     service::RunningService,
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
@@ -17,7 +16,7 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-use super::{BIN, Ran, unpack};
+use super::{BIN, Ran};
 
 /// `codemode-mcp serve --http 127.0.0.1:0 ARGS`, with its log collected.
 pub struct HttpServer {
@@ -130,17 +129,7 @@ impl Drop for HttpServer {
 
 /// Runs `code` through `execute_code` on `client`.
 pub async fn execute(client: &rmcp::Peer<RoleClient>, code: &str) -> Ran {
-    let Value::Object(arguments) = json!({ "code": code }) else {
-        unreachable!()
-    };
-    let result = tokio::time::timeout(
-        Duration::from_secs(60),
-        client.call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
-    )
-    .await
-    .expect("execute_code answered within 60 s")
-    .expect("execute_code is a tool result, not a protocol error");
-    unpack(result)
+    super::execute_on(client, json!({ "code": code })).await
 }
 
 /// The JSON-RPC initialize request body a client sends first.

@@ -160,6 +160,21 @@ impl Ran {
     }
 }
 
+/// Calls `execute_code` with `arguments` on any client session.
+pub async fn execute_on(client: &rmcp::Peer<RoleClient>, arguments: Value) -> Ran {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
+    )
+    .await
+    .expect("execute_code answered within 60 s")
+    .expect("execute_code is a tool result, not a protocol error");
+    unpack(result)
+}
+
 pub fn unpack(result: CallToolResult) -> Ran {
     let text = result
         .content
@@ -180,18 +195,7 @@ impl Server {
     }
 
     pub async fn execute_with(&self, arguments: Value) -> Ran {
-        let Value::Object(arguments) = arguments else {
-            panic!("arguments must be an object")
-        };
-        let result = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.client
-                .call_tool(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
-        )
-        .await
-        .expect("execute_code answered within 60 s")
-        .expect("execute_code is a tool result, not a protocol error");
-        unpack(result)
+        execute_on(&self.client, arguments).await
     }
 
     /// The server still answers: the check after every limit.
