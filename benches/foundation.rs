@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         js: transpile(code)?.js,
         program_lines: line_count(code),
         bindings: Vec::new(),
+        fetch: false,
         limits: Limits::default(),
     };
     let cancel = CancelHandle::default();

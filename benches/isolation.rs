@@ -113,6 +113,7 @@ fn main() -> anyhow::Result<()> {
                 namespace: "bench".into(),
                 tools: vec!["echo".into()],
             }],
+            fetch: false,
             limits: Limits::default(),
         };
         let engine = Engine::new(EngineKind::Quickjs);

@@ -9,6 +9,7 @@ use crate::{
     audit::{AuditError, AuditLog},
     catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
     config::{Config, ConfigError, LimitSettings},
+    egress::{Egress, EgressError},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
     isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
     policy::{Policy, PolicyError},
@@ -40,6 +41,9 @@ pub enum EmbedError {
     /// A policy rule is not valid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// An egress rule is not valid.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
 }
 
 /// Builds a [`CodeMode`].
@@ -142,6 +146,8 @@ impl CodeModeBuilder {
         let limits = self.limits.over(config.codemode.limits);
         // Checked before connecting: a bad rule must not wait for the upstreams first.
         let policy = Policy::new(&config.codemode.policy)?;
+        let egress =
+            Egress::new(&config.codemode.egress, &|name| std::env::var(name).ok())?.map(Arc::new);
         let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
         let tools = Arc::new(LiveCatalog::with(
             upstreams,
@@ -181,6 +187,7 @@ impl CodeModeBuilder {
                 (Executor::with_workers(settings, tools, pool), Some(report))
             }
         };
+        let executor = executor.with_egress(egress);
         let audit_path = self.audit_path.or(config.codemode.audit.path.clone());
         let executor = match audit_path {
             Some(path) => executor.with_audit(Arc::new(AuditLog::open(

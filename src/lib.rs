@@ -16,7 +16,11 @@
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
 //! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
 //!   process`).
-//! - [`policy`]: which tools programs may call, and which need the user's confirmation.
+//! - [`preflight`]: what a program names statically (tools, URLs, `eval`), checked
+//!   against the policy before it runs.
+//! - [`policy`]: which tools programs may call, which need the user's confirmation, and
+//!   the data-flow guard.
+//! - [`egress`]: `fetch` for programs: the allow-list, the SSRF guard, the secret headers.
 //! - [`audit`]: the hash-chained JSONL record of every execution.
 //! - [`embed`]: the library API ([`CodeMode`]) for programs that embed code mode; the
 //!   server is built on it.
@@ -61,10 +65,14 @@ pub use embed::{CodeMode, CodeModeBuilder, EmbedError};
 pub mod audit;
 pub mod catalog;
 pub mod config;
+pub mod egress;
 pub mod embed;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod isolation;
 pub mod policy;
+pub mod preflight;
 pub mod sandbox;
 pub mod server;
 pub mod stdio;

@@ -250,6 +250,10 @@ struct LimitArgs {
     /// and the ones after throw a ToolError (kind `budget` if uncaught). Default 65536.
     #[arg(long, value_name = "KIB")]
     max_received_kib: Option<u64>,
+    /// `fetch` requests one execution may make (fetch exists only when
+    /// codemode.egress.rules allow some URL). Default 100.
+    #[arg(long, value_name = "N")]
+    max_fetches: Option<u64>,
 }
 
 impl LimitArgs {
@@ -265,6 +269,7 @@ impl LimitArgs {
             tool_calls: self.max_tool_calls,
             calls_per_tool: self.max_calls_per_tool,
             received_kib: self.max_received_kib,
+            fetches: self.max_fetches,
         }
     }
 }
@@ -555,7 +560,15 @@ async fn sandbox_check(args: TypesArgs) -> Result<i32> {
 
 async fn check_config(file: PathBuf) -> Result<i32> {
     let config = Config::load(&file)?;
+    codemode_mcp::policy::Policy::new(&config.codemode.policy)?;
+    let egress = codemode_mcp::egress::Egress::new(&config.codemode.egress, &|name| {
+        std::env::var(name).ok()
+    })?;
     println!("{}: valid", file.display());
+    match &egress {
+        Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
+        None => println!("fetch is off (no codemode.egress.rules)"),
+    }
     if config.upstreams.is_empty() {
         println!("no upstream servers configured");
         return Ok(0);

@@ -263,7 +263,7 @@ async fn call_records_carry_the_policy_decision() {
         decisions,
         [
             "allowed",
-            "confirmed by the user",
+            "confirmed before the run",
             "refused: invalid arguments"
         ]
     );

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 struct User {
     answer: Option<ElicitResult>,
     asked: Arc<AtomicUsize>,
+    messages: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for User {
@@ -54,10 +55,17 @@ impl ClientHandler for User {
     ) -> Result<ElicitResult, ErrorData> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            // Up front (the program names the tool), or at the call (with its arguments).
             assert!(
-                message.contains("toy.add") && message.contains("\"a\":1"),
+                message.contains("toy.add")
+                    && (message.contains("will call") || message.contains("\"a\":1")),
                 "{message}"
             );
+            assert!(
+                message.contains("(line "),
+                "names the program's line: {message}"
+            );
+            self.messages.lock().unwrap().push(message.clone());
         }
         Ok(self
             .answer
@@ -97,6 +105,7 @@ fn nobody() -> User {
     User {
         answer: None,
         asked: Arc::default(),
+        messages: Arc::default(),
     }
 }
 
@@ -139,6 +148,7 @@ async fn confirm_asks_the_user_once_for_the_execution_or_is_declined() {
                 .with_content(json!({ "for_rest_of_execution": true })),
         ),
         asked: Arc::default(),
+        messages: Arc::default(),
     };
     let asked = approves.asked.clone();
     let client = serve(
@@ -161,6 +171,7 @@ async fn confirm_asks_the_user_once_for_the_execution_or_is_declined() {
     let declines = User {
         answer: Some(ElicitResult::new(ElicitationAction::Decline)),
         asked: Arc::default(),
+        messages: Arc::default(),
     };
     let client = serve(
         json!({ "rules": [{ "tools": "toy.add", "action": "confirm" }] }),
@@ -243,6 +254,113 @@ async fn by_default_destructive_tools_need_confirmation_and_read_only_ones_do_no
         .execute_with("return await tools.fs.remove({ path: 'a' });", options())
         .await;
     let error = removed.outcome.result.unwrap_err();
-    assert!(error.message.contains("no to fs.remove"), "{error:?}");
+    assert!(error.message.contains("no to tools.fs.remove"), "{error:?}");
+    assert_eq!(
+        error.kind.as_str(),
+        "policy",
+        "refused before it ran: {error:?}"
+    );
     assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_program_is_confirmed_up_front_and_computed_calls_at_the_call() {
+    let approves_once = User {
+        answer: Some(ElicitResult::new(ElicitationAction::Accept).with_content(json!({}))),
+        asked: Arc::default(),
+        messages: Arc::default(),
+    };
+    let (asked, messages) = (approves_once.asked.clone(), approves_once.messages.clone());
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.add", "action": "confirm" }] }),
+        approves_once,
+    )
+    .await;
+    let ran = run(
+        &client,
+        "let sum = 0;\nfor (let i = 1; i <= 3; i++) sum += (await tools.toy.add({ a: i, b: 0 })).sum;\nreturn sum;",
+    )
+    .await;
+    assert_eq!(ran.result(), &json!(6), "{ran:?}");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "one question before the run"
+    );
+    assert!(messages.lock().unwrap()[0].contains("will call tools.toy.add"));
+    // A name the scan cannot see is confirmed at the call, with its arguments and line.
+    let ran = run(
+        &client,
+        "const name = ['a', 'dd'].join('');\nreturn (await tools.toy[name]({ a: 1, b: 2 })).sum;",
+    )
+    .await;
+    assert_eq!(ran.result(), &json!(3), "{ran:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    let last = messages.lock().unwrap()[1].clone();
+    assert!(
+        last.contains("(line 2 of the program)") && last.contains("\"a\":1"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_tool_named_in_the_program_fails_it_before_anything_runs() {
+    let client = serve(
+        json!({ "rules": [{ "tools": "toy.fail", "action": "deny" }] }),
+        nobody(),
+    )
+    .await;
+    let ran = run(
+        &client,
+        "console.log('started');\nawait tools.toy.add({ a: 1, b: 1 });\nif (false) await tools.toy.fail({ reason: 'x' });",
+    )
+    .await;
+    assert_eq!(ran.error_kind(), "policy", "{ran:?}");
+    assert_eq!(ran.position(), (3, 18), "{ran:?}");
+    assert!(
+        ran.error_message()
+            .contains("tools.toy.fail, which the policy"),
+        "{ran:?}"
+    );
+    assert!(!ran.text.contains("started"), "nothing ran: {ran:?}");
+    assert_eq!(ran.structured["calls"], json!([]), "{ran:?}");
+}
+
+#[tokio::test]
+async fn nested_executions_through_a_code_mode_upstream_stop_at_max_depth() {
+    for (max_depth, nested_ok) in [(0, false), (1, true)] {
+        let dir = common::scratch_dir("policy-depth");
+        let inner = dir.join("inner.json");
+        std::fs::write(
+            &inner,
+            json!({ "codemode": { "policy": { "maxDepth": max_depth } } }).to_string(),
+        )
+        .unwrap();
+        let config = common::write_config(
+            &dir,
+            &json!({ "mcpServers": { "inner": { "command": BIN, "args": ["serve", "--config", inner] } } }),
+        );
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .args(["serve", "--config", &config])
+            .env("CODEMODE_LOG", "warn");
+        let client = nobody()
+            .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
+            .await
+            .unwrap();
+        let ran = run(
+            &client,
+            "try { const r = await tools.inner.execute_code({ code: 'return 6 * 7' }); return r.result; } catch (e) { return e.message; }",
+        )
+        .await;
+        if nested_ok {
+            assert_eq!(ran.result(), &json!(42), "{ran:?}");
+        } else {
+            let message = ran.result().as_str().unwrap_or_default();
+            assert!(
+                message.contains("nest 1 deep") && message.contains("maxDepth allows 0"),
+                "{ran:?}"
+            );
+        }
+    }
 }

@@ -24,6 +24,7 @@ fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) 
         js: transpile(code).expect("test programs parse").js,
         program_lines: line_count(code),
         bindings: Vec::new(),
+        fetch: false,
         limits,
     };
     // Isolates are not Send: each run gets a current-thread runtime, as the executor does.

@@ -41,8 +41,11 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditCall {
-    /// `namespace.tool`.
+    /// `namespace.tool`, or `fetch`.
     pub tool: String,
+    /// For a fetch: `METHOD URL` without the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Bytes of its arguments.
     pub args_bytes: usize,
     /// Bytes of its result.
@@ -62,6 +65,7 @@ impl From<&CallRecord> for AuditCall {
     fn from(call: &CallRecord) -> Self {
         Self {
             tool: call.tool.clone(),
+            target: call.target.clone(),
             args_bytes: call.args_bytes,
             result_bytes: call.result_bytes,
             ms: call.ms,
@@ -92,6 +96,9 @@ pub struct AuditRecord {
     pub code: String,
     /// Its tool calls, in the order they finished.
     pub calls: Vec<AuditCall>,
+    /// What the pre-flight scan found in the code (absent when it did not parse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::preflight::Scan>,
     /// Bytes of the returned value (0 on failure).
     pub result_bytes: usize,
     /// Bytes of console output kept.
@@ -242,6 +249,7 @@ impl AuditLog {
             code_sha256: sha256_hex(code.as_bytes()),
             code: code.to_string(),
             calls: execution.calls.iter().map(AuditCall::from).collect(),
+            scan: execution.scan.clone(),
             result_bytes,
             log_bytes: execution
                 .outcome

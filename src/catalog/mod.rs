@@ -13,7 +13,7 @@ use rmcp::model::{JsonObject, Tool};
 use serde_json::Value;
 
 use crate::{
-    policy::{Access, Policy},
+    policy::{Access, Flow, Policy},
     upstream::{Snapshot, Status, Upstreams},
 };
 
@@ -30,6 +30,8 @@ pub struct CatalogTool {
     pub builtin: bool,
     /// Allowed, or allowed once the user confirms (denied tools are not in the catalog).
     pub access: Access,
+    /// Whether the data-flow guard counts it as an untrusted source, a sink, or both.
+    pub flow: Flow,
     /// `tools.<namespace>` in programs.
     pub namespace: String,
     /// `tools.<namespace>.<js_name>` in programs.
@@ -132,6 +134,8 @@ pub const BUILTIN_TRANSPORT: &str = "builtin";
 #[derive(Debug, Default)]
 pub struct Catalog {
     namespaces: Vec<Namespace>,
+    /// `namespace.tool` of each tool the policy denies, for the pre-flight scan.
+    denied: Vec<String>,
 }
 
 impl Catalog {
@@ -158,6 +162,7 @@ impl Catalog {
                 .map(|s| s.name.as_str())
                 .collect::<Vec<_>>(),
         );
+        let mut denied = Vec::new();
         let namespaces = snapshots
             .into_iter()
             .zip(namespace_names)
@@ -170,6 +175,9 @@ impl Catalog {
                     .zip(js_names)
                     .filter_map(|(tool, js_name)| {
                         let access = policy.access(&snapshot.name, tool, &namespace, &js_name);
+                        if access == Access::Deny {
+                            denied.push(format!("{namespace}.{js_name}"));
+                        }
                         (access != Access::Deny).then_some((tool, js_name, access))
                     })
                     .map(|(tool, js_name, access)| {
@@ -177,6 +185,7 @@ impl Catalog {
                             upstream: snapshot.name.clone(),
                             builtin: snapshot.transport == BUILTIN_TRANSPORT,
                             access,
+                            flow: policy.flow(&snapshot.name, tool, &namespace, &js_name),
                             namespace: namespace.clone(),
                             js_name,
                             mcp_name: tool.name.to_string(),
@@ -194,7 +203,14 @@ impl Catalog {
                 }
             })
             .collect();
-        Self { namespaces }
+        Self { namespaces, denied }
+    }
+
+    /// Whether the policy denies `tools.<namespace>.<js_name>`.
+    pub fn is_denied(&self, namespace: &str, js_name: &str) -> bool {
+        self.denied
+            .iter()
+            .any(|d| d.split_once('.') == Some((namespace, js_name)))
     }
 
     /// Namespaces, sorted by name.
@@ -270,6 +286,11 @@ impl LiveCatalog {
     /// The upstreams behind the catalog.
     pub fn upstreams(&self) -> &Arc<Upstreams> {
         &self.upstreams
+    }
+
+    /// The policy the catalog follows.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The built-in tools in the catalog.

@@ -67,10 +67,74 @@ pub struct CodemodeSection {
     /// Which tools programs may call, and which need the user's confirmation.
     #[serde(default)]
     pub policy: PolicySettings,
+    /// What `fetch` may reach; without rules programs have no `fetch`.
+    #[serde(default)]
+    pub egress: EgressSettings,
+}
+
+/// The `codemode.egress` section: `fetch` for programs, off unless a rule allows a URL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EgressSettings {
+    /// URLs programs may fetch, each with the headers the host adds to its requests.
+    #[serde(default)]
+    pub rules: Vec<EgressRule>,
+    /// Largest response body one fetch may return, in KiB (default 1024).
+    #[serde(
+        rename = "maxResponseKiB",
+        default = "EgressSettings::default_max_response_kib"
+    )]
+    pub max_response_kib: u64,
+    /// Time one fetch may take, redirects included, in milliseconds (default 10,000).
+    #[serde(default = "EgressSettings::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Redirects one fetch follows, each checked against the rules (default 5).
+    #[serde(default = "EgressSettings::default_max_redirects")]
+    pub max_redirects: u32,
+}
+
+impl EgressSettings {
+    fn default_max_response_kib() -> u64 {
+        1024
+    }
+    fn default_timeout_ms() -> u64 {
+        10_000
+    }
+    fn default_max_redirects() -> u32 {
+        5
+    }
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            max_response_kib: Self::default_max_response_kib(),
+            timeout_ms: Self::default_timeout_ms(),
+            max_redirects: Self::default_max_redirects(),
+        }
+    }
+}
+
+/// URLs `fetch` may reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EgressRule {
+    /// `scheme://host[:port][/path]`, where the host may start with `*.` and the path is
+    /// a glob (`**` crosses `/`), e.g. `https://api.github.com/repos/**`.
+    pub url: String,
+    /// Headers the host adds to requests to these URLs, `${VAR}` expanded from the
+    /// server's environment; programs never see their values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Lets these URLs reach loopback, private, link-local and metadata addresses, which
+    /// are refused otherwise.
+    #[serde(default)]
+    pub allow_private: bool,
 }
 
 /// The `codemode.policy` section: rules tried in order, the first that matches decides.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicySettings {
     /// `{"tools": "<glob on server.tool>", "action": "allow" | "deny" | "confirm"}`.
@@ -79,6 +143,66 @@ pub struct PolicySettings {
     /// What a tool no rule matches gets.
     #[serde(default)]
     pub default: DefaultAction,
+    /// The data-flow guard: what may be sent out once untrusted data was read.
+    #[serde(default)]
+    pub data_flow: DataFlowSettings,
+    /// How deep executions may nest when an upstream is itself a code-mode server
+    /// (default 2: a program may call a code-mode upstream whose program calls one more).
+    #[serde(default = "PolicySettings::default_max_depth")]
+    pub max_depth: u32,
+}
+
+impl PolicySettings {
+    fn default_max_depth() -> u32 {
+        2
+    }
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            default: DefaultAction::default(),
+            data_flow: DataFlowSettings::default(),
+            max_depth: Self::default_max_depth(),
+        }
+    }
+}
+
+/// The `codemode.policy.dataFlow` section. Untrusted sources are, by default, tools with
+/// `openWorldHint` and every `fetch` response; sinks are `fetch` and tools with
+/// `destructiveHint` or `openWorldHint`. Globs name `server.tool`, or `fetch`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DataFlowSettings {
+    /// What a sink call gets once the execution read from an untrusted source.
+    #[serde(default)]
+    pub mode: DataFlowMode,
+    /// More untrusted sources.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Trusted after all, whatever their annotations say.
+    #[serde(default)]
+    pub not_sources: Vec<String>,
+    /// More sinks.
+    #[serde(default)]
+    pub sinks: Vec<String>,
+    /// Not sinks after all, whatever their annotations say.
+    #[serde(default)]
+    pub not_sinks: Vec<String>,
+}
+
+/// What a sink call gets once the execution read untrusted data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFlowMode {
+    /// The user confirms it (refused where nobody can be asked).
+    #[default]
+    Confirm,
+    /// Refused.
+    Deny,
+    /// No guard.
+    Off,
 }
 
 /// One policy rule.
@@ -213,6 +337,8 @@ pub struct LimitSettings {
     /// Bytes of tool results one execution may receive, in KiB.
     #[serde(rename = "receivedKiB")]
     pub received_kib: Option<u64>,
+    /// `fetch` requests one execution may make.
+    pub fetches: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -227,6 +353,7 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("toolCalls", 1, 1_000_000),
     ("callsPerTool", 1, 1_000_000),
     ("receivedKiB", 1, 16_777_216),
+    ("fetches", 1, 1_000_000),
 ];
 
 impl LimitSettings {
@@ -243,10 +370,11 @@ impl LimitSettings {
             tool_calls: self.tool_calls.or(base.tool_calls),
             calls_per_tool: self.calls_per_tool.or(base.calls_per_tool),
             received_kib: self.received_kib.or(base.received_kib),
+            fetches: self.fetches.or(base.fetches),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 10] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 11] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -258,6 +386,7 @@ impl LimitSettings {
             ("toolCalls", self.tool_calls),
             ("callsPerTool", self.calls_per_tool),
             ("receivedKiB", self.received_kib),
+            ("fetches", self.fetches),
         ]
     }
 
@@ -294,6 +423,9 @@ impl LimitSettings {
                 .calls_per_tool
                 .map_or(d.calls_per_tool, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             received_bytes: kib(self.received_kib, d.received_bytes),
+            fetches: self
+                .fetches
+                .map_or(d.fetches, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         }
     }
 }

@@ -20,18 +20,25 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 
+use futures::future::BoxFuture;
+
 use crate::{
     catalog::{BuiltinHandler, Builtins, Catalog, LiveCatalog},
-    policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
+    egress::{Egress, FetchRequest},
+    policy::{Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer},
     sandbox::{Limits, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes},
+    transpile::Position,
     upstream::{Upstream, Upstreams},
 };
 
 /// One tool call of an execution, as listed in the reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct CallRecord {
-    /// `namespace.tool`.
+    /// `namespace.tool`, or `fetch`.
     pub tool: String,
+    /// For a fetch: `METHOD URL` without the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Milliseconds from the call to its answer.
     pub ms: u64,
     /// Whether it produced a result (false: the program got a `ToolError`).
@@ -51,12 +58,13 @@ pub struct CallRecord {
     pub decision: &'static str,
 }
 
-/// Answers the tool calls of one execution.
+/// Answers the tool calls and fetches of one execution.
 pub(super) struct CallHost {
-    /// The execution's tool-call and result-size budgets.
+    /// The execution's tool-call, fetch and result-size budgets.
     limits: Limits,
     made: AtomicU32,
     made_per_tool: Mutex<HashMap<String, u32>>,
+    fetched: AtomicU32,
     received: Arc<AtomicUsize>,
     /// Set once a call was refused for a budget.
     over_budget: Arc<AtomicBool>,
@@ -67,8 +75,68 @@ pub(super) struct CallHost {
     recorder: Recorder,
     /// Asks the user about calls the policy wants confirmed; none: they are refused.
     confirmer: Option<SharedConfirmer>,
-    /// Tools the user approved for the rest of this execution.
+    /// Tools the user approved for the rest of this execution (keys from [`approval_key`]).
     approved: Arc<Mutex<HashSet<String>>>,
+    /// What `fetch` may reach; none: programs have no `fetch`.
+    egress: Option<Arc<Egress>>,
+    /// What the data-flow guard does once untrusted data was read.
+    data_flow: DataFlowMode,
+    fetch_flow: Flow,
+    /// The untrusted source this execution has read from, once it has.
+    tainted: Arc<Mutex<Option<String>>>,
+    /// This execution's nesting depth, passed on to upstreams.
+    depth: u32,
+}
+
+/// What an execution's calls are answered with, beyond the catalog.
+pub(super) struct CallSettings {
+    pub(super) limits: Limits,
+    pub(super) progress: Option<mpsc::UnboundedSender<CallRecord>>,
+    pub(super) confirmer: Option<SharedConfirmer>,
+    pub(super) egress: Option<Arc<Egress>>,
+    pub(super) depth: u32,
+}
+
+/// Why the user approved something for the rest of the execution.
+#[derive(Clone, Copy)]
+enum Approval {
+    /// The tool's own `confirm` rule.
+    Rule,
+    /// The data-flow guard.
+    DataFlow,
+    /// The tool's own `confirm` rule, asked before the program ran.
+    UpFront,
+}
+
+fn approval_key(approval: Approval, name: &str) -> String {
+    match approval {
+        Approval::Rule => name.to_string(),
+        Approval::DataFlow => format!("data flow: {name}"),
+        Approval::UpFront => format!("before the run: {name}"),
+    }
+}
+
+/// A call (or fetch) about to go out, as the gate sees it.
+struct Pending<'a> {
+    /// `namespace.tool`, or `fetch`: the key of approvals.
+    name: &'a str,
+    /// How messages name it: `tools.ns.tool`, `fetch GET url`.
+    shown_as: &'a str,
+    /// Its arguments, shown to the user.
+    arguments: &'a str,
+    /// The program's line that makes it.
+    site: Option<Position>,
+    /// Whether the tool's own rule asks for confirmation.
+    needs_rule: bool,
+    flow: Flow,
+    /// The rule that would allow it, for the refusal message.
+    allow_rule: Option<String>,
+}
+
+/// What must happen before a call goes out.
+struct Gate {
+    confirmation: Option<(BoxFuture<'static, Confirmation>, Vec<Approval>)>,
+    decision: &'static str,
 }
 
 impl CallHost {
@@ -76,16 +144,16 @@ impl CallHost {
         tools: &LiveCatalog,
         catalog: Arc<Catalog>,
         runtime: Handle,
-        limits: Limits,
-        progress: Option<mpsc::UnboundedSender<CallRecord>>,
-        confirmer: Option<SharedConfirmer>,
+        settings: CallSettings,
     ) -> Self {
+        let policy = tools.policy();
         Self {
-            limits,
+            limits: settings.limits,
             made_per_tool: Mutex::default(),
+            fetched: AtomicU32::new(0),
             received: Arc::default(),
             over_budget: Arc::default(),
-            confirmer,
+            confirmer: settings.confirmer,
             approved: Arc::default(),
             made: AtomicU32::new(0),
             catalog,
@@ -94,8 +162,13 @@ impl CallHost {
             runtime,
             recorder: Recorder {
                 records: Arc::default(),
-                progress,
+                progress: settings.progress,
             },
+            egress: settings.egress,
+            data_flow: policy.data_flow(),
+            fetch_flow: policy.fetch_flow(),
+            tainted: Arc::default(),
+            depth: settings.depth,
         }
     }
 
@@ -112,6 +185,120 @@ impl CallHost {
             .map(|r| r.clone())
             .unwrap_or_default()
     }
+
+    /// Approves `names` for the rest of the execution (the pre-flight confirmation).
+    pub(super) fn approve(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut approved) = self.approved.lock() {
+            approved.extend(
+                names
+                    .into_iter()
+                    .map(|name| approval_key(Approval::UpFront, &name)),
+            );
+        }
+    }
+
+    fn is_approved(&self, approval: Approval, name: &str) -> bool {
+        self.approved
+            .lock()
+            .map(|a| a.contains(&approval_key(approval, name)))
+            .unwrap_or(false)
+    }
+
+    /// Decides whether a call may go out now, or after the user's word, or not at all
+    /// (then the refusal message and the decision for the record).
+    fn gate(&self, call: Pending<'_>) -> Result<Gate, (&'static str, String)> {
+        let Pending {
+            name,
+            shown_as,
+            arguments,
+            site,
+            needs_rule,
+            flow,
+            allow_rule,
+        } = call;
+        let mut approvals = Vec::new();
+        let mut reasons = Vec::new();
+        let up_front = needs_rule && self.is_approved(Approval::UpFront, name);
+        if needs_rule && !up_front && !self.is_approved(Approval::Rule, name) {
+            approvals.push(Approval::Rule);
+        }
+        let tainted_by = self.tainted.lock().ok().and_then(|t| t.clone());
+        if let (true, Some(source)) = (flow.sink && self.data_flow != DataFlowMode::Off, tainted_by)
+            && !self.is_approved(Approval::DataFlow, name)
+        {
+            let why = format!(
+                "this execution has read untrusted data (from {source}), and {shown_as} can send data out"
+            );
+            if self.data_flow == DataFlowMode::Deny {
+                return Err((
+                    "refused: data flow",
+                    format!(
+                        "{shown_as} was not called: {why}; the data-flow guard (codemode.policy.dataFlow) refuses such calls. Make the call in an execution that reads no untrusted data, or ask the user to mark the source as trusted (dataFlow.notSources)"
+                    ),
+                ));
+            }
+            reasons.push(why);
+            approvals.push(Approval::DataFlow);
+        }
+        if approvals.is_empty() {
+            let decision = if up_front {
+                "confirmed before the run"
+            } else if needs_rule {
+                "confirmed earlier in the execution"
+            } else {
+                "allowed"
+            };
+            return Ok(Gate {
+                confirmation: None,
+                decision,
+            });
+        }
+        let Some(confirmer) = &self.confirmer else {
+            let rule = allow_rule.map_or(String::new(), |rule| {
+                format!(". The user can allow it with the rule {rule}")
+            });
+            let why = if reasons.is_empty() {
+                format!(
+                    "the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here{rule}"
+                )
+            } else {
+                format!(
+                    "{}; the data-flow guard (codemode.policy.dataFlow) asks the user to confirm such calls, and nobody can be asked here",
+                    reasons.join("; ")
+                )
+            };
+            return Err((
+                "refused: nobody to confirm",
+                format!("{shown_as} was not called: {why}"),
+            ));
+        };
+        let request = ConfirmRequest {
+            tool: shown_as.to_string(),
+            arguments: arguments.to_string(),
+            site,
+            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        };
+        Ok(Gate {
+            confirmation: Some((confirmer.confirm(request), approvals)),
+            decision: "allowed",
+        })
+    }
+
+    /// Refuses a call for a budget.
+    fn refuse_budget(
+        &self,
+        name: &str,
+        target: Option<String>,
+        started: Instant,
+        args_bytes: usize,
+        message: String,
+    ) -> ReplyFuture {
+        self.over_budget.store(true, Ordering::SeqCst);
+        let reply = fail(message, None);
+        self.recorder
+            .record(name, target, started, args_bytes, "refused: budget", &reply);
+        Box::pin(std::future::ready(reply))
+    }
 }
 
 /// Keeps each finished call, and reports it to whoever follows the execution's progress.
@@ -125,6 +312,7 @@ impl Recorder {
     fn record(
         &self,
         tool: &str,
+        target: Option<String>,
         started: Instant,
         args_bytes: usize,
         decision: &'static str,
@@ -136,6 +324,7 @@ impl Recorder {
         };
         let record = CallRecord {
             tool: tool.to_string(),
+            target,
             ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ok,
             error,
@@ -159,30 +348,84 @@ fn fail(message: String, schema_path: Option<String>) -> ToolReply {
     })
 }
 
+/// Waits for the user's word on a gated call; the refusal when they say no.
+async fn confirmed(
+    gate: Gate,
+    approved: &Mutex<HashSet<String>>,
+    name: &str,
+    shown_as: &str,
+) -> Result<&'static str, ToolReply> {
+    let Some((confirmation, approvals)) = gate.confirmation else {
+        return Ok(gate.decision);
+    };
+    match confirmation.await {
+        Confirmation::Once => Ok("confirmed by the user"),
+        Confirmation::ForExecution => {
+            if let Ok(mut approved) = approved.lock() {
+                approved.extend(approvals.into_iter().map(|a| approval_key(a, name)));
+            }
+            Ok("confirmed for the execution")
+        }
+        Confirmation::Denied(why) => Err(fail(format!("{shown_as} was not called: {why}"), None)),
+    }
+}
+
+/// Counts a result against the execution's byte budget; past it, the result is withheld.
+fn within_received(
+    reply: ToolReply,
+    received: &AtomicUsize,
+    budget: usize,
+    over_budget: &AtomicBool,
+    shown_as: &str,
+) -> (ToolReply, bool) {
+    match reply {
+        ToolReply::Ok(json) => {
+            let total = received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
+            if total > budget {
+                over_budget.store(true, Ordering::SeqCst);
+                (
+                    fail(
+                        format!(
+                            "{shown_as}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
+                            human_bytes(total),
+                            human_bytes(budget)
+                        ),
+                        None,
+                    ),
+                    true,
+                )
+            } else {
+                (ToolReply::Ok(json), false)
+            }
+        }
+        failed => (failed, false),
+    }
+}
+
 impl ToolHost for CallHost {
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
         let started = Instant::now();
         let qualified = format!("{}.{}", call.namespace, call.tool);
+        let shown_as = format!("tools.{qualified}");
         let args_bytes = call.arguments.len();
         let immediate = |decision: &'static str, reply: ToolReply| -> ReplyFuture {
             self.recorder
-                .record(&qualified, started, args_bytes, decision, &reply);
+                .record(&qualified, None, started, args_bytes, decision, &reply);
             Box::pin(std::future::ready(reply))
         };
-        let refuse = |why: String| {
-            self.over_budget.store(true, Ordering::SeqCst);
-            immediate(
-                "refused: budget",
-                fail(
-                    format!(
-                        "tools.{qualified} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
-                    ),
-                    None,
+        let budget = |why: String| {
+            self.refuse_budget(
+                &qualified,
+                None,
+                started,
+                args_bytes,
+                format!(
+                    "{shown_as} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
                 ),
             )
         };
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
-            return refuse(format!(
+            return budget(format!(
                 "this execution has made its {} tool calls, the most one may (--max-tool-calls)",
                 self.limits.tool_calls
             ));
@@ -193,13 +436,13 @@ impl ToolHost for CallHost {
             *count
         });
         if this_tool > self.limits.calls_per_tool {
-            return refuse(format!(
+            return budget(format!(
                 "this execution has called it {} times, the most one may call one tool (--max-calls-per-tool)",
                 self.limits.calls_per_tool
             ));
         }
         if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
-            return refuse(format!(
+            return budget(format!(
                 "this execution has received more than {} of tool results, the most one may (--max-received-kib)",
                 human_bytes(self.limits.received_bytes)
             ));
@@ -207,7 +450,7 @@ impl ToolHost for CallHost {
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
             return immediate(
                 "refused: no such tool",
-                fail(format!("tools.{qualified} does not exist"), None),
+                fail(format!("{shown_as} does not exist"), None),
             );
         };
         let arguments: Value = match serde_json::from_str(&call.arguments) {
@@ -216,7 +459,7 @@ impl ToolHost for CallHost {
                 return immediate(
                     "refused: invalid arguments",
                     fail(
-                        format!("tools.{qualified}: the arguments must be one JSON object"),
+                        format!("{shown_as}: the arguments must be one JSON object"),
                         None,
                     ),
                 );
@@ -227,7 +470,7 @@ impl ToolHost for CallHost {
                 "refused: invalid arguments",
                 fail(
                     format!(
-                        "tools.{qualified}: invalid arguments: {} (search_tools shows its declaration)",
+                        "{shown_as}: invalid arguments: {} (search_tools shows its declaration)",
                         invalid.message
                     ),
                     Some(invalid.schema_path),
@@ -237,7 +480,7 @@ impl ToolHost for CallHost {
         let Value::Object(arguments) = arguments else {
             return immediate(
                 "refused: invalid arguments",
-                fail(format!("tools.{qualified}: bad arguments"), None),
+                fail(format!("{shown_as}: bad arguments"), None),
             );
         };
         let target = if tool.builtin {
@@ -246,7 +489,7 @@ impl ToolHost for CallHost {
                 None => {
                     return immediate(
                         "refused: unavailable",
-                        fail(format!("tools.{qualified} is gone"), None),
+                        fail(format!("{shown_as} is gone"), None),
                     );
                 }
             }
@@ -256,106 +499,212 @@ impl ToolHost for CallHost {
                 None => {
                     return immediate(
                         "refused: unavailable",
-                        fail(format!("tools.{qualified}: its server is gone"), None),
+                        fail(format!("{shown_as}: its server is gone"), None),
                     );
                 }
             }
         };
-        let approved = self.approved.clone();
-        let confirmation = if tool.access == Access::Confirm
-            && !approved
-                .lock()
-                .map(|a| a.contains(&qualified))
-                .unwrap_or(false)
-        {
-            match &self.confirmer {
-                Some(confirmer) => Some(confirmer.confirm(ConfirmRequest {
-                    tool: qualified.clone(),
-                    arguments: call.arguments.clone(),
-                })),
-                None => {
-                    return immediate(
-                        "refused: nobody to confirm",
-                        fail(
-                            format!(
-                                "tools.{qualified} was not called: the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here. The user can allow it with the rule {{\"tools\": \"{}.{}\", \"action\": \"allow\"}}",
-                                tool.upstream, tool.mcp_name
-                            ),
-                            None,
-                        ),
-                    );
-                }
-            }
-        } else {
-            None
+        let gate = match self.gate(Pending {
+            name: &qualified,
+            shown_as: &shown_as,
+            arguments: &call.arguments,
+            site: call.site,
+            needs_rule: tool.access == Access::Confirm,
+            flow: tool.flow,
+            allow_rule: Some(format!(
+                "{{\"tools\": \"{}.{}\", \"action\": \"allow\"}}",
+                tool.upstream, tool.mcp_name
+            )),
+        }) {
+            Ok(gate) => gate,
+            Err((decision, message)) => return immediate(decision, fail(message, None)),
         };
-        let approved_earlier = tool.access == Access::Confirm && confirmation.is_none();
         let recorder = self.recorder.clone();
+        let (approved, tainted, is_source, depth) = (
+            self.approved.clone(),
+            self.tainted.clone(),
+            tool.flow.source,
+            self.depth,
+        );
         let (received, received_budget, over_budget) = (
             self.received.clone(),
             self.limits.received_bytes,
             self.over_budget.clone(),
         );
         let task = self.runtime.spawn(async move {
-            let mut decision = if approved_earlier {
-                "confirmed earlier in the execution"
-            } else {
-                "allowed"
-            };
-            if let Some(confirmation) = confirmation {
-                match confirmation.await {
-                    Confirmation::Once => decision = "confirmed by the user",
-                    Confirmation::ForExecution => {
-                        decision = "confirmed for the execution";
-                        if let Ok(mut approved) = approved.lock() {
-                            approved.insert(qualified.clone());
-                        }
-                    }
-                    Confirmation::Denied(why) => {
-                        let reply = fail(format!("tools.{qualified} was not called: {why}"), None);
-                        recorder.record(&qualified, started, args_bytes, "refused: not confirmed", &reply);
-                        return reply;
-                    }
+            let decision = match confirmed(gate, &approved, &qualified, &shown_as).await {
+                Ok(decision) => decision,
+                Err(reply) => {
+                    recorder.record(
+                        &qualified,
+                        None,
+                        started,
+                        args_bytes,
+                        "refused: not confirmed",
+                        &reply,
+                    );
+                    return reply;
                 }
-            }
+            };
             let reply = match target {
                 Target::Builtin(handler) => match handler(arguments).await {
                     Ok(value) => ToolReply::Ok(value.to_string()),
-                    Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
+                    Err(message) => fail(format!("{shown_as} failed: {message}"), None),
                 },
-                Target::Upstream(upstream, name) => match upstream.call(&name, arguments).await {
-                    Ok(result) => match program_value(result) {
-                        Ok(value) => ToolReply::Ok(value.to_string()),
-                        Err(message) => fail(format!("tools.{qualified} failed: {message}"), None),
-                    },
-                    Err(err) => fail(format!("tools.{qualified}: {err}"), None),
-                },
-            };
-            // The result that passes the byte budget is withheld, and so are later ones.
-            let reply = match reply {
-                ToolReply::Ok(json) => {
-                    let total = received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
-                    if total > received_budget {
-                        over_budget.store(true, Ordering::SeqCst);
-                        decision = "result withheld: budget";
-                        fail(
-                            format!(
-                                "tools.{qualified}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
-                                human_bytes(total),
-                                human_bytes(received_budget)
-                            ),
-                            None,
-                        )
-                    } else {
-                        ToolReply::Ok(json)
+                Target::Upstream(upstream, name) => {
+                    match upstream.call(&name, arguments, depth).await {
+                        Ok(result) => match program_value(result) {
+                            Ok(value) => ToolReply::Ok(value.to_string()),
+                            Err(message) => fail(format!("{shown_as} failed: {message}"), None),
+                        },
+                        Err(err) => fail(format!("{shown_as}: {err}"), None),
                     }
                 }
-                failed => failed,
             };
-            recorder.record(&qualified, started, args_bytes, decision, &reply);
+            let (reply, withheld) =
+                within_received(reply, &received, received_budget, &over_budget, &shown_as);
+            if is_source && matches!(reply, ToolReply::Ok(_)) {
+                taint(&tainted, &shown_as);
+            }
+            let decision = if withheld {
+                "result withheld: budget"
+            } else {
+                decision
+            };
+            recorder.record(&qualified, None, started, args_bytes, decision, &reply);
             reply
         });
         Box::pin(AbortOnDrop(task))
+    }
+
+    fn fetch(&self, request: String) -> ReplyFuture {
+        let started = Instant::now();
+        let args_bytes = request.len();
+        let immediate =
+            |target: Option<String>, decision: &'static str, reply: ToolReply| -> ReplyFuture {
+                self.recorder
+                    .record(FETCH, target, started, args_bytes, decision, &reply);
+                Box::pin(std::future::ready(reply))
+            };
+        let Ok(request) = serde_json::from_str::<FetchRequest>(&request) else {
+            return immediate(
+                None,
+                "refused: invalid arguments",
+                fail("fetch: the request could not be read".into(), None),
+            );
+        };
+        let target = request.target();
+        let Some(egress) = self.egress.clone() else {
+            return immediate(
+                Some(target),
+                "refused: egress off",
+                fail(
+                    "fetch is off: the server allows no URLs (codemode.egress.rules)".into(),
+                    None,
+                ),
+            );
+        };
+        if self.fetched.fetch_add(1, Ordering::SeqCst) >= self.limits.fetches {
+            return self.refuse_budget(
+                FETCH,
+                Some(target),
+                started,
+                args_bytes,
+                format!(
+                    "fetch was not made: this execution has made its {} fetches, the most one may (codemode.limits.fetches). Fetch fewer URLs per execution, or split the task over several",
+                    self.limits.fetches
+                ),
+            );
+        }
+        if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
+            return self.refuse_budget(
+                FETCH,
+                Some(target),
+                started,
+                args_bytes,
+                format!(
+                    "fetch was not made: this execution has received more than {} of tool results and responses, the most one may (--max-received-kib)",
+                    human_bytes(self.limits.received_bytes)
+                ),
+            );
+        }
+        let shown_as = format!("fetch {target}");
+        let arguments = request
+            .body
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(2_000)
+            .collect::<String>();
+        let gate = match self.gate(Pending {
+            name: FETCH,
+            shown_as: &shown_as,
+            arguments: &arguments,
+            site: None,
+            needs_rule: false,
+            flow: self.fetch_flow,
+            allow_rule: None,
+        }) {
+            Ok(gate) => gate,
+            Err((decision, message)) => {
+                return immediate(Some(target), decision, fail(message, None));
+            }
+        };
+        let recorder = self.recorder.clone();
+        let (approved, tainted, is_source) = (
+            self.approved.clone(),
+            self.tainted.clone(),
+            self.fetch_flow.source,
+        );
+        let (received, received_budget, over_budget) = (
+            self.received.clone(),
+            self.limits.received_bytes,
+            self.over_budget.clone(),
+        );
+        let task = self.runtime.spawn(async move {
+            let decision = match confirmed(gate, &approved, FETCH, &shown_as).await {
+                Ok(decision) => decision,
+                Err(reply) => {
+                    recorder.record(
+                        FETCH,
+                        Some(target),
+                        started,
+                        args_bytes,
+                        "refused: not confirmed",
+                        &reply,
+                    );
+                    return reply;
+                }
+            };
+            let (reply, decision) = match egress.fetch(request).await {
+                Ok(response) => match serde_json::to_string(&response) {
+                    Ok(json) => (ToolReply::Ok(json), decision),
+                    Err(err) => (fail(format!("fetch failed: {err}"), None), decision),
+                },
+                Err(failure) if failure.refused => (fail(failure.message, None), "refused: egress"),
+                Err(failure) => (fail(failure.message, None), decision),
+            };
+            let (reply, withheld) =
+                within_received(reply, &received, received_budget, &over_budget, &shown_as);
+            if is_source && matches!(reply, ToolReply::Ok(_)) {
+                taint(&tainted, &shown_as);
+            }
+            let decision = if withheld {
+                "result withheld: budget"
+            } else {
+                decision
+            };
+            recorder.record(FETCH, Some(target), started, args_bytes, decision, &reply);
+            reply
+        });
+        Box::pin(AbortOnDrop(task))
+    }
+}
+
+/// Marks the execution as having read untrusted data (the first source is named).
+fn taint(tainted: &Mutex<Option<String>>, source: &str) {
+    if let Ok(mut tainted) = tainted.lock() {
+        tainted.get_or_insert_with(|| source.to_string());
     }
 }
 

@@ -23,17 +23,20 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub use calls::CallRecord;
+pub(crate) use calls::program_value;
 
 use crate::{
     audit::{AuditLog, Origin},
-    catalog::LiveCatalog,
+    catalog::{Catalog, LiveCatalog},
+    egress::Egress,
     isolation::WorkerPool,
-    policy::SharedConfirmer,
+    policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
+    preflight::{self, Reference, Scan},
     sandbox::{
         Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
         RunRequest, ToolHost, cancel_message,
     },
-    transpile::{line_count, transpile},
+    transpile::{Position, line_count, transpile},
 };
 
 /// How long past the deadline the host waits for an isolate thread before it answers
@@ -78,6 +81,9 @@ pub struct RunOptions {
     pub origin: Option<Origin>,
     /// Asks the user about calls the policy wants confirmed; without one they are refused.
     pub confirmer: Option<SharedConfirmer>,
+    /// How deep this execution nests: 0 for an agent's own, n + 1 for one a program at
+    /// depth n started through a code-mode upstream (read from the request's `_meta`).
+    pub depth: u32,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -88,6 +94,7 @@ impl std::fmt::Debug for RunOptions {
             .field("cancel", &self.cancel.is_some())
             .field("origin", &self.origin)
             .field("confirmer", &self.confirmer.is_some())
+            .field("depth", &self.depth)
             .finish()
     }
 }
@@ -101,6 +108,8 @@ pub struct Execution {
     pub calls: Vec<CallRecord>,
     /// Wall-clock time from the request to the outcome, queueing included.
     pub duration: Duration,
+    /// What the pre-flight scan found, when the program parsed.
+    pub scan: Option<Scan>,
 }
 
 struct Job {
@@ -118,6 +127,7 @@ impl Execution {
             outcome: RunOutcome::failed(error),
             calls: Vec::new(),
             duration: Duration::ZERO,
+            scan: None,
         }
     }
 }
@@ -134,6 +144,8 @@ pub struct Executor {
     stopped: CancellationToken,
     /// Where each execution is recorded, if anywhere.
     audit: Option<Arc<AuditLog>>,
+    /// What programs' `fetch` may reach; none: they have no `fetch`.
+    egress: Option<Arc<Egress>>,
 }
 
 impl Executor {
@@ -166,6 +178,7 @@ impl Executor {
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
             audit: None,
+            egress: None,
         })
     }
 
@@ -190,7 +203,19 @@ impl Executor {
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
             audit: None,
+            egress: None,
         }
+    }
+
+    /// Gives programs `fetch`, answered by `egress`.
+    pub fn with_egress(mut self, egress: Option<Arc<Egress>>) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// What programs' `fetch` may reach, if they have `fetch`.
+    pub fn egress(&self) -> Option<&Arc<Egress>> {
+        self.egress.as_ref()
     }
 
     /// Records every execution in `audit` from now on.
@@ -254,27 +279,47 @@ impl Executor {
             &self.tools,
             catalog.clone(),
             tokio::runtime::Handle::current(),
-            self.settings.limits,
-            options.progress,
-            options.confirmer,
-        ));
-        let run = self.outcome(code, options.timeout, catalog.bindings(), host.clone());
-        let outcome = match options.cancel {
-            None => run.await,
-            Some(cancel) => tokio::select! {
-                outcome = run => outcome,
-                // Dropping the run stops its isolate and its tool calls.
-                () = cancel.cancelled() => RunOutcome::failed(ProgramError::new(
-                    ErrorKind::Cancelled,
-                    cancel_message(CancelReason::Client),
-                )),
+            calls::CallSettings {
+                limits: self.settings.limits,
+                progress: options.progress,
+                confirmer: options.confirmer.clone(),
+                egress: self.egress.clone(),
+                depth: options.depth,
             },
+        ));
+        let mut scan = None;
+        let outcome = match self
+            .prepare(
+                code,
+                &catalog,
+                &options.confirmer,
+                options.depth,
+                &host,
+                &mut scan,
+            )
+            .await
+        {
+            Err(refused) => RunOutcome::failed(refused),
+            Ok(js) => {
+                let run = self.outcome(js, code, options.timeout, catalog.bindings(), host.clone());
+                match options.cancel {
+                    None => run.await,
+                    Some(cancel) => tokio::select! {
+                        outcome = run => outcome,
+                        // Dropping the run stops its isolate and its tool calls.
+                        () = cancel.cancelled() => RunOutcome::failed(ProgramError::new(
+                            ErrorKind::Cancelled,
+                            cancel_message(CancelReason::Client),
+                        )),
+                    },
+                }
+            }
         };
         let mut outcome = outcome;
-        // A run ended by the ToolError of a refused call ran out of budget, whatever the
-        // program did with the error's message.
+        // A run ended by the error of a refused call (a ToolError, or fetch's TypeError)
+        // ran out of budget, whatever the program did with the error's message.
         if let Err(error) = &mut outcome.result
-            && error.kind == ErrorKind::Tool
+            && matches!(error.kind, ErrorKind::Tool | ErrorKind::Runtime)
             && host.over_budget()
         {
             error.kind = ErrorKind::Budget;
@@ -283,6 +328,7 @@ impl Executor {
             outcome,
             calls: host.records(),
             duration: started.elapsed(),
+            scan,
         };
         if let Some(audit) = &self.audit {
             let (audit, code, record) = (audit.clone(), code.to_string(), execution.clone());
@@ -302,26 +348,129 @@ impl Executor {
         execution
     }
 
+    /// Transpiles and scans the program, and checks what it names against the policy
+    /// and the egress rules; tools it names that need the user's word are confirmed here,
+    /// in one question. The JavaScript to run, or why nothing runs.
+    async fn prepare(
+        &self,
+        code: &str,
+        catalog: &Catalog,
+        confirmer: &Option<SharedConfirmer>,
+        depth: u32,
+        host: &calls::CallHost,
+        scanned: &mut Option<Scan>,
+    ) -> Result<String, ProgramError> {
+        let max_depth = self.tools.policy().max_depth();
+        if depth > max_depth {
+            return Err(ProgramError::new(
+                ErrorKind::Policy,
+                format!(
+                    "nothing ran: this execution would nest {depth} deep (a program called a code-mode server whose program called this one), and codemode.policy.maxDepth allows {max_depth}. Do the work in the outer program instead of through another code-mode server"
+                ),
+            ));
+        }
+        let transpiled = transpile(code).map_err(|err| ProgramError {
+            kind: ErrorKind::Syntax,
+            message: err.message,
+            position: err.position,
+            stack: None,
+            tool: None,
+            schema_path: None,
+        })?;
+        let scan = preflight::scan(&transpiled.js, line_count(code));
+        let refuse = |position: Position, message: String| {
+            let mut error = ProgramError::new(ErrorKind::Policy, message);
+            error.position = Some(position);
+            error
+        };
+        *scanned = Some(scan.clone());
+        for reference in &scan.tools {
+            if let Some((namespace, tool)) = reference.name.split_once('.')
+                && catalog.is_denied(namespace, tool)
+            {
+                let mut error = refuse(
+                    reference.position,
+                    format!(
+                        "nothing ran: line {} calls tools.{}, which the policy (codemode.policy) denies. Do the task without it, or ask the user to allow it",
+                        reference.position.line, reference.name
+                    ),
+                );
+                error.tool = Some(reference.name.clone());
+                return Err(error);
+            }
+        }
+        for reference in &scan.urls {
+            let why = match &self.egress {
+                None => Some(
+                    "fetch is off on this server (no codemode.egress.rules allow a URL)"
+                        .to_string(),
+                ),
+                Some(egress) => egress.check(&reference.name).err(),
+            };
+            if let Some(why) = why {
+                return Err(refuse(
+                    reference.position,
+                    format!(
+                        "nothing ran: line {} fetches {:?}: {why}",
+                        reference.position.line, reference.name
+                    ),
+                ));
+            }
+        }
+        let to_confirm: Vec<&Reference> = scan
+            .tools
+            .iter()
+            .filter(|r| {
+                r.name.split_once('.').is_some_and(|(namespace, tool)| {
+                    catalog
+                        .find(namespace, tool)
+                        .is_some_and(|t| t.access == Access::Confirm)
+                })
+            })
+            .collect();
+        if let (Some(confirmer), Some(first)) = (confirmer, to_confirm.first())
+            && confirmer.can_ask()
+        {
+            let names: Vec<String> = to_confirm
+                .iter()
+                .map(|r| format!("tools.{}", r.name))
+                .collect();
+            let answer = confirmer
+                .confirm(ConfirmRequest {
+                    tool: names.join(", "),
+                    arguments: String::new(),
+                    site: Some(first.position),
+                    reason: Some(
+                        "the program calls these tools, which the policy asks you to confirm; approving allows them for this run of the program".into(),
+                    ),
+                })
+                .await;
+            match answer {
+                Confirmation::Once | Confirmation::ForExecution => {
+                    host.approve(to_confirm.iter().map(|r| r.name.clone()));
+                }
+                Confirmation::Denied(why) => {
+                    return Err(refuse(
+                        first.position,
+                        format!(
+                            "nothing ran: the program calls {}, and {why}",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(transpiled.js)
+    }
+
     async fn outcome(
         &self,
+        js: String,
         code: &str,
         timeout: Option<Duration>,
         bindings: Vec<Binding>,
         host: Arc<dyn ToolHost>,
     ) -> RunOutcome {
-        let transpiled = match transpile(code) {
-            Ok(t) => t,
-            Err(err) => {
-                return RunOutcome::failed(ProgramError {
-                    kind: ErrorKind::Syntax,
-                    message: err.message,
-                    position: err.position,
-                    stack: None,
-                    tool: None,
-                    schema_path: None,
-                });
-            }
-        };
         let mut limits = self.settings.limits;
         if let Some(timeout) = timeout {
             limits.timeout = limits.timeout.min(timeout);
@@ -337,9 +486,10 @@ impl Executor {
         let (started, on_start) = oneshot::channel();
         let job = Job {
             request: RunRequest {
-                js: transpiled.js,
+                js,
                 program_lines: line_count(code),
                 bindings,
+                fetch: self.egress.is_some(),
                 limits,
             },
             cancel: cancel.clone(),

@@ -14,6 +14,12 @@ pub use lockdown::{Layer, LockdownReport};
 pub use pool::{PoolSettings, WorkerPool};
 pub use worker::{WORKER_COMMAND, worker_main};
 
+/// Decodes one message as the host reads a worker's (for the fuzz target): whatever the
+/// bytes, an error or a message, never a panic.
+pub(crate) fn decode_worker_message(data: &[u8]) {
+    let _ = serde_json::from_slice::<protocol::FromWorker>(data);
+}
+
 /// Where programs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Isolation {

@@ -24,8 +24,8 @@ use super::{
     worker::{Probe, WORKER_COMMAND, WorkerSpec},
 };
 use crate::sandbox::{
-    CancelHandle, CancelReason, EngineKind, ErrorKind, Limits, ProgramError, RunOutcome,
-    RunRequest, ToolHost, cancel_message,
+    CancelHandle, CancelReason, EngineKind, ErrorKind, Limits, ProgramError, ReplyFuture,
+    RunOutcome, RunRequest, ToolHost, ToolReply, cancel_message,
 };
 
 /// How long a worker may take from spawn to ready.
@@ -313,8 +313,11 @@ async fn run_in(
         tokio::select! {
             message = protocol::read(&mut worker.messages) => match message {
                 Ok(FromWorker::Call { id, call }) => {
-                    let reply = host.call_tool(call);
-                    replies.push(async move { (id, reply.await) });
+                    replies.push(answered(id, host.call_tool(call)));
+                }
+                // The host checks every request against the egress rules, whatever the worker says.
+                Ok(FromWorker::Fetch { id, request }) => {
+                    replies.push(answered(id, host.fetch(request)));
                 }
                 Ok(FromWorker::Done(outcome)) => return Ran::Answered(outcome),
                 Ok(FromWorker::Ready(_)) | Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_)) => {
@@ -349,6 +352,10 @@ async fn run_in(
             }
         }
     }
+}
+
+async fn answered(id: u64, reply: ReplyFuture) -> (u64, ToolReply) {
+    (id, reply.await)
 }
 
 /// The worker's pipe closed before it answered: it died. Says how.

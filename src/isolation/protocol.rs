@@ -29,6 +29,8 @@ pub(super) enum FromWorker {
     Ready(LockdownReport),
     /// The program called a tool; the host answers with [`ToWorker::Reply`].
     Call { id: u64, call: ToolCall },
+    /// The program called `fetch` (the glue's request JSON); answered the same way.
+    Fetch { id: u64, request: String },
     /// The program's outcome.
     Done(Box<RunOutcome>),
 }

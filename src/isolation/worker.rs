@@ -172,13 +172,29 @@ fn run_probe(probe: Probe) -> i32 {
     exit::PROBE_SURVIVED
 }
 
-/// Answers tool calls by asking the host over the pipe.
-struct PipeHost(mpsc::UnboundedSender<(ToolCall, oneshot::Sender<ToolReply>)>);
+/// What the program asks of the host.
+enum Ask {
+    Call(ToolCall),
+    Fetch(String),
+}
+
+/// Answers tool calls and fetches by asking the host over the pipe.
+struct PipeHost(mpsc::UnboundedSender<(Ask, oneshot::Sender<ToolReply>)>);
 
 impl ToolHost for PipeHost {
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        self.ask(Ask::Call(call))
+    }
+
+    fn fetch(&self, request: String) -> ReplyFuture {
+        self.ask(Ask::Fetch(request))
+    }
+}
+
+impl PipeHost {
+    fn ask(&self, ask: Ask) -> ReplyFuture {
         let (reply, answer) = oneshot::channel();
-        let sent = self.0.send((call, reply));
+        let sent = self.0.send((ask, reply));
         Box::pin(async move {
             match (sent, answer.await) {
                 (Ok(()), Ok(reply)) => reply,
@@ -204,6 +220,7 @@ async fn serve(
         js: "(async () => {\nreturn 1\n})".into(),
         program_lines: 1,
         bindings: Vec::new(),
+        fetch: false,
         limits: Limits::default(),
     };
     engine
@@ -234,10 +251,15 @@ async fn serve(
         let outcome = loop {
             tokio::select! {
                 outcome = &mut run => break outcome,
-                Some((call, reply)) = calls.recv() => {
+                Some((ask, reply)) = calls.recv() => {
                     next_id += 1;
                     pending.insert(next_id, reply);
-                    if protocol::write(&mut output, &FromWorker::Call { id: next_id, call }).await.is_err() {
+                    let id = next_id;
+                    let message = match ask {
+                        Ask::Call(call) => FromWorker::Call { id, call },
+                        Ask::Fetch(request) => FromWorker::Fetch { id, request },
+                    };
+                    if protocol::write(&mut output, &message).await.is_err() {
                         return 0;
                     }
                 }

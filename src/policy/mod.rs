@@ -3,14 +3,37 @@
 //! catalog, so programs and the model never see it; a tool that needs confirmation asks
 //! the user through a [`Confirmer`] (the MCP server's asks through elicitation) at each
 //! call, approved once or for the rest of the execution.
+//!
+//! The data-flow guard is here too: which tools (and `fetch`) are untrusted sources and
+//! which are sinks. Once an execution has read from a source, each sink call needs the
+//! user's confirmation (or is refused). It is coarse on purpose: it follows the execution,
+//! not the value, so it cannot be fooled by copying data around, and it cannot tell a
+//! harmless sink call from a leak either; it does not see what a tool does with its
+//! arguments, nor data that reached the program before the execution (in its code).
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use globset::{Glob, GlobMatcher};
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use rmcp::model::Tool;
 
-use crate::config::{DefaultAction, PolicyAction, PolicySettings};
+pub use crate::config::DataFlowMode;
+use crate::{
+    config::{DefaultAction, PolicyAction, PolicySettings},
+    transpile::Position,
+};
+
+/// The name `fetch` goes by in the data-flow globs.
+pub const FETCH: &str = "fetch";
+
+/// What the data-flow guard says of one tool (or of `fetch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Its results are untrusted: once read, sinks need confirmation.
+    pub source: bool,
+    /// It can send data out of reach.
+    pub sink: bool,
+}
 
 /// What the policy says of one tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +49,10 @@ pub enum Access {
 /// A bad rule.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "codemode.policy.rules[{index}].tools: {glob:?} is not a glob ({reason}); write e.g. \"github.delete_*\" or \"*.write_file\""
+    "codemode.policy.{key}: {glob:?} is not a glob ({reason}); write e.g. \"github.delete_*\" or \"*.write_file\""
 )]
 pub struct PolicyError {
-    index: usize,
+    key: String,
     glob: String,
     reason: String,
 }
@@ -39,15 +62,34 @@ pub struct PolicyError {
 pub struct Policy {
     rules: Vec<(GlobMatcher, Access)>,
     default: DefaultAction,
+    data_flow: DataFlowMode,
+    sources: GlobSet,
+    not_sources: GlobSet,
+    sinks: GlobSet,
+    not_sinks: GlobSet,
+    max_depth: u32,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            rules: Vec::new(),
-            default: DefaultAction::Annotations,
-        }
+        Self::new(&PolicySettings::default()).unwrap_or_else(|_| unreachable!())
     }
+}
+
+fn glob_set(globs: &[String], key: &str) -> Result<GlobSet, PolicyError> {
+    let mut set = GlobSetBuilder::new();
+    for (index, glob) in globs.iter().enumerate() {
+        set.add(Glob::new(glob).map_err(|e| PolicyError {
+            key: format!("dataFlow.{key}[{index}]"),
+            glob: glob.clone(),
+            reason: e.kind().to_string(),
+        })?);
+    }
+    set.build().map_err(|e| PolicyError {
+        key: format!("dataFlow.{key}"),
+        glob: globs.join(", "),
+        reason: e.to_string(),
+    })
 }
 
 impl Policy {
@@ -59,7 +101,7 @@ impl Policy {
             .enumerate()
             .map(|(index, rule)| {
                 let glob = Glob::new(&rule.tools).map_err(|e| PolicyError {
-                    index,
+                    key: format!("rules[{index}].tools"),
                     glob: rule.tools.clone(),
                     reason: e.kind().to_string(),
                 })?;
@@ -71,10 +113,55 @@ impl Policy {
                 Ok((glob.compile_matcher(), access))
             })
             .collect::<Result<_, _>>()?;
+        let flow = &settings.data_flow;
         Ok(Self {
             rules,
             default: settings.default,
+            data_flow: flow.mode,
+            sources: glob_set(&flow.sources, "sources")?,
+            not_sources: glob_set(&flow.not_sources, "notSources")?,
+            sinks: glob_set(&flow.sinks, "sinks")?,
+            not_sinks: glob_set(&flow.not_sinks, "notSinks")?,
+            max_depth: settings.max_depth,
         })
+    }
+
+    /// What the data-flow guard does once an execution read untrusted data.
+    pub fn data_flow(&self) -> DataFlowMode {
+        self.data_flow
+    }
+
+    /// How deep executions may nest through code-mode upstreams.
+    pub fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    /// Whether `tool` of `server` is an untrusted source or a sink. Defaults from its
+    /// annotations: `openWorldHint` makes both, `destructiveHint` a sink.
+    pub fn flow(&self, server: &str, tool: &Tool, namespace: &str, js_name: &str) -> Flow {
+        let names = [
+            format!("{server}.{}", tool.name),
+            format!("{namespace}.{js_name}"),
+        ];
+        let hint = |get: fn(&rmcp::model::ToolAnnotations) -> Option<bool>| {
+            tool.annotations.as_ref().and_then(get).unwrap_or(false)
+        };
+        let open_world = hint(|a| a.open_world_hint);
+        let destructive = hint(|a| a.destructive_hint) && !hint(|a| a.read_only_hint);
+        self.decide(&names, open_world, open_world || destructive)
+    }
+
+    /// The same for `fetch`: by default both a source and a sink.
+    pub fn fetch_flow(&self) -> Flow {
+        self.decide(&[FETCH.to_string()], true, true)
+    }
+
+    fn decide(&self, names: &[String], source: bool, sink: bool) -> Flow {
+        let any = |set: &GlobSet| names.iter().any(|n| set.is_match(n));
+        Flow {
+            source: !any(&self.not_sources) && (source || any(&self.sources)),
+            sink: !any(&self.not_sinks) && (sink || any(&self.sinks)),
+        }
     }
 
     /// The access to `tool` of `server`, which programs call as `namespace.js_name`.
@@ -111,13 +198,18 @@ impl Policy {
     }
 }
 
-/// One call waiting for the user's word.
+/// One call (or, before a program runs, the tools it names) waiting for the user's word.
 #[derive(Debug, Clone)]
 pub struct ConfirmRequest {
-    /// `namespace.tool`, as the program called it.
+    /// `namespace.tool`, as the program called it; `fetch METHOD URL` for a fetch; a
+    /// list of tools when the whole program is confirmed up front.
     pub tool: String,
-    /// The arguments, as JSON.
+    /// The arguments, as JSON (empty when the program is confirmed up front).
     pub arguments: String,
+    /// The program's line that makes the call, when known.
+    pub site: Option<Position>,
+    /// Why the user is asked, when it is not the tool's own rule (the data-flow guard).
+    pub reason: Option<String>,
 }
 
 /// The user's word on a call.
@@ -135,6 +227,12 @@ pub enum Confirmation {
 pub trait Confirmer: Send + Sync {
     /// Asks about `request`.
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation>;
+
+    /// Whether anybody can be asked at all (an MCP client without elicitation cannot);
+    /// the program is confirmed up front only when so.
+    fn can_ask(&self) -> bool {
+        true
+    }
 }
 
 /// A shared [`Confirmer`].

@@ -23,6 +23,9 @@ pub struct ToolCall {
     pub tool: String,
     /// The arguments as JSON text.
     pub arguments: String,
+    /// The program's `line:column` that made the call, when the glue could tell.
+    #[serde(default)]
+    pub site: Option<crate::transpile::Position>,
 }
 
 /// The host's answer to a [`ToolCall`].
@@ -59,10 +62,20 @@ impl ToolReply {
 /// A boxed, sendable reply future.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = ToolReply> + Send>>;
 
-/// Answers tool calls for one execution.
+/// Answers tool calls (and `fetch` requests) for one execution.
 pub trait ToolHost: Send + Sync {
     /// Starts answering `call`.
     fn call_tool(&self, call: ToolCall) -> ReplyFuture;
+
+    /// Starts answering a program's `fetch`; `request` is the glue's JSON
+    /// (`crate::egress::FetchRequest`). Hosts without egress refuse it.
+    fn fetch(&self, request: String) -> ReplyFuture {
+        let _ = request;
+        Box::pin(std::future::ready(ToolReply::Err(ToolFailure {
+            message: "fetch is off: the server allows no URLs (codemode.egress.rules)".into(),
+            schema_path: None,
+        })))
+    }
 }
 
 /// A host with no tools: every call fails.

@@ -41,6 +41,15 @@ pub struct Limits {
     pub calls_per_tool: u32,
     /// Bytes of tool results one execution may receive.
     pub received_bytes: usize,
+    /// `fetch` requests one execution may make.
+    #[serde(default = "Limits::default_fetches")]
+    pub fetches: u32,
+}
+
+impl Limits {
+    fn default_fetches() -> u32 {
+        100
+    }
 }
 
 impl Default for Limits {
@@ -54,6 +63,7 @@ impl Default for Limits {
             tool_calls: 1_000,
             calls_per_tool: 1_000,
             received_bytes: 64 << 20,
+            fetches: Self::default_fetches(),
         }
     }
 }
@@ -67,6 +77,9 @@ pub struct RunRequest {
     pub program_lines: u32,
     /// The `tools` the program can call.
     pub bindings: Vec<Binding>,
+    /// Whether the program gets `fetch` (the host still checks every request).
+    #[serde(default)]
+    pub fetch: bool,
     /// Limits for this run.
     pub limits: Limits,
 }
@@ -174,8 +187,11 @@ pub enum ErrorKind {
     /// The worker process running the program died (an engine failure, a forbidden
     /// system call); only that run is lost.
     Crashed,
-    /// The program made more tool calls than one execution may.
+    /// The program made more tool calls or fetches than one execution may.
     Budget,
+    /// The policy refused the program before it ran: it names a denied tool or a URL
+    /// outside the egress rules, the user declined it, or executions nest too deep.
+    Policy,
 }
 
 impl ErrorKind {
@@ -192,6 +208,7 @@ impl ErrorKind {
             Self::Cancelled => "cancelled",
             Self::Crashed => "crashed",
             Self::Budget => "budget",
+            Self::Policy => "policy",
         }
     }
 }

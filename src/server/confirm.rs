@@ -25,6 +25,12 @@ const SHOWN_ARGUMENTS: usize = 2_000;
 pub(super) struct ElicitingConfirmer(pub(super) Peer<RoleServer>);
 
 impl Confirmer for ElicitingConfirmer {
+    fn can_ask(&self) -> bool {
+        self.0
+            .peer_info()
+            .is_some_and(|info| info.capabilities.elicitation.is_some())
+    }
+
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         let peer = self.0.clone();
         Box::pin(async move {
@@ -36,10 +42,21 @@ impl Confirmer for ElicitingConfirmer {
                 ));
                 arguments.push_str("...");
             }
-            let message = format!(
-                "A code-mode program wants to call {} with {arguments}. Allow this call?",
-                request.tool
-            );
+            let at = request.site.map_or(String::new(), |site| {
+                format!(" (line {} of the program)", site.line)
+            });
+            let mut message = if arguments.is_empty() {
+                format!("A code-mode program{at} will call {}.", request.tool)
+            } else {
+                format!(
+                    "A code-mode program wants to call {}{at} with {arguments}.",
+                    request.tool
+                )
+            };
+            if let Some(reason) = &request.reason {
+                message.push_str(&format!(" Why you are asked: {reason}."));
+            }
+            message.push_str(" Allow it?");
             match peer.elicit::<Approval>(message).await {
                 Ok(Some(approval)) if approval.for_rest_of_execution => Confirmation::ForExecution,
                 Ok(_) => Confirmation::Once,
@@ -47,9 +64,12 @@ impl Confirmer for ElicitingConfirmer {
                 Err(ElicitationError::UserCancelled) => {
                     Confirmation::Denied("the user dismissed the confirmation".into())
                 }
-                Err(ElicitationError::CapabilityNotSupported) => Confirmation::Denied(
-                    "the policy (codemode.policy) asks the user to confirm it, and this client cannot ask (it does not support elicitation). The user can allow the tool in codemode.policy".into(),
-                ),
+                Err(ElicitationError::CapabilityNotSupported) => Confirmation::Denied(match &request.reason {
+                    Some(reason) => format!(
+                        "{reason}; the data-flow guard (codemode.policy.dataFlow) asks the user to confirm such calls, and this client cannot ask (it does not support elicitation). Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)"
+                    ),
+                    None => "the policy (codemode.policy) asks the user to confirm it, and this client cannot ask (it does not support elicitation). The user can allow the tool in codemode.policy".into(),
+                }),
                 Err(err) => Confirmation::Denied(format!("the confirmation failed: {err}")),
             }
         })

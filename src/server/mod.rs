@@ -235,6 +235,11 @@ impl CodeModeServer {
             cancel: Some(context.ct.clone()),
             origin: Some(self.origin(&context)),
             confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
+            depth: context
+                .meta
+                .get(crate::upstream::DEPTH_META)
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
@@ -432,12 +437,14 @@ impl CodeModeServer {
     /// The tools as served now: `execute_code`'s description follows the catalog.
     fn tools(&self) -> Vec<Tool> {
         let catalog = self.codemode.catalog();
+        let egress = self.codemode.executor().egress().cloned();
         self.tool_router
             .list_all()
             .into_iter()
             .map(|mut tool| {
                 if tool.name == "execute_code" {
-                    tool.description = Some(execute_code_description(&catalog).into());
+                    tool.description =
+                        Some(execute_code_description(&catalog, egress.as_deref()).into());
                 }
                 tool
             })

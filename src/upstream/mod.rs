@@ -22,6 +22,11 @@ use tokio::{sync::watch, task::JoinHandle};
 
 use crate::config::{UpstreamConfig, UpstreamSettings};
 
+/// The `_meta` key of a tool call that carries how deep executions already nest: a
+/// code-mode server reads it on `execute_code` and sets it, one deeper, on the calls its
+/// program makes.
+pub const DEPTH_META: &str = "codemode-mcp/depth";
+
 /// Why a call to an upstream failed before it produced a result.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -152,10 +157,14 @@ impl Upstream {
 
     /// Calls `tool` with `arguments`. Waiting for a free call slot does not count against
     /// the per-call timeout.
+    /// `depth` is the nesting depth of the execution making the call; it travels in the
+    /// request's `_meta` ([`DEPTH_META`]) so that a code-mode upstream can refuse to nest
+    /// executions without end.
     pub async fn call(
         &self,
         tool: &str,
         arguments: JsonObject,
+        depth: u32,
     ) -> Result<CallToolResult, UpstreamError> {
         let unavailable = |status: &Status| UpstreamError::Unavailable {
             name: self.config.name.clone(),
@@ -177,7 +186,10 @@ impl Upstream {
             }
         };
         let timeout = Duration::from_millis(self.settings.call_timeout_ms);
-        let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
+        let mut meta = rmcp::model::RequestMetaObject::new();
+        meta.insert(DEPTH_META.into(), serde_json::Value::from(depth + 1));
+        params.meta = Some(meta);
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(err)) => Err(UpstreamError::Failed {

@@ -1,3 +1,3 @@
 // expect: ok
 // result: ["undefined","undefined","undefined"]
-return [eval("typeof process"), eval("typeof require"), eval("typeof fetch")];
+return [eval("typeof process"), eval("typeof require"), eval("typeof Deno")];

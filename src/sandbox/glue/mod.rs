@@ -10,7 +10,8 @@
 //! | `console.js` | `console` | `log(level, text)`, `wrapperLines`, `outputChars` |
 //! | `timers.js` | `setTimeout`, `setInterval`, `clearTimeout`, `clearInterval` | `sleep(ms) -> Promise` |
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
-//! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson) -> Promise<json>` |
+//! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson, line, column) -> Promise<json>` |
+//! | `fetch.js` | `fetch`, `Headers`, `Request`, `Response`, only when egress is on | `fetch(requestJson) -> Promise<json>` |
 //! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)`, `uncaughtToolError(tool, schemaPath)` |
 
 /// Capability glue, in installation order.
@@ -19,6 +20,7 @@ const CAPABILITIES: &[&str] = &[
     include_str!("timers.js"),
     include_str!("web.js"),
     include_str!("tools.js"),
+    include_str!("fetch.js"),
 ];
 
 /// The glue that runs the program and converts its result.
@@ -63,5 +65,4 @@ pub(crate) const PROGRAM_GLOBALS: &[&str] = &[
 ];
 
 /// What a program does not have, named in the same errors.
-pub(crate) const NOT_AVAILABLE: &str =
-    "require, import(), process, Deno, fetch, the file system and the environment";
+pub(crate) const NOT_AVAILABLE: &str = "require, import(), process, Deno, the file system, the environment, and fetch unless the server's egress rules (codemode.egress) allow some URL";

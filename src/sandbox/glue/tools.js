@@ -6,6 +6,45 @@
   // Taken before the program runs: a program that replaces JSON's methods cannot change
   // what crosses to the host.
   const { stringify: jsonStringify, parse: jsonParse } = JSON;
+  const WRAPPER_LINES = host.wrapperLines;
+  const callTool = host.callTool;
+
+  // Taken before the program runs, like JSON's: a program that replaces them cannot change
+  // how calls are made or replies read.
+  const apply = Reflect.apply;
+  const hasOwn = Object.hasOwn;
+  const regexExec = RegExp.prototype.exec;
+  const weakAdd = WeakSet.prototype.add, weakHas = WeakSet.prototype.has;
+  const toText = String, toNumber = Number, max = Math.max;
+  const SITE = /program\.ts:(\d+):(\d+)/;
+
+  // The program's line:column that made a call, for the user asked to confirm it.
+  function siteOf(error) {
+    try {
+      const match = apply(regexExec, SITE, [toText(error.stack)]);
+      if (match) {
+        const line = max(1, toNumber(match[1]) - WRAPPER_LINES), column = toNumber(match[2]);
+        if (line === line && column === column) return { line, column };
+      }
+    } catch (ignored) {
+      // A stack the program tampered with has no site; the call goes on without one.
+    }
+    return { line: undefined, column: undefined };
+  }
+
+  // The stack of a call site as the program should see it: its own frames only. Lines stay
+  // as the engine numbers them, like every stack in the isolate: console output and the
+  // final error map them to the agent's source.
+  function programStack(name, message, site) {
+    try {
+      const frames = toText(site.stack)
+        .split("\n")
+        .filter((line) => line.includes("program.ts:"));
+      return name + ": " + message + "\n" + frames.join("\n") + (frames.length ? "\n" : "");
+    } catch (ignored) {
+      return site.stack;
+    }
+  }
 
   class ToolError extends Error {
     constructor(message, tool, schemaPath) {
@@ -19,13 +58,13 @@
 
   // ToolErrors this glue raised, so the host can tell an uncaught one from a look-alike.
   const raised = new WeakSet();
-  host.isToolError = (error) => raised.has(error);
+  host.isToolError = (error) => apply(weakHas, raised, [error]);
 
   function failure(message, tool, schemaPath, site) {
     const error = new ToolError(message, tool, schemaPath);
     // Point at the program's line that made the call, not at this glue.
-    if (site && site.stack) error.stack = site.stack;
-    raised.add(error);
+    if (site && site.stack) error.stack = programStack("ToolError", message, site);
+    apply(weakAdd, raised, [error]);
     return error;
   }
 
@@ -37,23 +76,24 @@
 
   function bind(namespace, name) {
     const qualified = namespace + "." + name;
-    const call = function (args) {
+    // Async, so that awaiting the reply uses the engine's own promise machinery: a program
+    // that replaces Promise.prototype.then cannot change what a call returns.
+    const call = async function (args) {
       const site = new Error();
       if (args === undefined) args = {};
       if (args === null || typeof args !== "object" || Array.isArray(args)) {
-        return Promise.reject(failure("tools." + qualified + ": the arguments must be one object, such as { key: value }, not " + describe(args), qualified, undefined, site));
+        throw failure("tools." + qualified + ": the arguments must be one object, such as { key: value }, not " + describe(args), qualified, undefined, site);
       }
       let text;
       try {
         text = jsonStringify(args);
       } catch (error) {
-        return Promise.reject(failure("tools." + qualified + ": the arguments cannot be sent as JSON: " + error.message, qualified, undefined, site));
+        throw failure("tools." + qualified + ": the arguments cannot be sent as JSON: " + error.message, qualified, undefined, site);
       }
-      return host.callTool(namespace, name, text).then((reply) => {
-        const answer = jsonParse(reply);
-        if (answer.error) throw failure(answer.error.message, qualified, answer.error.schemaPath, site);
-        return answer.ok;
-      });
+      const where = siteOf(site);
+      const answer = jsonParse(await callTool(namespace, name, text, where.line, where.column));
+      if (hasOwn(answer, "error")) throw failure(answer.error.message, qualified, answer.error.schemaPath, site);
+      return answer.ok;
     };
     Object.defineProperty(call, "name", { value: name });
     return call;

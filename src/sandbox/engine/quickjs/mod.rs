@@ -26,7 +26,7 @@ use crate::{
         RunRequest, ToolCall, ToolHost, Truncation, cancel_message, glue, human_bytes,
         logs::LogSink, logs::floor_char_boundary, stack::agent_frames,
     },
-    transpile::{PROGRAM_FILE, WRAPPER_LINES},
+    transpile::{PROGRAM_FILE, Position, WRAPPER_LINES},
 };
 
 /// Why the interrupt handler stopped the program.
@@ -281,16 +281,33 @@ fn install_glue<'js>(
         "callTool",
         Function::new(
             ctx.clone(),
-            move |namespace: String, tool: String, arguments: String| {
+            move |namespace: String,
+                  tool: String,
+                  arguments: String,
+                  line: Option<u32>,
+                  column: Option<u32>| {
                 let reply = calls.host.call_tool(ToolCall {
                     namespace,
                     tool,
                     arguments,
+                    site: line
+                        .zip(column)
+                        .map(|(line, column)| Position { line, column }),
                 });
                 Promised(async move { reply.await.to_js_json() })
             },
         )?,
     )?;
+    if request.fetch {
+        let fetches = state.clone();
+        host.set(
+            "fetch",
+            Function::new(ctx.clone(), move |request: String| {
+                let reply = fetches.host.fetch(request);
+                Promised(async move { reply.await.to_js_json() })
+            })?,
+        )?;
+    }
     let bindings = rquickjs::Array::new(ctx.clone())?;
     for (i, binding) in request.bindings.iter().enumerate() {
         let entry = Object::new(ctx.clone())?;

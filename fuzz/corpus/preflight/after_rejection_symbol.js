@@ -1,0 +1,3 @@
+// expect: runtime
+// timeoutMs: 500
+throw Symbol('s');

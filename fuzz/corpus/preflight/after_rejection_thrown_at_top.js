@@ -1,0 +1,3 @@
+// expect: runtime
+// timeoutMs: 500
+await Promise.reject(new Error('boom'));

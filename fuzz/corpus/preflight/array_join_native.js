@@ -1,0 +1,2 @@
+// expect: timeout
+return new Array(1e8).join("x").length;

@@ -1,0 +1,4 @@
+// expect: output
+const a = {};
+a.self = a;
+return a;

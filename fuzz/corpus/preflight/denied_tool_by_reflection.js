@@ -1,0 +1,3 @@
+// expect: ok
+// result: false
+return Object.keys(tools.toy).includes("fail");

@@ -1,0 +1,5 @@
+// expect: ok
+// result: "object"
+const o = {};
+if (Error.captureStackTrace) Error.captureStackTrace(o);
+return typeof o;

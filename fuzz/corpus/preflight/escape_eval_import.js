@@ -1,0 +1,2 @@
+// expect: runtime
+return await eval("import('os')");

@@ -1,0 +1,3 @@
+// expect: runtime
+const m = await import('os');
+return typeof m;

@@ -1,0 +1,4 @@
+// expect: ok
+// result: false
+// Code built at run time sees the same globals as the program.
+return (0, eval)("Object.getOwnPropertyNames(globalThis).some(k => /^(host|std|os|require|process|scriptArgs|print|bjson)$/.test(k))");

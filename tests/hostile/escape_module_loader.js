@@ -1,0 +1,3 @@
+// expect: ok
+// result: ["undefined","undefined","undefined"]
+return [typeof loadScript, typeof setReadHandler, typeof evalScript];

@@ -1,0 +1,3 @@
+// expect: ok
+// result: 0
+return Reflect.ownKeys(tools).filter(k => typeof k !== 'string').length;

@@ -1,0 +1,3 @@
+// expect: ok
+// result: []
+return Object.getOwnPropertySymbols(globalThis).map(String).filter((s) => !s.includes('toStringTag'));

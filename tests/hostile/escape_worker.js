@@ -1,0 +1,3 @@
+// expect: ok
+// result: ["undefined","undefined"]
+return [typeof Worker, typeof SharedWorker];

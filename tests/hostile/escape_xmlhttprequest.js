@@ -1,0 +1,3 @@
+// expect: ok
+// result: ["undefined","undefined","undefined"]
+return [typeof XMLHttpRequest, typeof WebSocket, typeof EventSource];

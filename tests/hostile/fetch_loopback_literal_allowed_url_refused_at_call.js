@@ -1,0 +1,3 @@
+// expect: runtime
+// timeoutMs: 3000
+return await fetch('${NAMED}/json');

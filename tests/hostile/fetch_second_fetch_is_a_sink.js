@@ -1,0 +1,5 @@
+// expect: ok
+// result: true
+// timeoutMs: 3000
+await fetch('${WEB}/json');
+return await fetch('${WEB}/echo', { method: 'POST', body: 'exfil' }).then(() => 'sent', (e) => e.message.includes('untrusted'));

@@ -1,0 +1,5 @@
+// expect: ok
+// result: "clean"
+// Must not see what the previous execution set.
+console.log('fine');
+return 'clean';

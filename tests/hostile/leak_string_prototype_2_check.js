@@ -1,0 +1,4 @@
+// expect: ok
+// result: "a"
+// Must not see what the previous execution set.
+return ' a '.trim();

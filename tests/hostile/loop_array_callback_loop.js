@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+[1].forEach(() => { for (;;) {} });

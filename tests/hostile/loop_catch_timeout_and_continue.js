@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+for (;;) { try { for (;;) {} } catch (e) {} }

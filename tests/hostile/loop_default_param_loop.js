@@ -1,0 +1,4 @@
+// expect: timeout
+// timeoutMs: 300
+function f(a = (() => { for (;;) {} })()) {}
+f();

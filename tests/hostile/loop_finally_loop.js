@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+for (;;) { try { throw 1; } catch {} finally { continue; } }

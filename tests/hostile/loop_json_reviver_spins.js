@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+JSON.parse('[1,2,3]', () => { for (;;) {} });

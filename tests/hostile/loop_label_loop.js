@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+outer: for (;;) { for (;;) continue outer; }

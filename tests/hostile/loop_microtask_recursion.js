@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+await new Promise(() => { const f = () => queueMicrotask(f); f(); });

@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+/^(a+)+$/.test('a'.repeat(40) + 'b');

@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+/(x+x+)+y/.test('x'.repeat(50));

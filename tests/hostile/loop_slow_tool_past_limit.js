@@ -1,0 +1,3 @@
+// expect: timeout
+// timeoutMs: 300
+await tools.toy.slow({ ms: 5000 });

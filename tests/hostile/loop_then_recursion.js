@@ -1,0 +1,3 @@
+// expect: timeout|memory
+// timeoutMs: 300
+await new Promise(() => { const f = () => Promise.resolve().then(f); f(); });

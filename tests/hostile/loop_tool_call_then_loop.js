@@ -1,0 +1,4 @@
+// expect: timeout
+// timeoutMs: 300
+await tools.toy.add({ a: 1, b: 1 });
+for (;;) {}

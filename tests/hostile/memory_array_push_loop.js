@@ -1,0 +1,3 @@
+// expect: memory
+const a = [];
+for (;;) a.push({ i: a.length });

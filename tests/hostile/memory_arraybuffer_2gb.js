@@ -1,0 +1,2 @@
+// expect: memory|runtime
+return new ArrayBuffer(2 ** 31).byteLength;

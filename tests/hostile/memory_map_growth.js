@@ -1,0 +1,3 @@
+// expect: memory
+const m = new Map();
+for (let i = 0; ; i++) m.set(i, { i });

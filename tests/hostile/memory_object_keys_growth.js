@@ -1,0 +1,3 @@
+// expect: memory
+const o = {};
+for (let i = 0; ; i++) o['k' + i] = i;

@@ -1,0 +1,3 @@
+// expect: memory
+const ps = [];
+for (;;) ps.push(new Promise(() => {}));

@@ -1,0 +1,3 @@
+// expect: memory|runtime
+let s = 'x';
+for (;;) s += s;

@@ -1,0 +1,2 @@
+// expect: memory
+return 'x'.padEnd(2 ** 29).length;

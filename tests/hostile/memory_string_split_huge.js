@@ -1,0 +1,2 @@
+// expect: memory
+return 'x'.repeat(2 ** 25).split('').length;

@@ -1,0 +1,2 @@
+// expect: memory
+return new TextEncoder().encode('x'.repeat(2 ** 27)).length;

@@ -1,0 +1,3 @@
+// expect: ok
+// timeoutMs: 1000
+try { atob('***'); return 'decoded'; } catch (e) { return e.name; }

@@ -1,0 +1,4 @@
+// expect: ok
+// result: "1970-01-01T00:00:00.000Z"
+// timeoutMs: 1000
+return new Date(0).toISOString();

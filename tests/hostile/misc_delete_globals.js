@@ -1,0 +1,5 @@
+// expect: ok
+// timeoutMs: 1000
+delete globalThis.tools;
+delete globalThis.console;
+return typeof tools;

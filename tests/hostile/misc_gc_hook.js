@@ -1,0 +1,4 @@
+// expect: ok
+// result: "undefined"
+// timeoutMs: 1000
+return typeof gc;

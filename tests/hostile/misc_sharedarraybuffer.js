@@ -1,0 +1,3 @@
+// expect: ok
+// timeoutMs: 1000
+return typeof SharedArrayBuffer;

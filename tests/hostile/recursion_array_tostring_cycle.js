@@ -1,0 +1,4 @@
+// expect: runtime
+const a = [];
+a.push(a);
+return String(a);

@@ -1,0 +1,3 @@
+// expect: runtime
+class A { constructor() { new A(); } }
+new A();

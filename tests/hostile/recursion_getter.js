@@ -1,0 +1,3 @@
+// expect: runtime
+const o = { get x() { return this.x; } };
+return o.x;

@@ -1,0 +1,3 @@
+// expect: runtime
+const a = (n) => b(n + 1), b = (n) => a(n + 1);
+return a(0);

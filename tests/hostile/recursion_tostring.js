@@ -1,0 +1,3 @@
+// expect: runtime
+const o = { toString() { return `${this}`; } };
+return String(o);

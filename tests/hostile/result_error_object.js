@@ -1,0 +1,3 @@
+// expect: ok
+// result: {"name":"Error","message":"x"}
+return new Error('x');

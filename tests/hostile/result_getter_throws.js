@@ -1,0 +1,2 @@
+// expect: runtime
+return { get x() { throw new Error('boom'); } };

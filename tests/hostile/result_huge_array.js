@@ -1,0 +1,2 @@
+// expect: ok
+return new Array(1 << 20).fill(1);

@@ -1,0 +1,2 @@
+// expect: ok
+return 'x'.repeat(8 << 20);

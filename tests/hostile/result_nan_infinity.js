@@ -1,0 +1,3 @@
+// expect: ok
+// result: [null,null,0]
+return [NaN, Infinity, -0];

@@ -1,0 +1,4 @@
+// expect: output
+const a = [];
+a.push(a);
+return Promise.resolve(a);

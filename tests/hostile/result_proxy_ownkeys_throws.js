@@ -1,0 +1,2 @@
+// expect: runtime
+return new Proxy({}, { ownKeys() { throw new Error('boom'); } });

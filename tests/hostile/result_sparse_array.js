@@ -1,0 +1,5 @@
+// expect: ok
+// result: [null,null,null,null,null,1]
+const a = [];
+a[5] = 1;
+return a;

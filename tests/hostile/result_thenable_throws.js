@@ -1,0 +1,2 @@
+// expect: runtime
+return { then() { throw new Error('boom'); } };

@@ -1,0 +1,3 @@
+// expect: runtime|output
+const o = { toJSON() { return { o: this }; } };
+return o;

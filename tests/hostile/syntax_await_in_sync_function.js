@@ -1,0 +1,3 @@
+// expect: syntax
+function f() { await 1; }
+return f();

@@ -1,0 +1,3 @@
+// expect: syntax
+@dec class A {}
+return 1;

@@ -1,0 +1,4 @@
+// expect: syntax
+let a = 1;
+let a = 2;
+return a;

@@ -1,0 +1,3 @@
+// expect: syntax
+enum E { A }
+return E.A;

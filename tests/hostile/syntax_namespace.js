@@ -1,0 +1,3 @@
+// expect: syntax
+namespace N { export const x = 1; }
+return N.x;

@@ -1,0 +1,3 @@
+// expect: syntax
+if (true) {
+return 1;

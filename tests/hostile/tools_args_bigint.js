@@ -1,0 +1,2 @@
+// expect: tool
+return await tools.toy.add({ a: 1n, b: 1 });

@@ -1,0 +1,3 @@
+// expect: policy
+try { tools.toy.fail = () => 'mine'; } catch (e) {}
+return 'x';

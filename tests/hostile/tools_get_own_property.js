@@ -1,0 +1,3 @@
+// expect: ok
+// result: "absent"
+return Object.getOwnPropertyDescriptor(tools.toy, 'fail') ?? 'absent';

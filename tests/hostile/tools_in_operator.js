@@ -1,0 +1,3 @@
+// expect: ok
+// result: false
+return 'fail' in tools.toy;

@@ -1,0 +1,3 @@
+// expect: ok
+// result: false
+return JSON.stringify(tools).includes('fail');

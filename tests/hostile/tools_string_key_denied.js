@@ -1,0 +1,2 @@
+// expect: policy
+return await tools['toy']['fail']({ reason: 'x' });
