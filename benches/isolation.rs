@@ -36,6 +36,7 @@ fn pool_settings(size: usize) -> PoolSettings {
         limits: Limits::default(),
         size,
         reuse: 1,
+        warm: true,
     }
 }
 

@@ -164,6 +164,9 @@ impl CodeModeBuilder {
             queue: limits
                 .queue
                 .map_or(defaults.queue, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            warm_isolates: limits
+                .warm_isolates
+                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         };
         let (executor, lockdown) = match self.isolation {
             Isolation::None => (
@@ -182,6 +185,7 @@ impl CodeModeBuilder {
                     limits: settings.limits,
                     size: settings.concurrency,
                     reuse: self.worker_reuse,
+                    warm: settings.warm_isolates > 0,
                 })
                 .await?;
                 (Executor::with_workers(settings, tools, pool), Some(report))

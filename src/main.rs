@@ -254,6 +254,10 @@ struct LimitArgs {
     /// codemode.egress.rules allow some URL). Default 100.
     #[arg(long, value_name = "N")]
     max_fetches: Option<u64>,
+    /// Isolates made ahead of their programs, each used once (at most one per slot; 0:
+    /// make each isolate when its program arrives). Default: one per slot.
+    #[arg(long, value_name = "N")]
+    warm_isolates: Option<u64>,
 }
 
 impl LimitArgs {
@@ -270,6 +274,7 @@ impl LimitArgs {
             calls_per_tool: self.max_calls_per_tool,
             received_kib: self.max_received_kib,
             fetches: self.max_fetches,
+            warm_isolates: self.warm_isolates,
         }
     }
 }
@@ -527,6 +532,7 @@ async fn sandbox_check(args: TypesArgs) -> Result<i32> {
         limits: args.common.limits.settings().limits(),
         size: 0,
         reuse: 1,
+        warm: false,
     })
     .await
     {

@@ -339,6 +339,9 @@ pub struct LimitSettings {
     pub received_kib: Option<u64>,
     /// `fetch` requests one execution may make.
     pub fetches: Option<u64>,
+    /// Isolates made ahead of their programs (each used once), at most one per execution
+    /// slot; 0 makes every isolate when its program arrives. Default: one per slot.
+    pub warm_isolates: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -354,6 +357,7 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("callsPerTool", 1, 1_000_000),
     ("receivedKiB", 1, 16_777_216),
     ("fetches", 1, 1_000_000),
+    ("warmIsolates", 0, 4_096),
 ];
 
 impl LimitSettings {
@@ -371,10 +375,11 @@ impl LimitSettings {
             calls_per_tool: self.calls_per_tool.or(base.calls_per_tool),
             received_kib: self.received_kib.or(base.received_kib),
             fetches: self.fetches.or(base.fetches),
+            warm_isolates: self.warm_isolates.or(base.warm_isolates),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 11] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 12] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -387,6 +392,7 @@ impl LimitSettings {
             ("callsPerTool", self.calls_per_tool),
             ("receivedKiB", self.received_kib),
             ("fetches", self.fetches),
+            ("warmIsolates", self.warm_isolates),
         ]
     }
 

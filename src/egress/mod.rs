@@ -72,6 +72,9 @@ pub struct FetchRequest {
     /// Whether `body` is base64.
     #[serde(default)]
     pub body_base64: bool,
+    /// The program's line that called `fetch`, when the glue could tell.
+    #[serde(default)]
+    pub site: Option<crate::transpile::Position>,
 }
 
 impl FetchRequest {
@@ -699,6 +702,7 @@ mod tests {
             headers: vec![],
             body: None,
             body_base64: false,
+            site: None,
         };
         assert_eq!(request.target(), "POST https://x.com/a");
     }

@@ -640,7 +640,7 @@ impl ToolHost for CallHost {
             name: FETCH,
             shown_as: &shown_as,
             arguments: &arguments,
-            site: None,
+            site: request.site,
             needs_rule: false,
             flow: self.fetch_flow,
             allow_rule: None,

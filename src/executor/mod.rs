@@ -54,6 +54,9 @@ pub struct ExecutorSettings {
     pub concurrency: usize,
     /// Executions that may wait for a slot; past that, `busy`.
     pub queue: usize,
+    /// Isolate threads that make their next isolate ahead of its program (at most all of
+    /// them; 0: none).
+    pub warm_isolates: usize,
 }
 
 impl Default for ExecutorSettings {
@@ -64,6 +67,7 @@ impl Default for ExecutorSettings {
             limits: Limits::default(),
             concurrency: 2 * cores,
             queue: 16 * cores,
+            warm_isolates: usize::MAX,
         }
     }
 }
@@ -164,12 +168,21 @@ impl Executor {
         for index in 0..concurrency {
             let queue = queue.clone();
             let engine = settings.engine;
+            // Until the first program shows the catalog's shape, isolates are made for no
+            // bindings; after it, for the bindings and limits of the last program.
+            let template = (index < settings.warm_isolates).then(|| RunRequest {
+                js: String::new(),
+                program_lines: 1,
+                bindings: Vec::new(),
+                fetch: false,
+                limits: settings.limits,
+            });
             thread::Builder::new()
                 .name(format!("codemode-isolate-{index}"))
                 // QuickJS measures its stack limit from where the isolate starts; the thread
                 // needs room well beyond it or deep recursion aborts the process.
                 .stack_size(settings.limits.stack_bytes.saturating_mul(4).max(8 << 20))
-                .spawn(move || isolate_thread(engine, queue))?;
+                .spawn(move || isolate_thread(engine, queue, template))?;
         }
         Ok(Self {
             settings,
@@ -632,7 +645,10 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
+/// Runs jobs one after another; with a `template`, the next job's isolate is made while
+/// the thread waits for it (for the shape of the last job), so a program starts in an
+/// isolate that is ready.
+fn isolate_thread(engine: Engine, queue: Receiver<Job>, mut template: Option<RunRequest>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -643,12 +659,23 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
             return;
         }
     };
+    let prepare = |template: &Option<RunRequest>| {
+        template
+            .as_ref()
+            .and_then(|t| runtime.block_on(engine.prepare(t)))
+    };
+    let mut warm = prepare(&template);
     while let Ok(job) = queue.recv() {
         if job.cancel.is_cancelled() || job.started.send(()).is_err() {
             continue;
         }
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(engine.run(&job.request, &job.cancel, job.host.clone()))
+            runtime.block_on(engine.run_in(
+                warm.take(),
+                &job.request,
+                &job.cancel,
+                job.host.clone(),
+            ))
         }));
         let outcome = outcome.unwrap_or_else(|_| {
             RunOutcome::failed(ProgramError::new(
@@ -661,6 +688,12 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>) {
         if large {
             return_freed_memory();
         }
+        if let Some(template) = &mut template {
+            template.bindings = job.request.bindings;
+            template.fetch = job.request.fetch;
+            template.limits = job.request.limits;
+        }
+        warm = prepare(&template);
     }
 }
 

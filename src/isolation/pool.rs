@@ -51,6 +51,9 @@ pub struct PoolSettings {
     pub size: usize,
     /// Programs one worker runs before it is replaced (1: a fresh process per run).
     pub reuse: u32,
+    /// Whether waiting workers make their isolate ahead of the program, for the shape
+    /// (bindings, limits) of the last program run.
+    pub warm: bool,
 }
 
 /// Pre-started, locked-down workers.
@@ -65,6 +68,8 @@ struct Inner {
     spec: String,
     idle: Mutex<Vec<Worker>>,
     starting: AtomicUsize,
+    /// The shape of the last program, which new workers prepare their isolate for.
+    template: Mutex<Option<Box<RunRequest>>>,
 }
 
 #[derive(Debug)]
@@ -86,6 +91,7 @@ impl WorkerPool {
                 spec,
                 idle: Mutex::new(Vec::new()),
                 starting: AtomicUsize::new(0),
+                template: Mutex::new(None),
             }),
         };
         let (worker, report) = pool.inner.spawn().await?;
@@ -101,6 +107,9 @@ impl WorkerPool {
         cancel: &CancelHandle,
         host: Arc<dyn ToolHost>,
     ) -> RunOutcome {
+        if self.inner.settings.warm {
+            self.inner.remember_shape(request);
+        }
         let taken = self.inner.take();
         let mut worker = match taken {
             Some(worker) => worker,
@@ -211,7 +220,24 @@ impl Inner {
         }
     }
 
-    /// Starts a worker and waits for its ready message.
+    fn remember_shape(&self, request: &RunRequest) {
+        if let Ok(mut template) = self.template.lock() {
+            let same = template.as_ref().is_some_and(|t| {
+                t.bindings == request.bindings
+                    && t.fetch == request.fetch
+                    && t.limits == request.limits
+            });
+            if !same {
+                *template = Some(Box::new(RunRequest {
+                    js: String::new(),
+                    ..request.clone()
+                }));
+            }
+        }
+    }
+
+    /// Starts a worker and waits for its ready message; with `warm`, asks it to make its
+    /// isolate for the last program's shape while it waits in the pool.
     async fn spawn(&self) -> Result<(Worker, LockdownReport), IsolationError> {
         let mut child = command(&self.settings.program, &self.spec)
             .spawn()
@@ -222,15 +248,24 @@ impl Inner {
         let mut messages = protocol::frames(stdout);
         let ready = tokio::time::timeout(START_TIMEOUT, protocol::read(&mut messages)).await;
         match ready {
-            Ok(Ok(FromWorker::Ready(report))) => Ok((
-                Worker {
-                    child,
-                    stdin,
-                    messages,
-                    runs_left: self.settings.reuse.max(1),
-                },
-                report,
-            )),
+            Ok(Ok(FromWorker::Ready(report))) => {
+                let mut stdin = stdin;
+                let template = self.template.lock().ok().and_then(|t| t.clone());
+                if let Some(template) = template {
+                    protocol::write(&mut stdin, &ToWorker::Prepare(template))
+                        .await
+                        .map_err(|e| IsolationError::WorkerFailed(e.to_string()))?;
+                }
+                Ok((
+                    Worker {
+                        child,
+                        stdin,
+                        messages,
+                        runs_left: self.settings.reuse.max(1),
+                    },
+                    report,
+                ))
+            }
             Ok(_) => {
                 let status = child.wait().await.map_err(IsolationError::Spawn)?;
                 Err(IsolationError::WorkerFailed(describe(status)))

@@ -18,6 +18,8 @@ pub(super) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub(super) enum ToWorker {
     /// Run this program.
     Run(Box<RunRequest>),
+    /// Make the next isolate ahead, for programs shaped like this one (its code unused).
+    Prepare(Box<RunRequest>),
     /// The answer to the worker's call `id`.
     Reply { id: u64, reply: ToolReply },
 }

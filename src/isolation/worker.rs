@@ -228,23 +228,32 @@ async fn serve(
         .await;
 
     let mut input = protocol::frames(input);
-    for _ in 0..spec.runs.max(1) {
+    let mut warm = None;
+    let mut warming = false;
+    let runs = spec.runs.max(1);
+    for run_number in 1..=runs {
         if protocol::write(&mut output, &FromWorker::Ready(report.clone()))
             .await
             .is_err()
         {
             return 0;
         }
-        let request = match protocol::read::<_, ToWorker>(&mut input).await {
-            Ok(ToWorker::Run(request)) => request,
-            // The host closed the pipe: the pool is shutting down.
-            Err(ProtocolError::Closed) => return 0,
-            Ok(ToWorker::Reply { .. }) | Err(_) => return exit::PROTOCOL,
+        let request = loop {
+            match protocol::read::<_, ToWorker>(&mut input).await {
+                Ok(ToWorker::Run(request)) => break request,
+                Ok(ToWorker::Prepare(template)) => {
+                    warming = true;
+                    warm = engine.prepare(&template).await;
+                }
+                // The host closed the pipe: the pool is shutting down.
+                Err(ProtocolError::Closed) => return 0,
+                Ok(ToWorker::Reply { .. }) | Err(_) => return exit::PROTOCOL,
+            }
         };
         let (calls_sender, mut calls) = mpsc::unbounded_channel();
         let host = Arc::new(PipeHost(calls_sender));
         let cancel = CancelHandle::default();
-        let run = engine.run(&request, &cancel, host);
+        let run = engine.run_in(warm.take(), &request, &cancel, host);
         tokio::pin!(run);
         let mut pending: HashMap<u64, oneshot::Sender<ToolReply>> = HashMap::new();
         let mut next_id = 0u64;
@@ -270,7 +279,7 @@ async fn serve(
                         }
                     }
                     Err(ProtocolError::Closed) => return 0,
-                    Ok(ToWorker::Run(_)) | Err(_) => return exit::PROTOCOL,
+                    Ok(ToWorker::Run(_) | ToWorker::Prepare(_)) | Err(_) => return exit::PROTOCOL,
                 },
             }
         };
@@ -279,6 +288,10 @@ async fn serve(
             .is_err()
         {
             return 0;
+        }
+        // A reused worker makes its next isolate while it waits, for this program's shape.
+        if warming && run_number < runs {
+            warm = engine.prepare(&request).await;
         }
     }
     0

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, EngineKind};
+pub use engine::{Engine, EngineKind, WarmIsolate};
 pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};

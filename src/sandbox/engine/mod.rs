@@ -44,8 +44,46 @@ impl Engine {
         cancel: &CancelHandle,
         host: Arc<dyn ToolHost>,
     ) -> RunOutcome {
+        self.run_in(None, request, cancel, host).await
+    }
+
+    /// Makes an isolate ready for a program shaped like `template` (its bindings, `fetch`
+    /// and limits; not its code), before that program arrives. `None` if it could not be
+    /// made (the program then gets a fresh one, which reports why).
+    pub async fn prepare(&self, template: &RunRequest) -> Option<WarmIsolate> {
         match self.kind {
-            EngineKind::Quickjs => quickjs::run(request, cancel, host).await,
+            EngineKind::Quickjs => quickjs::prepare(template)
+                .await
+                .ok()
+                .map(|warm| WarmIsolate(Warm::Quickjs(warm))),
         }
     }
+
+    /// [`Self::run`] in `warm`, an isolate made ahead by [`Self::prepare`], when it was
+    /// made for a program of this shape; otherwise in one made now. Either way the isolate
+    /// runs this one program and is dropped.
+    pub async fn run_in(
+        &self,
+        warm: Option<WarmIsolate>,
+        request: &RunRequest,
+        cancel: &CancelHandle,
+        host: Arc<dyn ToolHost>,
+    ) -> RunOutcome {
+        match self.kind {
+            EngineKind::Quickjs => {
+                let warm = warm.map(|WarmIsolate(Warm::Quickjs(warm))| warm);
+                quickjs::run(request, cancel, host, warm).await
+            }
+        }
+    }
+}
+
+/// An isolate made before its program, never used (see [`Engine::prepare`]). Not `Send`:
+/// it stays on the thread that made it.
+#[derive(Debug)]
+pub struct WarmIsolate(Warm);
+
+#[derive(Debug)]
+enum Warm {
+    Quickjs(quickjs::WarmIsolate),
 }

@@ -8,6 +8,22 @@
   const hostFetch = host.fetch;
   const { stringify: jsonStringify, parse: jsonParse } = JSON;
   const hasOwn = Object.hasOwn;
+  const apply = Reflect.apply, regexExec = RegExp.prototype.exec, toText = String, toNumber = Number;
+  const SITE = /program\.ts:(\d+):(\d+)/;
+
+  // The program's line:column that called fetch, for the user asked to confirm it.
+  function siteOf(error) {
+    try {
+      const match = apply(regexExec, SITE, [toText(error.stack)]);
+      if (match) {
+        const line = toNumber(match[1]) - WRAPPER_LINES, column = toNumber(match[2]);
+        if (line >= 1 && column >= 1) return { line, column };
+      }
+    } catch (ignored) {
+      // A stack the program tampered with has no site.
+    }
+    return null;
+  }
   const WRAPPER_LINES = host.wrapperLines;
   const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
@@ -168,11 +184,15 @@
   }
   withBody(Response);
 
+  // A TypeError whose stack is the program's frames at the fetch (lines as the engine
+  // numbers them, like every stack in the isolate).
   function positioned(message, site) {
     const error = new TypeError(message);
-    if (site && site.stack) {
-      error.stack = "TypeError: " + message + "\n" + String(site.stack).split("\n").slice(1).join("\n").replace(/program\.ts:(\d+):/g,
-        (_, line) => "program.ts:" + Math.max(1, Number(line) - WRAPPER_LINES) + ":");
+    try {
+      const frames = toText(site.stack).split("\n").filter((line) => line.includes("program.ts:"));
+      error.stack = "TypeError: " + message + "\n" + frames.join("\n") + (frames.length ? "\n" : "");
+    } catch (ignored) {
+      // Keep the engine's own stack.
     }
     return error;
   }
@@ -187,6 +207,7 @@
       headers: [...request.headers],
       body: body === null ? null : body.text !== undefined ? body.text : body.base64,
       bodyBase64: body !== null && body.text === undefined,
+      site: siteOf(site),
     };
     const answer = jsonParse(await hostFetch(jsonStringify(wire)));
     if (hasOwn(answer, "error")) throw positioned(answer.error.message, site);

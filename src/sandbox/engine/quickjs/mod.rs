@@ -1,4 +1,7 @@
 //! The QuickJS-ng engine (rquickjs): one `AsyncRuntime` + `AsyncContext` per program.
+//! An isolate can be made ahead of its program ([`prepare`]: runtime, context, glue
+//! installed for the bindings the next program will most likely have), so a program starts
+//! in an isolate that is ready; it is still used once and dropped.
 //!
 //! Limits: the heap cap is enforced by [`alloc::CappedAllocator`]; the wall clock and
 //! cancellation by the interrupt handler while JS runs and by a host timer while JS awaits
@@ -16,7 +19,8 @@ use std::{
 
 use rquickjs::{
     AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Context, Ctx, Function, Module,
-    Object, Promise, Runtime, Value, context::EvalOptions, module::WriteOptions, prelude::Promised,
+    Object, Persistent, Promise, Runtime, Value, context::EvalOptions, module::WriteOptions,
+    prelude::Promised,
 };
 
 use self::alloc::{CappedAllocator, HeapGauge};
@@ -58,53 +62,160 @@ struct IsolateState {
     output_error: RefCell<Option<String>>,
     /// Set by the glue when the program ended with a ToolError it raised: (tool, schema path).
     tool_error: RefCell<Option<(String, Option<String>)>>,
-    host: Arc<dyn ToolHost>,
+    /// Who answers tool calls; set when a program takes the isolate.
+    host: RefCell<Option<Arc<dyn ToolHost>>>,
 }
 
-pub(super) async fn run(
-    request: &RunRequest,
-    cancel: &CancelHandle,
-    host: Arc<dyn ToolHost>,
-) -> RunOutcome {
-    let limits = request.limits;
-    let deadline = Instant::now() + limits.timeout;
+impl IsolateState {
+    fn host(&self) -> Arc<dyn ToolHost> {
+        self.host
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::sandbox::NoTools))
+    }
+}
+
+/// The program's deadline and cancellation, which the interrupt handler reads; unset while
+/// the isolate waits for its program.
+#[derive(Default)]
+struct Clock {
+    deadline: Cell<Option<Instant>>,
+    cancel: RefCell<Option<CancelHandle>>,
+}
+
+/// What an isolate was prepared for: a program with other bindings or limits needs another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    bindings: Vec<crate::sandbox::Binding>,
+    fetch: bool,
+    heap_bytes: usize,
+    stack_bytes: usize,
+    output_bytes: usize,
+}
+
+impl Shape {
+    fn of(request: &RunRequest) -> Self {
+        Self {
+            bindings: request.bindings.clone(),
+            fetch: request.fetch,
+            heap_bytes: request.limits.heap_bytes,
+            stack_bytes: request.limits.stack_bytes,
+            output_bytes: request.limits.output_bytes,
+        }
+    }
+}
+
+/// An isolate made before its program, never used: runtime, context, glue installed.
+pub(super) struct WarmIsolate {
+    // Fields drop in this order: the glue's `run` before the context, the context before
+    // the runtime.
+    run: Option<Persistent<Function<'static>>>,
+    ctx: AsyncContext,
+    rt: AsyncRuntime,
+    state: Rc<IsolateState>,
+    gauge: HeapGauge,
+    stop: Rc<Cell<Option<Stop>>>,
+    clock: Rc<Clock>,
+    shape: Shape,
+}
+
+impl std::fmt::Debug for WarmIsolate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmIsolate")
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+/// Makes an isolate ready for a program shaped like `template` (its bindings, `fetch`,
+/// limits; its code is not used).
+pub(super) async fn prepare(template: &RunRequest) -> Result<WarmIsolate, String> {
+    let limits = template.limits;
     let gauge = HeapGauge::default();
     let state = Rc::new(IsolateState {
         logs: RefCell::new(LogSink::new(limits.output_bytes)),
         output_error: RefCell::new(None),
         tool_error: RefCell::new(None),
-        host,
+        host: RefCell::new(None),
     });
     let stop = Rc::new(Cell::new(None));
+    let clock = Rc::new(Clock::default());
+    let (rt, ctx) = start_isolate(template, &gauge, &stop, &clock).await?;
+    let run = ctx
+        .async_with(async |ctx| {
+            install_glue(&ctx, template, &state)
+                .map(|run| Persistent::save(&ctx, run))
+                .map_err(|err| match thrown(&ctx, err) {
+                    Some(thrown) => thrown.message,
+                    None => "the isolate was stopped while its glue was installed".into(),
+                })
+        })
+        .await
+        .map_err(|message| format!("could not start an isolate: {message}"))?;
+    Ok(WarmIsolate {
+        run: Some(run),
+        ctx,
+        rt,
+        state,
+        gauge,
+        stop,
+        clock,
+        shape: Shape::of(template),
+    })
+}
 
-    let settled = match start_isolate(request, cancel, &gauge, &stop, deadline).await {
-        Ok((rt, ctx)) => {
-            let evaluate = evaluate(&ctx, request, &state);
-            let deadline = tokio::time::Instant::from_std(deadline);
-            // Both branches catch a program that waits on the host (a timer, a tool call)
-            // when time runs out or it is cancelled; the interrupt catches running JS.
-            let settled = tokio::select! {
-                settled = tokio::time::timeout_at(deadline, evaluate) => settled.unwrap_or_else(|_| {
-                    stop.set(Some(Stop::Timeout));
-                    None
-                }),
-                () = cancel.cancelled() => {
-                    stop.set(Some(Stop::Cancelled));
-                    None
-                }
-            };
-            // Drop order: the context before its runtime; pending host futures go with them.
-            drop(ctx);
-            drop(rt);
-            settled
-        }
-        Err(message) => {
-            return finish(
-                state,
-                &gauge,
-                Err(ProgramError::new(ErrorKind::Runtime, message)),
-            );
-        }
+/// Runs `request` in `warm` if it was prepared for a program of this shape, else in an
+/// isolate made now.
+pub(super) async fn run(
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    host: Arc<dyn ToolHost>,
+    warm: Option<WarmIsolate>,
+) -> RunOutcome {
+    let limits = request.limits;
+    let warm = match warm.filter(|w| w.shape == Shape::of(request)) {
+        Some(warm) => warm,
+        None => match prepare(request).await {
+            Ok(warm) => warm,
+            Err(message) => {
+                return RunOutcome::failed(ProgramError::new(ErrorKind::Runtime, message));
+            }
+        },
+    };
+    let WarmIsolate {
+        run,
+        ctx,
+        rt,
+        state,
+        gauge,
+        stop,
+        clock,
+        shape: _,
+    } = warm;
+    state.host.replace(Some(host));
+    let deadline = Instant::now() + limits.timeout;
+    clock.deadline.set(Some(deadline));
+    clock.cancel.replace(Some(cancel.clone()));
+
+    let settled = {
+        let evaluate = evaluate(&ctx, request, run);
+        let deadline = tokio::time::Instant::from_std(deadline);
+        // Both branches catch a program that waits on the host (a timer, a tool call)
+        // when time runs out or it is cancelled; the interrupt catches running JS.
+        let settled = tokio::select! {
+            settled = tokio::time::timeout_at(deadline, evaluate) => settled.unwrap_or_else(|_| {
+                stop.set(Some(Stop::Timeout));
+                None
+            }),
+            () = cancel.cancelled() => {
+                stop.set(Some(Stop::Cancelled));
+                None
+            }
+        };
+        // Drop order: the context before its runtime; pending host futures go with them.
+        drop(ctx);
+        drop(rt);
+        settled
     };
 
     let stop = if gauge.cap_hit.load(Ordering::Relaxed) {
@@ -161,23 +272,27 @@ pub(super) async fn run(
 }
 
 async fn start_isolate(
-    request: &RunRequest,
-    cancel: &CancelHandle,
+    template: &RunRequest,
     gauge: &HeapGauge,
     stop: &Rc<Cell<Option<Stop>>>,
-    deadline: Instant,
+    clock: &Rc<Clock>,
 ) -> Result<(AsyncRuntime, AsyncContext), String> {
-    let allocator = CappedAllocator::new(request.limits.heap_bytes, gauge.clone());
+    let allocator = CappedAllocator::new(template.limits.heap_bytes, gauge.clone());
     let rt = AsyncRuntime::new_with_alloc(allocator)
         .map_err(|e| format!("could not start an isolate: {e}"))?;
-    rt.set_max_stack_size(request.limits.stack_bytes).await;
-    let (cap_hit, cancel, stop) = (gauge.cap_hit.clone(), cancel.clone(), stop.clone());
+    rt.set_max_stack_size(template.limits.stack_bytes).await;
+    let (cap_hit, clock, stop) = (gauge.cap_hit.clone(), clock.clone(), stop.clone());
     rt.set_interrupt_handler(Some(Box::new(move || {
+        let cancelled = clock
+            .cancel
+            .borrow()
+            .as_ref()
+            .is_some_and(CancelHandle::is_cancelled);
         let reason = if cap_hit.load(Ordering::Relaxed) {
             Some(Stop::Memory)
-        } else if cancel.is_cancelled() {
+        } else if cancelled {
             Some(Stop::Cancelled)
-        } else if Instant::now() >= deadline {
+        } else if clock.deadline.get().is_some_and(|d| Instant::now() >= d) {
             Some(Stop::Timeout)
         } else {
             None
@@ -194,17 +309,18 @@ async fn start_isolate(
     Ok((rt, ctx))
 }
 
-/// Installs the glue, compiles the program and awaits its result. `None` means the
+/// Compiles the program and awaits its result through the glue's `run`. `None` means the
 /// engine stopped the program uncatchably (interrupt), which the caller classifies.
 async fn evaluate(
     ctx: &AsyncContext,
     request: &RunRequest,
-    state: &Rc<IsolateState>,
+    run: Option<Persistent<Function<'static>>>,
 ) -> Option<Settled> {
     ctx.async_with(async |ctx| {
-        let run = match install_glue(&ctx, request, state) {
-            Ok(run) => run,
-            Err(err) => return thrown(&ctx, err).map(Settled::Thrown),
+        let run = match run.map(|run| run.restore(&ctx)) {
+            Some(Ok(run)) => run,
+            Some(Err(err)) => return thrown(&ctx, err).map(Settled::Thrown),
+            None => return None,
         };
         let mut options = EvalOptions::default();
         options.global = true;
@@ -286,7 +402,7 @@ fn install_glue<'js>(
                   arguments: String,
                   line: Option<u32>,
                   column: Option<u32>| {
-                let reply = calls.host.call_tool(ToolCall {
+                let reply = calls.host().call_tool(ToolCall {
                     namespace,
                     tool,
                     arguments,
@@ -303,7 +419,7 @@ fn install_glue<'js>(
         host.set(
             "fetch",
             Function::new(ctx.clone(), move |request: String| {
-                let reply = fetches.host.fetch(request);
+                let reply = fetches.host().fetch(request);
                 Promised(async move { reply.await.to_js_json() })
             })?,
         )?;
