@@ -416,3 +416,23 @@ fn bad_egress_rules_stop_the_server_and_check_config_says_why() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_uncaught_refusal_names_the_programs_line() {
+    let (server, _) = serve(
+        json!({ "rules": [{ "url": "https://example.com/**" }] }),
+        no_guard(),
+        &[],
+        &[],
+    )
+    .await;
+    let ran = server
+        .execute("const u = ['https://example.org/x'][0];\nconst a = 1;\nawait fetch(u);")
+        .await;
+    assert_eq!(ran.error_kind(), "runtime", "{ran:?}");
+    assert_eq!(ran.position().0, 3, "{ran:?}");
+    assert!(
+        ran.error_message().starts_with("TypeError: fetch refused"),
+        "{ran:?}"
+    );
+}

@@ -364,3 +364,87 @@ async fn nested_executions_through_a_code_mode_upstream_stop_at_max_depth() {
         }
     }
 }
+
+/// Approves everything, keeping what it was asked.
+struct Approves(Arc<std::sync::Mutex<Vec<ConfirmRequest>>>);
+
+impl Confirmer for Approves {
+    fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
+        self.0.lock().unwrap().push(request);
+        Box::pin(std::future::ready(Confirmation::Once))
+    }
+}
+
+#[tokio::test]
+async fn after_untrusted_data_sinks_need_the_users_word() {
+    let tool = |name: &str, annotations: ToolAnnotations| {
+        BuiltinTool::new(
+            name.to_string(),
+            "Touches the world",
+            |p: Path| async move { Ok(json!({ "path": p.path })) },
+        )
+        .with_annotations(annotations)
+    };
+    let build = |mode: &str| {
+        let config = Config::parse(
+            &json!({ "codemode": { "policy": { "default": "allow", "dataFlow": { "mode": mode } } } })
+                .to_string(),
+            "test",
+        )
+        .unwrap();
+        CodeMode::builder()
+            .config(config)
+            .tool(
+                "web",
+                tool(
+                    "read",
+                    ToolAnnotations::new().read_only(true).open_world(true),
+                ),
+            )
+            .tool("fs", tool("local", ToolAnnotations::new().read_only(true)))
+            .tool(
+                "fs",
+                tool("remove", ToolAnnotations::new().destructive(true)),
+            )
+            .build()
+    };
+    let code = "await tools.fs.local({ path: 'a' });\nawait tools.fs.remove({ path: 'before' });\nconst page = await tools.web.read({ path: 'https://x' });\nawait tools.fs.remove({ path: page.path });\nreturn 'done';";
+
+    // Before any untrusted read, the sink is not asked about; after it, it is, with why.
+    let codemode = build("confirm").await.unwrap();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let run = codemode
+        .execute_with(
+            code,
+            RunOptions {
+                confirmer: Some(Arc::new(Approves(asked.clone()))),
+                ..RunOptions::default()
+            },
+        )
+        .await;
+    assert_eq!(run.outcome.result.unwrap().json, "\"done\"");
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].tool, "tools.fs.remove");
+    assert_eq!(asked[0].site.map(|s| s.line), Some(4));
+    let reason = asked[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("untrusted data (from tools.web.read)"),
+        "{reason}"
+    );
+    let decisions: Vec<&str> = run.calls.iter().map(|c| c.decision).collect();
+    assert_eq!(
+        decisions,
+        ["allowed", "allowed", "allowed", "confirmed by the user"]
+    );
+
+    // Denied outright in `deny` mode; untouched in `off` mode.
+    let codemode = build("deny").await.unwrap();
+    let run = codemode.execute(code).await;
+    let error = run.outcome.result.unwrap_err();
+    assert!(error.message.contains("data-flow guard"), "{error:?}");
+    assert_eq!(error.position.map(|p| p.line), Some(4));
+    assert_eq!(run.calls.last().unwrap().decision, "refused: data flow");
+    let codemode = build("off").await.unwrap();
+    assert!(codemode.execute(code).await.outcome.result.is_ok());
+}
