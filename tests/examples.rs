@@ -91,3 +91,27 @@ fn example_configs_load() {
     assert_eq!(desktop.upstreams.len(), 1);
     assert_eq!(desktop.upstreams[0].name, "codemode");
 }
+
+#[test]
+fn the_token_benchmark_agrees_and_code_mode_costs_a_tenth() {
+    // Token counts are deterministic (a real tokenizer over real server answers); both ways
+    // must reach the same answer, which the example checks before it prints.
+    let out = run("token_benchmark");
+    let suite = out
+        .lines()
+        .find(|l| l.starts_with("suite"))
+        .unwrap_or_else(|| panic!("no suite line:\n{out}"));
+    let percent: f64 = suite
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix('%').and_then(|p| p.parse().ok()))
+        .unwrap();
+    assert!(
+        percent <= 10.0,
+        "code mode uses {percent}% of the tokens:\n{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains("turns")).count(),
+        5,
+        "{out}"
+    );
+}

@@ -23,8 +23,10 @@ use super::{
     protocol::{self, Frames, FromWorker, ProtocolError, ToWorker},
     worker::{Probe, WORKER_COMMAND, WorkerSpec},
 };
+use base64::Engine as _;
+
 use crate::sandbox::{
-    CancelHandle, CancelReason, EngineKind, ErrorKind, Limits, ProgramError, ReplyFuture,
+    CancelHandle, CancelReason, Engine, EngineKind, ErrorKind, Limits, ProgramError, ReplyFuture,
     RunOutcome, RunRequest, ToolHost, ToolReply, cancel_message,
 };
 
@@ -70,6 +72,8 @@ struct Inner {
     starting: AtomicUsize,
     /// The shape of the last program, which new workers prepare their isolate for.
     template: Mutex<Option<Box<RunRequest>>>,
+    /// The glue bytecode (base64), sent to each worker as its first message.
+    glue: Option<String>,
 }
 
 #[derive(Debug)]
@@ -84,7 +88,12 @@ impl WorkerPool {
     /// Starts one worker and waits for it to be ready, so that a machine where the
     /// lockdown fails is found now (fail closed); then fills the pool in the background.
     pub async fn start(settings: PoolSettings) -> Result<(Self, LockdownReport), IsolationError> {
-        let spec = worker_spec(&settings, None)?;
+        // Compiled once here and handed to every worker: compiling it was most of a
+        // worker's start.
+        let glue = Engine::new(settings.engine)
+            .compiled_glue()
+            .map(|g| base64::engine::general_purpose::STANDARD.encode(g));
+        let spec = worker_spec(&settings, None, glue.as_deref())?;
         let pool = Self {
             inner: Arc::new(Inner {
                 settings,
@@ -92,6 +101,7 @@ impl WorkerPool {
                 idle: Mutex::new(Vec::new()),
                 starting: AtomicUsize::new(0),
                 template: Mutex::new(None),
+                glue,
             }),
         };
         let (worker, report) = pool.inner.spawn().await?;
@@ -246,10 +256,19 @@ impl Inner {
             return Err(IsolationError::Spawn(std::io::Error::other("no pipes")));
         };
         let mut messages = protocol::frames(stdout);
+        let mut stdin = stdin;
+        if let Some(glue) = &self.glue
+            && protocol::write(&mut stdin, &ToWorker::Glue(glue.clone()))
+                .await
+                .is_err()
+        {
+            // It died before reading: its exit says why (a lockdown that failed, ...).
+            let status = child.wait().await.map_err(IsolationError::Spawn)?;
+            return Err(IsolationError::WorkerFailed(describe(status)));
+        }
         let ready = tokio::time::timeout(START_TIMEOUT, protocol::read(&mut messages)).await;
         match ready {
             Ok(Ok(FromWorker::Ready(report))) => {
-                let mut stdin = stdin;
                 let template = self.template.lock().ok().and_then(|t| t.clone());
                 if let Some(template) = template {
                     protocol::write(&mut stdin, &ToWorker::Prepare(template))
@@ -281,7 +300,7 @@ impl Inner {
     }
 
     async fn probe(&self, probe: Probe) -> Result<ExitStatus, IsolationError> {
-        let spec = worker_spec(&self.settings, Some(probe))?;
+        let spec = worker_spec(&self.settings, Some(probe), None)?;
         let mut child = command(&self.settings.program, &spec)
             .spawn()
             .map_err(IsolationError::Spawn)?;
@@ -293,7 +312,11 @@ impl Inner {
     }
 }
 
-fn worker_spec(settings: &PoolSettings, probe: Option<Probe>) -> Result<String, IsolationError> {
+fn worker_spec(
+    settings: &PoolSettings,
+    probe: Option<Probe>,
+    glue: Option<&str>,
+) -> Result<String, IsolationError> {
     let spec = WorkerSpec {
         engine: settings.engine,
         address_space_bytes: settings.limits.heap_bytes as u64 + ADDRESS_SPACE_MARGIN,
@@ -301,6 +324,7 @@ fn worker_spec(settings: &PoolSettings, probe: Option<Probe>) -> Result<String, 
         cpu_seconds: (settings.limits.timeout.as_secs() + 2) * u64::from(settings.reuse.max(1)) + 5,
         runs: settings.reuse.max(1),
         probe,
+        glue_follows: probe.is_none() && glue.is_some(),
     };
     serde_json::to_string(&spec).map_err(|e| IsolationError::Spawn(std::io::Error::other(e)))
 }

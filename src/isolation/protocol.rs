@@ -20,6 +20,9 @@ pub(super) enum ToWorker {
     Run(Box<RunRequest>),
     /// Make the next isolate ahead, for programs shaped like this one (its code unused).
     Prepare(Box<RunRequest>),
+    /// The glue as the host compiled it (base64 bytecode of this same binary); the first
+    /// message when the spec says one follows.
+    Glue(String),
     /// The answer to the worker's call `id`.
     Reply { id: u64, reply: ToolReply },
 }

@@ -9,6 +9,7 @@ use std::{
     sync::Arc,
 };
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +35,10 @@ pub(super) struct WorkerSpec {
     pub(super) runs: u32,
     /// Self-test: after the lockdown, do this forbidden thing instead of serving.
     pub(super) probe: Option<Probe>,
+    /// Whether the host sends the glue it compiled ([`ToWorker::Glue`]) as its first
+    /// message, so the worker need not compile it.
+    #[serde(default)]
+    pub(super) glue_follows: bool,
 }
 
 /// What a self-test worker tries once locked down.
@@ -214,8 +219,20 @@ async fn serve(
     mut output: tokio::net::unix::pipe::Sender,
 ) -> i32 {
     let engine = Engine::new(spec.engine);
-    // Compiles the glue and faults in the engine before the first program arrives, so
-    // that cost is paid while the worker waits in the pool.
+    let mut input = protocol::frames(input);
+    if spec.glue_follows {
+        match protocol::read::<_, ToWorker>(&mut input).await {
+            Ok(ToWorker::Glue(glue)) => {
+                if let Ok(glue) = base64::engine::general_purpose::STANDARD.decode(glue) {
+                    engine.adopt_glue(glue);
+                }
+            }
+            Err(ProtocolError::Closed) => return 0,
+            Ok(_) | Err(_) => return exit::PROTOCOL,
+        }
+    }
+    // Loads the glue and faults in the engine before the first program arrives, so that
+    // cost is paid while the worker waits in the pool.
     let warm_up = RunRequest {
         js: "(async () => {\nreturn 1\n})".into(),
         program_lines: 1,
@@ -227,7 +244,6 @@ async fn serve(
         .run(&warm_up, &CancelHandle::default(), Arc::new(NoTools))
         .await;
 
-    let mut input = protocol::frames(input);
     let mut warm = None;
     let mut warming = false;
     let runs = spec.runs.max(1);
@@ -247,7 +263,7 @@ async fn serve(
                 }
                 // The host closed the pipe: the pool is shutting down.
                 Err(ProtocolError::Closed) => return 0,
-                Ok(ToWorker::Reply { .. }) | Err(_) => return exit::PROTOCOL,
+                Ok(ToWorker::Reply { .. } | ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
             }
         };
         let (calls_sender, mut calls) = mpsc::unbounded_channel();
@@ -279,7 +295,7 @@ async fn serve(
                         }
                     }
                     Err(ProtocolError::Closed) => return 0,
-                    Ok(ToWorker::Run(_) | ToWorker::Prepare(_)) | Err(_) => return exit::PROTOCOL,
+                    Ok(ToWorker::Run(_) | ToWorker::Prepare(_) | ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
                 },
             }
         };

@@ -16,6 +16,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Engine, EngineKind, WarmIsolate};
+
+/// The JS glue as one ES module's source, for the benchmark that measures what compiling
+/// it per isolate would cost.
+#[doc(hidden)]
+pub fn glue_module_source() -> String {
+    glue::module_source()
+}
 pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};

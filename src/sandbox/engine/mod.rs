@@ -47,6 +47,22 @@ impl Engine {
         self.run_in(None, request, cancel, host).await
     }
 
+    /// The glue compiled for this engine, to hand to worker processes of this same binary
+    /// (see [`Self::adopt_glue`]); `None` where the engine has no such form.
+    pub fn compiled_glue(&self) -> Option<Vec<u8>> {
+        match self.kind {
+            EngineKind::Quickjs => quickjs::compiled_glue(),
+        }
+    }
+
+    /// Uses glue compiled by [`Self::compiled_glue`] in the host (the same binary) instead
+    /// of compiling it here. Call before the first isolate.
+    pub fn adopt_glue(&self, compiled: Vec<u8>) {
+        match self.kind {
+            EngineKind::Quickjs => quickjs::adopt_glue(compiled),
+        }
+    }
+
     /// Makes an isolate ready for a program shaped like `template` (its bindings, `fetch`
     /// and limits; not its code), before that program arrives. `None` if it could not be
     /// made (the program then gets a fresh one, which reports why).

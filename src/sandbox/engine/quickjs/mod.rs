@@ -441,7 +441,25 @@ fn install_glue<'js>(
 
 /// The glue module as bytecode, compiled once per process: parsing it per isolate would
 /// cost more than the rest of the isolate's start.
+/// The glue as bytecode, when a worker was handed it by its host (compiled by the same
+/// binary): a worker then skips compiling the glue, the largest part of its start.
+static HANDED_BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Adopts glue bytecode this same binary compiled in another process (the host), before
+/// any isolate is made here.
+pub(super) fn adopt_glue(bytecode: Vec<u8>) {
+    let _ = HANDED_BYTECODE.set(bytecode);
+}
+
+/// The glue bytecode this process uses, compiling it if needed (to hand to workers).
+pub(super) fn compiled_glue() -> Option<Vec<u8>> {
+    glue_bytecode().ok().map(<[u8]>::to_vec)
+}
+
 fn glue_bytecode() -> rquickjs::Result<&'static [u8]> {
+    if let Some(handed) = HANDED_BYTECODE.get() {
+        return Ok(handed);
+    }
     static BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
     let compiled = BYTECODE.get_or_init(|| {
         let compile = || -> rquickjs::Result<Vec<u8>> {

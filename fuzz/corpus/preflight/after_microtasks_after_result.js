@@ -1,4 +1,0 @@
-// expect: ok|timeout
-// timeoutMs: 500
-Promise.resolve().then(() => { for (;;) {} });
-return 'done';

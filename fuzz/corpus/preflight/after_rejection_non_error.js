@@ -1,3 +1,0 @@
-// expect: runtime
-// timeoutMs: 500
-await Promise.reject(42);

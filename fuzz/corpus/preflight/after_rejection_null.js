@@ -1,3 +1,0 @@
-// expect: runtime
-// timeoutMs: 500
-throw null;

@@ -1,3 +1,0 @@
-// expect: ok
-// result: false
-return Object.keys(tools.toy).includes("fail");

@@ -1,2 +1,0 @@
-// expect: runtime
-return await import('data:text/javascript,export default 1');

@@ -1,3 +1,0 @@
-// expect: runtime
-const m = await import('std');
-return typeof m;
