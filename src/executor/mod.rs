@@ -669,22 +669,28 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>, mut template: Option<Run
         if job.cancel.is_cancelled() || job.started.send(()).is_err() {
             continue;
         }
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(engine.run_in(
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(engine.run_then_retire(
                 warm.take(),
                 &job.request,
                 &job.cancel,
                 job.host.clone(),
             ))
         }));
-        let outcome = outcome.unwrap_or_else(|_| {
-            RunOutcome::failed(ProgramError::new(
-                ErrorKind::Runtime,
-                "the engine failed while running this program (a bug in codemode-mcp); the server keeps serving",
-            ))
-        });
+        let (outcome, retired) = match ran {
+            Ok((outcome, retired)) => (outcome, Some(retired)),
+            Err(_) => (
+                RunOutcome::failed(ProgramError::new(
+                    ErrorKind::Runtime,
+                    "the engine failed while running this program (a bug in codemode-mcp); the server keeps serving",
+                )),
+                None,
+            ),
+        };
         let large = outcome.heap_peak_bytes > TRIM_AFTER_HEAP_BYTES;
         let _ = job.reply.send(outcome);
+        // The answer is out; freeing the isolate no longer delays it.
+        drop(retired);
         if large {
             return_freed_memory();
         }

@@ -269,13 +269,13 @@ async fn serve(
         let (calls_sender, mut calls) = mpsc::unbounded_channel();
         let host = Arc::new(PipeHost(calls_sender));
         let cancel = CancelHandle::default();
-        let run = engine.run_in(warm.take(), &request, &cancel, host);
+        let run = engine.run_then_retire(warm.take(), &request, &cancel, host);
         tokio::pin!(run);
         let mut pending: HashMap<u64, oneshot::Sender<ToolReply>> = HashMap::new();
         let mut next_id = 0u64;
-        let outcome = loop {
+        let (outcome, retired) = loop {
             tokio::select! {
-                outcome = &mut run => break outcome,
+                ran = &mut run => break ran,
                 Some((ask, reply)) = calls.recv() => {
                     next_id += 1;
                     pending.insert(next_id, reply);
@@ -305,6 +305,8 @@ async fn serve(
         {
             return 0;
         }
+        // The answer is out; freeing the isolate no longer delays it.
+        drop(retired);
         // A reused worker makes its next isolate while it waits, for this program's shape.
         if warming && run_number < runs {
             warm = engine.prepare(&request).await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, EngineKind, WarmIsolate};
+pub use engine::{Engine, EngineKind, RetiredIsolate, WarmIsolate};
 
 /// The JS glue as one ES module's source, for the benchmark that measures what compiling
 /// it per isolate would cost.

@@ -85,13 +85,47 @@ impl Engine {
         cancel: &CancelHandle,
         host: Arc<dyn ToolHost>,
     ) -> RunOutcome {
+        self.run_then_retire(warm, request, cancel, host).await.0
+    }
+
+    /// [`Self::run_in`], handing back the used isolate instead of dropping it: freeing it
+    /// costs more than a small program, so the caller answers first and drops it after.
+    pub async fn run_then_retire(
+        &self,
+        warm: Option<WarmIsolate>,
+        request: &RunRequest,
+        cancel: &CancelHandle,
+        host: Arc<dyn ToolHost>,
+    ) -> (RunOutcome, RetiredIsolate) {
         match self.kind {
             EngineKind::Quickjs => {
                 let warm = warm.map(|WarmIsolate(Warm::Quickjs(warm))| warm);
-                quickjs::run(request, cancel, host, warm).await
+                let (outcome, retired) = quickjs::run(request, cancel, host, warm).await;
+                (
+                    outcome,
+                    RetiredIsolate {
+                        _held: Retired::Quickjs { _held: retired },
+                    },
+                )
             }
         }
     }
+}
+
+/// A used isolate waiting to be dropped (see [`Engine::run_then_retire`]).
+pub struct RetiredIsolate {
+    _held: Retired,
+}
+
+impl std::fmt::Debug for RetiredIsolate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetiredIsolate")
+    }
+}
+
+/// Held only to be dropped.
+enum Retired {
+    Quickjs { _held: quickjs::Retired },
 }
 
 /// An isolate made before its program, never used (see [`Engine::prepare`]). Not `Send`:

@@ -164,21 +164,36 @@ pub(super) async fn prepare(template: &RunRequest) -> Result<WarmIsolate, String
     })
 }
 
+/// A used isolate, waiting to be dropped: freeing a runtime costs more than running a small
+/// program, so callers answer first and drop after.
+pub(super) struct Retired {
+    // The context before its runtime.
+    _ctx: Option<AsyncContext>,
+    _rt: Option<AsyncRuntime>,
+}
+
 /// Runs `request` in `warm` if it was prepared for a program of this shape, else in an
-/// isolate made now.
+/// isolate made now. The isolate comes back with the outcome, to be dropped by the caller.
 pub(super) async fn run(
     request: &RunRequest,
     cancel: &CancelHandle,
     host: Arc<dyn ToolHost>,
     warm: Option<WarmIsolate>,
-) -> RunOutcome {
+) -> (RunOutcome, Retired) {
     let limits = request.limits;
     let warm = match warm.filter(|w| w.shape == Shape::of(request)) {
         Some(warm) => warm,
         None => match prepare(request).await {
             Ok(warm) => warm,
             Err(message) => {
-                return RunOutcome::failed(ProgramError::new(ErrorKind::Runtime, message));
+                let failed = RunOutcome::failed(ProgramError::new(ErrorKind::Runtime, message));
+                return (
+                    failed,
+                    Retired {
+                        _ctx: None,
+                        _rt: None,
+                    },
+                );
             }
         },
     };
@@ -212,10 +227,13 @@ pub(super) async fn run(
                 None
             }
         };
-        // Drop order: the context before its runtime; pending host futures go with them.
-        drop(ctx);
-        drop(rt);
         settled
+    };
+    // Dropped by the caller once the outcome is out; pending host futures go with them,
+    // and nothing polls them until then.
+    let retired = Retired {
+        _ctx: Some(ctx),
+        _rt: Some(rt),
     };
 
     let stop = if gauge.cap_hit.load(Ordering::Relaxed) {
@@ -268,7 +286,7 @@ pub(super) async fn run(
             }
         }
     };
-    finish(state, &gauge, result)
+    (finish(state, &gauge, result), retired)
 }
 
 async fn start_isolate(
