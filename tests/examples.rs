@@ -110,7 +110,7 @@ fn the_token_benchmark_agrees_and_code_mode_costs_a_tenth() {
         "code mode uses {percent}% of the tokens:\n{out}"
     );
     assert_eq!(
-        out.lines().filter(|l| l.contains("turns")).count(),
+        out.lines().filter(|l| l.contains(" calls)")).count(),
         5,
         "{out}"
     );

@@ -11,7 +11,7 @@
 //! | `timers.js` | `setTimeout`, `setInterval`, `clearTimeout`, `clearInterval` | `sleep(ms) -> Promise` |
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
 //! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson, line, column) -> Promise<json>` |
-//! | `fetch.js` | `fetch`, `Headers`, `Request`, `Response`, only when egress is on | `fetch(requestJson) -> Promise<json>` |
+//! | `fetch.js` | `fetch`, `Headers`, `Request`, `Response`, only when egress is on (a module of its own) | `fetch(requestJson) -> Promise<json>` |
 //! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)`, `uncaughtToolError(tool, schemaPath)` |
 
 /// Capability glue, in installation order.
@@ -20,8 +20,19 @@ const CAPABILITIES: &[&str] = &[
     include_str!("timers.js"),
     include_str!("web.js"),
     include_str!("tools.js"),
-    include_str!("fetch.js"),
 ];
+
+/// `fetch.js`, a module of its own: only programs that have `fetch` pay for loading it
+/// (it is most of the glue's bytecode).
+const FETCH: &str = include_str!("fetch.js");
+
+/// The name the fetch module carries in stack traces.
+pub(crate) const FETCH_MODULE_NAME: &str = "codemode:fetch";
+
+/// The fetch glue as an ES module whose default export is `install(host)`.
+pub(crate) fn fetch_module_source() -> String {
+    format!("export default {};\n", FETCH.trim_end())
+}
 
 /// The glue that runs the program and converts its result.
 const RESULT: &str = include_str!("result.js");

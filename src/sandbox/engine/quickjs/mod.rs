@@ -453,52 +453,94 @@ fn install_glue<'js>(
     host.set("wrapperLines", WRAPPER_LINES)?;
     host.set("outputChars", request.limits.output_bytes)?;
 
-    let install: Function = load_glue(ctx)?;
-    install.call((host,))
+    let compiled = glue_bytecode()?;
+    let install = load_module(ctx, &compiled.main)?;
+    let run: Function = install.call((host.clone(),))?;
+    if request.fetch {
+        let install_fetch = load_module(ctx, &compiled.fetch)?;
+        install_fetch.call::<_, ()>((host,))?;
+    }
+    Ok(run)
 }
 
 /// The glue module as bytecode, compiled once per process: parsing it per isolate would
 /// cost more than the rest of the isolate's start.
-/// The glue as bytecode, when a worker was handed it by its host (compiled by the same
-/// binary): a worker then skips compiling the glue, the largest part of its start.
-static HANDED_BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
-
-/// Adopts glue bytecode this same binary compiled in another process (the host), before
-/// any isolate is made here.
-pub(super) fn adopt_glue(bytecode: Vec<u8>) {
-    let _ = HANDED_BYTECODE.set(bytecode);
+/// The glue as bytecode: the main module, and `fetch` as a module of its own, which only
+/// programs that have `fetch` pay for loading.
+struct CompiledGlue {
+    main: Vec<u8>,
+    fetch: Vec<u8>,
 }
 
-/// The glue bytecode this process uses, compiling it if needed (to hand to workers).
+impl CompiledGlue {
+    /// `[main length: u32 LE][main][fetch]`, to hand to a worker.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.main.len() + self.fetch.len());
+        out.extend_from_slice(
+            &u32::try_from(self.main.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(&self.main);
+        out.extend_from_slice(&self.fetch);
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let length = usize::try_from(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?)).ok()?;
+        let main = bytes.get(4..4usize.checked_add(length)?)?.to_vec();
+        let fetch = bytes.get(4 + length..)?.to_vec();
+        Some(Self { main, fetch })
+    }
+}
+
+/// The glue handed to a worker by its host (compiled by the same binary): a worker then
+/// skips compiling it, the largest part of its start.
+static HANDED_GLUE: OnceLock<CompiledGlue> = OnceLock::new();
+
+/// Adopts glue this same binary compiled in another process (the host), before any
+/// isolate is made here.
+pub(super) fn adopt_glue(bytes: Vec<u8>) {
+    if let Some(compiled) = CompiledGlue::from_bytes(&bytes) {
+        let _ = HANDED_GLUE.set(compiled);
+    }
+}
+
+/// The glue this process uses, compiling it if needed (to hand to workers).
 pub(super) fn compiled_glue() -> Option<Vec<u8>> {
-    glue_bytecode().ok().map(<[u8]>::to_vec)
+    glue_bytecode().ok().map(CompiledGlue::to_bytes)
 }
 
-fn glue_bytecode() -> rquickjs::Result<&'static [u8]> {
-    if let Some(handed) = HANDED_BYTECODE.get() {
+fn glue_bytecode() -> rquickjs::Result<&'static CompiledGlue> {
+    if let Some(handed) = HANDED_GLUE.get() {
         return Ok(handed);
     }
-    static BYTECODE: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    let compiled = BYTECODE.get_or_init(|| {
-        let compile = || -> rquickjs::Result<Vec<u8>> {
+    static COMPILED: OnceLock<Result<CompiledGlue, String>> = OnceLock::new();
+    let compiled = COMPILED.get_or_init(|| {
+        let compile = || -> rquickjs::Result<CompiledGlue> {
             let rt = Runtime::new()?;
             let ctx = Context::full(&rt)?;
             ctx.with(|ctx| {
-                Module::declare(ctx, glue::MODULE_NAME, glue::module_source())?
-                    .write(WriteOptions::default())
+                let main = Module::declare(ctx.clone(), glue::MODULE_NAME, glue::module_source())?
+                    .write(WriteOptions::default())?;
+                let fetch =
+                    Module::declare(ctx, glue::FETCH_MODULE_NAME, glue::fetch_module_source())?
+                        .write(WriteOptions::default())?;
+                Ok(CompiledGlue { main, fetch })
             })
         };
         compile().map_err(|e| e.to_string())
     });
-    compiled.as_deref().map_err(|message| {
+    compiled.as_ref().map_err(|message| {
         tracing::error!("the glue module does not compile (a bug in this build): {message}");
         rquickjs::Error::Unknown
     })
 }
 
-fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
-    let bytecode = glue_bytecode()?;
-    // SAFETY: the bytecode was written by this same build of QuickJS, in this process.
+/// Loads a glue module from its bytecode and returns its default export.
+fn load_module<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Function<'js>> {
+    // SAFETY: the bytecode was written by this same build of QuickJS (in this process, or
+    // in the host that started this worker from the same binary).
     let module = unsafe { Module::load(ctx.clone(), bytecode)? };
     let (module, _evaluated) = module.eval()?;
     module.get("default")
