@@ -284,6 +284,32 @@ impl CallHost {
         })
     }
 
+    /// What a call that passed the gate still has to do once answered.
+    fn settlement(
+        &self,
+        name: String,
+        target: Option<String>,
+        shown_as: String,
+        started: Instant,
+        args_bytes: usize,
+        is_source: bool,
+    ) -> Settlement {
+        Settlement {
+            recorder: self.recorder.clone(),
+            approved: self.approved.clone(),
+            tainted: self.tainted.clone(),
+            received: self.received.clone(),
+            received_budget: self.limits.received_bytes,
+            over_budget: self.over_budget.clone(),
+            is_source,
+            name,
+            target,
+            shown_as,
+            started,
+            args_bytes,
+        }
+    }
+
     /// Refuses a call for a budget.
     fn refuse_budget(
         &self,
@@ -348,57 +374,93 @@ fn fail(message: String, schema_path: Option<String>) -> ToolReply {
     })
 }
 
-/// Waits for the user's word on a gated call; the refusal when they say no.
-async fn confirmed(
-    gate: Gate,
-    approved: &Mutex<HashSet<String>>,
-    name: &str,
-    shown_as: &str,
-) -> Result<&'static str, ToolReply> {
-    let Some((confirmation, approvals)) = gate.confirmation else {
-        return Ok(gate.decision);
-    };
-    match confirmation.await {
-        Confirmation::Once => Ok("confirmed by the user"),
-        Confirmation::ForExecution => {
-            if let Ok(mut approved) = approved.lock() {
-                approved.extend(approvals.into_iter().map(|a| approval_key(a, name)));
-            }
-            Ok("confirmed for the execution")
-        }
-        Confirmation::Denied(why) => Err(fail(format!("{shown_as} was not called: {why}"), None)),
-    }
+/// What a call (or fetch) that left the gate still has to do once it is answered: wait for
+/// the user's word, count its result against the byte budget, mark the execution if it read
+/// an untrusted source, and record itself. Owned, so it moves into the call's task.
+struct Settlement {
+    recorder: Recorder,
+    approved: Arc<Mutex<HashSet<String>>>,
+    tainted: Arc<Mutex<Option<String>>>,
+    received: Arc<AtomicUsize>,
+    received_budget: usize,
+    over_budget: Arc<AtomicBool>,
+    /// Whether its result is untrusted (the data-flow guard).
+    is_source: bool,
+    /// `namespace.tool`, or `fetch`: the record's name and the key of approvals.
+    name: String,
+    /// For a fetch: `METHOD URL`.
+    target: Option<String>,
+    shown_as: String,
+    started: Instant,
+    args_bytes: usize,
 }
 
-/// Counts a result against the execution's byte budget; past it, the result is withheld.
-fn within_received(
-    reply: ToolReply,
-    received: &AtomicUsize,
-    budget: usize,
-    over_budget: &AtomicBool,
-    shown_as: &str,
-) -> (ToolReply, bool) {
-    match reply {
-        ToolReply::Ok(json) => {
-            let total = received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
-            if total > budget {
-                over_budget.store(true, Ordering::SeqCst);
-                (
-                    fail(
-                        format!(
-                            "{shown_as}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
-                            human_bytes(total),
-                            human_bytes(budget)
-                        ),
-                        None,
-                    ),
-                    true,
-                )
-            } else {
-                (ToolReply::Ok(json), false)
+impl Settlement {
+    /// Waits for the user's word on a gated call: the decision, or the refusal (recorded).
+    async fn confirm(&self, gate: Gate) -> Result<&'static str, ToolReply> {
+        let Some((confirmation, approvals)) = gate.confirmation else {
+            return Ok(gate.decision);
+        };
+        match confirmation.await {
+            Confirmation::Once => Ok("confirmed by the user"),
+            Confirmation::ForExecution => {
+                if let Ok(mut approved) = self.approved.lock() {
+                    approved.extend(approvals.into_iter().map(|a| approval_key(a, &self.name)));
+                }
+                Ok("confirmed for the execution")
+            }
+            Confirmation::Denied(why) => {
+                let reply = fail(format!("{} was not called: {why}", self.shown_as), None);
+                self.record("refused: not confirmed", &reply);
+                Err(reply)
             }
         }
-        failed => (failed, false),
+    }
+
+    /// Counts the result against the execution's byte budget (past it, the result is
+    /// withheld), marks the execution if the result is untrusted, records the call.
+    fn finish(self, reply: ToolReply, decision: &'static str) -> ToolReply {
+        let (reply, decision) = match reply {
+            ToolReply::Ok(json) => {
+                let total = self.received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
+                if total > self.received_budget {
+                    self.over_budget.store(true, Ordering::SeqCst);
+                    let withheld = fail(
+                        format!(
+                            "{}: its result was withheld: this execution has received {} of tool results, more than the most one may ({}, --max-received-kib). Ask tools for less (filters, pages, fields)",
+                            self.shown_as,
+                            human_bytes(total),
+                            human_bytes(self.received_budget)
+                        ),
+                        None,
+                    );
+                    (withheld, "result withheld: budget")
+                } else {
+                    (ToolReply::Ok(json), decision)
+                }
+            }
+            failed => (failed, decision),
+        };
+        if self.is_source
+            && matches!(reply, ToolReply::Ok(_))
+            && let Ok(mut tainted) = self.tainted.lock()
+        {
+            // The first untrusted source is the one named.
+            tainted.get_or_insert_with(|| self.shown_as.clone());
+        }
+        self.record(decision, &reply);
+        reply
+    }
+
+    fn record(&self, decision: &'static str, reply: &ToolReply) {
+        self.recorder.record(
+            &self.name,
+            self.target.clone(),
+            self.started,
+            self.args_bytes,
+            decision,
+            reply,
+        );
     }
 }
 
@@ -519,33 +581,21 @@ impl ToolHost for CallHost {
             Ok(gate) => gate,
             Err((decision, message)) => return immediate(decision, fail(message, None)),
         };
-        let recorder = self.recorder.clone();
-        let (approved, tainted, is_source, depth) = (
-            self.approved.clone(),
-            self.tainted.clone(),
+        let settlement = self.settlement(
+            qualified,
+            None,
+            shown_as,
+            started,
+            args_bytes,
             tool.flow.source,
-            self.depth,
         );
-        let (received, received_budget, over_budget) = (
-            self.received.clone(),
-            self.limits.received_bytes,
-            self.over_budget.clone(),
-        );
+        let depth = self.depth;
         let task = self.runtime.spawn(async move {
-            let decision = match confirmed(gate, &approved, &qualified, &shown_as).await {
+            let decision = match settlement.confirm(gate).await {
                 Ok(decision) => decision,
-                Err(reply) => {
-                    recorder.record(
-                        &qualified,
-                        None,
-                        started,
-                        args_bytes,
-                        "refused: not confirmed",
-                        &reply,
-                    );
-                    return reply;
-                }
+                Err(reply) => return reply,
             };
+            let shown_as = &settlement.shown_as;
             let reply = match target {
                 Target::Builtin(handler) => match handler(arguments).await {
                     Ok(value) => ToolReply::Ok(value.to_string()),
@@ -561,18 +611,7 @@ impl ToolHost for CallHost {
                     }
                 }
             };
-            let (reply, withheld) =
-                within_received(reply, &received, received_budget, &over_budget, &shown_as);
-            if is_source && matches!(reply, ToolReply::Ok(_)) {
-                taint(&tainted, &shown_as);
-            }
-            let decision = if withheld {
-                "result withheld: budget"
-            } else {
-                decision
-            };
-            recorder.record(&qualified, None, started, args_bytes, decision, &reply);
-            reply
+            settlement.finish(reply, decision)
         });
         Box::pin(AbortOnDrop(task))
     }
@@ -650,31 +689,18 @@ impl ToolHost for CallHost {
                 return immediate(Some(target), decision, fail(message, None));
             }
         };
-        let recorder = self.recorder.clone();
-        let (approved, tainted, is_source) = (
-            self.approved.clone(),
-            self.tainted.clone(),
+        let settlement = self.settlement(
+            FETCH.to_string(),
+            Some(target),
+            shown_as,
+            started,
+            args_bytes,
             self.fetch_flow.source,
         );
-        let (received, received_budget, over_budget) = (
-            self.received.clone(),
-            self.limits.received_bytes,
-            self.over_budget.clone(),
-        );
         let task = self.runtime.spawn(async move {
-            let decision = match confirmed(gate, &approved, FETCH, &shown_as).await {
+            let decision = match settlement.confirm(gate).await {
                 Ok(decision) => decision,
-                Err(reply) => {
-                    recorder.record(
-                        FETCH,
-                        Some(target),
-                        started,
-                        args_bytes,
-                        "refused: not confirmed",
-                        &reply,
-                    );
-                    return reply;
-                }
+                Err(reply) => return reply,
             };
             let (reply, decision) = match egress.fetch(request).await {
                 Ok(response) => match serde_json::to_string(&response) {
@@ -684,27 +710,9 @@ impl ToolHost for CallHost {
                 Err(failure) if failure.refused => (fail(failure.message, None), "refused: egress"),
                 Err(failure) => (fail(failure.message, None), decision),
             };
-            let (reply, withheld) =
-                within_received(reply, &received, received_budget, &over_budget, &shown_as);
-            if is_source && matches!(reply, ToolReply::Ok(_)) {
-                taint(&tainted, &shown_as);
-            }
-            let decision = if withheld {
-                "result withheld: budget"
-            } else {
-                decision
-            };
-            recorder.record(FETCH, Some(target), started, args_bytes, decision, &reply);
-            reply
+            settlement.finish(reply, decision)
         });
         Box::pin(AbortOnDrop(task))
-    }
-}
-
-/// Marks the execution as having read untrusted data (the first source is named).
-fn taint(tainted: &Mutex<Option<String>>, source: &str) {
-    if let Ok(mut tainted) = tainted.lock() {
-        tainted.get_or_insert_with(|| source.to_string());
     }
 }
 
