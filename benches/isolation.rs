@@ -8,6 +8,10 @@
 //! - a replacement worker, spawn to ready;
 //! - executions per second at full load, both modes (and with `--worker-reuse 16`).
 
+mod common;
+
+use common::{cores, cpu_model, ms, percentiles};
+
 use std::{
     sync::{
         Arc,
@@ -59,10 +63,7 @@ fn main() -> anyhow::Result<()> {
         "codemode-mcp isolation benchmark ({} mode)",
         if quick { "quick" } else { "full" }
     );
-    println!(
-        "machine: {} cores",
-        std::thread::available_parallelism().map_or(1, usize::from)
-    );
+    println!("machine: {} cores, {}", cores(), cpu_model());
     println!();
 
     runtime.block_on(async {
@@ -218,14 +219,4 @@ async fn throughput(executor: &Executor, clients: usize, window: Duration) -> f6
 
 fn per_call(total: Duration, calls: usize) -> f64 {
     total.as_secs_f64() * 1e6 / calls as f64
-}
-
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.50), at(0.99))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }

@@ -12,6 +12,7 @@
 //! - the token suite (`examples/scenarios`) and the cost of discovery on a 220-tool catalog;
 //! - baseline: spawning `node -e 0` as a fresh process.
 
+mod common;
 #[path = "../examples/scenarios/mod.rs"]
 mod scenarios;
 
@@ -32,6 +33,7 @@ use codemode_mcp::{
     transpile::{line_count, transpile},
     typegen,
 };
+use common::{cores, cpu_model, ms, percentiles, ratio, rss_kib};
 use rmcp::{
     Peer, RoleClient, ServiceExt,
     model::CallToolRequestParams,
@@ -569,45 +571,4 @@ fn listening_address(stderr: std::process::ChildStderr) -> anyhow::Result<String
         }
     }
     anyhow::bail!("serve --http exited before listening")
-}
-
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.50), at(0.99))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string())
 }
