@@ -7,6 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     audit::{AuditError, AuditLog},
+    oversight::Oversight,
     catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
     config::{Config, ConfigError, LimitSettings},
     egress::{Egress, EgressError},
@@ -191,15 +192,26 @@ impl CodeModeBuilder {
                 (Executor::with_workers(settings, tools, pool), Some(report))
             }
         };
+        let oversight = Arc::new(Oversight::new(
+            &config.codemode.anomalies,
+            &config.codemode.telemetry,
+        ));
         let executor = executor.with_egress(egress);
         let audit_path = self.audit_path.or(config.codemode.audit.path.clone());
         let executor = match audit_path {
-            Some(path) => executor.with_audit(Arc::new(AuditLog::open(
-                path,
-                config.codemode.audit.max_bytes,
-            )?)),
+            Some(path) => {
+                let audit = Arc::new(AuditLog::open(path, config.codemode.audit.max_bytes)?);
+                // Hosts fetched from before a restart are not new.
+                let (earlier, seen) = (audit.clone(), oversight.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    seen.anomalies().seen_hosts(&earlier.read_live());
+                })
+                .await;
+                executor.with_audit(audit)
+            }
             None => executor,
         };
+        let executor = executor.with_oversight(oversight);
         Ok(CodeMode {
             executor: Arc::new(executor),
             lockdown,

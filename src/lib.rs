@@ -22,6 +22,8 @@
 //!   the data-flow guard.
 //! - [`egress`]: `fetch` for programs: the allow-list, the SSRF guard, the secret headers.
 //! - [`audit`]: the hash-chained JSONL record of every execution.
+//! - [`oversight`]: what operators see: Prometheus metrics, anomaly flags, the recent
+//!   executions of the console, OpenTelemetry traces.
 //! - [`embed`]: the library API ([`CodeMode`]) for programs that embed code mode; the
 //!   server is built on it.
 //! - [`server`]: the MCP server (stdio and HTTP) and its `execute_code` tool.
@@ -71,6 +73,7 @@ pub mod executor;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod isolation;
+pub mod oversight;
 pub mod policy;
 pub mod preflight;
 pub mod sandbox;

@@ -12,7 +12,7 @@ use codemode_mcp::{
     sandbox::EngineKind,
     server::{
         self, CodeModeServer,
-        http::{HttpOptions, HttpServer},
+        http::{HttpOptions, HttpServer, serve_metrics},
     },
     typegen,
     upstream::Upstreams,
@@ -97,9 +97,15 @@ struct HttpArgs {
     #[arg(long, requires = "http")]
     stateless: bool,
     /// File holding the bearer token every request must carry (`Authorization: Bearer
-    /// TOKEN`). The environment variable CODEMODE_AUTH_TOKEN may hold it instead.
-    #[arg(long, value_name = "FILE", requires = "http")]
+    /// TOKEN`; the console asks for it once). The environment variable CODEMODE_AUTH_TOKEN
+    /// may hold it instead. Also guards --metrics.
+    #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics beside the MCP server (for a server
+    /// on stdio; with --http they are at /metrics anyway). Any address but loopback needs
+    /// an auth token.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// A Host name (or name:port) clients use, beside loopback ones; repeat for more, `*`
     /// for any. Other Host headers get 403 (DNS-rebinding protection).
     #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
@@ -129,15 +135,28 @@ struct HttpArgs {
 }
 
 impl HttpArgs {
-    fn options(&self, bind: SocketAddr) -> Result<HttpOptions> {
-        let defaults = HttpOptions::default();
-        let auth_token = match &self.auth_token_file {
+    fn auth_token(&self) -> Result<Option<String>> {
+        Ok(match &self.auth_token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
                     .with_context(|| format!("reading the auth token file {}", path.display()))?,
             ),
             None => std::env::var("CODEMODE_AUTH_TOKEN").ok(),
-        };
+        })
+    }
+
+    /// Starts the `--metrics` listener, if asked for.
+    async fn serve_metrics(&self, codemode: &CodeMode) -> Result<()> {
+        if let Some(bind) = self.metrics {
+            let addr = serve_metrics(bind, self.auth_token()?, codemode.clone()).await?;
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+        Ok(())
+    }
+
+    fn options(&self, bind: SocketAddr) -> Result<HttpOptions> {
+        let defaults = HttpOptions::default();
+        let auth_token = self.auth_token()?;
         for (flag, value) in [
             ("--max-body-kib", self.max_body_kib),
             ("--session-concurrency", self.session_concurrency),
@@ -413,6 +432,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Before anything can print: the protocol owns a private copy of stdout.
     let protocol_out = codemode_mcp::stdio::take_stdout().context("guarding stdout")?;
     let codemode = codemode(&args.common).await?;
+    args.http.serve_metrics(&codemode).await?;
     log_settings(&codemode, "codemode-mcp serving MCP on stdio");
     self_test_in_background(&codemode);
     let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
@@ -430,12 +450,13 @@ async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
     let server = HttpServer::bind(options.clone()).await?;
     let codemode = codemode(&args.common).await?;
     let addr = server.local_addr()?;
+    args.http.serve_metrics(&codemode).await?;
     log_settings(&codemode, "codemode-mcp serving MCP over HTTP");
     self_test_in_background(&codemode);
     tracing::info!(
         stateless = options.stateless,
         auth = options.auth_token.is_some(),
-        "listening on http://{addr}: streamable HTTP at http://{addr}/mcp, legacy SSE at http://{addr}/sse, health at http://{addr}/healthz"
+        "listening on http://{addr}: streamable HTTP at http://{addr}/mcp, legacy SSE at http://{addr}/sse, health at http://{addr}/healthz, metrics at http://{addr}/metrics, the console at http://{addr}/console"
     );
     if options.auth_token.is_none() {
         tracing::warn!(

@@ -109,6 +109,57 @@ pub struct AuditRecord {
     /// The error message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What looked wrong about this execution against recent history (see
+    /// [`crate::oversight`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<Flag>,
+}
+
+/// An anomaly flag on a record: which pattern was seen, and the figures that raised it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// `rate`, `limit-hits`, `repeat`, `denied-burst` or `new-egress-host`.
+    pub flag: String,
+    /// What was seen, for the operator.
+    pub detail: String,
+}
+
+impl AuditRecord {
+    /// The record of `execution`, not yet in a chain (`seq` 0, `prev` empty) and without
+    /// flags.
+    pub fn of(origin: &Origin, code: &str, execution: &Execution) -> Self {
+        let (result_bytes, error_kind, error) = match &execution.outcome.result {
+            Ok(value) => (value.json.len(), None, None),
+            Err(error) => (
+                0,
+                Some(error.kind.as_str().to_string()),
+                Some(error.message.clone()),
+            ),
+        };
+        Self {
+            seq: 0,
+            prev: String::new(),
+            finished_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
+            origin: origin.clone(),
+            code_sha256: sha256_hex(code.as_bytes()),
+            code: code.to_string(),
+            calls: execution.calls.iter().map(AuditCall::from).collect(),
+            scan: execution.scan.clone(),
+            result_bytes,
+            log_bytes: execution
+                .outcome
+                .logs
+                .iter()
+                .map(|entry| entry.message.len())
+                .sum(),
+            error_kind,
+            error,
+            flags: Vec::new(),
+        }
+    }
 }
 
 /// Why the audit log could not be opened or written.
@@ -221,46 +272,13 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends the record of `execution` and fsyncs it. Blocking: call it off the
-    /// async runtime's worker threads.
-    pub fn append(
-        &self,
-        origin: &Origin,
-        code: &str,
-        execution: &Execution,
-    ) -> Result<AuditRecord, AuditError> {
+    /// Chains `record` (its `seq` and `prev` are set here), appends it and fsyncs it.
+    /// Blocking: call it off the async runtime's worker threads.
+    pub fn append(&self, record: &mut AuditRecord) -> Result<(), AuditError> {
         let mut chain = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (result_bytes, error_kind, error) = match &execution.outcome.result {
-            Ok(value) => (value.json.len(), None, None),
-            Err(error) => (
-                0,
-                Some(error.kind.as_str().to_string()),
-                Some(error.message.clone()),
-            ),
-        };
-        let record = AuditRecord {
-            seq: chain.seq + 1,
-            prev: chain.last_hash.clone(),
-            finished_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
-            origin: origin.clone(),
-            code_sha256: sha256_hex(code.as_bytes()),
-            code: code.to_string(),
-            calls: execution.calls.iter().map(AuditCall::from).collect(),
-            scan: execution.scan.clone(),
-            result_bytes,
-            log_bytes: execution
-                .outcome
-                .logs
-                .iter()
-                .map(|entry| entry.message.len())
-                .sum(),
-            error_kind,
-            error,
-        };
-        let line = serde_json::to_string(&record).map_err(|e| AuditError::Io {
+        record.seq = chain.seq + 1;
+        record.prev = chain.last_hash.clone();
+        let line = serde_json::to_string(&*record).map_err(|e| AuditError::Io {
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
@@ -276,7 +294,31 @@ impl AuditLog {
         chain.size += bytes.len() as u64;
         chain.seq = record.seq;
         chain.last_hash = sha256_hex(line.as_bytes());
-        Ok(record)
+        Ok(())
+    }
+
+    /// The files of the chain, oldest first: the rotated ones still kept, then the live one.
+    pub fn chain_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = (1..=KEEP_ROTATED)
+            .rev()
+            .map(|n| PathBuf::from(format!("{}.{n}", self.path.display())))
+            .filter(|file| file.exists())
+            .collect();
+        files.push(self.path.clone());
+        files
+    }
+
+    /// The records of the live file that parse (for what the server remembers across
+    /// restarts, such as the hosts fetched from). Blocking.
+    pub fn read_live(&self) -> Vec<AuditRecord> {
+        let Ok(file) = File::open(&self.path) else {
+            return Vec::new();
+        };
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect()
     }
 
     fn rotate(&self, chain: &mut Chain) -> Result<(), AuditError> {

@@ -26,10 +26,11 @@ pub use calls::CallRecord;
 pub(crate) use calls::program_value;
 
 use crate::{
-    audit::{AuditLog, Origin},
+    audit::{AuditLog, AuditRecord, Origin},
     catalog::{Catalog, LiveCatalog},
     egress::Egress,
     isolation::WorkerPool,
+    oversight::Oversight,
     policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
     preflight::{self, Reference, Scan},
     sandbox::{
@@ -150,6 +151,8 @@ pub struct Executor {
     audit: Option<Arc<AuditLog>>,
     /// What programs' `fetch` may reach; none: they have no `fetch`.
     egress: Option<Arc<Egress>>,
+    /// Metrics, anomaly flags and the recent executions.
+    oversight: Arc<Oversight>,
 }
 
 impl Executor {
@@ -192,6 +195,7 @@ impl Executor {
             stopped: CancellationToken::new(),
             audit: None,
             egress: None,
+            oversight: Arc::default(),
         })
     }
 
@@ -217,6 +221,7 @@ impl Executor {
             stopped: CancellationToken::new(),
             audit: None,
             egress: None,
+            oversight: Arc::default(),
         }
     }
 
@@ -235,6 +240,22 @@ impl Executor {
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
         self.audit = Some(audit);
         self
+    }
+
+    /// The audit log executions are recorded in, if any.
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
+    /// Hands every execution to `oversight` (metrics, anomaly flags, the console).
+    pub fn with_oversight(mut self, oversight: Arc<Oversight>) -> Self {
+        self.oversight = oversight;
+        self
+    }
+
+    /// Metrics, anomaly flags and the recent executions.
+    pub fn oversight(&self) -> &Arc<Oversight> {
+        &self.oversight
     }
 
     /// Refuses every execution from now on (kind `busy`, saying the server is shutting
@@ -287,6 +308,7 @@ impl Executor {
     /// as it finishes, a token that cancels the run (it then ends with kind `cancelled`).
     pub async fn execute_with(&self, code: &str, options: RunOptions) -> Execution {
         let started = Instant::now();
+        let _in_flight = self.oversight.began();
         let catalog = self.tools.current();
         let host = Arc::new(calls::CallHost::new(
             &self.tools,
@@ -343,21 +365,38 @@ impl Executor {
             duration: started.elapsed(),
             scan,
         };
+        let origin = options.origin.unwrap_or_else(|| Origin {
+            transport: "library".into(),
+            ..Origin::default()
+        });
+        let mut record = AuditRecord::of(&origin, code, &execution);
+        record.flags = self.oversight.flags(&record);
+        let mut audited = false;
         if let Some(audit) = &self.audit {
-            let (audit, code, record) = (audit.clone(), code.to_string(), execution.clone());
-            let origin = options.origin.unwrap_or_else(|| Origin {
-                transport: "library".into(),
-                ..Origin::default()
-            });
+            let (audit, flags) = (audit.clone(), record.flags.clone());
             // The record is on disk before the answer goes out.
-            let written =
-                tokio::task::spawn_blocking(move || audit.append(&origin, &code, &record)).await;
+            let written = tokio::task::spawn_blocking(move || {
+                let written = audit.append(&mut record);
+                (record, written)
+            })
+            .await;
             match written {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::error!("the audit record was not written: {err}"),
-                Err(err) => tracing::error!("the audit record was not written: {err}"),
+                Ok((chained, Ok(()))) => {
+                    record = chained;
+                    audited = true;
+                }
+                Ok((chained, Err(err))) => {
+                    record = chained;
+                    tracing::error!("the audit record was not written: {err}");
+                }
+                Err(err) => {
+                    tracing::error!("the audit record was not written: {err}");
+                    record = AuditRecord::of(&origin, code, &execution);
+                    record.flags = flags;
+                }
             }
         }
+        self.oversight.ended(&execution, record, audited);
         execution
     }
 

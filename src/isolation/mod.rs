@@ -11,7 +11,7 @@ mod protocol;
 mod worker;
 
 pub use lockdown::{Layer, LockdownReport};
-pub use pool::{PoolSettings, WorkerPool};
+pub use pool::{PoolHealth, PoolSettings, WorkerPool};
 pub use worker::{WORKER_COMMAND, worker_main};
 
 /// Decodes one message as the host reads a worker's (for the fuzz target): whatever the

@@ -58,6 +58,15 @@ pub struct PoolSettings {
     pub warm: bool,
 }
 
+/// The pool's state at a moment (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolHealth {
+    /// Workers locked down and waiting for a program.
+    pub ready: usize,
+    /// Workers being started.
+    pub starting: usize,
+}
+
 /// Pre-started, locked-down workers.
 #[derive(Debug, Clone)]
 pub struct WorkerPool {
@@ -194,6 +203,14 @@ impl WorkerPool {
             results.push((what.to_string(), verdict));
         }
         results
+    }
+
+    /// How many workers wait ready, and how many are being started.
+    pub fn health(&self) -> PoolHealth {
+        PoolHealth {
+            ready: self.inner.idle.lock().map_or(0, |idle| idle.len()),
+            starting: self.inner.starting.load(Ordering::SeqCst),
+        }
     }
 
     /// Tops the pool up to its size in the background.

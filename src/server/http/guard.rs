@@ -21,7 +21,11 @@ use http::{HeaderValue, Method, StatusCode, header, uri::Authority};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use super::{HttpError, legacy_sse::SSE_PATH};
+use super::{
+    HttpError,
+    console::{self, CONSOLE_PATH, ConsoleSessions, LOGIN_PATH},
+    legacy_sse::SSE_PATH,
+};
 
 /// Host names every server answers to: loopback ones.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -202,6 +206,8 @@ pub(super) struct Guard {
     pub(super) max_sessions: usize,
     pub(super) sessions: SessionCount,
     pub(super) max_body_bytes: usize,
+    /// Browsers that signed in to the console with the token.
+    pub(super) console_sessions: Arc<ConsoleSessions>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -261,7 +267,14 @@ pub(super) async fn check(
         }
     }
     if let Some(expected) = &guard.token {
+        let path = request.uri().path();
+        let console = path == CONSOLE_PATH || path.starts_with("/console/");
+        let signed_in = console
+            && ((path == LOGIN_PATH && request.method() == Method::POST)
+                || guard.console_sessions.admits(request.headers()));
         match bearer(&request) {
+            _ if signed_in => {}
+            None if console => return console::login_page(false),
             Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {}
             // RFC 6750: no error attribute when credentials are missing; nothing else is
             // said either way.

@@ -1,10 +1,12 @@
 //! MCP over HTTP: streamable HTTP at `/mcp` (rmcp's transport, with sessions or
-//! stateless), the legacy HTTP+SSE transport at `/sse` + `/messages`, and `/healthz`.
+//! stateless), the legacy HTTP+SSE transport at `/sse` + `/messages`, `/healthz`, and for
+//! operators `/metrics` (Prometheus) and the console at `/console`.
 //! Every request first passes [`guard`]: Host and Origin checks, bearer authentication,
 //! the session cap. [`HttpServer::serve`] drains on shutdown: it stops accepting, lets
 //! requests in flight finish within the grace period, then stops the executions left,
 //! which answer with a clear error.
 
+mod console;
 mod guard;
 mod legacy_sse;
 
@@ -212,7 +214,14 @@ impl HttpServer {
                 Box::pin(async move { streamable.sessions.read().await.len() + legacy.len() })
             })
         };
+        let console_sessions = Arc::new(console::ConsoleSessions::default());
+        let console = Arc::new(console::Console::new(
+            codemode.clone(),
+            options.auth_token.clone(),
+            console_sessions.clone(),
+        ));
         let guard = Arc::new(Guard {
+            console_sessions,
             token: options.auth_token.clone(),
             hosts,
             origins,
@@ -229,6 +238,8 @@ impl HttpServer {
                 MESSAGES_PATH,
                 post(legacy_sse::post).with_state(legacy.clone()),
             )
+            .route(METRICS_PATH, get(metrics).with_state(codemode.clone()))
+            .merge(console::routes(console))
             .nest_service(STREAMABLE_PATH, streamable)
             .layer(axum::middleware::from_fn_with_state(
                 guard.clone(),
@@ -272,6 +283,68 @@ impl HttpServer {
         tracing::info!("HTTP server stopped");
         Ok(())
     }
+}
+
+/// Where Prometheus scrapes.
+const METRICS_PATH: &str = "/metrics";
+
+/// `GET /metrics`: the metrics in OpenMetrics text.
+async fn metrics(State(codemode): State<CodeMode>) -> Response {
+    let executor = codemode.executor();
+    let text = executor
+        .oversight()
+        .metrics()
+        .render(executor.tools().upstreams(), executor.worker_pool());
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            crate::oversight::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Serves `/metrics` (and `/healthz`) alone on `bind`, behind the same guard as the MCP
+/// server (Host and Origin checks, the bearer token when given): for a server on stdio.
+/// Runs until the process ends.
+pub async fn serve_metrics(
+    bind: SocketAddr,
+    auth_token: Option<String>,
+    codemode: CodeMode,
+) -> Result<SocketAddr, HttpError> {
+    let auth_token = auth_token.map(|t| t.trim().to_string());
+    if auth_token.as_deref() == Some("") {
+        return Err(HttpError::EmptyToken);
+    }
+    if auth_token.is_none() && !bind.ip().is_loopback() {
+        return Err(HttpError::Unauthenticated { bind });
+    }
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| HttpError::Bind { bind, source })?;
+    let addr = listener.local_addr().map_err(HttpError::Serve)?;
+    let guard = Arc::new(Guard {
+        token: auth_token,
+        hosts: HostPolicy::new(bind.ip(), &[]),
+        origins: OriginPolicy::new(&[])?,
+        draining: Default::default(),
+        in_flight: InFlight::new(),
+        max_sessions: 0,
+        sessions: Arc::new(|| Box::pin(async { 0 })),
+        max_body_bytes: 0,
+        console_sessions: Default::default(),
+    });
+    let app = Router::new()
+        .route(HEALTH_PATH, get(health).with_state(guard.clone()))
+        .route(METRICS_PATH, get(metrics).with_state(codemode))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check));
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!("the metrics listener stopped: {err}");
+        }
+    });
+    Ok(addr)
 }
 
 /// `GET /healthz`: 200 while serving, 503 while draining.
