@@ -7,12 +7,12 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     audit::{AuditError, AuditLog},
-    oversight::Oversight,
     catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
     config::{Config, ConfigError, LimitSettings},
     egress::{Egress, EgressError},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
     isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
+    oversight::Oversight,
     policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
     typegen,

@@ -213,8 +213,11 @@ impl Anomalies {
                 .iter()
                 .filter(move |e| now.duration_since(e.at) < window)
         };
-        let (limits, repeats, denied) =
-            (&self.settings.limit_hits, &self.settings.repeats, &self.settings.denied);
+        let (limits, repeats, denied) = (
+            &self.settings.limit_hits,
+            &self.settings.repeats,
+            &self.settings.denied,
+        );
         let hits = (limits.count > 0 && this.limit_hit)
             .then(|| within(limits.window_secs).filter(|e| e.limit_hit).count())
             .filter(|hits| *hits >= limits.count as usize);
@@ -371,8 +374,10 @@ mod tests {
         let start = Instant::now();
         // A calm minute: one execution every 10 s.
         for i in 0..6 {
-            let flags =
-                anomalies.observe_at(&record(&i.to_string(), None), start + Duration::from_secs(i * 10));
+            let flags = anomalies.observe_at(
+                &record(&i.to_string(), None),
+                start + Duration::from_secs(i * 10),
+            );
             assert!(flags.is_empty(), "{flags:?}");
         }
         let burst = start + Duration::from_secs(61);

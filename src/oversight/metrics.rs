@@ -156,11 +156,7 @@ impl Metrics {
             limits.clone(),
         );
         let flags = Family::<FlagLabels, Counter>::default();
-        registry.register(
-            "anomalies",
-            "Anomaly flags raised, by flag",
-            flags.clone(),
-        );
+        registry.register("anomalies", "Anomaly flags raised, by flag", flags.clone());
         let workers_ready = Gauge::default();
         registry.register(
             "workers_ready",
@@ -245,7 +241,9 @@ impl Metrics {
             self.limits.get_or_create(&LimitLabels { limit }).inc();
         }
         if execution.outcome.logs_truncated.is_some() {
-            self.limits.get_or_create(&LimitLabels { limit: "logs" }).inc();
+            self.limits
+                .get_or_create(&LimitLabels { limit: "logs" })
+                .inc();
         }
         if matches!(&execution.outcome.result, Err(e) if e.kind == ErrorKind::Policy) {
             self.decisions

@@ -55,10 +55,7 @@ impl Default for Oversight {
 impl Oversight {
     /// Oversight with these thresholds, keeping `telemetry.recent` executions for the
     /// console, exporting traces through `tracing` when given.
-    pub fn new(
-        anomalies: &AnomalySettings,
-        telemetry: &TelemetrySettings,
-        ) -> Self {
+    pub fn new(anomalies: &AnomalySettings, telemetry: &TelemetrySettings) -> Self {
         Self {
             metrics: Metrics::new(),
             anomalies: Anomalies::new(anomalies.clone()),

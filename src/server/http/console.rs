@@ -214,6 +214,7 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                 h2 { "Audit chain" }
                 @match &chain {
                     ChainState::Off => p { "No audit log: start the server with --audit-log FILE (or codemode.audit.path) to keep one." },
+                    ChainState::Intact(v) if v.records == 0 => p.ok { "Intact, with no records yet." },
                     ChainState::Intact(v) => p.ok {
                         "Verified up to record " strong { (v.last_seq) } " (" (v.records) " records, seq "
                         (v.first_seq) " to " (v.last_seq) ")."
@@ -387,7 +388,11 @@ fn outcome(r: &AuditRecord) -> String {
 }
 
 fn outcome_class(r: &AuditRecord) -> &'static str {
-    if r.error_kind.is_none() { "ok" } else { "error" }
+    if r.error_kind.is_none() {
+        "ok"
+    } else {
+        "error"
+    }
 }
 
 fn origin(r: &AuditRecord) -> String {
