@@ -321,7 +321,7 @@ async fn execution(State(console): State<Arc<Console>>, Path(id): Path<String>) 
                 dt { "finished (UTC)" } dd { (time(r.finished_ms)) }
                 dt { "origin" } dd { (origin(r)) }
                 dt { "outcome" } dd class=(outcome_class(r)) #outcome { (outcome(r)) }
-                @if let Some(error) = &r.error { dt { "error" } dd.error { (error) } }
+                @if let Some(error) = &r.error { dt { "error" } dd.error #error { (error) } }
                 dt { "duration" } dd { (r.duration_ms) " ms" }
                 dt { "result" } dd { (r.result_bytes) " bytes; logs " (r.log_bytes) " bytes" }
                 dt { "audit" } dd {
@@ -458,7 +458,7 @@ fn with_headers(status: StatusCode, page: Markup) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
