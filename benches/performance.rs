@@ -452,7 +452,7 @@ async fn upstream_call_cost(
         let d = started.elapsed() / calls as u32;
         let started = Instant::now();
         for _ in 0..calls {
-            upstream.call("echo", arguments(), 0).await?;
+            upstream.call("echo", arguments(), 0, None).await?;
         }
         let h = started.elapsed() / calls as u32;
         let started = Instant::now();

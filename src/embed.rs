@@ -12,7 +12,7 @@ use crate::{
     egress::{Egress, EgressError},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
     isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
-    oversight::Oversight,
+    oversight::{Oversight, TraceError, Tracing},
     policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
     typegen,
@@ -45,6 +45,9 @@ pub enum EmbedError {
     /// An egress rule is not valid.
     #[error(transparent)]
     Egress(#[from] EgressError),
+    /// The trace exporter could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] TraceError),
 }
 
 /// Builds a [`CodeMode`].
@@ -58,6 +61,7 @@ pub struct CodeModeBuilder {
     worker_reuse: u32,
     builtins: Builtins,
     audit_path: Option<PathBuf>,
+    otlp_endpoint: Option<String>,
 }
 
 impl Default for CodeModeBuilder {
@@ -71,6 +75,7 @@ impl Default for CodeModeBuilder {
             worker_reuse: 1,
             builtins: Builtins::none(),
             audit_path: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -120,6 +125,13 @@ impl CodeModeBuilder {
         self
     }
 
+    /// Exports traces over OTLP/HTTP to `endpoint` (overrides the config's
+    /// `codemode.telemetry.otlpEndpoint`).
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp_endpoint = Some(endpoint.into());
+        self
+    }
+
     /// Records every execution in the hash-chained audit log at `path` (overrides the
     /// config's `codemode.audit.path`).
     pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
@@ -149,6 +161,11 @@ impl CodeModeBuilder {
         let policy = Policy::new(&config.codemode.policy)?;
         let egress =
             Egress::new(&config.codemode.egress, &|name| std::env::var(name).ok())?.map(Arc::new);
+        let mut telemetry = config.codemode.telemetry.clone();
+        if let Some(endpoint) = self.otlp_endpoint {
+            telemetry.otlp_endpoint = Some(endpoint);
+        }
+        let tracing = Tracing::from_settings(&telemetry)?;
         let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
         let tools = Arc::new(LiveCatalog::with(
             upstreams,
@@ -194,7 +211,8 @@ impl CodeModeBuilder {
         };
         let oversight = Arc::new(Oversight::new(
             &config.codemode.anomalies,
-            &config.codemode.telemetry,
+            &telemetry,
+            tracing,
         ));
         let executor = executor.with_egress(egress);
         let audit_path = self.audit_path.or(config.codemode.audit.path.clone());

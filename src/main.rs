@@ -224,6 +224,11 @@ struct CommonArgs {
     /// with `codemode-mcp audit verify FILE`. Overrides `codemode.audit.path`.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Export traces over OTLP/HTTP to URL (e.g. http://localhost:4318; /v1/traces is
+    /// added): a span per execution, a child span per tool call and fetch. Overrides
+    /// `codemode.telemetry.otlpEndpoint`; OTEL_EXPORTER_OTLP_ENDPOINT also turns traces on.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -374,6 +379,9 @@ async fn codemode(common: &CommonArgs) -> Result<CodeMode> {
     if let Some(path) = &common.audit_log {
         builder = builder.audit_log(path);
     }
+    if let Some(endpoint) = &common.otlp_endpoint {
+        builder = builder.otlp_endpoint(endpoint);
+    }
     let codemode = match builder.build().await {
         Ok(codemode) => codemode,
         Err(EmbedError::Isolation(err)) => {
@@ -436,11 +444,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     log_settings(&codemode, "codemode-mcp serving MCP on stdio");
     self_test_in_background(&codemode);
     let transport = (tokio::io::stdin(), tokio::fs::File::from_std(protocol_out));
-    let service = CodeModeServer::new(codemode)
+    let service = CodeModeServer::new(codemode.clone())
         .serve(transport)
         .await
         .context("MCP initialisation on stdio")?;
     service.waiting().await?;
+    flush_telemetry(&codemode).await;
     Ok(())
 }
 
@@ -463,8 +472,15 @@ async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> {
             "no auth token: any program on this machine can use this server; give one with --auth-token-file"
         );
     }
-    server.serve(codemode, shutdown_signal()).await?;
+    server.serve(codemode.clone(), shutdown_signal()).await?;
+    flush_telemetry(&codemode).await;
     Ok(())
+}
+
+/// Sends the traces still buffered before the process ends.
+async fn flush_telemetry(codemode: &CodeMode) {
+    let executor = codemode.executor().clone();
+    let _ = tokio::task::spawn_blocking(move || executor.oversight().shutdown()).await;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -520,6 +536,7 @@ async fn run(args: RunArgs) -> Result<i32> {
         ..Default::default()
     };
     let execution = codemode.execute_with(&code, options).await;
+    flush_telemetry(&codemode).await;
     let output = server::render_output(&execution);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output)?);

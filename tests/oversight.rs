@@ -409,3 +409,168 @@ async fn bad_thresholds_name_their_key() {
         "{text}"
     );
 }
+
+/// A local OTLP/HTTP collector (JSON): keeps every span it receives.
+async fn collector() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let kept = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let request: Value = serde_json::from_slice(&body).expect("OTLP JSON");
+                for resource in request["resourceSpans"].as_array().unwrap() {
+                    let service = resource["resource"]["attributes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|a| a["key"] == "service.name")
+                        .map(|a| a["value"]["stringValue"].clone());
+                    for scope in resource["scopeSpans"].as_array().unwrap() {
+                        for span in scope["spans"].as_array().unwrap() {
+                            let mut span = span.clone();
+                            span["service"] = service.clone().unwrap_or(Value::Null);
+                            kept.lock().unwrap().push(span);
+                        }
+                    }
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, spans)
+}
+
+fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_the_collector_and_the_trace_context_reaches_upstreams() {
+    let (addr, spans) = collector().await;
+    let dir = common::scratch_dir("traces");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "telemetry": {
+                "otlpEndpoint": format!("http://{addr}"),
+                "otlpProtocol": "http/json",
+                "serviceName": "codemode-under-test"
+            } }
+        }),
+    );
+    let server = HttpServer::start_with_env(
+        &["--config", &config],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let client = server.client().await;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut params = rmcp::model::CallToolRequestParams::new("execute_code").with_arguments(
+        json!({ "code": "const seen = await tools.toy.traceparent({});\nawait tools.toy.add({ a: 1, b: 2 });\nreturn seen;" })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.insert(
+        "traceparent".into(),
+        json!(format!("00-{caller_trace}-{caller_span}-01")),
+    );
+    params.meta = Some(meta);
+    let ran = common::unpack(client.call_tool(params).await.unwrap());
+    // A str-returning Python tool answers {"result": ...} as its structured content.
+    let seen = ran.result()["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the upstream's traceparent: {ran:?}"))
+        .to_string();
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!(parts.len(), 4, "{seen}");
+    assert_eq!(
+        parts[1], caller_trace,
+        "the upstream joined the caller's trace: {seen}"
+    );
+    assert_ne!(parts[2], caller_span);
+
+    // The exporter sends in batches every 100 ms here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let collected = loop {
+        let collected = spans.lock().unwrap().clone();
+        if collected.len() >= 3 || std::time::Instant::now() > deadline {
+            break collected;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let named = |name: &str| {
+        collected
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no span {name} in {collected:#?}"))
+            .clone()
+    };
+    let execution = named("tools/call execute_code");
+    let traced = named("tools/call toy.traceparent");
+    let add = named("tools/call toy.add");
+    assert_eq!(execution["traceId"], caller_trace, "{execution:#}");
+    assert_eq!(execution["parentSpanId"], caller_span, "{execution:#}");
+    assert_eq!(execution["service"], "codemode-under-test");
+    assert_eq!(
+        attribute(&execution, "codemode.calls").unwrap()["intValue"],
+        json!("2"),
+        "{execution:#}"
+    );
+    for call in [&traced, &add] {
+        assert_eq!(call["traceId"], caller_trace);
+        assert_eq!(call["parentSpanId"], execution["spanId"], "{call:#}");
+        assert_eq!(
+            attribute(call, "codemode.decision").unwrap()["stringValue"],
+            "allowed"
+        );
+    }
+    assert_eq!(
+        traced["spanId"], parts[2],
+        "the upstream's parent is the call's span"
+    );
+    assert_eq!(
+        attribute(&add, "gen_ai.tool.name").unwrap()["stringValue"],
+        "add"
+    );
+    // No program text, arguments or results leave in spans.
+    let everything = serde_json::to_string(&collected).unwrap();
+    assert!(!everything.contains("const seen"), "{everything}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_otlp_protocol_is_refused_with_the_choices() {
+    let dir = common::scratch_dir("traces-config");
+    let path = common::write_config(
+        &dir,
+        &json!({ "codemode": { "telemetry": { "otlpEndpoint": "http://127.0.0.1:1", "otlpProtocol": "grpc" } } }),
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["run", "--isolation", "none", "--config", &path, "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("otlpProtocol \"grpc\" is not supported: use \"http/protobuf\""),
+        "{stderr}"
+    );
+}

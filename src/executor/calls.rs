@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use crate::{
     catalog::{BuiltinHandler, Builtins, Catalog, LiveCatalog},
     egress::{Egress, FetchRequest},
+    oversight::{CallSpan, ExecutionTrace},
     policy::{Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer},
     sandbox::{Limits, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes},
     transpile::Position,
@@ -95,6 +96,7 @@ pub(super) struct CallSettings {
     pub(super) confirmer: Option<SharedConfirmer>,
     pub(super) egress: Option<Arc<Egress>>,
     pub(super) depth: u32,
+    pub(super) trace: Option<ExecutionTrace>,
 }
 
 /// Why the user approved something for the rest of the execution.
@@ -163,6 +165,7 @@ impl CallHost {
             recorder: Recorder {
                 records: Arc::default(),
                 progress: settings.progress,
+                trace: settings.trace,
             },
             egress: settings.egress,
             data_flow: policy.data_flow(),
@@ -307,6 +310,7 @@ impl CallHost {
             shown_as,
             started,
             args_bytes,
+            span: Mutex::new(None),
         }
     }
 
@@ -321,8 +325,15 @@ impl CallHost {
     ) -> ReplyFuture {
         self.over_budget.store(true, Ordering::SeqCst);
         let reply = fail(message, None);
-        self.recorder
-            .record(name, target, started, args_bytes, "refused: budget", &reply);
+        self.recorder.record(
+            name,
+            target,
+            started,
+            args_bytes,
+            "refused: budget",
+            &reply,
+            None,
+        );
         Box::pin(std::future::ready(reply))
     }
 }
@@ -332,9 +343,14 @@ impl CallHost {
 struct Recorder {
     records: Arc<Mutex<Vec<CallRecord>>>,
     progress: Option<mpsc::UnboundedSender<CallRecord>>,
+    /// The execution's span, when traces are on.
+    trace: Option<ExecutionTrace>,
 }
 
 impl Recorder {
+    /// Records a finished call; `span` is its live span, if it went out while traces are on
+    /// (a call refused at once gets a span here).
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         tool: &str,
@@ -343,6 +359,7 @@ impl Recorder {
         args_bytes: usize,
         decision: &'static str,
         reply: &ToolReply,
+        span: Option<CallSpan>,
     ) {
         let (ok, error, result_bytes) = match reply {
             ToolReply::Ok(json) => (true, None, json.len()),
@@ -358,6 +375,11 @@ impl Recorder {
             result_bytes,
             decision,
         };
+        match (span, &self.trace) {
+            (Some(span), _) => span.end(&record),
+            (None, Some(trace)) => trace.refused_call(&record, started),
+            (None, None) => {}
+        }
         if let Some(progress) = &self.progress {
             let _ = progress.send(record.clone());
         }
@@ -393,6 +415,8 @@ struct Settlement {
     shown_as: String,
     started: Instant,
     args_bytes: usize,
+    /// The call's live span, ended when it is recorded.
+    span: Mutex<Option<CallSpan>>,
 }
 
 impl Settlement {
@@ -453,6 +477,7 @@ impl Settlement {
     }
 
     fn record(&self, decision: &'static str, reply: &ToolReply) {
+        let span = self.span.lock().ok().and_then(|mut span| span.take());
         self.recorder.record(
             &self.name,
             self.target.clone(),
@@ -460,7 +485,22 @@ impl Settlement {
             self.args_bytes,
             decision,
             reply,
+            span,
         );
+    }
+
+    /// Starts the call's span, when traces are on; its `traceparent` goes to upstreams.
+    fn start_span(&self) -> Option<String> {
+        let span = self
+            .recorder
+            .trace
+            .as_ref()?
+            .call(&self.name, self.target.as_deref());
+        let traceparent = span.traceparent();
+        if let Ok(mut slot) = self.span.lock() {
+            *slot = Some(span);
+        }
+        Some(traceparent)
     }
 }
 
@@ -471,8 +511,9 @@ impl ToolHost for CallHost {
         let shown_as = format!("tools.{qualified}");
         let args_bytes = call.arguments.len();
         let immediate = |decision: &'static str, reply: ToolReply| -> ReplyFuture {
-            self.recorder
-                .record(&qualified, None, started, args_bytes, decision, &reply);
+            self.recorder.record(
+                &qualified, None, started, args_bytes, decision, &reply, None,
+            );
             Box::pin(std::future::ready(reply))
         };
         let budget = |why: String| {
@@ -591,6 +632,7 @@ impl ToolHost for CallHost {
         );
         let depth = self.depth;
         let task = self.runtime.spawn(async move {
+            let traceparent = settlement.start_span();
             let decision = match settlement.confirm(gate).await {
                 Ok(decision) => decision,
                 Err(reply) => return reply,
@@ -602,7 +644,7 @@ impl ToolHost for CallHost {
                     Err(message) => fail(format!("{shown_as} failed: {message}"), None),
                 },
                 Target::Upstream(upstream, name) => {
-                    match upstream.call(&name, arguments, depth).await {
+                    match upstream.call(&name, arguments, depth, traceparent).await {
                         Ok(result) => match program_value(result) {
                             Ok(value) => ToolReply::Ok(value.to_string()),
                             Err(message) => fail(format!("{shown_as} failed: {message}"), None),
@@ -622,7 +664,7 @@ impl ToolHost for CallHost {
         let immediate =
             |target: Option<String>, decision: &'static str, reply: ToolReply| -> ReplyFuture {
                 self.recorder
-                    .record(FETCH, target, started, args_bytes, decision, &reply);
+                    .record(FETCH, target, started, args_bytes, decision, &reply, None);
                 Box::pin(std::future::ready(reply))
             };
         let Ok(request) = serde_json::from_str::<FetchRequest>(&request) else {
@@ -698,6 +740,8 @@ impl ToolHost for CallHost {
             self.fetch_flow.source,
         );
         let task = self.runtime.spawn(async move {
+            // Third-party URLs get no trace context.
+            let _ = settlement.start_span();
             let decision = match settlement.confirm(gate).await {
                 Ok(decision) => decision,
                 Err(reply) => return reply,

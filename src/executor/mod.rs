@@ -89,6 +89,8 @@ pub struct RunOptions {
     /// How deep this execution nests: 0 for an agent's own, n + 1 for one a program at
     /// depth n started through a code-mode upstream (read from the request's `_meta`).
     pub depth: u32,
+    /// The caller's W3C `traceparent`: the execution's span joins that trace.
+    pub traceparent: Option<String>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -100,6 +102,7 @@ impl std::fmt::Debug for RunOptions {
             .field("origin", &self.origin)
             .field("confirmer", &self.confirmer.is_some())
             .field("depth", &self.depth)
+            .field("traceparent", &self.traceparent)
             .finish()
     }
 }
@@ -309,6 +312,14 @@ impl Executor {
     pub async fn execute_with(&self, code: &str, options: RunOptions) -> Execution {
         let started = Instant::now();
         let _in_flight = self.oversight.began();
+        let origin = options.origin.clone().unwrap_or_else(|| Origin {
+            transport: "library".into(),
+            ..Origin::default()
+        });
+        let trace = self
+            .oversight
+            .tracing()
+            .map(|tracing| tracing.execution(options.traceparent.as_deref(), &origin));
         let catalog = self.tools.current();
         let host = Arc::new(calls::CallHost::new(
             &self.tools,
@@ -320,6 +331,7 @@ impl Executor {
                 confirmer: options.confirmer.clone(),
                 egress: self.egress.clone(),
                 depth: options.depth,
+                trace: trace.clone(),
             },
         ));
         let mut scan = None;
@@ -365,10 +377,6 @@ impl Executor {
             duration: started.elapsed(),
             scan,
         };
-        let origin = options.origin.unwrap_or_else(|| Origin {
-            transport: "library".into(),
-            ..Origin::default()
-        });
         let mut record = AuditRecord::of(&origin, code, &execution);
         record.flags = self.oversight.flags(&record);
         let mut audited = false;
@@ -395,6 +403,9 @@ impl Executor {
                     record.flags = flags;
                 }
             }
+        }
+        if let Some(trace) = trace {
+            trace.end(&record);
         }
         self.oversight.ended(&execution, record, audited);
         execution

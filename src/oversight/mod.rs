@@ -5,6 +5,7 @@
 
 pub mod anomaly;
 pub mod metrics;
+pub mod trace;
 
 use std::{
     collections::VecDeque,
@@ -13,6 +14,7 @@ use std::{
 
 pub use anomaly::Anomalies;
 pub use metrics::Metrics;
+pub use trace::{CallSpan, ExecutionTrace, TraceError, Tracing};
 
 use crate::{
     audit::{AuditRecord, Flag},
@@ -36,6 +38,7 @@ pub struct Observed {
 pub struct Oversight {
     metrics: Metrics,
     anomalies: Anomalies,
+    tracing: Option<Tracing>,
     recent: Mutex<Recent>,
 }
 
@@ -48,17 +51,26 @@ struct Recent {
 
 impl Default for Oversight {
     fn default() -> Self {
-        Self::new(&AnomalySettings::default(), &TelemetrySettings::default())
+        Self::new(
+            &AnomalySettings::default(),
+            &TelemetrySettings::default(),
+            None,
+        )
     }
 }
 
 impl Oversight {
     /// Oversight with these thresholds, keeping `telemetry.recent` executions for the
     /// console, exporting traces through `tracing` when given.
-    pub fn new(anomalies: &AnomalySettings, telemetry: &TelemetrySettings) -> Self {
+    pub fn new(
+        anomalies: &AnomalySettings,
+        telemetry: &TelemetrySettings,
+        tracing: Option<Tracing>,
+    ) -> Self {
         Self {
             metrics: Metrics::new(),
             anomalies: Anomalies::new(anomalies.clone()),
+            tracing,
             recent: Mutex::new(Recent {
                 keep: telemetry.recent.max(1),
                 next_id: 1,
@@ -75,6 +87,18 @@ impl Oversight {
     /// The anomaly detector.
     pub fn anomalies(&self) -> &Anomalies {
         &self.anomalies
+    }
+
+    /// The trace exporter, when traces are on.
+    pub fn tracing(&self) -> Option<&Tracing> {
+        self.tracing.as_ref()
+    }
+
+    /// Sends the traces still buffered (blocking); call once, when the server stops.
+    pub fn shutdown(&self) {
+        if let Some(tracing) = &self.tracing {
+            tracing.shutdown();
+        }
     }
 
     /// An execution begins; it counts as in flight until the guard drops.

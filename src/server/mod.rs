@@ -109,6 +109,24 @@ fn parse_arguments<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The caller's W3C trace context: `_meta.traceparent` (SEP-414), else the HTTP request's
+/// `traceparent` header.
+fn traceparent(context: &RequestContext<RoleServer>) -> Option<String> {
+    context
+        .meta
+        .get("traceparent")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            context
+                .extensions
+                .get::<::http::request::Parts>()
+                .and_then(|parts| parts.headers.get("traceparent"))
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        })
+}
+
 fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
@@ -240,6 +258,7 @@ impl CodeModeServer {
                 .get(crate::upstream::DEPTH_META)
                 .and_then(serde_json::Value::as_u64)
                 .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
+            traceparent: traceparent(&context),
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.

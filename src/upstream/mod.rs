@@ -159,12 +159,14 @@ impl Upstream {
     /// the per-call timeout.
     /// `depth` is the nesting depth of the execution making the call; it travels in the
     /// request's `_meta` ([`DEPTH_META`]) so that a code-mode upstream can refuse to nest
-    /// executions without end.
+    /// executions without end. `traceparent` (W3C) joins the upstream's spans to the
+    /// caller's trace, in the `_meta` as SEP-414 puts it.
     pub async fn call(
         &self,
         tool: &str,
         arguments: JsonObject,
         depth: u32,
+        traceparent: Option<String>,
     ) -> Result<CallToolResult, UpstreamError> {
         let unavailable = |status: &Status| UpstreamError::Unavailable {
             name: self.config.name.clone(),
@@ -189,6 +191,9 @@ impl Upstream {
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let mut meta = rmcp::model::RequestMetaObject::new();
         meta.insert(DEPTH_META.into(), serde_json::Value::from(depth + 1));
+        if let Some(traceparent) = traceparent {
+            meta.insert("traceparent".into(), serde_json::Value::from(traceparent));
+        }
         params.meta = Some(meta);
         match tokio::time::timeout(timeout, peer.call_tool(params)).await {
             Ok(Ok(result)) => Ok(result),

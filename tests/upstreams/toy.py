@@ -2,7 +2,8 @@
 
 Tools: add (structured output), slow (sleeps), fail (isError), crash (exits the process),
 text (plain, non-JSON text), look-up (a schema with an enum and a nested object), grow
-(registers a new tool, extra, and sends notifications/tools/list_changed).
+(registers a new tool, extra, and sends notifications/tools/list_changed), traceparent
+(answers the W3C trace context the call's _meta carried).
 """
 
 import asyncio
@@ -62,6 +63,12 @@ class Filter(BaseModel):
 def look_up(filter: Filter) -> dict:
     """Look things up by colour."""
     return {"colour": filter.colour, "limit": filter.limit, "pid": os.getpid()}
+
+
+@server.tool()
+def traceparent(ctx: Context) -> str:
+    """Answer the W3C traceparent the call's _meta carried ("" when none)."""
+    return (ctx.request_context.meta or {}).get("traceparent", "")
 
 
 def extra() -> str:

@@ -368,12 +368,34 @@ async fn execution(State(console): State<Arc<Console>>, Path(id): Path<String>) 
             @if let Some(scan) = &r.scan {
                 section #scan {
                     h2 { "What the program names (pre-flight scan)" }
-                    pre { (serde_json::to_string_pretty(scan).unwrap_or_default()) }
+                    dl {
+                        dt { "tools" } dd { (references(&scan.tools)) }
+                        dt { "literal URLs" } dd { (references(&scan.urls)) }
+                        dt { "eval, Function" } dd {
+                            @if scan.dynamic_code.is_empty() { "none" } @else {
+                                "at " (scan.dynamic_code.iter().map(|p| format!("{}:{}", p.line, p.column)).collect::<Vec<_>>().join(", "))
+                            }
+                        }
+                        dt { "computed names" } dd {
+                            (if scan.dynamic_access { "yes: only the call-time checks saw those calls" } else { "no" })
+                        }
+                    }
                 }
             }
         },
     );
     with_headers(StatusCode::OK, page)
+}
+
+fn references(references: &[crate::preflight::Reference]) -> String {
+    if references.is_empty() {
+        return "none".into();
+    }
+    references
+        .iter()
+        .map(|r| format!("{} at {}:{}", r.name, r.position.line, r.position.column))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn detail_href(o: &Observed) -> String {
