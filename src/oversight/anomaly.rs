@@ -394,12 +394,13 @@ mod tests {
 
     #[test]
     fn the_same_program_in_a_loop_is_flagged() {
-        let mut settings = AnomalySettings::default();
-        settings.repeats = CountRule {
-            window_secs: 30,
-            count: 3,
-        };
-        let anomalies = Anomalies::new(settings);
+        let anomalies = Anomalies::new(AnomalySettings {
+            repeats: CountRule {
+                window_secs: 30,
+                count: 3,
+            },
+            ..AnomalySettings::default()
+        });
         let now = Instant::now();
         let flags: Vec<_> = (0..3)
             .map(|i| anomalies.observe_at(&record("same", None), now + Duration::from_secs(i)))
