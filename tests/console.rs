@@ -8,7 +8,6 @@ mod common;
 use std::{path::PathBuf, process::Command};
 
 use common::http::{HttpServer, execute};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
 
 fn node_modules() -> PathBuf {
@@ -22,8 +21,6 @@ fn node_modules() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_reads_executions_calls_flags_and_the_audit_chain_in_a_browser() {
     let dir = common::scratch_dir("console");
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "console-secret\n").unwrap();
     let config = common::write_config(
         &dir,
         &json!({
@@ -35,15 +32,8 @@ async fn a_person_reads_executions_calls_flags_and_the_audit_chain_in_a_browser(
             }
         }),
     );
-    let server = HttpServer::start(&[
-        "--config",
-        &config,
-        "--auth-token-file",
-        token_file.to_str().unwrap(),
-    ]);
-    let mut transport = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
-    transport.auth_header = Some("console-secret".into());
-    let client = server.client_with(transport).await.unwrap();
+    let server = HttpServer::start_with_token(&dir, "console-secret", &["--config", &config]);
+    let client = server.client_with_token("console-secret").await;
     let programs = [
         "const r = await tools.toy.add({ a: 2, b: 3 });\nreturn r.sum;",
         "return tools.toy.fail({ reason: 'no' });",
@@ -91,14 +81,7 @@ async fn a_person_reads_executions_calls_flags_and_the_audit_chain_in_a_browser(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_needs_the_token_and_the_cookie_opens_nothing_else() {
     let dir = common::scratch_dir("console-auth");
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "console-secret").unwrap();
-    let server = HttpServer::start(&[
-        "--isolation",
-        "none",
-        "--auth-token-file",
-        token_file.to_str().unwrap(),
-    ]);
+    let server = HttpServer::start_with_token(&dir, "console-secret", &["--isolation", "none"]);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -7,7 +7,6 @@ mod common;
 use std::{path::Path, process::Stdio};
 
 use common::http::{HttpServer, execute};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 
 /// The value of the sample `name{labels}` (labels exactly as printed), if present.
@@ -62,17 +61,8 @@ async fn metrics_count_executions_calls_decisions_limits_and_upstreams() {
             "codemode": { "policy": { "rules": [{ "tools": "toy.fail", "action": "deny" }] } }
         }),
     );
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, "metrics-secret\n").unwrap();
-    let server = HttpServer::start(&[
-        "--config",
-        &config,
-        "--auth-token-file",
-        token_file.to_str().unwrap(),
-    ]);
-    let mut transport = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
-    transport.auth_header = Some("metrics-secret".into());
-    let client = server.client_with(transport).await.unwrap();
+    let server = HttpServer::start_with_token(&dir, "metrics-secret", &["--config", &config]);
+    let client = server.client_with_token("metrics-secret").await;
 
     let ok = execute(&client, "return (await tools.toy.add({ a: 1, b: 2 })).sum;").await;
     assert_eq!(ok.result(), &json!(3), "{ok:?}");

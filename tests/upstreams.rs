@@ -235,7 +235,7 @@ fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
         .find(|l| l.starts_with("toy "))
         .expect("a row for toy");
     assert!(
-        toy_line.contains("stdio") && toy_line.contains(" 7 ") && toy_line.ends_with("ready"),
+        toy_line.contains("stdio") && toy_line.contains(" 8 ") && toy_line.ends_with("ready"),
         "{stdout}"
     );
     let broken = stdout

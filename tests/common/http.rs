@@ -67,6 +67,25 @@ impl HttpServer {
         Self { child, addr, log }
     }
 
+    /// Starts the server with `--auth-token-file` holding `token` (written in `dir`) and
+    /// `args`.
+    pub fn start_with_token(dir: &std::path::Path, token: &str, args: &[&str]) -> Self {
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        let mut all = vec!["--auth-token-file", token_file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Self::start(&all)
+    }
+
+    /// A streamable HTTP MCP session at `/mcp` that sends `token` as its bearer token.
+    pub async fn client_with_token(&self, token: &str) -> RunningService<RoleClient, ()> {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url("/mcp"));
+        config.auth_header = Some(token.into());
+        self.client_with(config)
+            .await
+            .expect("MCP handshake over streamable HTTP with the token")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
