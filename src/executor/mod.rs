@@ -30,7 +30,7 @@ use crate::{
     catalog::{Catalog, LiveCatalog},
     egress::Egress,
     isolation::WorkerPool,
-    oversight::Oversight,
+    oversight::{ExecutionTrace, Oversight},
     policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
     preflight::{self, Reference, Scan},
     sandbox::{
@@ -377,12 +377,24 @@ impl Executor {
             duration: started.elapsed(),
             scan,
         };
-        let mut record = AuditRecord::of(&origin, code, &execution);
+        self.record(&origin, code, &execution, trace).await;
+        execution
+    }
+
+    /// Records a finished execution: its anomaly flags, its audit record (on disk before
+    /// the answer goes out), its trace span, the metrics and the console's list.
+    async fn record(
+        &self,
+        origin: &Origin,
+        code: &str,
+        execution: &Execution,
+        trace: Option<ExecutionTrace>,
+    ) {
+        let mut record = AuditRecord::of(origin, code, execution);
         record.flags = self.oversight.flags(&record);
         let mut audited = false;
         if let Some(audit) = &self.audit {
             let (audit, flags) = (audit.clone(), record.flags.clone());
-            // The record is on disk before the answer goes out.
             let written = tokio::task::spawn_blocking(move || {
                 let written = audit.append(&mut record);
                 (record, written)
@@ -393,13 +405,14 @@ impl Executor {
                     record = chained;
                     audited = true;
                 }
-                Ok((chained, Err(err))) => {
-                    record = chained;
+                Ok((mut unchained, Err(err))) => {
                     tracing::error!("the audit record was not written: {err}");
+                    unchained.seq = 0;
+                    record = unchained;
                 }
                 Err(err) => {
                     tracing::error!("the audit record was not written: {err}");
-                    record = AuditRecord::of(&origin, code, &execution);
+                    record = AuditRecord::of(origin, code, execution);
                     record.flags = flags;
                 }
             }
@@ -407,8 +420,7 @@ impl Executor {
         if let Some(trace) = trace {
             trace.end(&record);
         }
-        self.oversight.ended(&execution, record, audited);
-        execution
+        self.oversight.ended(execution, record, audited);
     }
 
     /// Transpiles and scans the program, and checks what it names against the policy

@@ -21,8 +21,9 @@ use crate::{
 
 /// Past this many tracked sessions, the quietest are forgotten.
 const MAX_SESSIONS: usize = 4096;
-/// Past this many remembered executions, a session's oldest are forgotten.
-const MAX_EVENTS: usize = 10_000;
+/// Past this many remembered executions, a session's oldest are forgotten: with the
+/// session cap (and ~32 bytes an execution) the history stays within tens of MiB.
+const MAX_EVENTS: usize = 2_000;
 /// How far back a session's norm looks.
 const NORM_SPAN: Duration = Duration::from_secs(600);
 
@@ -59,7 +60,8 @@ struct History {
 #[derive(Debug)]
 struct Event {
     at: Instant,
-    code_sha256: String,
+    /// The first 64 bits of the code's SHA-256.
+    code: u64,
     limit_hit: bool,
     denied: u32,
 }
@@ -92,7 +94,11 @@ impl Anomalies {
         let mut flags = Vec::new();
         let event = Event {
             at: now,
-            code_sha256: record.code_sha256.clone(),
+            code: record
+                .code_sha256
+                .get(..16)
+                .and_then(|prefix| u64::from_str_radix(prefix, 16).ok())
+                .unwrap_or_default(),
             limit_hit: record
                 .error_kind
                 .as_deref()
@@ -224,14 +230,14 @@ impl Anomalies {
         let same = (repeats.count > 0)
             .then(|| {
                 within(repeats.window_secs)
-                    .filter(|e| e.code_sha256 == this.code_sha256)
+                    .filter(|e| e.code == this.code)
                     .count()
             })
             .filter(|same| *same >= repeats.count as usize);
         let refused = (denied.count > 0 && this.denied > 0)
             .then(|| within(denied.window_secs).map(|e| e.denied).sum::<u32>())
             .filter(|refused| *refused >= denied.count);
-        let code = this.code_sha256.chars().take(12).collect::<String>();
+        let code = format!("{:016x}", this.code);
         if let Some(hits) = hits {
             raise(
                 history,
@@ -337,6 +343,7 @@ fn fetch_hosts(record: &AuditRecord) -> impl Iterator<Item = String> + '_ {
 mod tests {
     use super::*;
     use crate::{audit::Origin, config::CountRule};
+    use sha2::Digest;
 
     fn record(code: &str, kind: Option<&str>) -> AuditRecord {
         AuditRecord {
@@ -348,7 +355,10 @@ mod tests {
                 transport: "stdio".into(),
                 ..Origin::default()
             },
-            code_sha256: code.into(),
+            code_sha256: sha2::Sha256::digest(code.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
             code: code.into(),
             calls: Vec::new(),
             scan: None,
