@@ -41,6 +41,7 @@ fn pool_settings(size: usize) -> PoolSettings {
         size,
         reuse: 1,
         warm: true,
+        spin: codemode_mcp::sandbox::SPIN,
     }
 }
 

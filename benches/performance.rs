@@ -230,14 +230,17 @@ fn main() -> anyhow::Result<()> {
     );
     match scenarios::npm_bin() {
         Some(npm_bin) => {
-            let (direct, host, through) =
+            let (direct, host, through, unspun) =
                 runtime.block_on(upstream_call_cost(&npm_bin, 300 / scale))?;
             println!(
-                "one call to server-everything `echo` over stdio (median of 7 alternating rounds):\n  the host's own rmcp call to the server process programs use: {:.1} us; from a program, to the same process: {:.1} us ({:.2}x, {:+.1} us own overhead; target <= 1.2x, < 20 us)\n  a direct rmcp client with a server process of its own: {:.1} us (two processes of one server differ by more than the overhead, so the same process is the baseline)",
+                "one call to server-everything `echo` over stdio (median of 7 alternating rounds):\n  the host's own rmcp call to the server process programs use: {:.1} us; from a program, to the same process: {:.1} us ({:.2}x, {:+.1} us own overhead; target <= 1.2x, < 20 us)\n  the same from a program whose thread sleeps at once while it waits (--spin-us 0): {:.1} us ({:.2}x, {:+.1} us)\n  a direct rmcp client with a server process of its own: {:.1} us (two processes of one server differ by more than the overhead, so the same process is the baseline)",
                 host.as_secs_f64() * 1e6,
                 through.as_secs_f64() * 1e6,
                 ratio(through, host),
                 (through.as_secs_f64() - host.as_secs_f64()) * 1e6,
+                unspun.as_secs_f64() * 1e6,
+                ratio(unspun, host),
+                (unspun.as_secs_f64() - host.as_secs_f64()) * 1e6,
                 direct.as_secs_f64() * 1e6,
             );
         }
@@ -415,7 +418,7 @@ async fn builtin_call_cost(calls: usize) -> anyhow::Result<Duration> {
 async fn upstream_call_cost(
     npm_bin: &std::path::Path,
     calls: usize,
-) -> anyhow::Result<(Duration, Duration, Duration)> {
+) -> anyhow::Result<(Duration, Duration, Duration, Duration)> {
     let command = npm_bin.join("mcp-server-everything");
     let mut direct_command = tokio::process::Command::new(&command);
     direct_command.stderr(Stdio::null());
@@ -432,6 +435,14 @@ async fn upstream_call_cost(
         .get("everything")
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("the everything upstream did not connect"))?;
+    // The same tools, with isolates that sleep at once while they wait (--spin-us 0).
+    let sleeping = Executor::with_tools(
+        ExecutorSettings {
+            spin: Duration::ZERO,
+            ..ExecutorSettings::default()
+        },
+        codemode.executor().tools().clone(),
+    )?;
     let program = format!(
         "for (let i = 0; i < {calls}; i++) await tools.everything.echo({{ message: 'hi' }});\nreturn 1;"
     );
@@ -441,7 +452,8 @@ async fn upstream_call_cost(
         };
         arguments
     };
-    let (mut direct, mut host, mut through) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut direct, mut host, mut through, mut unspun) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..9 {
         let started = Instant::now();
         for _ in 0..calls {
@@ -459,15 +471,25 @@ async fn upstream_call_cost(
         let run = codemode.execute(&program).await;
         anyhow::ensure!(run.outcome.result.is_ok(), "{:?}", run.outcome.result);
         let t = started.elapsed() / calls as u32;
+        let started = Instant::now();
+        let run = sleeping.execute(&program, None).await;
+        anyhow::ensure!(run.outcome.result.is_ok(), "{:?}", run.outcome.result);
+        let u = started.elapsed() / calls as u32;
         // The first rounds warm both server processes up.
         if round >= 2 {
             direct.push(d);
             host.push(h);
             through.push(t);
+            unspun.push(u);
         }
     }
     client.cancel().await?;
-    Ok((median(direct), median(host), median(through)))
+    Ok((
+        median(direct),
+        median(host),
+        median(through),
+        median(unspun),
+    ))
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -185,6 +185,9 @@ impl CodeModeBuilder {
             warm_isolates: limits
                 .warm_isolates
                 .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            spin: limits
+                .spin_micros
+                .map_or(defaults.spin, std::time::Duration::from_micros),
         };
         let (executor, lockdown) = match self.isolation {
             Isolation::None => (
@@ -204,6 +207,7 @@ impl CodeModeBuilder {
                     size: settings.concurrency,
                     reuse: self.worker_reuse,
                     warm: settings.warm_isolates > 0,
+                    spin: settings.spin,
                 })
                 .await?;
                 (Executor::with_workers(settings, tools, pool), Some(report))

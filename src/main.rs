@@ -282,6 +282,11 @@ struct LimitArgs {
     /// make each isolate when its program arrives). Default: one per slot.
     #[arg(long, value_name = "N")]
     warm_isolates: Option<u64>,
+    /// Microseconds a program waiting for a tool call's reply keeps its thread polling
+    /// before the thread sleeps (spares each quick reply a thread wake); 0 sleeps at once.
+    /// Default 200.
+    #[arg(long, value_name = "US")]
+    spin_us: Option<u64>,
 }
 
 impl LimitArgs {
@@ -299,6 +304,7 @@ impl LimitArgs {
             received_kib: self.max_received_kib,
             fetches: self.max_fetches,
             warm_isolates: self.warm_isolates,
+            spin_micros: self.spin_us,
         }
     }
 }
@@ -571,6 +577,7 @@ async fn sandbox_check(args: TypesArgs) -> Result<i32> {
         size: 0,
         reuse: 1,
         warm: false,
+        spin: codemode_mcp::sandbox::SPIN,
     })
     .await
     {

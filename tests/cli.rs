@@ -163,3 +163,45 @@ fn help_explains_every_limit() {
     }
     assert!(help.contains("Default 30000"), "{help}");
 }
+
+#[test]
+fn programs_wait_on_tools_alike_with_and_without_spinning() {
+    // A timer, then a call answered by an upstream: in a worker process and in-process,
+    // spinning or sleeping at once while it waits, the program gets the same answer.
+    let dir = common::scratch_dir("cli-spin");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({ "mcpServers": { "toy": common::toy() } }),
+    );
+    let program = "await new Promise((r) => setTimeout(r, 5));\nreturn (await tools.toy.add({ a: 2, b: 3 })).sum * 10;";
+    for isolation in ["process", "none"] {
+        for spin in ["0", "200", "10000"] {
+            let out = run(
+                &[
+                    "run",
+                    "--config",
+                    &config,
+                    "--isolation",
+                    isolation,
+                    "--spin-us",
+                    spin,
+                    "-",
+                ],
+                program,
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "--isolation {isolation} --spin-us {spin}: {}",
+                text(&out.stderr)
+            );
+            assert!(text(&out.stdout).contains("50"), "{}", text(&out.stdout));
+        }
+    }
+    let out = run(&["run", "--spin-us", "20000", "-"], "return 1");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("spinMicros: 20000 is out of range: allowed 0 to 10000"),
+        "{stderr}"
+    );
+}

@@ -539,6 +539,10 @@ pub struct LimitSettings {
     /// Isolates made ahead of their programs (each used once), at most one per execution
     /// slot; 0 makes every isolate when its program arrives. Default: one per slot.
     pub warm_isolates: Option<u64>,
+    /// Microseconds a program waiting on the host (a tool call) keeps its thread polling
+    /// before the thread sleeps; 0 sleeps at once (saves CPU, costs each reply a wake).
+    /// Default 200.
+    pub spin_micros: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -555,6 +559,7 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("receivedKiB", 1, 16_777_216),
     ("fetches", 1, 1_000_000),
     ("warmIsolates", 0, 4_096),
+    ("spinMicros", 0, 10_000),
 ];
 
 impl LimitSettings {
@@ -573,10 +578,11 @@ impl LimitSettings {
             received_kib: self.received_kib.or(base.received_kib),
             fetches: self.fetches.or(base.fetches),
             warm_isolates: self.warm_isolates.or(base.warm_isolates),
+            spin_micros: self.spin_micros.or(base.spin_micros),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 12] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 13] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -590,6 +596,7 @@ impl LimitSettings {
             ("receivedKiB", self.received_kib),
             ("fetches", self.fetches),
             ("warmIsolates", self.warm_isolates),
+            ("spinMicros", self.spin_micros),
         ]
     }
 

@@ -35,7 +35,7 @@ use crate::{
     preflight::{self, Reference, Scan},
     sandbox::{
         Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
-        RunRequest, ToolHost, cancel_message,
+        RunRequest, SPIN, ToolHost, cancel_message, spin_then_sleep,
     },
     transpile::{Position, line_count, transpile},
 };
@@ -58,6 +58,8 @@ pub struct ExecutorSettings {
     /// Isolate threads that make their next isolate ahead of its program (at most all of
     /// them; 0: none).
     pub warm_isolates: usize,
+    /// How long a program waiting on the host keeps its thread polling before it sleeps.
+    pub spin: Duration,
 }
 
 impl Default for ExecutorSettings {
@@ -69,6 +71,7 @@ impl Default for ExecutorSettings {
             concurrency: 2 * cores,
             queue: 16 * cores,
             warm_isolates: usize::MAX,
+            spin: SPIN,
         }
     }
 }
@@ -173,7 +176,7 @@ impl Executor {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(settings.queue);
         for index in 0..concurrency {
             let queue = queue.clone();
-            let engine = settings.engine;
+            let (engine, spin) = (settings.engine, settings.spin);
             // Until the first program shows the catalog's shape, isolates are made for no
             // bindings; after it, for the bindings and limits of the last program.
             let template = (index < settings.warm_isolates).then(|| RunRequest {
@@ -188,7 +191,7 @@ impl Executor {
                 // QuickJS measures its stack limit from where the isolate starts; the thread
                 // needs room well beyond it or deep recursion aborts the process.
                 .stack_size(settings.limits.stack_bytes.saturating_mul(4).max(8 << 20))
-                .spawn(move || isolate_thread(engine, queue, template))?;
+                .spawn(move || isolate_thread(engine, spin, queue, template))?;
         }
         Ok(Self {
             settings,
@@ -710,7 +713,12 @@ impl Drop for CancelOnDrop {
 /// Runs jobs one after another; with a `template`, the next job's isolate is made while
 /// the thread waits for it (for the shape of the last job), so a program starts in an
 /// isolate that is ready.
-fn isolate_thread(engine: Engine, queue: Receiver<Job>, mut template: Option<RunRequest>) {
+fn isolate_thread(
+    engine: Engine,
+    spin: Duration,
+    queue: Receiver<Job>,
+    mut template: Option<RunRequest>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -732,11 +740,10 @@ fn isolate_thread(engine: Engine, queue: Receiver<Job>, mut template: Option<Run
             continue;
         }
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(engine.run_then_retire(
-                warm.take(),
-                &job.request,
-                &job.cancel,
-                job.host.clone(),
+            // Tool replies come from other threads: spinning briefly spares each one a wake.
+            runtime.block_on(spin_then_sleep(
+                spin,
+                engine.run_then_retire(warm.take(), &job.request, &job.cancel, job.host.clone()),
             ))
         }));
         let (outcome, retired) = match ran {

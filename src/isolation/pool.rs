@@ -56,6 +56,8 @@ pub struct PoolSettings {
     /// Whether waiting workers make their isolate ahead of the program, for the shape
     /// (bindings, limits) of the last program run.
     pub warm: bool,
+    /// How long a program waiting on the host keeps the worker polling before it sleeps.
+    pub spin: std::time::Duration,
 }
 
 /// The pool's state at a moment (for metrics).
@@ -342,6 +344,7 @@ fn worker_spec(
         runs: settings.reuse.max(1),
         probe,
         glue_follows: probe.is_none() && glue.is_some(),
+        spin_micros: u64::try_from(settings.spin.as_micros()).unwrap_or(u64::MAX),
     };
     serde_json::to_string(&spec).map_err(|e| IsolationError::Spawn(std::io::Error::other(e)))
 }

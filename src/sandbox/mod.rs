@@ -9,6 +9,7 @@ mod engine;
 pub(crate) mod glue;
 mod host;
 mod logs;
+mod spin;
 mod stack;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub fn glue_module_source() -> String {
 pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};
+pub use spin::{SPIN, SpinThenSleep, spin_then_sleep};
 
 use crate::transpile::Position;
 
