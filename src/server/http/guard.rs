@@ -269,11 +269,13 @@ pub(super) async fn check(
     if let Some(expected) = &guard.token {
         let path = request.uri().path();
         let console = path == CONSOLE_PATH || path.starts_with("/console/");
-        let signed_in = console
+        // The console's login form checks the token itself; a browser signed in to the
+        // console carries its session cookie instead of a bearer header.
+        let console_admits = console
             && ((path == LOGIN_PATH && request.method() == Method::POST)
                 || guard.console_sessions.admits(request.headers()));
         match bearer(&request) {
-            _ if signed_in => {}
+            _ if console_admits => {}
             None if console => return console::login_page(false),
             Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {}
             // RFC 6750: no error attribute when credentials are missing; nothing else is
