@@ -238,42 +238,45 @@ impl Anomalies {
             .then(|| within(denied.window_secs).map(|e| e.denied).sum::<u32>())
             .filter(|refused| *refused >= denied.count);
         let code = format!("{:016x}", this.code);
-        if let Some(hits) = hits {
+        let raised = [
+            hits.map(|hits| {
+                (
+                    "limit-hits",
+                    limits.window_secs,
+                    format!(
+                        "{hits} executions of this session hit a limit (timeout, memory, budget or busy) in the last {} s",
+                        limits.window_secs
+                    ),
+                )
+            }),
+            same.map(|same| {
+                (
+                    "repeat",
+                    repeats.window_secs,
+                    format!(
+                        "the same program (sha256 {code}...) ran {same} times in the last {} s: an agent in a loop?",
+                        repeats.window_secs
+                    ),
+                )
+            }),
+            refused.map(|refused| {
+                (
+                    "denied-burst",
+                    denied.window_secs,
+                    format!(
+                        "{refused} calls or programs of this session refused by the policy in the last {} s",
+                        denied.window_secs
+                    ),
+                )
+            }),
+        ];
+        for (flag, window_secs, detail) in raised.into_iter().flatten() {
             raise(
                 history,
                 now,
-                "limit-hits",
-                Duration::from_secs(limits.window_secs),
-                format!(
-                    "{hits} executions of this session hit a limit (timeout, memory, budget or busy) in the last {} s",
-                    limits.window_secs
-                ),
-                flags,
-            );
-        }
-        if let Some(same) = same {
-            raise(
-                history,
-                now,
-                "repeat",
-                Duration::from_secs(repeats.window_secs),
-                format!(
-                    "the same program (sha256 {code}...) ran {same} times in the last {} s: an agent in a loop?",
-                    repeats.window_secs
-                ),
-                flags,
-            );
-        }
-        if let Some(refused) = refused {
-            raise(
-                history,
-                now,
-                "denied-burst",
-                Duration::from_secs(denied.window_secs),
-                format!(
-                    "{refused} calls or programs of this session refused by the policy in the last {} s",
-                    denied.window_secs
-                ),
+                flag,
+                Duration::from_secs(window_secs),
+                detail,
                 flags,
             );
         }
