@@ -99,6 +99,19 @@ impl HttpServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the log holds every one of `needles` (its lines arrive through a reader
+    /// thread, after the answers that caused them), at most 10 s; the log then.
+    pub fn log_containing(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A streamable HTTP MCP session at `/mcp`.
     pub async fn client(&self) -> RunningService<RoleClient, ()> {
         self.client_with(StreamableHttpClientTransportConfig::with_uri(
