@@ -223,12 +223,15 @@ impl CodeModeBuilder {
         let executor = match audit_path {
             Some(path) => {
                 let audit = Arc::new(AuditLog::open(path, config.codemode.audit.max_bytes)?);
-                // Hosts fetched from before a restart are not new.
-                let (earlier, seen) = (audit.clone(), oversight.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    seen.anomalies().seen_hosts(&earlier.read_live());
-                })
-                .await;
+                // Hosts fetched from before a restart are not new. Reading the log back is
+                // only worth it when that flag is on.
+                if config.codemode.anomalies.new_egress_hosts {
+                    let (earlier, seen) = (audit.clone(), oversight.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        seen.anomalies().seen_hosts(&earlier.read_live());
+                    })
+                    .await;
+                }
                 executor.with_audit(audit)
             }
             None => executor,

@@ -173,16 +173,7 @@ pub struct ExecutionTrace {
 impl ExecutionTrace {
     /// Starts the span of a call now (`name` is `namespace.tool` or `fetch`).
     pub fn call(&self, name: &str, target: Option<&str>) -> CallSpan {
-        let title = match target {
-            Some(target) => format!("{name} {target}"),
-            None => format!("tools/call {name}"),
-        };
-        let span = self
-            .tracer
-            .span_builder(title)
-            .with_kind(SpanKind::Client)
-            .start_with_context(&self.tracer, &self.cx);
-        CallSpan(span)
+        self.call_from(name, target, SystemTime::now())
     }
 
     /// The span of a call that ended without going out (refused at once), started at
@@ -191,9 +182,14 @@ impl ExecutionTrace {
         let start = SystemTime::now()
             .checked_sub(started.elapsed())
             .unwrap_or_else(SystemTime::now);
-        let title = match &record.target {
-            Some(target) => format!("{} {target}", record.tool),
-            None => format!("tools/call {}", record.tool),
+        self.call_from(&record.tool, record.target.as_deref(), start)
+            .end(record);
+    }
+
+    fn call_from(&self, name: &str, target: Option<&str>, start: SystemTime) -> CallSpan {
+        let title = match target {
+            Some(target) => format!("{name} {target}"),
+            None => format!("tools/call {name}"),
         };
         let span = self
             .tracer
@@ -201,7 +197,7 @@ impl ExecutionTrace {
             .with_kind(SpanKind::Client)
             .with_start_time(start)
             .start_with_context(&self.tracer, &self.cx);
-        CallSpan(span).end(record);
+        CallSpan(span)
     }
 
     /// Ends the execution's span with what was recorded of it.
