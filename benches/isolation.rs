@@ -36,7 +36,7 @@ const WORKER_BINARY: &str = env!("CARGO_BIN_EXE_codemode-mcp");
 fn pool_settings(size: usize) -> PoolSettings {
     PoolSettings {
         program: WORKER_BINARY.into(),
-        engine: EngineKind::Quickjs,
+        engine: EngineKind::default(),
         limits: Limits::default(),
         size,
         reuse: 1,
@@ -119,7 +119,7 @@ fn main() -> anyhow::Result<()> {
             fetch: false,
             limits: Limits::default(),
         };
-        let engine = Engine::new(EngineKind::Quickjs);
+        let engine = Engine::new(EngineKind::default());
         let host: Arc<dyn ToolHost> = Arc::new(Echo);
         let mut in_process_calls = Vec::new();
         let mut worker_calls = Vec::new();

@@ -55,7 +55,7 @@ pub enum EmbedError {
 pub struct CodeModeBuilder {
     config: Config,
     limits: LimitSettings,
-    engine: EngineKind,
+    engine: Option<EngineKind>,
     isolation: Isolation,
     worker_program: Option<PathBuf>,
     worker_reuse: u32,
@@ -69,7 +69,7 @@ impl Default for CodeModeBuilder {
         Self {
             config: Config::default(),
             limits: LimitSettings::default(),
-            engine: EngineKind::default(),
+            engine: None,
             isolation: Isolation::None,
             worker_program: None,
             worker_reuse: 1,
@@ -98,9 +98,9 @@ impl CodeModeBuilder {
         self
     }
 
-    /// The JS engine.
+    /// The JS engine (overrides the config's `codemode.engine`; default QuickJS).
     pub fn engine(mut self, engine: EngineKind) -> Self {
-        self.engine = engine;
+        self.engine = Some(engine);
         self
     }
 
@@ -172,9 +172,23 @@ impl CodeModeBuilder {
             Arc::new(self.builtins),
             policy,
         ));
+        let engine = self.engine.or(config.codemode.engine).unwrap_or_default();
+        if let Some(most) = Engine::new(engine).max_worker_reuse()
+            && self.worker_reuse > most
+        {
+            return Err(EmbedError::Config(ConfigError::Invalid {
+                origin: "the worker settings".into(),
+                path: "--worker-reuse".into(),
+                message: format!(
+                    "{} programs per worker is more than the {} engine allows ({most}: its backend makes a limited number of runtimes per thread); use at most {most}",
+                    self.worker_reuse,
+                    engine.as_str()
+                ),
+            }));
+        }
         let defaults = ExecutorSettings::default();
         let settings = ExecutorSettings {
-            engine: Engine::new(self.engine),
+            engine: Engine::new(engine),
             limits: limits.limits(),
             concurrency: limits.concurrency.map_or(defaults.concurrency, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
@@ -202,7 +216,7 @@ impl CodeModeBuilder {
                 };
                 let (pool, report) = WorkerPool::start(PoolSettings {
                     program,
-                    engine: self.engine,
+                    engine,
                     limits: settings.limits,
                     size: settings.concurrency,
                     reuse: self.worker_reuse,

@@ -206,9 +206,10 @@ struct CommonArgs {
     /// {"codemode": {"limits": {"timeoutMs": 10000}}}. Flags override its values.
     #[arg(long, short = 'c', env = "CODEMODE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// JS engine that runs programs.
-    #[arg(long, value_enum, default_value_t = EngineKind::Quickjs)]
-    engine: EngineKind,
+    /// JS engine that runs programs (the choices are those this binary was built with).
+    /// Overrides `codemode.engine`. Default: quickjs.
+    #[arg(long, value_enum)]
+    engine: Option<EngineKind>,
     /// Where programs run. `process`: each in a fresh worker process locked down with
     /// rlimits, namespaces, Landlock and seccomp, holding no secret. `none`: in this
     /// process, on isolate threads, for embedding and benchmarks only: an engine exploit
@@ -310,6 +311,7 @@ impl LimitArgs {
 }
 
 fn main() -> Result<()> {
+    codemode_mcp::sandbox::configure_process_environment();
     // A worker process locks itself down before anything else runs (no thread may exist).
     let mut args = std::env::args();
     if args.nth(1).as_deref() == Some(WORKER_COMMAND) {
@@ -376,9 +378,11 @@ async fn codemode(common: &CommonArgs) -> Result<CodeMode> {
     common.limits.settings().validate("command line")?;
     let mut builder = CodeMode::builder()
         .limits(common.limits.settings())
-        .engine(common.engine)
         .isolation(common.isolation)
         .worker_reuse(common.worker_reuse);
+    if let Some(engine) = common.engine {
+        builder = builder.engine(engine);
+    }
     if let Some(path) = &common.config {
         builder = builder.config_file(path)?;
     }
@@ -572,7 +576,7 @@ async fn types(args: TypesArgs) -> Result<()> {
 async fn sandbox_check(args: TypesArgs) -> Result<i32> {
     let (pool, report) = match WorkerPool::start(PoolSettings {
         program: std::env::current_exe().context("locating this binary to start workers")?,
-        engine: args.common.engine,
+        engine: args.common.engine.unwrap_or_default(),
         limits: args.common.limits.settings().limits(),
         size: 0,
         reuse: 1,

@@ -4,10 +4,12 @@
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use std::sync::{Arc, Mutex};
+
 use codemode_mcp::{
     sandbox::{
-        CancelHandle, Engine, EngineKind, ErrorKind, Limits, LogLevel, NoTools, RunOutcome,
-        RunRequest,
+        Binding, CancelHandle, Engine, EngineKind, ErrorKind, Limits, LogLevel, NoTools,
+        ReplyFuture, RunOutcome, RunRequest, ToolCall, ToolFailure, ToolHost, ToolReply,
     },
     transpile::{line_count, transpile},
 };
@@ -33,6 +35,75 @@ fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) 
         .build()
         .unwrap()
         .block_on(engine.run(&request, cancel, std::sync::Arc::new(NoTools)))
+}
+
+/// A host with `tools.math.add({a, b})`, `tools.math.check(args)` (always invalid, at
+/// `/a`) and `tools.math.slow({})` (answers after 50 ms); it records every call, and
+/// answers `fetch` with the request it got.
+#[derive(Default)]
+struct MathHost {
+    calls: Mutex<Vec<ToolCall>>,
+}
+
+impl ToolHost for MathHost {
+    fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        self.calls.lock().unwrap().push(call.clone());
+        Box::pin(async move {
+            let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+            match call.tool.as_str() {
+                "add" => ToolReply::Ok(
+                    serde_json::json!({ "sum": args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0) })
+                        .to_string(),
+                ),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    ToolReply::Ok("\"done\"".into())
+                }
+                _ => ToolReply::Err(ToolFailure {
+                    message: "tools.math.check: a must be a number".into(),
+                    schema_path: Some("/a".into()),
+                }),
+            }
+        })
+    }
+
+    fn fetch(&self, request: String) -> ReplyFuture {
+        Box::pin(async move {
+            let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+            ToolReply::Ok(
+                serde_json::json!({
+                    "status": 200, "statusText": "OK", "url": request["url"],
+                    "headers": [["content-type", "text/plain"]],
+                    "body": base64_of(request["url"].as_str().unwrap_or_default()),
+                    "redirected": false,
+                })
+                .to_string(),
+            )
+        })
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn run_on(engine: &Engine, code: &str, host: Arc<MathHost>, fetch: bool) -> RunOutcome {
+    let request = RunRequest {
+        js: transpile(code).expect("test programs parse").js,
+        program_lines: line_count(code),
+        bindings: vec![Binding {
+            namespace: "math".into(),
+            tools: vec!["add".into(), "check".into(), "slow".into()],
+        }],
+        fetch,
+        limits: Limits::default(),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(engine.run(&request, &CancelHandle::default(), host))
 }
 
 fn run(engine: &Engine, code: &str) -> RunOutcome {
@@ -126,5 +197,229 @@ fn engine_syntax_errors_are_positioned() {
         let error = outcome.result.unwrap_err();
         assert!(matches!(error.kind, ErrorKind::Syntax), "{error:?}");
         assert_eq!(error.position.map(|p| p.line), Some(2), "{error:?}");
+    }
+}
+
+#[test]
+fn tool_calls_cross_as_json_with_their_site_on_every_engine() {
+    for engine in engines() {
+        let host = Arc::new(MathHost::default());
+        let outcome = run_on(
+            &engine,
+            "const a = await tools.math.add({ a: 1, b: 2 });\nconst [b, c] = await Promise.all([tools.math.slow({}), tools.math.add({ a: a.sum, b: 10 })]);\nreturn [a.sum, b, c.sum];",
+            host.clone(),
+            false,
+        );
+        assert_eq!(outcome.result.unwrap().json, "[3,\"done\",13]", "{:?}", engine.kind());
+        let calls = host.calls.lock().unwrap();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0].arguments, r#"{"a":1,"b":2}"#);
+        let site = calls[0].site.unwrap();
+        assert_eq!((site.line, site.column > 0), (1, true), "{:?}", engine.kind());
+        assert_eq!(calls[2].site.map(|s| s.line), Some(2));
+    }
+}
+
+#[test]
+fn tool_errors_carry_the_tool_and_schema_path_on_every_engine() {
+    for engine in engines() {
+        let host = Arc::new(MathHost::default());
+        let outcome = run_on(&engine, "const x = 1;\nawait tools.math.check({ a: 'no' });", host.clone(), false);
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Tool, "{:?}: {error:?}", engine.kind());
+        assert_eq!(error.tool.as_deref(), Some("math.check"));
+        assert_eq!(error.schema_path.as_deref(), Some("/a"));
+        assert_eq!(error.position.map(|p| p.line), Some(2), "{error:?}");
+
+        // Caught, it is an ordinary value; a look-alike thrown by the program is not a ToolError.
+        let outcome = run_on(
+            &engine,
+            "try { await tools.math.check({}); } catch (e) { return [e instanceof ToolError, e.tool, e.schemaPath]; }",
+            host.clone(),
+            false,
+        );
+        assert_eq!(outcome.result.unwrap().json, r#"[true,"math.check","/a"]"#);
+        let outcome = run_on(
+            &engine,
+            "const e = new Error('forged'); e.name = 'ToolError'; e.tool = 'math.add'; throw e;",
+            host.clone(),
+            false,
+        );
+        assert_eq!(kind(&outcome), Some(ErrorKind::Runtime), "{:?}", engine.kind());
+
+        let outcome = run_on(&engine, "return tools.math.nope({});", host, false);
+        let error = outcome.result.unwrap_err();
+        assert!(error.message.contains("math has: add, check, slow"), "{error:?}");
+    }
+}
+
+#[test]
+fn fetch_exists_only_when_the_run_has_it_on_every_engine() {
+    for engine in engines() {
+        let host = Arc::new(MathHost::default());
+        let outcome = run_on(&engine, "return typeof fetch;", host.clone(), false);
+        assert_eq!(outcome.result.unwrap().json, r#""undefined""#);
+        let outcome = run_on(
+            &engine,
+            "const r = await fetch('https://example.com/x');\nreturn [r.status, await r.text()];",
+            host,
+            true,
+        );
+        assert_eq!(
+            outcome.result.unwrap().json,
+            r#"[200,"https://example.com/x"]"#,
+            "{:?}",
+            engine.kind()
+        );
+    }
+}
+
+#[test]
+fn the_program_reaches_nothing_of_the_engine_on_every_engine() {
+    for engine in engines() {
+        let outcome = run(
+            &engine,
+            "return [typeof Deno, typeof __bootstrap, typeof __infra, typeof require, typeof process, typeof __codemodeInstall, typeof console.log, typeof setTimeout, typeof tools];",
+        );
+        assert_eq!(
+            outcome.result.unwrap().json,
+            r#"["undefined","undefined","undefined","undefined","undefined","undefined","function","function","object"]"#,
+            "{:?}",
+            engine.kind()
+        );
+        let outcome = run(&engine, "return Object.getOwnPropertyNames(globalThis).filter((k) => /deno|core|ops|bootstrap/i.test(k));");
+        assert_eq!(outcome.result.unwrap().json, "[]", "{:?}", engine.kind());
+        let outcome = run(&engine, "return missingThing + 1;");
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Runtime);
+        assert!(error.message.contains("is not defined. Besides"), "{error:?}");
+        assert_eq!(error.position.map(|p| p.line), Some(1), "{:?}: {error:?}", engine.kind());
+    }
+}
+
+#[test]
+fn errors_and_logs_are_in_the_agents_lines_on_every_engine() {
+    for engine in engines() {
+        let outcome = run(
+            &engine,
+            "function inner() {\n  throw new TypeError('bad input');\n}\nconsole.log('a', { b: [1] }, 2n);\ninner();",
+        );
+        assert_eq!(outcome.logs[0].message, "a { b: [1] } 2n", "{:?}", engine.kind());
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.message, "TypeError: bad input");
+        assert_eq!(error.position.map(|p| p.line), Some(2), "{:?}: {error:?}", engine.kind());
+        assert!(error.stack.unwrap().contains("program.ts:5:"), "{:?}", engine.kind());
+
+        let outcome = run(&engine, "throw 42;");
+        let error = outcome.result.unwrap_err();
+        assert!(error.message.contains("non-Error value: 42"), "{error:?}");
+
+        // A rejection nobody awaits does not end the program.
+        let outcome = run(&engine, "Promise.reject(new Error('ignored'));\nreturn 1;");
+        assert_eq!(outcome.result.unwrap().json, "1", "{:?}", engine.kind());
+    }
+}
+
+#[test]
+fn output_and_result_caps_cut_on_every_engine() {
+    for engine in engines() {
+        let limits = Limits {
+            output_bytes: 100,
+            result_bytes: 50,
+            ..Limits::default()
+        };
+        let outcome = run_with(
+            &engine,
+            "for (let i = 0; i < 50; i++) console.log('line ' + i);\nreturn 'x'.repeat(80);",
+            limits,
+            &CancelHandle::default(),
+        );
+        assert!(outcome.logs_truncated.is_some(), "{:?}", engine.kind());
+        let total: usize = outcome.logs.iter().map(|l| l.message.len()).sum();
+        assert!(total <= 100);
+        let value = outcome.result.unwrap();
+        assert_eq!(value.truncated.unwrap().total_bytes, 82);
+        assert_eq!(value.json.len(), 50);
+    }
+}
+
+#[test]
+fn memory_is_named_even_when_the_program_catches_it_on_every_engine() {
+    for engine in engines() {
+        let small = Limits {
+            heap_bytes: 16 << 20,
+            ..Limits::default()
+        };
+        let outcome = run_with(
+            &engine,
+            "let caught = 0;\nconst keep = [];\nfor (let i = 0; i < 1e6; i++) { try { keep.push('x'.repeat(1e5) + i); } catch (e) { caught++; keep.length = 0; } }\nreturn caught;",
+            small,
+            &CancelHandle::default(),
+        );
+        assert_eq!(kind(&outcome), Some(ErrorKind::Memory), "{:?}: {:?}", engine.kind(), outcome.result);
+
+        // Deep recursion is a catchable RangeError, not a crash.
+        let outcome = run(&engine, "function f(n) { return f(n + 1) + 1; }\ntry { f(0); } catch (e) { return e instanceof RangeError; }");
+        assert_eq!(outcome.result.unwrap().json, "true", "{:?}", engine.kind());
+    }
+}
+
+#[test]
+fn a_timeout_stops_a_program_waiting_on_the_host_on_every_engine() {
+    for engine in engines() {
+        let short = Limits {
+            timeout: Duration::from_millis(150),
+            ..Limits::default()
+        };
+        let started = Instant::now();
+        let outcome = run_with(&engine, "await new Promise((r) => setTimeout(r, 60000));", short, &CancelHandle::default());
+        assert_eq!(kind(&outcome), Some(ErrorKind::Timeout), "{:?}", engine.kind());
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+}
+
+#[test]
+fn isolates_share_nothing_on_every_engine() {
+    for engine in engines() {
+        let first = run(&engine, "globalThis.leak = 41; Object.prototype.polluted = 1; return 1;");
+        assert!(first.result.is_ok());
+        let second = run(&engine, "return [typeof leak, ({}).polluted === undefined];");
+        assert_eq!(second.result.unwrap().json, r#"["undefined",true]"#, "{:?}", engine.kind());
+    }
+}
+
+/// The warm path: an isolate made ahead for a program's shape runs it; one made for
+/// another shape is not used for it.
+#[test]
+fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
+    for engine in engines() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let code = "return typeof tools.math.add;";
+        let request = RunRequest {
+            js: transpile(code).unwrap().js,
+            program_lines: 1,
+            bindings: vec![Binding {
+                namespace: "math".into(),
+                tools: vec!["add".into()],
+            }],
+            fetch: false,
+            limits: Limits::default(),
+        };
+        let warm = runtime.block_on(engine.prepare(&request));
+        assert!(warm.is_some(), "{:?}", engine.kind());
+        let outcome = runtime.block_on(engine.run_in(warm, &request, &CancelHandle::default(), Arc::new(NoTools)));
+        assert_eq!(outcome.result.unwrap().json, r#""function""#);
+
+        let other = RunRequest {
+            bindings: Vec::new(),
+            ..request.clone()
+        };
+        let warm = runtime.block_on(engine.prepare(&request));
+        let outcome = runtime.block_on(engine.run_in(warm, &other, &CancelHandle::default(), Arc::new(NoTools)));
+        let error = outcome.result.unwrap_err();
+        assert!(error.message.contains("tools.math does not exist"), "{:?}: {error:?}", engine.kind());
     }
 }

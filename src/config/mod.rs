@@ -55,6 +55,10 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CodemodeSection {
+    /// The JS engine programs run on (`quickjs`, or `deno` in a binary built with it); the
+    /// command line's `--engine` overrides it.
+    #[serde(default, deserialize_with = "engine_name")]
+    pub engine: Option<crate::sandbox::EngineKind>,
     /// Per-execution limits and the concurrency cap.
     #[serde(default)]
     pub limits: LimitSettings,
@@ -99,6 +103,13 @@ pub struct AnomalySettings {
     /// `new-egress-host`: a fetch to a host no earlier execution fetched from.
     #[serde(default = "default_true")]
     pub new_egress_hosts: bool,
+}
+
+fn engine_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<crate::sandbox::EngineKind>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 fn default_true() -> bool {

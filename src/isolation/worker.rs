@@ -135,6 +135,7 @@ pub fn worker_main(spec: &str) -> i32 {
                 return exit::LOCKDOWN_FAILED;
             }
         };
+        Engine::new(spec.engine).before_lockdown();
         let seccomp = match lockdown::restrict_syscalls() {
             Ok(layer) => layer,
             Err(err) => {

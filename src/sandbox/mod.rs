@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, EngineKind, RetiredIsolate, WarmIsolate};
+pub use engine::{Engine, EngineKind, RetiredIsolate, WarmIsolate, configure_process_environment};
 
 /// The JS glue as one ES module's source, for the benchmark that measures what compiling
 /// it per isolate would cost.

@@ -1,7 +1,24 @@
 //! The engine seam: everything engine-specific lives in one folder per engine, behind
 //! [`Engine::run`], which takes and returns only the plain data of the sandbox contract.
 
+#[cfg(any(feature = "deno", feature = "v8"))]
+mod deno;
+#[cfg(feature = "quickjs")]
 mod quickjs;
+mod settle;
+
+#[cfg(all(feature = "deno", feature = "v8"))]
+compile_error!(
+    "features `deno` and `v8` exclude each other (deno_core has one backend per build): `--no-default-features --features deno` for its QuickJS-ng backend, or `--features v8` for real V8"
+);
+#[cfg(all(feature = "deno", feature = "quickjs"))]
+compile_error!(
+    "feature `deno` (deno_core on its QuickJS-ng backend) links QuickJS-ng's C symbols a second time beside the default engine's: build it alone with `--no-default-features --features deno` (or use `--features v8` for deno_core on real V8 beside the default engine)"
+);
+#[cfg(not(any(feature = "quickjs", feature = "deno", feature = "v8")))]
+compile_error!(
+    "no JS engine: build with the default features, `--no-default-features --features deno`, or `--features v8`"
+);
 
 use serde::{Deserialize, Serialize};
 
@@ -10,13 +27,86 @@ use std::sync::Arc;
 use super::{CancelHandle, RunOutcome, RunRequest, ToolHost};
 
 /// The JS engines this binary can run programs on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum EngineKind {
     /// QuickJS-ng through rquickjs: ~0.1 ms to start, ~160 kB per isolate.
-    #[default]
+    #[cfg(feature = "quickjs")]
     Quickjs,
+    /// deno_core: on real V8 when built with the `v8` feature, on its QuickJS-ng backend
+    /// with `deno`; ~5-9 ms to start from its snapshot, ~2.5 MB per isolate on that backend.
+    #[cfg(any(feature = "deno", feature = "v8"))]
+    Deno,
+}
+
+impl Default for EngineKind {
+    /// QuickJS where the binary has it, else deno_core.
+    fn default() -> Self {
+        #[cfg(feature = "quickjs")]
+        return Self::Quickjs;
+        #[cfg(not(feature = "quickjs"))]
+        return Self::Deno;
+    }
+}
+
+impl EngineKind {
+    /// The engine's name, as `--engine` and `codemode.engine` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            #[cfg(feature = "quickjs")]
+            Self::Quickjs => "quickjs",
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            Self::Deno => "deno",
+        }
+    }
+
+    /// The engines this binary was built with.
+    pub fn built() -> Vec<&'static str> {
+        <Self as clap::ValueEnum>::value_variants()
+            .iter()
+            .map(|kind| kind.as_str())
+            .collect()
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| match name {
+                "deno" => format!(
+                    "this binary was built without the deno engine (it has: {}); build it with `--features v8` (deno_core on V8) or `--no-default-features --features deno` (on its QuickJS-ng backend)",
+                    Self::built().join(", ")
+                ),
+                "quickjs" => format!(
+                    "this binary was built without the quickjs engine (it has: {}); build it with the default features",
+                    Self::built().join(", ")
+                ),
+                _ => format!(
+                    "\"{name}\" is not an engine; this binary has: {}",
+                    Self::built().join(", ")
+                ),
+            })
+    }
+}
+
+/// Sets the environment the engines built into this binary read when they start (for
+/// deno_core's quickjs backend: no on-disk bytecode cache, no WebAssembly). Call it first
+/// thing in `main`, while the process has one thread; engines otherwise set it themselves
+/// before their first isolate.
+pub fn configure_process_environment() {
+    #[cfg(feature = "deno")]
+    for (name, value) in deno::BACKEND_ENVIRONMENT {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called while the process has one thread (see above).
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
 }
 
 /// A JS engine that runs one program in one fresh isolate.
@@ -47,11 +137,36 @@ impl Engine {
         self.run_in(None, request, cancel, host).await
     }
 
+    /// Readies the engine for a process that is about to forbid itself new threads (a
+    /// worker before its system-call lockdown): what needs a thread starts now.
+    pub fn before_lockdown(&self) {
+        match self.kind {
+            #[cfg(feature = "quickjs")]
+            EngineKind::Quickjs => {}
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => deno::before_lockdown(),
+        }
+    }
+
+    /// Programs one worker process may run before it must be replaced, if the engine
+    /// limits it.
+    pub fn max_worker_reuse(&self) -> Option<u32> {
+        match self.kind {
+            #[cfg(feature = "quickjs")]
+            EngineKind::Quickjs => None,
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => cfg!(feature = "deno").then_some(deno::MAX_WORKER_REUSE),
+        }
+    }
+
     /// The glue compiled for this engine, to hand to worker processes of this same binary
     /// (see [`Self::adopt_glue`]); `None` where the engine has no such form.
     pub fn compiled_glue(&self) -> Option<Vec<u8>> {
         match self.kind {
+            #[cfg(feature = "quickjs")]
             EngineKind::Quickjs => quickjs::compiled_glue(),
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => deno::compiled_glue(),
         }
     }
 
@@ -59,7 +174,10 @@ impl Engine {
     /// of compiling it here. Call before the first isolate.
     pub fn adopt_glue(&self, compiled: Vec<u8>) {
         match self.kind {
+            #[cfg(feature = "quickjs")]
             EngineKind::Quickjs => quickjs::adopt_glue(compiled),
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => deno::adopt_glue(compiled),
         }
     }
 
@@ -68,10 +186,16 @@ impl Engine {
     /// made (the program then gets a fresh one, which reports why).
     pub async fn prepare(&self, template: &RunRequest) -> Option<WarmIsolate> {
         match self.kind {
+            #[cfg(feature = "quickjs")]
             EngineKind::Quickjs => quickjs::prepare(template)
                 .await
                 .ok()
                 .map(|warm| WarmIsolate(Warm::Quickjs(warm))),
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => deno::prepare(template)
+                .await
+                .ok()
+                .map(|warm| WarmIsolate(Warm::Deno(warm))),
         }
     }
 
@@ -98,13 +222,33 @@ impl Engine {
         host: Arc<dyn ToolHost>,
     ) -> (RunOutcome, RetiredIsolate) {
         match self.kind {
+            #[cfg(feature = "quickjs")]
             EngineKind::Quickjs => {
-                let warm = warm.map(|WarmIsolate(Warm::Quickjs(warm))| warm);
+                let warm = warm.and_then(|WarmIsolate(warm)| match warm {
+                    Warm::Quickjs(warm) => Some(warm),
+                    #[cfg(any(feature = "deno", feature = "v8"))]
+                    _ => None,
+                });
                 let (outcome, retired) = quickjs::run(request, cancel, host, warm).await;
                 (
                     outcome,
                     RetiredIsolate {
                         _held: Retired::Quickjs { _held: retired },
+                    },
+                )
+            }
+            #[cfg(any(feature = "deno", feature = "v8"))]
+            EngineKind::Deno => {
+                let warm = warm.and_then(|WarmIsolate(warm)| match warm {
+                    Warm::Deno(warm) => Some(warm),
+                    #[cfg(feature = "quickjs")]
+                    _ => None,
+                });
+                let (outcome, retired) = deno::run(request, cancel, host, warm).await;
+                (
+                    outcome,
+                    RetiredIsolate {
+                        _held: Retired::Deno { _held: retired },
                     },
                 )
             }
@@ -125,7 +269,14 @@ impl std::fmt::Debug for RetiredIsolate {
 
 /// Held only to be dropped.
 enum Retired {
-    Quickjs { _held: quickjs::Retired },
+    #[cfg(feature = "quickjs")]
+    Quickjs {
+        _held: quickjs::Retired,
+    },
+    #[cfg(any(feature = "deno", feature = "v8"))]
+    Deno {
+        _held: deno::Retired,
+    },
 }
 
 /// An isolate made before its program, never used (see [`Engine::prepare`]). Not `Send`:
@@ -135,5 +286,8 @@ pub struct WarmIsolate(Warm);
 
 #[derive(Debug)]
 enum Warm {
+    #[cfg(feature = "quickjs")]
     Quickjs(quickjs::WarmIsolate),
+    #[cfg(any(feature = "deno", feature = "v8"))]
+    Deno(deno::WarmIsolate),
 }

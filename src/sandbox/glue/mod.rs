@@ -27,6 +27,7 @@ const CAPABILITIES: &[&str] = &[
 const FETCH: &str = include_str!("fetch.js");
 
 /// The name the fetch module carries in stack traces.
+#[cfg_attr(not(feature = "quickjs"), allow(dead_code))]
 pub(crate) const FETCH_MODULE_NAME: &str = "codemode:fetch";
 
 /// The fetch glue as an ES module whose default export is `install(host)`.
@@ -38,6 +39,7 @@ pub(crate) fn fetch_module_source() -> String {
 const RESULT: &str = include_str!("result.js");
 
 /// The name the glue module carries in stack traces.
+#[cfg_attr(not(feature = "quickjs"), allow(dead_code))]
 pub(crate) const MODULE_NAME: &str = "codemode:glue";
 
 /// All glue as one ES module whose default export is `install(host) -> run`: engines

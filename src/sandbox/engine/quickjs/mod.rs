@@ -24,37 +24,14 @@ use rquickjs::{
 };
 
 use self::alloc::{CappedAllocator, HeapGauge};
+use super::settle::{GlueReports, Settled, Stop, Thrown, result_of};
 use crate::{
     sandbox::{
-        CancelHandle, CancelReason, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome,
-        RunRequest, ToolCall, ToolHost, Truncation, cancel_message, glue, human_bytes,
-        logs::LogSink, logs::floor_char_boundary, stack::agent_frames,
+        CancelHandle, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome, RunRequest,
+        ToolCall, ToolHost, glue, logs::LogSink,
     },
     transpile::{PROGRAM_FILE, Position, WRAPPER_LINES},
 };
-
-/// Why the interrupt handler stopped the program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Timeout,
-    Memory,
-    Cancelled,
-}
-
-/// What the isolate produced, converted to Rust before the context is left.
-enum Settled {
-    Value(String),
-    /// The program (or the engine on its behalf) threw.
-    Thrown(Thrown),
-    /// The wrapped program did not compile.
-    Syntax(Thrown),
-}
-
-struct Thrown {
-    name: Option<String>,
-    message: String,
-    stack: Option<String>,
-}
 
 /// Per-isolate state the host functions write and the host reads afterwards.
 struct IsolateState {
@@ -241,51 +218,18 @@ pub(super) async fn run(
     } else {
         stop.get()
     };
-    let result = match (stop, settled) {
-        (Some(Stop::Memory), _) => Err(ProgramError::new(
-            ErrorKind::Memory,
-            format!(
-                "the program used more than the heap cap of {} and was stopped; work on smaller pieces of data, or return less",
-                human_bytes(limits.heap_bytes)
-            ),
-        )),
-        (Some(Stop::Timeout), _) => Err(ProgramError::new(
-            ErrorKind::Timeout,
-            format!(
-                "the program ran longer than its time limit of {} ms and was stopped; look for endless loops, or do less per execution",
-                limits.timeout.as_millis()
-            ),
-        )),
-        (Some(Stop::Cancelled), _) => Err(ProgramError::new(
-            ErrorKind::Cancelled,
-            cancel_message(cancel.reason().unwrap_or(CancelReason::Client)),
-        )),
-        (None, None) => Err(ProgramError::new(
-            ErrorKind::Timeout,
-            "the program was stopped at its time limit",
-        )),
-        (None, Some(Settled::Value(json))) => Ok(cap_result(json, limits.result_bytes)),
-        (None, Some(Settled::Syntax(thrown))) => {
-            Err(positioned(ErrorKind::Syntax, thrown, request.program_lines))
-        }
-        (None, Some(Settled::Thrown(thrown))) => {
-            let tool_error = state.tool_error.borrow_mut().take();
-            match (state.output_error.borrow_mut().take(), tool_error) {
-                (Some(message), _) => Err(ProgramError::new(ErrorKind::Output, message)),
-                (None, Some((tool, schema_path))) => {
-                    let mut error = positioned(ErrorKind::Tool, thrown, request.program_lines);
-                    error.tool = Some(tool);
-                    error.schema_path = schema_path;
-                    Err(error)
-                }
-                (None, None) => Err(positioned(
-                    ErrorKind::Runtime,
-                    thrown,
-                    request.program_lines,
-                )),
-            }
-        }
+    let reports = GlueReports {
+        output_error: state.output_error.borrow_mut().take(),
+        tool_error: state.tool_error.borrow_mut().take(),
     };
+    let result = result_of(
+        stop,
+        settled,
+        reports,
+        &limits,
+        cancel,
+        request.program_lines,
+    );
     (finish(state, &gauge, result), retired)
 }
 
@@ -593,51 +537,6 @@ fn describe(value: Value<'_>) -> Thrown {
         name: None,
         message: format!("the program threw a non-Error value: {message}"),
         stack: None,
-    }
-}
-
-fn positioned(kind: ErrorKind, thrown: Thrown, program_lines: u32) -> ProgramError {
-    let (frames, position) = thrown
-        .stack
-        .as_deref()
-        .map(|stack| agent_frames(stack, program_lines))
-        .unwrap_or_default();
-    let mut message = match thrown.name {
-        Some(name) if !name.is_empty() => format!("{name}: {}", thrown.message),
-        _ => thrown.message,
-    };
-    if message.starts_with("ReferenceError:") && message.ends_with("is not defined") {
-        message.push_str(&format!(
-            ". Besides the standard JavaScript built-ins the program has: {}. It has no {}.",
-            glue::PROGRAM_GLOBALS.join(", "),
-            glue::NOT_AVAILABLE
-        ));
-    }
-    ProgramError {
-        kind,
-        message,
-        position,
-        stack: (!frames.is_empty()).then(|| frames.join("\n")),
-        tool: None,
-        schema_path: None,
-    }
-}
-
-fn cap_result(json: String, cap: usize) -> ReturnValue {
-    if json.len() <= cap {
-        return ReturnValue {
-            json,
-            truncated: None,
-        };
-    }
-    let kept = floor_char_boundary(&json, cap);
-    ReturnValue {
-        truncated: Some(Truncation {
-            total_bytes: json.len(),
-            kept_bytes: kept,
-            dropped_entries: 0,
-        }),
-        json: json[..kept].to_string(),
     }
 }
 

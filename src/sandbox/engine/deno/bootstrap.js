@@ -1,0 +1,83 @@
+// The deno_core engine's only JS of its own: it builds the `host` object the shared glue
+// (src/sandbox/glue/) expects out of this engine's ops, one extension per capability, and
+// takes deno_core's own globals away before any program runs. Evaluated once, into the
+// startup snapshot; `install` runs once per isolate.
+import installGlue from "ext:codemode_glue/glue.js";
+import installFetch from "ext:codemode_glue/fetch.js";
+
+const core = globalThis.Deno.core;
+const {
+  op_codemode_log,
+  op_codemode_sleep,
+  op_codemode_call_tool,
+  op_codemode_fetch,
+  op_codemode_output_error,
+  op_codemode_uncaught_tool_error,
+} = core.ops;
+// Taken now: a program cannot change how the envelope is written.
+const { stringify: jsonStringify, parse: jsonParse } = JSON;
+const toText = String;
+
+// deno_core treats an unhandled rejection as fatal to the event loop; the default engine
+// ignores it, and so must this one (a program that starts a promise and never awaits it
+// still returns its value).
+core.setUnhandledPromiseRejectionHandler(() => true);
+
+function describe(error) {
+  try {
+    if (error !== null && (typeof error === "object" || typeof error === "function")) {
+      const message = error.message;
+      if (message !== undefined && message !== null) {
+        const name = error.name, stack = error.stack;
+        return {
+          name: name === undefined || name === null ? null : toText(name),
+          message: toText(message),
+          stack: stack === undefined || stack === null ? null : toText(stack),
+        };
+      }
+    }
+    return { name: null, message: "the program threw a non-Error value: " + toText(error), stack: null };
+  } catch (ignored) {
+    return { name: null, message: "the program threw a value that cannot be shown", stack: null };
+  }
+}
+
+// Per isolate, before its program: `config` is the isolate's bindings and limits as JSON.
+// Returns `settle(program) -> Promise<string>`: "v" + the result's JSON text, or "t" + the
+// thrown value described as JSON, so the host never reads a program's object itself.
+globalThis.__codemodeInstall = function install(configJson) {
+  delete globalThis.__codemodeInstall;
+  // What a program must not reach: deno_core's ops (some write to stdout or to resources)
+  // and its bootstrap objects.
+  delete globalThis.Deno;
+  delete globalThis.__bootstrap;
+  delete globalThis.__infra;
+  delete globalThis.console;
+  // Real V8 has it; the default engine does not, and nothing a program needs does.
+  delete globalThis.WebAssembly;
+
+  const config = jsonParse(configJson);
+  const host = {
+    bindings: config.bindings,
+    wrapperLines: config.wrapperLines,
+    outputChars: config.outputChars,
+    log: (level, text) => op_codemode_log(toText(level), toText(text)),
+    sleep: (ms) => op_codemode_sleep(ms),
+    callTool: (namespace, tool, args, line, column) =>
+      op_codemode_call_tool(namespace, tool, args, line === undefined ? 0 : line, column === undefined ? 0 : column),
+    outputError: (message) => op_codemode_output_error(toText(message)),
+    uncaughtToolError: (tool, schemaPath) =>
+      op_codemode_uncaught_tool_error(toText(tool), schemaPath === null || schemaPath === undefined ? "" : toText(schemaPath)),
+  };
+  if (config.fetch) host.fetch = (request) => op_codemode_fetch(request);
+  const run = installGlue(host);
+  if (config.fetch) installFetch(host);
+
+  return async function settle(program) {
+    try {
+      return "v" + (await run(program));
+    } catch (error) {
+      return "t" + jsonStringify(describe(error));
+    }
+  };
+};
