@@ -75,6 +75,7 @@ impl ToolHost for MathHost {
                     "status": 200, "statusText": "OK", "url": request["url"],
                     "headers": [["content-type", "text/plain"]],
                     "body": base64_of(request["url"].as_str().unwrap_or_default()),
+                    "bodyBase64": true,
                     "redirected": false,
                 })
                 .to_string(),
