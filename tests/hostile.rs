@@ -1,7 +1,8 @@
 //! The hostile-program suite: each file in `tests/hostile/` is a program whose header
 //! says how it must end (`// expect: ok` or an error kind, or several joined by `|` where
 //! the engine may legitimately end either way; optionally `// result: <JSON>` and
-//! `// timeoutMs: N`, default 1000). Run through the real server (worker processes, a
+//! `// timeoutMs: N`, default 1000; `// deno: <kinds>` replaces `expect` on the deno engine,
+//! each such case listed in README with the reason). Run through the real server (worker processes, a
 //! policy that denies `toy.fail`, `fetch` allowed to a local web server with a secret
 //! header, the audit log on): every case must end as expected within its time limit +
 //! 250 ms, the server must keep serving after each, and at the end no worker is left a
@@ -42,8 +43,16 @@ fn cases() -> Vec<Case> {
                     .map(str::to_string)
             };
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            // The binary's engine is deno only in a build without the default one.
+            let engine_expect = if cfg!(feature = "quickjs") {
+                None
+            } else {
+                header("deno")
+            };
             Case {
-                expect: header("expect").unwrap_or_else(|| panic!("{name}: no `// expect:`")),
+                expect: engine_expect
+                    .or_else(|| header("expect"))
+                    .unwrap_or_else(|| panic!("{name}: no `// expect:`")),
                 result: header("result").map(|r| serde_json::from_str(&r).unwrap()),
                 timeout_ms: header("timeoutMs").map_or(1000, |t| t.parse().unwrap()),
                 name,

@@ -211,12 +211,22 @@ fn tool_calls_cross_as_json_with_their_site_on_every_engine() {
             host.clone(),
             false,
         );
-        assert_eq!(outcome.result.unwrap().json, "[3,\"done\",13]", "{:?}", engine.kind());
+        assert_eq!(
+            outcome.result.unwrap().json,
+            "[3,\"done\",13]",
+            "{:?}",
+            engine.kind()
+        );
         let calls = host.calls.lock().unwrap();
         assert_eq!(calls.len(), 3);
         assert_eq!(calls[0].arguments, r#"{"a":1,"b":2}"#);
         let site = calls[0].site.unwrap();
-        assert_eq!((site.line, site.column > 0), (1, true), "{:?}", engine.kind());
+        assert_eq!(
+            (site.line, site.column > 0),
+            (1, true),
+            "{:?}",
+            engine.kind()
+        );
         assert_eq!(calls[2].site.map(|s| s.line), Some(2));
     }
 }
@@ -225,9 +235,19 @@ fn tool_calls_cross_as_json_with_their_site_on_every_engine() {
 fn tool_errors_carry_the_tool_and_schema_path_on_every_engine() {
     for engine in engines() {
         let host = Arc::new(MathHost::default());
-        let outcome = run_on(&engine, "const x = 1;\nawait tools.math.check({ a: 'no' });", host.clone(), false);
+        let outcome = run_on(
+            &engine,
+            "const x = 1;\nawait tools.math.check({ a: 'no' });",
+            host.clone(),
+            false,
+        );
         let error = outcome.result.unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Tool, "{:?}: {error:?}", engine.kind());
+        assert_eq!(
+            error.kind,
+            ErrorKind::Tool,
+            "{:?}: {error:?}",
+            engine.kind()
+        );
         assert_eq!(error.tool.as_deref(), Some("math.check"));
         assert_eq!(error.schema_path.as_deref(), Some("/a"));
         assert_eq!(error.position.map(|p| p.line), Some(2), "{error:?}");
@@ -246,11 +266,19 @@ fn tool_errors_carry_the_tool_and_schema_path_on_every_engine() {
             host.clone(),
             false,
         );
-        assert_eq!(kind(&outcome), Some(ErrorKind::Runtime), "{:?}", engine.kind());
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::Runtime),
+            "{:?}",
+            engine.kind()
+        );
 
         let outcome = run_on(&engine, "return tools.math.nope({});", host, false);
         let error = outcome.result.unwrap_err();
-        assert!(error.message.contains("math has: add, check, slow"), "{error:?}");
+        assert!(
+            error.message.contains("math has: add, check, slow"),
+            "{error:?}"
+        );
     }
 }
 
@@ -288,13 +316,24 @@ fn the_program_reaches_nothing_of_the_engine_on_every_engine() {
             "{:?}",
             engine.kind()
         );
-        let outcome = run(&engine, "return Object.getOwnPropertyNames(globalThis).filter((k) => /deno|core|ops|bootstrap/i.test(k));");
+        let outcome = run(
+            &engine,
+            "return Object.getOwnPropertyNames(globalThis).filter((k) => /deno|core|ops|bootstrap/i.test(k));",
+        );
         assert_eq!(outcome.result.unwrap().json, "[]", "{:?}", engine.kind());
         let outcome = run(&engine, "return missingThing + 1;");
         let error = outcome.result.unwrap_err();
         assert_eq!(error.kind, ErrorKind::Runtime);
-        assert!(error.message.contains("is not defined. Besides"), "{error:?}");
-        assert_eq!(error.position.map(|p| p.line), Some(1), "{:?}: {error:?}", engine.kind());
+        assert!(
+            error.message.contains("is not defined. Besides"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.position.map(|p| p.line),
+            Some(1),
+            "{:?}: {error:?}",
+            engine.kind()
+        );
     }
 }
 
@@ -305,11 +344,25 @@ fn errors_and_logs_are_in_the_agents_lines_on_every_engine() {
             &engine,
             "function inner() {\n  throw new TypeError('bad input');\n}\nconsole.log('a', { b: [1] }, 2n);\ninner();",
         );
-        assert_eq!(outcome.logs[0].message, "a { b: [1] } 2n", "{:?}", engine.kind());
+        assert_eq!(
+            outcome.logs[0].message,
+            "a { b: [1] } 2n",
+            "{:?}",
+            engine.kind()
+        );
         let error = outcome.result.unwrap_err();
         assert_eq!(error.message, "TypeError: bad input");
-        assert_eq!(error.position.map(|p| p.line), Some(2), "{:?}: {error:?}", engine.kind());
-        assert!(error.stack.unwrap().contains("program.ts:5:"), "{:?}", engine.kind());
+        assert_eq!(
+            error.position.map(|p| p.line),
+            Some(2),
+            "{:?}: {error:?}",
+            engine.kind()
+        );
+        assert!(
+            error.stack.unwrap().contains("program.ts:5:"),
+            "{:?}",
+            engine.kind()
+        );
 
         let outcome = run(&engine, "throw 42;");
         let error = outcome.result.unwrap_err();
@@ -357,10 +410,19 @@ fn memory_is_named_even_when_the_program_catches_it_on_every_engine() {
             small,
             &CancelHandle::default(),
         );
-        assert_eq!(kind(&outcome), Some(ErrorKind::Memory), "{:?}: {:?}", engine.kind(), outcome.result);
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::Memory),
+            "{:?}: {:?}",
+            engine.kind(),
+            outcome.result
+        );
 
         // Deep recursion is a catchable RangeError, not a crash.
-        let outcome = run(&engine, "function f(n) { return f(n + 1) + 1; }\ntry { f(0); } catch (e) { return e instanceof RangeError; }");
+        let outcome = run(
+            &engine,
+            "function f(n) { return f(n + 1) + 1; }\ntry { f(0); } catch (e) { return e instanceof RangeError; }",
+        );
         assert_eq!(outcome.result.unwrap().json, "true", "{:?}", engine.kind());
     }
 }
@@ -373,8 +435,18 @@ fn a_timeout_stops_a_program_waiting_on_the_host_on_every_engine() {
             ..Limits::default()
         };
         let started = Instant::now();
-        let outcome = run_with(&engine, "await new Promise((r) => setTimeout(r, 60000));", short, &CancelHandle::default());
-        assert_eq!(kind(&outcome), Some(ErrorKind::Timeout), "{:?}", engine.kind());
+        let outcome = run_with(
+            &engine,
+            "await new Promise((r) => setTimeout(r, 60000));",
+            short,
+            &CancelHandle::default(),
+        );
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::Timeout),
+            "{:?}",
+            engine.kind()
+        );
         assert!(started.elapsed() < Duration::from_millis(400));
     }
 }
@@ -382,10 +454,21 @@ fn a_timeout_stops_a_program_waiting_on_the_host_on_every_engine() {
 #[test]
 fn isolates_share_nothing_on_every_engine() {
     for engine in engines() {
-        let first = run(&engine, "globalThis.leak = 41; Object.prototype.polluted = 1; return 1;");
+        let first = run(
+            &engine,
+            "globalThis.leak = 41; Object.prototype.polluted = 1; return 1;",
+        );
         assert!(first.result.is_ok());
-        let second = run(&engine, "return [typeof leak, ({}).polluted === undefined];");
-        assert_eq!(second.result.unwrap().json, r#"["undefined",true]"#, "{:?}", engine.kind());
+        let second = run(
+            &engine,
+            "return [typeof leak, ({}).polluted === undefined];",
+        );
+        assert_eq!(
+            second.result.unwrap().json,
+            r#"["undefined",true]"#,
+            "{:?}",
+            engine.kind()
+        );
     }
 }
 
@@ -411,7 +494,12 @@ fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
         };
         let warm = runtime.block_on(engine.prepare(&request));
         assert!(warm.is_some(), "{:?}", engine.kind());
-        let outcome = runtime.block_on(engine.run_in(warm, &request, &CancelHandle::default(), Arc::new(NoTools)));
+        let outcome = runtime.block_on(engine.run_in(
+            warm,
+            &request,
+            &CancelHandle::default(),
+            Arc::new(NoTools),
+        ));
         assert_eq!(outcome.result.unwrap().json, r#""function""#);
 
         let other = RunRequest {
@@ -419,8 +507,17 @@ fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
             ..request.clone()
         };
         let warm = runtime.block_on(engine.prepare(&request));
-        let outcome = runtime.block_on(engine.run_in(warm, &other, &CancelHandle::default(), Arc::new(NoTools)));
+        let outcome = runtime.block_on(engine.run_in(
+            warm,
+            &other,
+            &CancelHandle::default(),
+            Arc::new(NoTools),
+        ));
         let error = outcome.result.unwrap_err();
-        assert!(error.message.contains("tools.math does not exist"), "{:?}: {error:?}", engine.kind());
+        assert!(
+            error.message.contains("tools.math does not exist"),
+            "{:?}: {error:?}",
+            engine.kind()
+        );
     }
 }

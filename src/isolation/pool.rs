@@ -271,6 +271,7 @@ impl Inner {
         let mut child = command(&self.settings.program, &self.spec)
             .spawn()
             .map_err(IsolationError::Spawn)?;
+        forward_messages(&mut child);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(IsolationError::Spawn(std::io::Error::other("no pipes")));
         };
@@ -323,6 +324,7 @@ impl Inner {
         let mut child = command(&self.settings.program, &spec)
             .spawn()
             .map_err(IsolationError::Spawn)?;
+        forward_messages(&mut child);
         drop(child.stdin.take());
         tokio::time::timeout(START_TIMEOUT, child.wait())
             .await
@@ -349,8 +351,10 @@ fn worker_spec(
     serde_json::to_string(&spec).map_err(|e| IsolationError::Spawn(std::io::Error::other(e)))
 }
 
-/// The worker's command: nothing of the host's environment, pipes for the protocol, the
-/// host's stderr for the worker's own failure messages.
+/// The worker's command: nothing of the host's environment, pipes for the protocol, and a
+/// pipe for the worker's own messages, which [`forward_messages`] puts into the host's
+/// log. Not the host's stderr itself: that may be a file, and a worker may not write files
+/// (its file-size limit is 0: the write would kill it).
 fn command(program: &PathBuf, spec: &str) -> Command {
     let mut command = Command::new(program);
     command
@@ -360,9 +364,41 @@ fn command(program: &PathBuf, spec: &str) -> Command {
         .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     command
+}
+
+/// Lines a worker may put into the host's log, each at most [`MESSAGE_CHARS`]: a worker
+/// cannot flood it.
+const MESSAGES_PER_WORKER: usize = 100;
+const MESSAGE_CHARS: usize = 2_000;
+
+/// Puts what the worker writes to its stderr (its own failure messages, an engine's
+/// warnings) into the host's log, tagged with the worker's pid.
+fn forward_messages(child: &mut tokio::process::Child) {
+    use futures::StreamExt;
+    let (Some(stderr), pid) = (child.stderr.take(), child.id()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        // A longer line is an error the stream skips past, never a buffer that grows.
+        let codec = tokio_util::codec::LinesCodec::new_with_max_length(MESSAGE_CHARS);
+        let mut lines = tokio_util::codec::FramedRead::new(stderr, codec);
+        let mut forwarded = 0;
+        while let Some(line) = lines.next().await {
+            let line = line.unwrap_or_else(|e| format!("(a message that was not shown: {e})"));
+            if forwarded < MESSAGES_PER_WORKER {
+                tracing::warn!(worker = pid, "worker: {line}");
+            } else if forwarded == MESSAGES_PER_WORKER {
+                tracing::warn!(worker = pid, "worker: further messages are not logged");
+            }
+            forwarded += 1;
+        }
+        // The stream ends at the worker's exit, or at an over-long line: what follows is
+        // read and dropped, so a worker never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut lines.into_inner(), &mut tokio::io::sink()).await;
+    });
 }
 
 enum Ran {

@@ -53,7 +53,8 @@ pub(super) enum Probe {
     Socket,
     /// Start a program: seccomp must kill it.
     Exec,
-    /// Exit 0 when its environment is empty (the host passes none of its own).
+    /// Exit 0 when its environment is empty (the host passes none of its own) but for the
+    /// engine's own settings.
     Environment,
 }
 
@@ -173,7 +174,11 @@ fn run_probe(probe: Probe) -> i32 {
                 libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr());
             }
             Probe::Environment => {
-                return if std::env::vars_os().next().is_none() {
+                // Empty but for the engine's own settings, which this binary set itself.
+                let own = crate::sandbox::process_environment();
+                return if std::env::vars_os()
+                    .all(|(name, value)| own.iter().any(|(n, v)| name == *n && value == *v))
+                {
                     0
                 } else {
                     exit::ENVIRONMENT_NOT_EMPTY

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::{Engine, EngineKind, RetiredIsolate, WarmIsolate, configure_process_environment};
+pub use engine::{
+    Engine, EngineKind, RetiredIsolate, WarmIsolate, configure_process_environment,
+    process_environment,
+};
 
 /// The JS glue as one ES module's source, for the benchmark that measures what compiling
 /// it per isolate would cost.

@@ -26,13 +26,13 @@ declare namespace tools.everything {
    * Returns `unknown`: the result's JSON if the tool replies with JSON, else its text.
    */
   function get_annotated_message(args: {
+    /** Type of message to demonstrate different annotation patterns */
+    messageType: "error" | "success" | "debug";
     /**
      * Whether to include an example image
      * default: false
      */
     includeImage?: boolean;
-    /** Type of message to demonstrate different annotation patterns */
-    messageType: "error" | "success" | "debug";
   }): Promise<unknown>;
 
   /**
@@ -67,13 +67,13 @@ declare namespace tools.everything {
    * Returns `unknown`: the result's JSON if the tool replies with JSON, else its text.
    */
   function get_resource_reference(args?: {
+    /** default: "Text" */
+    resourceType?: "Text" | "Blob";
     /**
      * ID of the text resource to fetch
      * default: 1
      */
     resourceId?: number;
-    /** default: "Text" */
-    resourceType?: "Text" | "Blob";
   }): Promise<unknown>;
 
   /**
@@ -85,12 +85,12 @@ declare namespace tools.everything {
     /** Choose city */
     location: "New York" | "Chicago" | "Los Angeles";
   }): Promise<{
+    /** Temperature in celsius */
+    temperature: number;
     /** Weather conditions description */
     conditions: string;
     /** Humidity percentage */
     humidity: number;
-    /** Temperature in celsius */
-    temperature: number;
   }>;
 
   /**
@@ -125,15 +125,15 @@ declare namespace tools.everything {
    */
   function gzip_file_as_resource(args?: {
     /**
-     * URL or data URI of the file content to compress
-     * format: uri, default: "https://raw.githubusercontent.com/modelcontextprotocol/servers/refs/heads/main/README.md"
-     */
-    data?: string;
-    /**
      * Name of the output file
      * default: "README.md.gz"
      */
     name?: string;
+    /**
+     * URL or data URI of the file content to compress
+     * format: uri, default: "https://raw.githubusercontent.com/modelcontextprotocol/servers/refs/heads/main/README.md"
+     */
+    data?: string;
     /**
      * How the resulting gzipped file should be returned. 'resourceLink' returns a link to a resource that can be read later, 'resource' returns a full resource object.
      * default: "resourceLink"
@@ -149,13 +149,13 @@ declare namespace tools.everything {
    * Returns `unknown`: the result's JSON if the tool replies with JSON, else its text.
    */
   function simulate_research_query(args: {
+    /** The research topic to investigate */
+    topic: string;
     /**
      * Simulate an ambiguous query that requires clarification (triggers input_required status)
      * default: false
      */
     ambiguous?: boolean;
-    /** The research topic to investigate */
-    topic: string;
   }): Promise<unknown>;
 
   /**
@@ -208,27 +208,27 @@ declare namespace tools.filesystem {
 
   /** Get a recursive tree view of files and directories as a JSON structure. Each entry includes 'name', 'type' (file/directory), and 'children' for directories. Files have no children array, while directories always have a children array (which may be empty). The output is formatted with 2-space indentation for readability. Only works within allowed directories. */
   function directory_tree(args: {
+    path: string;
     /** default: [] */
     excludePatterns?: string[];
-    path: string;
   }): Promise<{
     content: string;
   }>;
 
   /** Make line-based edits to a text file. Each edit replaces exact line sequences with new content. Returns a git-style diff showing the changes made. Only works within allowed directories. */
   function edit_file(args: {
+    path: string;
+    edits: {
+      /** Text to search for - must match exactly */
+      oldText: string;
+      /** Text to replace with */
+      newText: string;
+    }[];
     /**
      * Preview changes using git-style diff format
      * default: false
      */
     dryRun?: boolean;
-    edits: {
-      /** Text to replace with */
-      newText: string;
-      /** Text to search for - must match exactly */
-      oldText: string;
-    }[];
-    path: string;
   }): Promise<{
     content: string;
   }>;
@@ -266,19 +266,19 @@ declare namespace tools.filesystem {
 
   /** Move or rename files and directories. Can move files between directories and rename them in a single operation. If the destination exists, the operation will fail. Works across different directories and can be used for simple renaming within the same directory. Both source and destination must be within allowed directories. */
   function move_file(args: {
-    destination: string;
     source: string;
+    destination: string;
   }): Promise<{
     content: string;
   }>;
 
   /** Read the complete contents of a file as text. DEPRECATED: Use read_text_file instead. */
   function read_file(args: {
-    /** If provided, returns only the first N lines of the file */
-    head?: number;
     path: string;
     /** If provided, returns only the last N lines of the file */
     tail?: number;
+    /** If provided, returns only the first N lines of the file */
+    head?: number;
   }): Promise<{
     content: string;
   }>;
@@ -288,16 +288,16 @@ declare namespace tools.filesystem {
     path: string;
   }): Promise<{
     content: ({
+      type: "image" | "audio";
       data: string;
       mimeType: string;
-      type: "image" | "audio";
     } | {
-      resource: {
-        blob: string;
-        mimeType?: string;
-        uri: string;
-      };
       type: "resource";
+      resource: {
+        uri: string;
+        mimeType?: string;
+        blob: string;
+      };
     })[];
   }>;
 
@@ -314,29 +314,29 @@ declare namespace tools.filesystem {
 
   /** Read the complete contents of a file from the file system as text. Handles various text encodings and provides detailed error messages if the file cannot be read. Use this tool when you need to examine the contents of a single file. Use the 'head' parameter to read only the first N lines of a file, or the 'tail' parameter to read only the last N lines of a file. Operates on the file as text regardless of extension. Only works within allowed directories. */
   function read_text_file(args: {
-    /** If provided, returns only the first N lines of the file */
-    head?: number;
     path: string;
     /** If provided, returns only the last N lines of the file */
     tail?: number;
+    /** If provided, returns only the first N lines of the file */
+    head?: number;
   }): Promise<{
     content: string;
   }>;
 
   /** Recursively search for files and directories matching a pattern. The patterns should be glob-style patterns that match paths relative to the working directory. Use pattern like '*.ext' to match files in current directory, and '**\/*.ext' to match files in all subdirectories. Returns full paths to all matching items. Great for finding files when you don't know their exact location. Only searches within allowed directories. */
   function search_files(args: {
-    /** default: [] */
-    excludePatterns?: string[];
     path: string;
     pattern: string;
+    /** default: [] */
+    excludePatterns?: string[];
   }): Promise<{
     content: string;
   }>;
 
   /** Create a new file or completely overwrite an existing file with new content. Use with caution as it will overwrite existing files without warning. Handles text content with proper encoding. Only works within allowed directories. */
   function write_file(args: {
-    content: string;
     path: string;
+    content: string;
   }): Promise<{
     content: string;
   }>;
@@ -347,34 +347,34 @@ declare namespace tools.memory {
   /** Add new observations to existing entities in the knowledge graph */
   function add_observations(args: {
     observations: {
-      /** An array of observation contents to add */
-      contents: string[];
       /** The name of the entity to add the observations to */
       entityName: string;
+      /** An array of observation contents to add */
+      contents: string[];
     }[];
   }): Promise<{
     results: {
-      addedObservations: string[];
       entityName: string;
+      addedObservations: string[];
     }[];
   }>;
 
   /** Create multiple new entities in the knowledge graph */
   function create_entities(args: {
     entities: {
-      /** The type of the entity */
-      entityType: string;
       /** The name of the entity */
       name: string;
+      /** The type of the entity */
+      entityType: string;
       /** An array of observation contents associated with the entity */
       observations: string[];
     }[];
   }): Promise<{
     entities: {
-      /** The type of the entity */
-      entityType: string;
       /** The name of the entity */
       name: string;
+      /** The type of the entity */
+      entityType: string;
       /** An array of observation contents associated with the entity */
       observations: string[];
     }[];
@@ -385,19 +385,19 @@ declare namespace tools.memory {
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }): Promise<{
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }>;
 
@@ -406,8 +406,8 @@ declare namespace tools.memory {
     /** An array of entity names to delete */
     entityNames: string[];
   }): Promise<{
-    message: string;
     success: boolean;
+    message: string;
   }>;
 
   /** Delete specific observations from entities in the knowledge graph */
@@ -419,8 +419,8 @@ declare namespace tools.memory {
       observations: string[];
     }[];
   }): Promise<{
-    message: string;
     success: boolean;
+    message: string;
   }>;
 
   /** Delete multiple relations from the knowledge graph */
@@ -429,14 +429,14 @@ declare namespace tools.memory {
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }): Promise<{
-    message: string;
     success: boolean;
+    message: string;
   }>;
 
   /** Open specific nodes in the knowledge graph by their names */
@@ -445,40 +445,40 @@ declare namespace tools.memory {
     names: string[];
   }): Promise<{
     entities: {
-      /** The type of the entity */
-      entityType: string;
       /** The name of the entity */
       name: string;
+      /** The type of the entity */
+      entityType: string;
       /** An array of observation contents associated with the entity */
       observations: string[];
     }[];
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }>;
 
   /** Read the entire knowledge graph */
   function read_graph(args?: Record<string, unknown>): Promise<{
     entities: {
-      /** The type of the entity */
-      entityType: string;
       /** The name of the entity */
       name: string;
+      /** The type of the entity */
+      entityType: string;
       /** An array of observation contents associated with the entity */
       observations: string[];
     }[];
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }>;
 
@@ -488,20 +488,20 @@ declare namespace tools.memory {
     query: string;
   }): Promise<{
     entities: {
-      /** The type of the entity */
-      entityType: string;
       /** The name of the entity */
       name: string;
+      /** The type of the entity */
+      entityType: string;
       /** An array of observation contents associated with the entity */
       observations: string[];
     }[];
     relations: {
       /** The name of the entity where the relation starts */
       from: string;
-      /** The type of the relation */
-      relationType: string;
       /** The name of the entity where the relation ends */
       to: string;
+      /** The type of the relation */
+      relationType: string;
     }[];
   }>;
 }
@@ -512,30 +512,30 @@ declare namespace tools.time {
   function convert_time(args: {
     /** Source IANA timezone name (e.g., 'America/New_York', 'Europe/London'). Use 'UTC' as local timezone if no source timezone provided by the user. */
     source_timezone: string;
-    /** Target IANA timezone name (e.g., 'Asia/Tokyo', 'America/San_Francisco'). Use 'UTC' as local timezone if no target timezone provided by the user. */
-    target_timezone: string;
     /** Time to convert in 24-hour format (HH:MM) */
     time: string;
+    /** Target IANA timezone name (e.g., 'Asia/Tokyo', 'America/San_Francisco'). Use 'UTC' as local timezone if no target timezone provided by the user. */
+    target_timezone: string;
   }): Promise<{
     source: {
+      /** Timezone */
+      timezone: string;
       /** Datetime */
       datetime: string;
       /** Day Of Week */
       day_of_week: string;
       /** Is Dst */
       is_dst: boolean;
-      /** Timezone */
-      timezone: string;
     };
     target: {
+      /** Timezone */
+      timezone: string;
       /** Datetime */
       datetime: string;
       /** Day Of Week */
       day_of_week: string;
       /** Is Dst */
       is_dst: boolean;
-      /** Timezone */
-      timezone: string;
     };
     /** Time Difference */
     time_difference: string;
@@ -546,13 +546,13 @@ declare namespace tools.time {
     /** IANA timezone name (e.g., 'America/New_York', 'Europe/London'). Use 'UTC' as local timezone if no timezone provided by the user. */
     timezone: string;
   }): Promise<{
+    /** Timezone */
+    timezone: string;
     /** Datetime */
     datetime: string;
     /** Day Of Week */
     day_of_week: string;
     /** Is Dst */
     is_dst: boolean;
-    /** Timezone */
-    timezone: string;
   }>;
 }

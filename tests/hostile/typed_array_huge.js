@@ -1,2 +1,3 @@
 // expect: runtime
+// deno: memory
 return new Uint8Array(1e10).length;

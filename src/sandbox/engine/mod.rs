@@ -100,13 +100,21 @@ impl std::str::FromStr for EngineKind {
 /// thing in `main`, while the process has one thread; engines otherwise set it themselves
 /// before their first isolate.
 pub fn configure_process_environment() {
-    #[cfg(feature = "deno")]
-    for (name, value) in deno::BACKEND_ENVIRONMENT {
+    for (name, value) in process_environment() {
         if std::env::var_os(name).is_none() {
             // SAFETY: called while the process has one thread (see above).
             unsafe { std::env::set_var(name, value) };
         }
     }
+}
+
+/// The variables [`configure_process_environment`] sets: the only environment a worker
+/// process has besides nothing.
+pub fn process_environment() -> &'static [(&'static str, &'static str)] {
+    #[cfg(feature = "deno")]
+    return deno::BACKEND_ENVIRONMENT;
+    #[cfg(not(feature = "deno"))]
+    return &[];
 }
 
 /// A JS engine that runs one program in one fresh isolate.
@@ -270,13 +278,9 @@ impl std::fmt::Debug for RetiredIsolate {
 /// Held only to be dropped.
 enum Retired {
     #[cfg(feature = "quickjs")]
-    Quickjs {
-        _held: quickjs::Retired,
-    },
+    Quickjs { _held: quickjs::Retired },
     #[cfg(any(feature = "deno", feature = "v8"))]
-    Deno {
-        _held: deno::Retired,
-    },
+    Deno { _held: deno::Retired },
 }
 
 /// An isolate made before its program, never used (see [`Engine::prepare`]). Not `Send`:

@@ -53,8 +53,31 @@ globalThis.__codemodeInstall = function install(configJson) {
   delete globalThis.__bootstrap;
   delete globalThis.__infra;
   delete globalThis.console;
-  // Real V8 has it; the default engine does not, and nothing a program needs does.
+  // What the default engine does not have either, and no program needs: WebAssembly (an
+  // interpreter more to reach), ShadowRealm (a second global without the glue), the
+  // backend's `gc` and its Temporal polyfill with the slots it keeps on the global.
   delete globalThis.WebAssembly;
+  delete globalThis.ShadowRealm;
+  delete globalThis.gc;
+  delete globalThis.Temporal;
+  for (const symbol of Object.getOwnPropertySymbols(globalThis)) {
+    if (symbol !== Symbol.toStringTag) delete globalThis[symbol];
+  }
+  // A program has one thread: blocking it would hold an isolate thread past any deadline
+  // (a wait cannot be terminated). The default engine refuses to block as well.
+  if (typeof Atomics === "object") {
+    Object.defineProperty(Atomics, "wait", {
+      value: function wait() {
+        throw new TypeError("Atomics.wait cannot block here: a program has one thread; use await instead");
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+  // deno_core's async op stubs call `op.call(this, ...)`: a program that replaced
+  // Function.prototype.call would change what its own tool calls return (never what
+  // reaches the host). It stays the engine's.
+  Object.defineProperty(Function.prototype, "call", { writable: false, configurable: false });
 
   const config = jsonParse(configJson);
   const host = {

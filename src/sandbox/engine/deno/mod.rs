@@ -294,7 +294,9 @@ fn isolate_thread(
         }
         // A warm isolate nobody used: its sender was dropped.
         let Ok(job) = job.await else { return };
-        let outcome = isolate.run(job.request, &job.cancel, job.host, &watch).await;
+        let outcome = isolate
+            .run(job.request, &job.cancel, job.host, &watch)
+            .await;
         let _ = job.outcome.send(outcome);
         // The isolate is dropped here, after its answer is out.
     });
@@ -331,17 +333,23 @@ impl Isolate {
         let state = IsolateState::new(shape.output_bytes);
         runtime.op_state().borrow_mut().put(state.clone());
 
-        // The program may catch the out-of-memory error; what it cannot undo is this fact,
-        // recorded before it sees anything. The raised limit gives the termination room to
-        // unwind instead of aborting the process.
-        let terminate = runtime.v8_isolate().thread_safe_handle();
-        let heap_watch = watch.clone();
-        runtime.add_near_heap_limit_callback(move |current, _initial| {
-            heap_watch.stop(Stop::Memory);
-            terminate.terminate_execution();
-            current.saturating_mul(2)
-        });
-
+        // Running out of heap must end the program uncatchably, whatever it catches. The
+        // quickjs backend does so by itself when no near-heap-limit callback is set (it
+        // terminates the isolate); real V8 would abort the process, so there the callback
+        // terminates it and raises the limit for the unwinding. Either way the isolate is
+        // terminated without the watchdog having asked: that is how the host tells.
+        #[cfg(feature = "v8")]
+        {
+            let terminate = runtime.v8_isolate().thread_safe_handle();
+            let heap_watch = watch.clone();
+            runtime.add_near_heap_limit_callback(move |current, _initial| {
+                heap_watch.stop(Stop::Memory);
+                terminate.terminate_execution();
+                current.saturating_mul(2)
+            });
+        }
+        #[cfg(not(feature = "v8"))]
+        let _ = watch;
         let config = serde_json::json!({
             "bindings": shape.bindings,
             "fetch": shape.fetch,
@@ -396,8 +404,12 @@ impl Isolate {
             }
         };
         let reports = std::mem::take(&mut *self.state.reports.borrow_mut());
+        // Terminated, and neither the watchdog nor this thread asked: the heap ran out.
+        let stop = watch
+            .stopped()
+            .or_else(|| settled.is_none().then_some(Stop::Memory));
         let result = result_of(
-            watch.stopped(),
+            stop,
             settled,
             reports,
             &request.limits,
@@ -420,12 +432,18 @@ impl Isolate {
         }
     }
 
+    /// Whether the isolate was terminated (by the watchdog, or by the backend when the heap
+    /// ran out).
+    fn terminating(&mut self) -> bool {
+        self.runtime.v8_isolate().is_execution_terminating()
+    }
+
     /// Compiles the program and runs it through `settle` with the event loop. `None` when
     /// the engine stopped it (termination), which the caller classifies.
     async fn evaluate(&mut self, js: &str) -> Option<Settled> {
         let program = match self.runtime.execute_script(PROGRAM_FILE, js.to_string()) {
             Ok(program) => program,
-            Err(error) if error.exception_message.contains("terminated") => return None,
+            Err(_) if self.terminating() => return None,
             Err(error) => return Some(Settled::Syntax(thrown_of(&error))),
         };
         let call = self.runtime.call_with_args(&self.settle, &[program]);
@@ -435,15 +453,22 @@ impl Isolate {
             .await;
         let value = match settled {
             Ok(value) => value,
+            // Before anything else: a terminated program leaves its promise unsettled too.
+            Err(_) if self.terminating() => return None,
+            // Nothing is pending that could settle what the program awaits: like the
+            // default engine, it waits for its deadline (the caller's select ends it).
+            Err(error)
+                if matches!(
+                    error.as_kind(),
+                    deno_core::error::CoreErrorKind::PendingPromiseResolution
+                ) =>
+            {
+                return std::future::pending().await;
+            }
             Err(error) => {
                 return Some(Settled::Thrown(Thrown {
                     name: None,
-                    message: match error.as_kind() {
-                        deno_core::error::CoreErrorKind::PendingPromiseResolution => {
-                            "the program waits on a promise that nothing can settle any more (no timer, tool call or fetch is pending): resolve or reject it, or do not await it".into()
-                        }
-                        _ => format!("the engine stopped the program: {error}"),
-                    },
+                    message: format!("the engine stopped the program: {error}"),
                     stack: None,
                 }));
             }

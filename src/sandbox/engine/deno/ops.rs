@@ -32,7 +32,10 @@ impl IsolateState {
     }
 
     fn host(&self) -> Arc<dyn ToolHost> {
-        self.host.borrow().clone().unwrap_or_else(|| Arc::new(NoTools))
+        self.host
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoTools))
     }
 }
 

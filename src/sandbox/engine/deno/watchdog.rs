@@ -124,10 +124,7 @@ pub(super) fn watch(
     cancel: CancelHandle,
 ) -> Watching {
     let watchdog = watchdog();
-    let mut watched = watchdog
-        .watched
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut watched = watchdog.watched.lock().unwrap_or_else(|e| e.into_inner());
     watched.next_id += 1;
     let id = watched.next_id;
     watched.entries.push(Entry {
@@ -144,10 +141,7 @@ pub(super) fn watch(
 impl Drop for Watching {
     fn drop(&mut self) {
         let watchdog = watchdog();
-        let mut watched = watchdog
-            .watched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut watched = watchdog.watched.lock().unwrap_or_else(|e| e.into_inner());
         watched.entries.retain(|entry| entry.id != self.0);
     }
 }
