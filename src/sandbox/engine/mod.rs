@@ -232,11 +232,7 @@ impl Engine {
         match self.kind {
             #[cfg(feature = "quickjs")]
             EngineKind::Quickjs => {
-                let warm = warm.and_then(|WarmIsolate(warm)| match warm {
-                    Warm::Quickjs(warm) => Some(warm),
-                    #[cfg(any(feature = "deno", feature = "v8"))]
-                    _ => None,
-                });
+                let warm = warm.and_then(|WarmIsolate(warm)| warm.into_quickjs());
                 let (outcome, retired) = quickjs::run(request, cancel, host, warm).await;
                 (
                     outcome,
@@ -247,11 +243,7 @@ impl Engine {
             }
             #[cfg(any(feature = "deno", feature = "v8"))]
             EngineKind::Deno => {
-                let warm = warm.and_then(|WarmIsolate(warm)| match warm {
-                    Warm::Deno(warm) => Some(warm),
-                    #[cfg(feature = "quickjs")]
-                    _ => None,
-                });
+                let warm = warm.and_then(|WarmIsolate(warm)| warm.into_deno());
                 let (outcome, retired) = deno::run(request, cancel, host, warm).await;
                 (
                     outcome,
@@ -294,4 +286,25 @@ enum Warm {
     Quickjs(quickjs::WarmIsolate),
     #[cfg(any(feature = "deno", feature = "v8"))]
     Deno(deno::WarmIsolate),
+}
+
+impl Warm {
+    #[cfg(feature = "quickjs")]
+    fn into_quickjs(self) -> Option<quickjs::WarmIsolate> {
+        match self {
+            Self::Quickjs(warm) => Some(warm),
+            // Made by another engine of this binary: not usable here.
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    #[cfg(any(feature = "deno", feature = "v8"))]
+    fn into_deno(self) -> Option<deno::WarmIsolate> {
+        match self {
+            Self::Deno(warm) => Some(warm),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
 }

@@ -1,17 +1,20 @@
 //! The deno_core engine (`--engine deno`): one `JsRuntime` per program, made from a startup
-//! snapshot that already holds the shared glue. Built with the `deno` feature it runs on
-//! deno_core's QuickJS-ng backend; with `v8`, the same code runs on real V8.
+//! snapshot that already holds the shared glue (`bootstrap.js` turns this engine's ops
+//! into the `host` the glue expects). Built with the `deno` feature it runs on deno_core's
+//! QuickJS-ng backend; with `v8`, the same code runs on real V8.
 //!
-//! Each isolate lives on a thread of its own, made for it and ended with it. The quickjs
-//! backend cannot make more than a few hundred runtimes on one thread (the 277th panics,
-//! ops break after ~195 from a snapshot), so no thread ever makes a second one; a thread
-//! costs tens of microseconds against the milliseconds of the runtime itself.
+//! Where isolates live: the quickjs backend cannot make more than a few hundred runtimes
+//! on one thread (the 277th panics; ops break after ~195 from a snapshot) and keeps ~0.8 MB
+//! of each. In a process that may start threads, each isolate gets a thread of its own,
+//! made for it and ended with it (tens of microseconds against the milliseconds of the
+//! runtime). A locked-down worker may not start threads: there isolates are made on the
+//! worker's thread, and the worker is replaced before the cap ([`MAX_WORKER_REUSE`]).
 //!
-//! Limits: the wall clock and cancellation by `terminate_execution` from the caller's side
-//! (JS that runs) and by the isolate thread's own select (JS that waits on the host); the
-//! heap by `heap_limits` and a near-heap-limit callback that records the fact and
-//! terminates, so a program that catches the out-of-memory error is still reported as
-//! `memory`; console output and the result by the shared caps.
+//! Limits: the wall clock and cancellation by the process's watchdog thread, which calls
+//! `terminate_execution` (JS that runs cannot look at a clock), and by the isolate's own
+//! select (JS that waits on the host); the heap by `heap_limits`, with the isolate
+//! terminated when it runs out, which the program cannot catch; console output and the
+//! result by the shared caps.
 
 mod ops;
 mod watchdog;
