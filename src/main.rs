@@ -426,6 +426,12 @@ fn self_test_in_background(codemode: &CodeMode) {
         tracing::warn!(
             "--isolation none: programs run inside this process, with no second sandbox around the engine"
         );
+        if let Some(kept) = codemode.executor().settings().engine.kept_per_isolate() {
+            tracing::warn!(
+                "--isolation none: this engine keeps ~{} of every isolate for the life of the process (a defect of deno_core's QuickJS-ng backend); a server that runs many programs needs the default process isolation, where a worker's memory goes with it",
+                codemode_mcp::sandbox::human_bytes(kept)
+            );
+        }
         return;
     };
     tokio::spawn(async move {

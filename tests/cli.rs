@@ -205,3 +205,81 @@ fn programs_wait_on_tools_alike_with_and_without_spinning() {
         "{stderr}"
     );
 }
+
+/// The engine is chosen by `--engine` or `codemode.engine`; one the binary lacks is refused
+/// with how to build it; the worker-reuse cap of the deno engine is enforced.
+#[test]
+fn engines_are_chosen_by_flag_or_config_and_missing_ones_are_named() {
+    let (built, missing) = if cfg!(feature = "quickjs") {
+        ("quickjs", "deno")
+    } else {
+        ("deno", "quickjs")
+    };
+    let help = text(
+        &Command::new(BIN)
+            .args(["serve", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(help.contains(&format!("- {built}")), "{help}");
+    assert!(!help.contains(&format!("- {missing}:")), "{help}");
+
+    let probe = "return typeof Deno;";
+    for isolation in ["none", "process"] {
+        let out = run(
+            &["run", "--engine", built, "--isolation", isolation, "-"],
+            probe,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "\"undefined\"");
+    }
+
+    let dir = common::scratch_dir("cli-engine");
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"codemode": {{"engine": "{built}"}}}}"#),
+    )
+    .unwrap();
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "-"],
+        "return 1;",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    std::fs::write(
+        &config,
+        format!(r#"{{"codemode": {{"engine": "{missing}"}}}}"#),
+    )
+    .unwrap();
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "-"],
+        "return 1;",
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("codemode.engine"), "{stderr}");
+    assert!(stderr.contains("this binary was built without"), "{stderr}");
+    assert!(stderr.contains("cargo build --release"), "{stderr}");
+
+    let out = run(&["run", "--engine", missing, "-"], "return 1;");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid value"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    if built == "deno" {
+        let out = run(&["run", "--worker-reuse", "61", "-"], "return 1;");
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("--worker-reuse") && stderr.contains("at most 60"),
+            "{stderr}"
+        );
+        let out = run(&["run", "--worker-reuse", "60", "-"], "return 1;");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
