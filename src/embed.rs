@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     audit::{AuditError, AuditLog},
-    catalog::{BuiltinTool, Builtins, Catalog, LiveCatalog},
+    catalog::{BuiltinTool, Builtins, Catalog, LearnedTypes, LiveCatalog},
     config::{Config, ConfigError, LimitSettings},
     egress::{Egress, EgressError},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
@@ -167,10 +167,15 @@ impl CodeModeBuilder {
         }
         let tracing = Tracing::from_settings(&telemetry)?;
         let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
-        let tools = Arc::new(LiveCatalog::with(
+        let learned = match &config.codemode.learned_types.path {
+            Some(path) => LearnedTypes::persisted(path),
+            None => LearnedTypes::in_memory(),
+        };
+        let tools = Arc::new(LiveCatalog::learning(
             upstreams,
             Arc::new(self.builtins),
             policy,
+            Arc::new(learned),
         ));
         let engine = self.engine.or(config.codemode.engine).unwrap_or_default();
         if let Some(most) = Engine::new(engine).max_worker_reuse()

@@ -201,3 +201,101 @@ fn declarations_of_the_reference_servers_match_the_golden_file() {
         "typegen output differs from tests/golden/reference-servers.d.ts; if intended, rewrite it with\n  UPDATE_GOLDEN=1 ./scripts/test\nnew output:\n{declarations}"
     );
 }
+
+/// Return types learned from real results: server-everything's `get_sum` and `get_env`
+/// declare no `outputSchema`; after a call their declarations (in `search_tools` and the
+/// resources) carry the type inferred from what they returned, kept across a restart,
+/// while the `execute_code` description, which clients cache, does not change.
+#[tokio::test]
+async fn return_types_are_learned_from_results_and_kept_across_restarts() {
+    let dir = common::scratch_dir("learned");
+    let types = dir.join("learned-types.json");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "everything": { "command": npm_bin("mcp-server-everything") } },
+            "codemode": { "learnedTypes": { "path": types } }
+        }),
+    );
+    let search = |server: &common::Server, query: &str| {
+        let Value::Object(arguments) =
+            json!({ "query": query, "detail": "signatures", "limit": 1 })
+        else {
+            unreachable!()
+        };
+        let client = server.client.peer().clone();
+        async move {
+            let found = client
+                .call_tool(
+                    rmcp::model::CallToolRequestParams::new("search_tools")
+                        .with_arguments(arguments),
+                )
+                .await
+                .unwrap();
+            found.content[0].as_text().unwrap().text.clone()
+        }
+    };
+    let description = |server: &common::Server| {
+        let client = server.client.peer().clone();
+        async move {
+            let tools = client.list_all_tools().await.unwrap();
+            tools[0].description.clone().unwrap_or_default().to_string()
+        }
+    };
+
+    let server = start(&["--config", &config]).await;
+    let before = description(&server).await;
+    let declared = search(&server, "get_sum").await;
+    assert!(
+        declared.contains("function get_sum(") && declared.contains("Promise<unknown>"),
+        "{declared}"
+    );
+
+    let ran = server
+        .execute("const sum = await tools.everything.get_sum({ a: 2, b: 3 });\nawait tools.everything.get_sum({ a: 1.5, b: 1 });\nconst env: any = await tools.everything.get_env();\nreturn typeof env;")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+
+    let learned = search(&server, "get_sum").await;
+    assert!(
+        learned.contains("Returns a type inferred from 2 observed results"),
+        "{learned}"
+    );
+    assert!(!learned.contains("Promise<unknown>"), "{learned}");
+    let resource = server
+        .client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "codemode://types/everything.d.ts",
+        ))
+        .await
+        .unwrap();
+    let resource = format!("{resource:?}");
+    assert!(
+        resource.contains("inferred from 1 observed result "),
+        "{resource}"
+    );
+    assert_eq!(
+        description(&server).await,
+        before,
+        "the description must not change"
+    );
+    assert!(!before.contains("inferred from"));
+    drop(server);
+
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&types).unwrap()).unwrap();
+    // Kept by MCP tool name.
+    assert_eq!(saved["everything"]["get-sum"]["observed"], 2, "{saved}");
+    let server = start(&["--config", &config]).await;
+    let again = search(&server, "get_sum").await;
+    assert!(
+        again.contains("inferred from 2 observed results"),
+        "{again}"
+    );
+    // Bad input to the file never stops the server: it starts afresh.
+    drop(server);
+    std::fs::write(&types, "{ not json").unwrap();
+    let server = start(&["--config", &config]).await;
+    let fresh = search(&server, "get_sum").await;
+    assert!(fresh.contains("Promise<unknown>"), "{fresh}");
+    server.assert_alive().await;
+}

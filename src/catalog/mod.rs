@@ -4,6 +4,7 @@
 //! here too.
 
 mod builtin;
+mod learned;
 mod names;
 mod search;
 
@@ -18,6 +19,7 @@ use crate::{
 };
 
 pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, portable_schema};
+pub use learned::{LearnedShape, LearnedTypes};
 pub use names::to_identifier;
 pub use search::Detail;
 
@@ -41,6 +43,9 @@ pub struct CatalogTool {
     /// The tool as the upstream listed it.
     pub tool: Tool,
     validator: OnceLock<Result<jsonschema::Validator, String>>,
+    /// Where the shapes of its results are learned: upstream tools without an
+    /// `outputSchema` only.
+    learned: Option<Arc<LearnedTypes>>,
 }
 
 /// Why arguments were refused before any upstream saw them.
@@ -66,6 +71,18 @@ impl CatalogTool {
     /// The output schema, if declared.
     pub fn output_schema(&self) -> Option<&JsonObject> {
         self.tool.output_schema.as_deref()
+    }
+
+    /// The shape learned from this tool's results so far, when it declares none.
+    pub fn learned_return(&self) -> Option<LearnedShape> {
+        self.learned.as_ref()?.shape(&self.upstream, &self.mcp_name)
+    }
+
+    /// Records one successful result, when this tool's return type is being learned.
+    pub fn observe_result(&self, result: &Value) {
+        if let Some(learned) = &self.learned {
+            learned.observe(&self.upstream, &self.mcp_name, result);
+        }
     }
 
     /// Checks `arguments` against the input schema. A schema that does not compile is
@@ -141,7 +158,12 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog of the upstreams as they are now and the built-in tools, less what
     /// `policy` denies.
-    pub fn build(upstreams: &Upstreams, builtins: &Builtins, policy: &Policy) -> Self {
+    pub fn build(
+        upstreams: &Upstreams,
+        builtins: &Builtins,
+        policy: &Policy,
+        learned: Option<&Arc<LearnedTypes>>,
+    ) -> Self {
         let mut snapshots: Vec<Snapshot> = upstreams.iter().map(|u| u.snapshot()).collect();
         snapshots.extend(builtins.namespaces().map(|(name, tools)| Snapshot {
             name: name.to_string(),
@@ -150,11 +172,21 @@ impl Catalog {
             tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
             ready_in: None,
         }));
-        Self::from_snapshots(snapshots, policy)
+        Self::learning(snapshots, policy, learned)
     }
 
     /// The catalog of these upstream states, less what `policy` denies.
-    pub fn from_snapshots(mut snapshots: Vec<Snapshot>, policy: &Policy) -> Self {
+    pub fn from_snapshots(snapshots: Vec<Snapshot>, policy: &Policy) -> Self {
+        Self::learning(snapshots, policy, None)
+    }
+
+    /// [`Self::from_snapshots`], learning the return types of upstream tools that declare
+    /// none into `learned`.
+    fn learning(
+        mut snapshots: Vec<Snapshot>,
+        policy: &Policy,
+        learned: Option<&Arc<LearnedTypes>>,
+    ) -> Self {
         snapshots.sort_by(|a, b| a.name.cmp(&b.name));
         let namespace_names = names::assign(
             snapshots
@@ -191,6 +223,12 @@ impl Catalog {
                             mcp_name: tool.name.to_string(),
                             tool: tool.clone(),
                             validator: OnceLock::new(),
+                            learned: learned
+                                .filter(|_| {
+                                    snapshot.transport != BUILTIN_TRANSPORT
+                                        && tool.output_schema.is_none()
+                                })
+                                .cloned(),
                         })
                     })
                     .collect();
@@ -257,6 +295,7 @@ pub struct LiveCatalog {
     upstreams: Arc<Upstreams>,
     builtins: Arc<Builtins>,
     policy: Policy,
+    learned: Arc<LearnedTypes>,
     cached: RwLock<(u64, Arc<Catalog>)>,
 }
 
@@ -268,12 +307,34 @@ impl LiveCatalog {
 
     /// The catalog of `upstreams` and `builtins`, less what `policy` denies.
     pub fn with(upstreams: Arc<Upstreams>, builtins: Arc<Builtins>, policy: Policy) -> Self {
+        Self::learning(
+            upstreams,
+            builtins,
+            policy,
+            Arc::new(LearnedTypes::in_memory()),
+        )
+    }
+
+    /// [`Self::with`], learning the return types of tools that declare none into
+    /// `learned`.
+    pub fn learning(
+        upstreams: Arc<Upstreams>,
+        builtins: Arc<Builtins>,
+        policy: Policy,
+        learned: Arc<LearnedTypes>,
+    ) -> Self {
         let generation = upstreams.generation();
-        let catalog = Arc::new(Catalog::build(&upstreams, &builtins, &policy));
+        let catalog = Arc::new(Catalog::build(
+            &upstreams,
+            &builtins,
+            &policy,
+            Some(&learned),
+        ));
         Self {
             upstreams,
             builtins,
             policy,
+            learned,
             cached: RwLock::new((generation, catalog)),
         }
     }
@@ -311,6 +372,7 @@ impl LiveCatalog {
             &self.upstreams,
             &self.builtins,
             &self.policy,
+            Some(&self.learned),
         ));
         let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
         *cached = (generation, catalog.clone());

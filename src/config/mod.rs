@@ -80,6 +80,18 @@ pub struct CodemodeSection {
     /// Metrics, traces and the operator console.
     #[serde(default)]
     pub telemetry: TelemetrySettings,
+    /// Return types learned from the results of tools that declare none.
+    #[serde(default)]
+    pub learned_types: LearnedTypesSettings,
+}
+
+/// The `codemode.learnedTypes` section. Return types are always learned in memory; with a
+/// `path` they are kept across restarts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LearnedTypesSettings {
+    /// The JSON file they are kept in.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// The `codemode.anomalies` section: the thresholds of each anomaly flag, per session.

@@ -631,6 +631,7 @@ impl ToolHost for CallHost {
             tool.flow.source,
         );
         let depth = self.depth;
+        let learning = tool.clone();
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();
             let decision = match settlement.confirm(gate).await {
@@ -646,7 +647,10 @@ impl ToolHost for CallHost {
                 Target::Upstream(upstream, name) => {
                     match upstream.call(&name, arguments, depth, traceparent).await {
                         Ok(result) => match program_value(result) {
-                            Ok(value) => ToolReply::Ok(value.to_string()),
+                            Ok(value) => {
+                                learning.observe_result(&value);
+                                ToolReply::Ok(value.to_string())
+                            }
                             Err(message) => fail(format!("{shown_as} failed: {message}"), None),
                         },
                         Err(err) => fail(format!("{shown_as}: {err}"), None),

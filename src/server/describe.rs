@@ -34,7 +34,8 @@ pub fn execute_code_description(catalog: &Catalog, egress: Option<&Egress>) -> S
         "\n\nTools: every tool below is an async function of the global `tools`, e.g. `const r = await tools.{}({{ ... }});`. Results are already parsed values (objects, arrays, strings), not JSON text: do not JSON.parse them. A failed call throws a `ToolError` (`.tool`, `.message`, `.schemaPath`) you can catch. Run independent calls together with `Promise.all`. `search_tools` (an MCP tool, not callable from programs) returns declarations by keyword.\n",
         example.qualified()
     ));
-    let full = typegen::all_declarations(catalog);
+    // Declared types only: learning must never change this text (clients cache it).
+    let full = typegen::all_declarations_as(catalog, typegen::Returns::Declared);
     if full.len() <= FULL_DECLARATIONS_BUDGET {
         text.push_str("\n```ts\n");
         text.push_str(&full);

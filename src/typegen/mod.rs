@@ -10,8 +10,23 @@ use crate::{
 
 pub use schema::{TypeWriter, ts_type};
 
-/// The declaration file of one namespace.
+/// Which return types declarations show for tools that declare no `outputSchema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returns {
+    /// Only what tools declare (`unknown` otherwise): text that must not change as results
+    /// are observed, such as the `execute_code` description clients cache.
+    Declared,
+    /// What tools declare, else the type learned from their results so far.
+    Learned,
+}
+
+/// The declaration file of one namespace, with learned return types.
 pub fn namespace_declarations(namespace: &Namespace) -> String {
+    namespace_declarations_as(namespace, Returns::Learned)
+}
+
+/// The declaration file of one namespace.
+pub fn namespace_declarations_as(namespace: &Namespace, returns: Returns) -> String {
     let mut out = format!(
         "/** Tools of the MCP server \"{}\" ({}, {}). */\ndeclare namespace tools.{} {{\n",
         namespace.upstream,
@@ -23,18 +38,23 @@ pub fn namespace_declarations(namespace: &Namespace) -> String {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&indent(&function_declaration(tool), "  "));
+        out.push_str(&indent(&function_declaration_as(tool, returns), "  "));
     }
     out.push_str("}\n");
     out
 }
 
-/// Declarations of every namespace, with the shared `ToolError`.
+/// Declarations of every namespace, with the shared `ToolError` and learned return types.
 pub fn all_declarations(catalog: &Catalog) -> String {
+    all_declarations_as(catalog, Returns::Learned)
+}
+
+/// Declarations of every namespace, with the shared `ToolError`.
+pub fn all_declarations_as(catalog: &Catalog, returns: Returns) -> String {
     let mut out = String::from(TOOL_ERROR_DECLARATION);
     for namespace in catalog.namespaces() {
         out.push('\n');
-        out.push_str(&namespace_declarations(namespace));
+        out.push_str(&namespace_declarations_as(namespace, returns));
     }
     out
 }
@@ -50,8 +70,14 @@ declare class ToolError extends Error {
 }
 ";
 
-/// `function name(args: {...}): Promise<...>;` with its doc comment, unindented.
+/// `function name(args: {...}): Promise<...>;` with its doc comment, unindented, with the
+/// learned return type where the tool declares none.
 pub fn function_declaration(tool: &CatalogTool) -> String {
+    function_declaration_as(tool, Returns::Learned)
+}
+
+/// `function name(args: {...}): Promise<...>;` with its doc comment, unindented.
+pub fn function_declaration_as(tool: &CatalogTool, returns: Returns) -> String {
     let mut doc = Vec::new();
     if let Some(description) = tool
         .tool
@@ -64,12 +90,24 @@ pub fn function_declaration(tool: &CatalogTool) -> String {
     if tool.js_name != tool.mcp_name {
         doc.push(format!("MCP tool name: \"{}\".", tool.mcp_name));
     }
-    let returns = match tool.output_schema() {
-        Some(schema) => {
+    let learned = match returns {
+        Returns::Learned => tool.learned_return(),
+        Returns::Declared => None,
+    };
+    let returns = match (tool.output_schema(), learned) {
+        (Some(schema), _) => {
             let value = serde_json::Value::Object(schema.clone());
             TypeWriter::new(&value).write(&value, 0)
         }
-        None => {
+        (None, Some(shape)) => {
+            doc.push(format!(
+                "Returns a type inferred from {} observed result{} (the server declares none): a guide, not a promise; fields some results lacked are optional.",
+                shape.observed,
+                if shape.observed == 1 { "" } else { "s" }
+            ));
+            TypeWriter::new(&shape.schema).write(&shape.schema, 0)
+        }
+        (None, None) => {
             doc.push(
                 "Returns `unknown`: the result's JSON if the tool replies with JSON, else its text."
                     .to_string(),
