@@ -23,6 +23,9 @@ const MAX_PROPERTIES: usize = 64;
 const MAX_ITEMS: usize = 50;
 /// Alternatives kept in a union before it becomes `unknown`.
 const MAX_VARIANTS: usize = 6;
+/// Size of one tool's schema as JSON text: merging results of ever-new shapes stops
+/// widening it here (the caps above bound one result, not their union).
+const MAX_SCHEMA_BYTES: usize = 32 << 10;
 
 /// What the results of one tool looked like so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +79,10 @@ impl LearnedTypes {
 
     /// Records one successful result of `upstream`'s tool `tool`.
     pub fn observe(&self, upstream: &str, tool: &str, result: &Value) {
-        let observed = infer(result, 0);
+        let mut observed = infer(result, 0);
+        if too_large(&observed) {
+            observed = json!({});
+        }
         let mut shapes = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
         let entry = shapes
             .entry(upstream.to_string())
@@ -94,8 +100,10 @@ impl LearnedTypes {
                 let shape = occupied.get_mut();
                 shape.observed += 1;
                 let merged = merge(&shape.schema, &observed, 0);
-                let changed = merged != shape.schema;
-                shape.schema = merged;
+                let changed = merged != shape.schema && !too_large(&merged);
+                if changed {
+                    shape.schema = merged;
+                }
                 // The count is kept exact in memory; on disk it is refreshed when the shape
                 // changes and at powers of two, not on every call.
                 changed || shape.observed.is_power_of_two()
@@ -186,6 +194,10 @@ fn merge(a: &Value, b: &Value, depth: usize) -> Value {
         n if n > MAX_VARIANTS => json!({}),
         _ => json!({ "anyOf": merged }),
     }
+}
+
+fn too_large(schema: &Value) -> bool {
+    serde_json::to_vec(schema).map_or(true, |text| text.len() > MAX_SCHEMA_BYTES)
 }
 
 fn is_unknown(schema: &Value) -> bool {
@@ -323,6 +335,17 @@ mod tests {
         assert_eq!(many["anyOf"].as_array().map(Vec::len), Some(6));
         let deep = learned(&[json!([[[[[[[[1]]]]]]]])]);
         assert!(deep.to_string().contains("{}"), "{deep}");
+        // Results of ever-new shapes stop widening the schema at its size cap.
+        let types = LearnedTypes::in_memory();
+        for i in 0..300 {
+            let fields: Map<String, Value> = (0..64)
+                .map(|j| (format!("f{i}_{j}"), json!({ "x": { "y": i } })))
+                .collect();
+            types.observe("s", "t", &json!({ format!("k{i}"): fields }));
+        }
+        let shape = types.shape("s", "t").unwrap();
+        assert_eq!(shape.observed, 300);
+        assert!(serde_json::to_vec(&shape.schema).unwrap().len() <= MAX_SCHEMA_BYTES);
     }
 
     #[test]
