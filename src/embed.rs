@@ -148,8 +148,13 @@ impl CodeModeBuilder {
     /// Starts the upstreams (waiting for each one's first connection, at most the
     /// connect timeout; a slow one joins later), the isolate threads or worker pool, and
     /// returns the host. Needs a tokio runtime.
-    pub async fn build(self) -> Result<CodeMode, EmbedError> {
+    pub async fn build(mut self) -> Result<CodeMode, EmbedError> {
         let config = self.config;
+        if config.codemode.state.enabled {
+            for tool in crate::state::SessionState::new(config.codemode.state).tools() {
+                self.builtins.add(crate::state::NAMESPACE, tool);
+            }
+        }
         for (namespace, _) in self.builtins.namespaces() {
             if config.mcp_servers.contains_key(namespace) {
                 return Err(EmbedError::NamespaceTaken(namespace.to_string()));

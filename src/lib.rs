@@ -21,6 +21,7 @@
 //! - [`policy`]: which tools programs may call, which need the user's confirmation, and
 //!   the data-flow guard.
 //! - [`egress`]: `fetch` for programs: the allow-list, the SSRF guard, the secret headers.
+//! - [`state`]: session state, a key-value store per MCP session (opt-in).
 //! - [`audit`]: the hash-chained JSONL record of every execution.
 //! - [`oversight`]: what operators see: Prometheus metrics, anomaly flags, the recent
 //!   executions of the console, OpenTelemetry traces.
@@ -78,6 +79,7 @@ pub mod policy;
 pub mod preflight;
 pub mod sandbox;
 pub mod server;
+pub mod state;
 pub mod stdio;
 pub mod transpile;
 pub mod typegen;

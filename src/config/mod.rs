@@ -83,6 +83,52 @@ pub struct CodemodeSection {
     /// Return types learned from the results of tools that declare none.
     #[serde(default)]
     pub learned_types: LearnedTypesSettings,
+    /// Session state: a key-value store per MCP session (`tools.state`), off by default.
+    #[serde(default)]
+    pub state: StateSettings,
+}
+
+/// The `codemode.state` section.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StateSettings {
+    /// Whether programs get `tools.state.get/set/delete/list`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Keys one session may hold.
+    #[serde(default = "StateSettings::default_max_keys")]
+    pub max_keys: usize,
+    /// Bytes of one value, as JSON text.
+    #[serde(default = "StateSettings::default_max_value_bytes")]
+    pub max_value_bytes: usize,
+    /// Bytes of all one session's values, as JSON text.
+    #[serde(default = "StateSettings::default_max_total_bytes")]
+    pub max_total_bytes: usize,
+}
+
+impl StateSettings {
+    fn default_max_keys() -> usize {
+        1_000
+    }
+
+    fn default_max_value_bytes() -> usize {
+        64 << 10
+    }
+
+    fn default_max_total_bytes() -> usize {
+        1 << 20
+    }
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_keys: Self::default_max_keys(),
+            max_value_bytes: Self::default_max_value_bytes(),
+            max_total_bytes: Self::default_max_total_bytes(),
+        }
+    }
 }
 
 /// The `codemode.learnedTypes` section. Return types are always learned in memory; with a

@@ -87,6 +87,8 @@ pub(super) struct CallHost {
     tainted: Arc<Mutex<Option<String>>>,
     /// This execution's nesting depth, passed on to upstreams.
     depth: u32,
+    /// The MCP session of the execution (see [`CallSettings::session`]).
+    session: String,
 }
 
 /// What an execution's calls are answered with, beyond the catalog.
@@ -97,6 +99,9 @@ pub(super) struct CallSettings {
     pub(super) egress: Option<Arc<Egress>>,
     pub(super) depth: u32,
     pub(super) trace: Option<ExecutionTrace>,
+    /// The MCP session the execution belongs to, for the built-in tools that keep
+    /// per-session data (`tools.state`).
+    pub(super) session: String,
 }
 
 /// Why the user approved something for the rest of the execution.
@@ -172,6 +177,7 @@ impl CallHost {
             fetch_flow: policy.fetch_flow(),
             tainted: Arc::default(),
             depth: settings.depth,
+            session: settings.session,
         }
     }
 
@@ -631,6 +637,7 @@ impl ToolHost for CallHost {
             tool.flow.source,
         );
         let depth = self.depth;
+        let session = self.session.clone();
         let learning = tool.clone();
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();
@@ -640,10 +647,12 @@ impl ToolHost for CallHost {
             };
             let shown_as = &settlement.shown_as;
             let reply = match target {
-                Target::Builtin(handler) => match handler(arguments).await {
-                    Ok(value) => ToolReply::Ok(value.to_string()),
-                    Err(message) => fail(format!("{shown_as} failed: {message}"), None),
-                },
+                Target::Builtin(handler) => {
+                    match crate::state::in_session(session, handler(arguments)).await {
+                        Ok(value) => ToolReply::Ok(value.to_string()),
+                        Err(message) => fail(format!("{shown_as} failed: {message}"), None),
+                    }
+                }
                 Target::Upstream(upstream, name) => {
                     match upstream.call(&name, arguments, depth, traceparent).await {
                         Ok(result) => match program_value(result) {

@@ -335,6 +335,11 @@ impl Executor {
                 egress: self.egress.clone(),
                 depth: options.depth,
                 trace: trace.clone(),
+                // Over stdio (and in a library or `run`) the process serves one session.
+                session: origin
+                    .session
+                    .clone()
+                    .unwrap_or_else(|| origin.transport.clone()),
             },
         ));
         let mut scan = None;

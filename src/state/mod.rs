@@ -1,0 +1,284 @@
+//! Session state (opt-in, `codemode.state`): a small key-value store per MCP session that
+//! outlives the executions of that session. Isolates stay fresh; only this data persists.
+//!
+//! Programs reach it as built-in tools, `tools.state.get/set/delete/list`, so it takes the
+//! path of every tool call: argument validation, the call record, the audit log (each write
+//! is a `state.set` or `state.delete` call in its execution's record). Which session a call
+//! belongs to is known only to the host: the executor runs each built-in call inside
+//! [`in_session`].
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    sync::{Arc, Mutex},
+};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{catalog::BuiltinTool, config::StateSettings, sandbox::human_bytes};
+
+/// The namespace programs reach the store under.
+pub const NAMESPACE: &str = "state";
+
+/// Sessions kept at once; the least recently used one is dropped past it.
+const MAX_SESSIONS: usize = 4_096;
+/// Characters in a key.
+const MAX_KEY_CHARS: usize = 256;
+
+tokio::task_local! {
+    static SESSION: String;
+}
+
+/// Runs `call` (a built-in tool call) on behalf of `session`.
+pub(crate) async fn in_session<F: Future>(session: String, call: F) -> F::Output {
+    SESSION.scope(session, call).await
+}
+
+/// One session's entries: values as JSON text.
+#[derive(Default)]
+struct Entries {
+    values: BTreeMap<String, String>,
+    bytes: usize,
+    last_used: u64,
+}
+
+/// The stores of every session.
+#[derive(Debug)]
+pub struct SessionState {
+    sessions: Mutex<Sessions>,
+    settings: StateSettings,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Entries>,
+    clock: u64,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("count", &self.by_id.len())
+            .finish()
+    }
+}
+
+/// `tools.state.get`
+#[derive(Deserialize, JsonSchema)]
+struct Get {
+    /// The key.
+    key: String,
+}
+
+/// `tools.state.set`
+#[derive(Deserialize, JsonSchema)]
+struct Set {
+    /// The key (at most 256 characters).
+    key: String,
+    /// Any JSON value; it replaces what the key held.
+    value: Value,
+}
+
+/// `tools.state.delete`
+#[derive(Deserialize, JsonSchema)]
+struct Delete {
+    /// The key.
+    key: String,
+}
+
+/// `tools.state.list`
+#[derive(Deserialize, JsonSchema)]
+struct List {
+    /// Only keys that start with this.
+    prefix: Option<String>,
+}
+
+/// What this session's store holds after a write.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Usage {
+    /// Keys held.
+    keys: usize,
+    /// Bytes of their values, as JSON text.
+    bytes: usize,
+}
+
+impl SessionState {
+    /// An empty store with these caps.
+    pub fn new(settings: StateSettings) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: Mutex::new(Sessions::default()),
+            settings,
+        })
+    }
+
+    /// The built-in tools of namespace [`NAMESPACE`].
+    pub fn tools(self: &Arc<Self>) -> Vec<BuiltinTool> {
+        let (get, set, delete, list) = (self.clone(), self.clone(), self.clone(), self.clone());
+        vec![
+            BuiltinTool::new(
+                "get",
+                "The value this session stored under `key` in an earlier (or this) execution, or null.",
+                move |args: Get| {
+                    let value = get.get(&session(), &args.key);
+                    async move { Ok::<Value, String>(value) }
+                },
+            ),
+            BuiltinTool::new(
+                "set",
+                "Stores `value` under `key` for the later executions of this session (not other sessions).",
+                move |args: Set| {
+                    let stored = set.set(&session(), args.key, &args.value);
+                    async move { stored }
+                },
+            ),
+            BuiltinTool::new(
+                "delete",
+                "Removes `key` from this session's state; true if it was there.",
+                move |args: Delete| {
+                    let removed = delete.delete(&session(), &args.key);
+                    async move { Ok::<bool, String>(removed) }
+                },
+            ),
+            BuiltinTool::new(
+                "list",
+                "The keys this session has stored, sorted, optionally only those starting with `prefix`.",
+                move |args: List| {
+                    let keys = list.list(&session(), args.prefix.as_deref().unwrap_or(""));
+                    async move { Ok::<Vec<String>, String>(keys) }
+                },
+            ),
+        ]
+    }
+
+    fn with<T>(&self, session: &str, f: impl FnOnce(&mut Entries) -> T) -> T {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.clock += 1;
+        let now = sessions.clock;
+        if !sessions.by_id.contains_key(session) && sessions.by_id.len() >= MAX_SESSIONS {
+            let oldest = sessions
+                .by_id
+                .iter()
+                .min_by_key(|(_, entries)| entries.last_used)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                sessions.by_id.remove(&oldest);
+            }
+        }
+        let entries = sessions.by_id.entry(session.to_string()).or_default();
+        entries.last_used = now;
+        f(entries)
+    }
+
+    fn get(&self, session: &str, key: &str) -> Value {
+        self.with(session, |entries| {
+            entries
+                .values
+                .get(key)
+                .and_then(|text| serde_json::from_str(text).ok())
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    fn set(&self, session: &str, key: String, value: &Value) -> Result<Usage, String> {
+        if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+            return Err(format!("the key must be 1 to {MAX_KEY_CHARS} characters"));
+        }
+        let text = value.to_string();
+        let settings = &self.settings;
+        if text.len() > settings.max_value_bytes {
+            return Err(format!(
+                "the value of \"{key}\" is {} as JSON, more than one value may be ({}, codemode.state.maxValueBytes); store less, or split it over keys",
+                human_bytes(text.len()),
+                human_bytes(settings.max_value_bytes)
+            ));
+        }
+        self.with(session, |entries| {
+            let replaced = entries.values.get(&key).map_or(0, String::len);
+            let bytes = entries.bytes - replaced + text.len();
+            if !entries.values.contains_key(&key) && entries.values.len() >= settings.max_keys {
+                return Err(format!(
+                    "this session holds {} keys, the most it may (codemode.state.maxKeys); delete some first",
+                    settings.max_keys
+                ));
+            }
+            if bytes > settings.max_total_bytes {
+                return Err(format!(
+                    "storing \"{key}\" would make this session's state {}, more than it may hold ({}, codemode.state.maxTotalBytes); delete some first",
+                    human_bytes(bytes),
+                    human_bytes(settings.max_total_bytes)
+                ));
+            }
+            entries.values.insert(key, text);
+            entries.bytes = bytes;
+            Ok(Usage {
+                keys: entries.values.len(),
+                bytes,
+            })
+        })
+    }
+
+    fn delete(&self, session: &str, key: &str) -> bool {
+        self.with(session, |entries| match entries.values.remove(key) {
+            Some(text) => {
+                entries.bytes -= text.len();
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn list(&self, session: &str, prefix: &str) -> Vec<String> {
+        self.with(session, |entries| {
+            entries
+                .values
+                .keys()
+                .filter(|key| key.starts_with(prefix))
+                .cloned()
+                .collect()
+        })
+    }
+}
+
+/// The session of the call being answered (see [`in_session`]); calls made outside one
+/// share the store of no session.
+fn session() -> String {
+    SESSION
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> Arc<SessionState> {
+        SessionState::new(StateSettings {
+            enabled: true,
+            max_keys: 2,
+            max_value_bytes: 20,
+            max_total_bytes: 20,
+        })
+    }
+
+    #[test]
+    fn sessions_do_not_see_each_other_and_caps_are_named() {
+        let state = store();
+        state.set("a", "k".into(), &json!([1, 2])).unwrap();
+        assert_eq!(state.get("a", "k"), json!([1, 2]));
+        assert_eq!(state.get("b", "k"), Value::Null);
+        let too_big = state.set("a", "x".into(), &json!("x".repeat(30)));
+        assert!(too_big.unwrap_err().contains("maxValueBytes"));
+        state.set("a", "j".into(), &json!("0123456789")).unwrap();
+        let third = state.set("a", "l".into(), &json!(1));
+        assert!(third.unwrap_err().contains("maxKeys"));
+        let total = state.set("a", "j".into(), &json!("0123456789012345"));
+        assert!(total.unwrap_err().contains("maxTotalBytes"));
+        assert_eq!(state.list("a", ""), ["j", "k"]);
+        assert!(state.delete("a", "j"));
+        assert!(!state.delete("a", "j"));
+        assert_eq!(state.list("a", "k"), ["k"]);
+    }
+}
