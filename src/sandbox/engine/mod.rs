@@ -118,6 +118,29 @@ pub fn process_environment() -> &'static [(&'static str, &'static str)] {
     return &[];
 }
 
+/// What an isolate was prepared for (see [`Engine::prepare`]): a program with other
+/// bindings or limits needs another. Shared by the engines; its fields are theirs to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    bindings: Vec<super::Binding>,
+    fetch: bool,
+    heap_bytes: usize,
+    stack_bytes: usize,
+    output_bytes: usize,
+}
+
+impl Shape {
+    fn of(request: &RunRequest) -> Self {
+        Self {
+            bindings: request.bindings.clone(),
+            fetch: request.fetch,
+            heap_bytes: request.limits.heap_bytes,
+            stack_bytes: request.limits.stack_bytes,
+            output_bytes: request.limits.output_bytes,
+        }
+    }
+}
+
 /// A JS engine that runs one program in one fresh isolate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Engine {

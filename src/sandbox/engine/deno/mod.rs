@@ -32,36 +32,16 @@ use serde::Deserialize;
 use tokio::sync::{Notify, oneshot};
 
 use self::ops::IsolateState;
-use super::settle::{Settled, Stop, Thrown, result_of};
+use super::{
+    Shape,
+    settle::{Settled, Stop, Thrown, result_of},
+};
 use crate::{
     sandbox::{
-        Binding, CancelHandle, ErrorKind, ProgramError, RunOutcome, RunRequest, ToolHost,
-        logs::LogSink,
+        CancelHandle, ErrorKind, ProgramError, RunOutcome, RunRequest, ToolHost, logs::LogSink,
     },
     transpile::{PROGRAM_FILE, WRAPPER_LINES},
 };
-
-/// What an isolate was prepared for: a program with other bindings or limits needs another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Shape {
-    bindings: Vec<Binding>,
-    fetch: bool,
-    heap_bytes: usize,
-    stack_bytes: usize,
-    output_bytes: usize,
-}
-
-impl Shape {
-    fn of(request: &RunRequest) -> Self {
-        Self {
-            bindings: request.bindings.clone(),
-            fetch: request.fetch,
-            heap_bytes: request.limits.heap_bytes,
-            stack_bytes: request.limits.stack_bytes,
-            output_bytes: request.limits.output_bytes,
-        }
-    }
-}
 
 /// Why the program was stopped, set once by whoever stops it first (the caller's clock,
 /// the heap callback, cancellation) and read by both sides.

@@ -24,7 +24,10 @@ use rquickjs::{
 };
 
 use self::alloc::{CappedAllocator, HeapGauge};
-use super::settle::{GlueReports, Settled, Stop, Thrown, result_of};
+use super::{
+    Shape,
+    settle::{GlueReports, Settled, Stop, Thrown, result_of},
+};
 use crate::{
     sandbox::{
         CancelHandle, ErrorKind, LogLevel, ProgramError, ReturnValue, RunOutcome, RunRequest,
@@ -58,28 +61,6 @@ impl IsolateState {
 struct Clock {
     deadline: Cell<Option<Instant>>,
     cancel: RefCell<Option<CancelHandle>>,
-}
-
-/// What an isolate was prepared for: a program with other bindings or limits needs another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Shape {
-    bindings: Vec<crate::sandbox::Binding>,
-    fetch: bool,
-    heap_bytes: usize,
-    stack_bytes: usize,
-    output_bytes: usize,
-}
-
-impl Shape {
-    fn of(request: &RunRequest) -> Self {
-        Self {
-            bindings: request.bindings.clone(),
-            fetch: request.fetch,
-            heap_bytes: request.limits.heap_bytes,
-            stack_bytes: request.limits.stack_bytes,
-            output_bytes: request.limits.output_bytes,
-        }
-    }
 }
 
 /// An isolate made before its program, never used: runtime, context, glue installed.
