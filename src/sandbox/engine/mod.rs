@@ -101,20 +101,16 @@ impl std::str::FromStr for EngineKind {
 /// thing in `main`, while the process has one thread; engines otherwise set it themselves
 /// before their first isolate.
 pub fn configure_process_environment() {
-    for (name, value) in process_environment() {
-        if std::env::var_os(name).is_none() {
-            // SAFETY: called while the process has one thread (see above).
-            unsafe { std::env::set_var(name, value) };
-        }
-    }
+    #[cfg(any(feature = "deno", feature = "v8"))]
+    deno::configure_backend();
 }
 
 /// The variables [`configure_process_environment`] sets: the only environment a worker
 /// process has besides nothing.
 pub fn process_environment() -> &'static [(&'static str, &'static str)] {
-    #[cfg(feature = "deno")]
+    #[cfg(any(feature = "deno", feature = "v8"))]
     return deno::BACKEND_ENVIRONMENT;
-    #[cfg(not(feature = "deno"))]
+    #[cfg(not(any(feature = "deno", feature = "v8")))]
     return &[];
 }
 

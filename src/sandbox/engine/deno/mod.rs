@@ -499,9 +499,10 @@ fn thrown_of(error: &deno_core::error::JsError) -> Thrown {
 pub(super) const BACKEND_ENVIRONMENT: &[(&str, &str)] =
     &[("V82JSC_NO_BC_CACHE", "1"), ("QJS_NO_WASM", "1")];
 
-/// Sets [`BACKEND_ENVIRONMENT`] where it is missing. The binary does this first thing in
-/// `main`, while it has one thread; for embedders, this does it before the first runtime.
-fn configure_backend() {
+/// Sets [`BACKEND_ENVIRONMENT`] where it is missing, once. The binary does this first thing
+/// in `main` (`configure_process_environment`), while it has one thread; for embedders, the
+/// engine does it before its first runtime.
+pub(super) fn configure_backend() {
     static CONFIGURED: OnceLock<()> = OnceLock::new();
     CONFIGURED.get_or_init(|| {
         for (name, value) in BACKEND_ENVIRONMENT {
