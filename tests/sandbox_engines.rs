@@ -28,20 +28,35 @@ fn engines() -> Vec<Engine> {
         .collect()
 }
 
-fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) -> RunOutcome {
-    let request = RunRequest {
+/// `code` as the engine receives it, with these bindings, `fetch` and limits.
+fn request(code: &str, bindings: Vec<Binding>, fetch: bool, limits: Limits) -> RunRequest {
+    RunRequest {
         js: transpile(code).expect("test programs parse").js,
         program_lines: line_count(code),
-        bindings: Vec::new(),
-        fetch: false,
+        bindings,
+        fetch,
         limits,
-    };
+    }
+}
+
+/// Runs `request` in a fresh isolate of `engine`.
+fn block_on_run(
+    engine: &Engine,
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    host: Arc<dyn ToolHost>,
+) -> RunOutcome {
     // Isolates are not Send: each run gets a current-thread runtime, as the executor does.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(engine.run(&request, cancel, std::sync::Arc::new(NoTools)))
+        .block_on(engine.run(request, cancel, host))
+}
+
+fn run_with(engine: &Engine, code: &str, limits: Limits, cancel: &CancelHandle) -> RunOutcome {
+    let request = request(code, Vec::new(), false, limits);
+    block_on_run(engine, &request, cancel, Arc::new(NoTools))
 }
 
 /// A host with `tools.math.add({a, b})`, `tools.math.check(args)` (always invalid, at
@@ -97,21 +112,12 @@ fn base64_of(text: &str) -> String {
 }
 
 fn run_on(engine: &Engine, code: &str, host: Arc<MathHost>, fetch: bool) -> RunOutcome {
-    let request = RunRequest {
-        js: transpile(code).expect("test programs parse").js,
-        program_lines: line_count(code),
-        bindings: vec![Binding {
-            namespace: "math".into(),
-            tools: vec!["add".into(), "check".into(), "slow".into()],
-        }],
-        fetch,
-        limits: Limits::default(),
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(engine.run(&request, &CancelHandle::default(), host))
+    let bindings = vec![Binding {
+        namespace: "math".into(),
+        tools: vec!["add".into(), "check".into(), "slow".into()],
+    }];
+    let request = request(code, bindings, fetch, Limits::default());
+    block_on_run(engine, &request, &CancelHandle::default(), host)
 }
 
 fn run(engine: &Engine, code: &str) -> RunOutcome {
@@ -488,17 +494,16 @@ fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
             .enable_all()
             .build()
             .unwrap();
-        let code = "return typeof tools.math.add;";
-        let request = RunRequest {
-            js: transpile(code).unwrap().js,
-            program_lines: 1,
-            bindings: vec![Binding {
-                namespace: "math".into(),
-                tools: vec!["add".into()],
-            }],
-            fetch: false,
-            limits: Limits::default(),
-        };
+        let bindings = vec![Binding {
+            namespace: "math".into(),
+            tools: vec!["add".into()],
+        }];
+        let request = request(
+            "return typeof tools.math.add;",
+            bindings,
+            false,
+            Limits::default(),
+        );
         let warm = runtime.block_on(engine.prepare(&request));
         assert!(warm.is_some(), "{:?}", engine.kind());
         let outcome = runtime.block_on(engine.run_in(
