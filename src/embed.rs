@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc};
 use crate::{
     audit::{AuditError, AuditLog},
     catalog::{BuiltinTool, Builtins, Catalog, LearnedTypes, LiveCatalog},
-    config::{Config, ConfigError, LimitSettings},
+    config::{Config, ConfigError, LimitSettings, TaskSettings},
     egress::{Egress, EgressError},
     executor::{Execution, Executor, ExecutorSettings, RunOptions},
     isolation::{Isolation, IsolationError, LockdownReport, PoolSettings, WorkerPool},
@@ -224,10 +224,15 @@ impl CodeModeBuilder {
                     None => std::env::current_exe()
                         .map_err(|e| EmbedError::Isolation(IsolationError::Spawn(e)))?,
                 };
+                // A worker's CPU limit must allow the longest run it may get: a task's.
+                let mut longest = settings.limits;
+                if config.codemode.tasks.enabled {
+                    longest.timeout = longest.timeout.max(config.codemode.tasks.timeout());
+                }
                 let (pool, report) = WorkerPool::start(PoolSettings {
                     program,
                     engine,
-                    limits: settings.limits,
+                    limits: longest,
                     size: settings.concurrency,
                     reuse: self.worker_reuse,
                     warm: settings.warm_isolates > 0,
@@ -264,6 +269,7 @@ impl CodeModeBuilder {
         Ok(CodeMode {
             executor: Arc::new(executor),
             lockdown,
+            tasks: config.codemode.tasks,
         })
     }
 }
@@ -274,6 +280,7 @@ impl CodeModeBuilder {
 pub struct CodeMode {
     executor: Arc<Executor>,
     lockdown: Option<LockdownReport>,
+    tasks: TaskSettings,
 }
 
 impl CodeMode {
@@ -311,6 +318,11 @@ impl CodeMode {
     /// What the worker lockdown achieved, with [`Isolation::Process`].
     pub fn lockdown(&self) -> Option<&LockdownReport> {
         self.lockdown.as_ref()
+    }
+
+    /// How `execute_code` runs as an MCP task.
+    pub fn tasks(&self) -> &TaskSettings {
+        &self.tasks
     }
 
     /// The executor underneath: settings, shutdown, the live catalog and its upstreams.

@@ -86,6 +86,81 @@ pub struct CodemodeSection {
     /// Session state: a key-value store per MCP session (`tools.state`), off by default.
     #[serde(default)]
     pub state: StateSettings,
+    /// `execute_code` as an MCP task, for clients that declare the tasks extension.
+    #[serde(default)]
+    pub tasks: TaskSettings,
+}
+
+/// The `codemode.tasks` section. A client that declares the tasks extension gets a task
+/// handle from `execute_code` at once and polls for the result; such a run has its own
+/// wall clock, in minutes rather than seconds. Clients without the extension are unaffected.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskSettings {
+    /// Whether `execute_code` runs as a task for clients that can take one.
+    #[serde(default = "TaskSettings::default_enabled")]
+    pub enabled: bool,
+    /// Wall clock of a program run as a task, in milliseconds (instead of
+    /// `codemode.limits.timeoutMs`; a call's `timeoutMs` may lower it).
+    #[serde(default = "TaskSettings::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long a finished task's result stays readable, in milliseconds.
+    #[serde(default = "TaskSettings::default_keep_ms")]
+    pub keep_ms: u64,
+    /// Tasks one session may have running at once; past it, `busy`.
+    #[serde(default = "TaskSettings::default_max_running")]
+    pub max_running: usize,
+}
+
+impl TaskSettings {
+    fn default_enabled() -> bool {
+        true
+    }
+
+    fn default_timeout_ms() -> u64 {
+        600_000
+    }
+
+    fn default_keep_ms() -> u64 {
+        600_000
+    }
+
+    fn default_max_running() -> usize {
+        8
+    }
+
+    /// The wall clock of a task's program.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        for (key, value, least, most) in [
+            ("timeoutMs", self.timeout_ms, 10, 86_400_000),
+            ("keepMs", self.keep_ms, 1_000, 86_400_000),
+            ("maxRunning", self.max_running as u64, 1, 4_096),
+        ] {
+            if !(least..=most).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    path: format!("codemode.tasks.{key}"),
+                    message: format!("{value} is out of range: allowed {least} to {most}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            enabled: Self::default_enabled(),
+            timeout_ms: Self::default_timeout_ms(),
+            keep_ms: Self::default_keep_ms(),
+            max_running: Self::default_max_running(),
+        }
+    }
 }
 
 /// The `codemode.state` section.
@@ -742,6 +817,7 @@ impl Config {
         })?;
         config.codemode.limits.validate(origin)?;
         config.codemode.anomalies.validate(origin)?;
+        config.codemode.tasks.validate(origin)?;
         let env = |name: &str| std::env::var(name).ok();
         config.upstreams = config
             .mcp_servers

@@ -79,8 +79,11 @@ impl Default for ExecutorSettings {
 /// How one execution runs, beyond its code.
 #[derive(Default)]
 pub struct RunOptions {
-    /// Lowers the configured wall clock for this run (never raises it).
+    /// Lowers the wall clock for this run (never raises it).
     pub timeout: Option<Duration>,
+    /// Replaces the configured wall clock for this run: a task's, which is longer. The
+    /// engine limits (heap, stack, caps) stay the configured ones.
+    pub wall_clock: Option<Duration>,
     /// Receives each tool call of the run as it finishes.
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<CallRecord>>,
     /// Cancels the run.
@@ -100,6 +103,7 @@ impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("timeout", &self.timeout)
+            .field("wall_clock", &self.wall_clock)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel.is_some())
             .field("origin", &self.origin)
@@ -356,7 +360,13 @@ impl Executor {
         {
             Err(refused) => RunOutcome::failed(refused),
             Ok(js) => {
-                let run = self.outcome(js, code, options.timeout, catalog.bindings(), host.clone());
+                let run = self.outcome(
+                    js,
+                    code,
+                    (options.wall_clock, options.timeout),
+                    catalog.bindings(),
+                    host.clone(),
+                );
                 match options.cancel {
                     None => run.await,
                     Some(cancel) => tokio::select! {
@@ -550,11 +560,14 @@ impl Executor {
         &self,
         js: String,
         code: &str,
-        timeout: Option<Duration>,
+        (wall_clock, timeout): (Option<Duration>, Option<Duration>),
         bindings: Vec<Binding>,
         host: Arc<dyn ToolHost>,
     ) -> RunOutcome {
         let mut limits = self.settings.limits;
+        if let Some(wall_clock) = wall_clock {
+            limits.timeout = wall_clock;
+        }
         if let Some(timeout) = timeout {
             limits.timeout = limits.timeout.min(timeout);
         }

@@ -12,17 +12,20 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, Role, ServerCapabilities, ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+        CreateTaskResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+        GetTaskParams, GetTaskResult, Implementation, JsonObject, ListPromptsResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+        Prompt, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
     },
     service::{NotificationContext, RequestContext},
+    task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions},
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     audit::Origin,
@@ -79,7 +82,21 @@ pub struct CodeModeServer {
     /// Cancelled when the session's last handler is dropped: ends its notification task.
     session_ended: tokio_util::sync::CancellationToken,
     _end_session_on_drop: Arc<tokio_util::sync::DropGuard>,
+    /// This session's tasks (`execute_code` run as MCP tasks); `None` when off.
+    tasks: Option<SessionTasks>,
     tool_router: ToolRouter<Self>,
+}
+
+/// The tasks of one session, kept by rmcp's task manager.
+#[derive(Clone)]
+struct SessionTasks(TaskManager);
+
+impl std::fmt::Debug for SessionTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTasks")
+            .field("running", &self.0.running_task_count())
+            .finish()
+    }
 }
 
 /// The output schema of `execute_code`, derived from [`ExecuteCodeOutput`].
@@ -127,6 +144,13 @@ fn traceparent(context: &RequestContext<RoleServer>) -> Option<String> {
         })
 }
 
+fn no_tasks() -> McpError {
+    McpError::invalid_request(
+        "this server runs no tasks here (codemode.tasks.enabled is false, or the transport is stateless HTTP)",
+        None,
+    )
+}
+
 fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
@@ -137,14 +161,25 @@ impl CodeModeServer {
     pub fn new(codemode: CodeMode) -> Self {
         let session_ended = tokio_util::sync::CancellationToken::new();
         Self {
-            codemode,
             transport: "stdio",
             session: None,
             session_slots: None,
             _end_session_on_drop: Arc::new(session_ended.clone().drop_guard()),
             session_ended,
+            tasks: codemode
+                .tasks()
+                .enabled
+                .then(|| SessionTasks(TaskManager::new())),
+            codemode,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// Offers no tasks: for a transport where no later request reaches this handler
+    /// (stateless HTTP), so a task could never be polled.
+    pub fn without_tasks(mut self) -> Self {
+        self.tasks = None;
+        self
     }
 
     /// Names the transport (and the session, if it has an id) in audit records.
@@ -198,71 +233,23 @@ impl CodeModeServer {
         Parameters(arguments): Parameters<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        const EXPECTED: &str =
-            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
-        let input: ExecuteCodeInput = match parse_arguments(arguments, EXPECTED) {
-            Ok(input) => input,
-            Err(message) => return Ok(tool_error(message)),
+        let admitted = match self.admit(arguments) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Ok(refusal),
         };
-        if input.timeout_ms == Some(0) {
-            return Ok(tool_error(format!(
-                "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
-            )));
-        }
-        let timeout = input.timeout_ms.map(Duration::from_millis);
-        let _slot = match &self.session_slots {
-            None => None,
-            Some(slots) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => Some(slot),
-                Err(_) => {
-                    return Ok(render::call_tool_result(&Execution::refused(
-                        ProgramError::new(
-                            ErrorKind::Busy,
-                            "this session already runs as many executions at once as it may (--session-concurrency); nothing was run. Wait for one to finish, or combine work into fewer executions",
-                        ),
-                    )));
-                }
-            },
-        };
-        // With a progress token, each tool call the program makes is reported as it ends.
-        let progress = context.meta.get_progress_token().map(|token| {
-            let (sender, mut calls) = tokio::sync::mpsc::unbounded_channel::<CallRecord>();
-            let peer = context.peer.clone();
-            tokio::spawn(async move {
-                let mut done = 0u32;
-                while let Some(call) = calls.recv().await {
-                    done += 1;
-                    let outcome = match &call.error {
-                        None => format!("tools.{} answered in {} ms", call.tool, call.ms),
-                        Some(error) => {
-                            format!("tools.{} failed in {} ms: {error}", call.tool, call.ms)
-                        }
-                    };
-                    let notice = ProgressNotificationParam::new(token.clone(), f64::from(done))
-                        .with_message(outcome);
-                    if peer.notify_progress(notice).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            sender
-        });
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| report_calls(Some((context.peer.clone(), token)), None));
         let options = RunOptions {
-            timeout,
+            timeout: admitted.timeout,
             progress,
             cancel: Some(context.ct.clone()),
-            origin: Some(self.origin(&context)),
-            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
-            depth: context
-                .meta
-                .get(crate::upstream::DEPTH_META)
-                .and_then(serde_json::Value::as_u64)
-                .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
-            traceparent: traceparent(&context),
+            ..self.run_options(&context)
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
-        let execution = self.codemode.execute_with(&input.code, options).await;
+        let execution = self.codemode.execute_with(&admitted.code, options).await;
         Ok(render::call_tool_result(&execution))
     }
 
@@ -293,6 +280,177 @@ impl CodeModeServer {
     }
 }
 
+/// An `execute_code` call whose arguments were read and which holds its session's slot.
+struct Admitted {
+    code: String,
+    timeout: Option<Duration>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl CodeModeServer {
+    /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
+    /// the tool result to answer with.
+    fn admit(&self, arguments: JsonObject) -> Result<Admitted, CallToolResult> {
+        const EXPECTED: &str =
+            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
+        let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED).map_err(tool_error)?;
+        if input.timeout_ms == Some(0) {
+            return Err(tool_error(format!(
+                "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
+            )));
+        }
+        let slot = match &self.session_slots {
+            None => None,
+            Some(slots) => Some(slots.clone().try_acquire_owned().map_err(|_| {
+                refusal(
+                    "this session already runs as many executions at once as it may (--session-concurrency); nothing was run. Wait for one to finish, or combine work into fewer executions",
+                )
+            })?),
+        };
+        Ok(Admitted {
+            code: input.code,
+            timeout: input.timeout_ms.map(Duration::from_millis),
+            _slot: slot,
+        })
+    }
+
+    /// What every run of this session shares: who asks, how to confirm, how deep, which
+    /// trace.
+    fn run_options(&self, context: &RequestContext<RoleServer>) -> RunOptions {
+        RunOptions {
+            origin: Some(self.origin(context)),
+            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
+            depth: context
+                .meta
+                .get(crate::upstream::DEPTH_META)
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
+            traceparent: traceparent(context),
+            ..RunOptions::default()
+        }
+    }
+
+    /// `execute_code` for a client that takes tasks: the handle now, the result through
+    /// `tasks/get`. Bad arguments and a full session are answered at once, as plain results.
+    fn execute_code_as_task(
+        &self,
+        tasks: &TaskManager,
+        arguments: JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let settings = *self.codemode.tasks();
+        let admitted = match self.admit(arguments) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal.into(),
+        };
+        if tasks.running_task_count() >= settings.max_running {
+            return refusal(&format!(
+                "this session already has {} programs running as tasks, as many as it may (codemode.tasks.maxRunning); nothing was run. Wait for one to finish (tasks/get), or combine work into fewer executions",
+                settings.max_running
+            ))
+            .into();
+        }
+        let peer = context.peer.clone();
+        let token = context.meta.get_progress_token();
+        let options = self.run_options(context);
+        let codemode = self.codemode.clone();
+        let session_ended = self.session_ended.clone();
+        let task = tasks.spawn(
+            TaskOptions::new()
+                // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
+                // more such window).
+                .with_ttl_ms(settings.timeout_ms.saturating_add(settings.keep_ms))
+                .with_poll_interval_ms(TASK_POLL_INTERVAL_MS)
+                .with_status_message("running"),
+            move |task| {
+                Box::pin(async move {
+                    let cancel = CancellationToken::new();
+                    let stop = {
+                        let (task, cancel) = (task.clone(), cancel.clone());
+                        async move {
+                            tokio::select! {
+                                () = task.cancelled() => cancel.cancel(),
+                                () = session_ended.cancelled() => cancel.cancel(),
+                                () = cancel.cancelled() => {}
+                            }
+                        }
+                    };
+                    tokio::spawn(stop);
+                    let options = RunOptions {
+                        timeout: admitted.timeout,
+                        wall_clock: Some(settings.timeout()),
+                        progress: Some(report_calls(
+                            token.map(|token| (peer, token)),
+                            Some(task.clone()),
+                        )),
+                        cancel: Some(cancel.clone()),
+                        ..options
+                    };
+                    let execution = codemode.execute_with(&admitted.code, options).await;
+                    // Ends the watcher above.
+                    cancel.cancel();
+                    drop(admitted);
+                    if task.is_cancel_requested()
+                        && execution
+                            .outcome
+                            .result
+                            .as_ref()
+                            .is_err_and(|e| e.kind == ErrorKind::Cancelled)
+                    {
+                        return Err(TaskExit::Cancelled);
+                    }
+                    Ok(render::call_tool_result(&execution))
+                })
+            },
+        );
+        CallToolResponse::Task(CreateTaskResult::new(task))
+    }
+}
+
+/// Suggested interval between a client's `tasks/get` polls.
+const TASK_POLL_INTERVAL_MS: u64 = 500;
+
+/// A `busy` refusal: nothing was run.
+fn refusal(message: &str) -> CallToolResult {
+    render::call_tool_result(&Execution::refused(ProgramError::new(
+        ErrorKind::Busy,
+        message,
+    )))
+}
+
+/// Reports each tool call of a run as it ends: as a progress notification (with the
+/// request's progress token) and as the task's status message (for a task).
+fn report_calls(
+    notify: Option<(rmcp::Peer<RoleServer>, rmcp::model::ProgressToken)>,
+    task: Option<TaskContext>,
+) -> tokio::sync::mpsc::UnboundedSender<CallRecord> {
+    let (sender, mut calls) = tokio::sync::mpsc::unbounded_channel::<CallRecord>();
+    tokio::spawn(async move {
+        let mut done = 0u32;
+        while let Some(call) = calls.recv().await {
+            done += 1;
+            let outcome = match &call.error {
+                None => format!("tools.{} answered in {} ms", call.tool, call.ms),
+                Some(error) => format!("tools.{} failed in {} ms: {error}", call.tool, call.ms),
+            };
+            if let Some(task) = &task {
+                let plural = if done == 1 { "" } else { "s" };
+                task.set_status_message(format!(
+                    "running; {done} tool call{plural} so far, the last: {outcome}"
+                ));
+            }
+            if let Some((peer, token)) = &notify {
+                let notice = ProgressNotificationParam::new(token.clone(), f64::from(done))
+                    .with_message(outcome);
+                if peer.notify_progress(notice).await.is_err() && task.is_none() {
+                    break;
+                }
+            }
+        }
+    });
+    sender
+}
+
 /// URI of the declarations of every namespace.
 const ALL_TYPES_URI: &str = "codemode://types/all.d.ts";
 
@@ -306,19 +464,66 @@ impl ServerHandler for CodeModeServer {
             instructions.push_str("\n\n");
             instructions.push_str(&down);
         }
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .enable_resources()
-                .enable_prompts()
-                .build(),
-        )
-        .with_server_info(Implementation::new(
-            env!("CARGO_PKG_NAME"),
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .with_instructions(instructions)
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_prompts();
+        let capabilities = match &self.tasks {
+            Some(_) => capabilities.enable_tasks().build(),
+            None => capabilities.build(),
+        };
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(instructions)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if request.name == "execute_code"
+            && let Some(SessionTasks(tasks)) = &self.tasks
+            && context
+                .client_capabilities()
+                .is_some_and(|caps| caps.supports_tasks())
+        {
+            let arguments = request.arguments.unwrap_or_default();
+            return Ok(self.execute_code_as_task(tasks, arguments, &context));
+        }
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        Ok(GetTaskResult::new(tasks.get_task(&request.task_id)?))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        tasks.update_task(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        tasks.cancel_task(&request.task_id)
     }
 
     async fn list_tools(

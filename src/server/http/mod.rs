@@ -177,10 +177,16 @@ impl HttpServer {
         let new_handler = {
             let codemode = codemode.clone();
             let per_session = options.session_concurrency;
+            let stateless = options.stateless;
             move |transport, session| {
-                CodeModeServer::new(codemode.clone())
+                let handler = CodeModeServer::new(codemode.clone())
                     .with_session_limit(per_session)
-                    .with_transport(transport, session)
+                    .with_transport(transport, session);
+                if stateless {
+                    handler.without_tasks()
+                } else {
+                    handler
+                }
             }
         };
         let mut session_manager = LocalSessionManager::default();

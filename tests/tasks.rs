@@ -1,0 +1,346 @@
+//! `execute_code` as an MCP task (the tasks extension), through the real binary and rmcp's
+//! client: a task started, polled, completed past the plain wall clock; one cancelled;
+//! one timed out on the task's own clock; the per-session cap; tool calls reported as the
+//! task's status; a streamable HTTP session; and clients without the extension (and
+//! stateless HTTP) keeping the plain behaviour.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BIN, http::HttpServer, unpack};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        ClientCapabilities, ClientConfig, CreateTaskResult, DetailedTask, GetTaskParams,
+        Implementation, TaskPayload, TaskStatus,
+    },
+    service::RunningService,
+    transport::{
+        StreamableHttpClientTransport, TokioChildProcess,
+        streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+fn tasks_client() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new("tasks-test", "1"),
+    )
+}
+
+/// `serve` over stdio with a client that declares the tasks extension.
+async fn start_tasks(args: &[&str]) -> RunningService<RoleClient, ClientConfig> {
+    let mut command = Command::new(BIN);
+    command.arg("serve").args(args).env("CODEMODE_LOG", "warn");
+    let transport = TokioChildProcess::new(command).expect("spawn codemode-mcp");
+    tasks_client()
+        .serve(transport)
+        .await
+        .expect("MCP handshake with codemode-mcp")
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    arguments: Value,
+) -> CallToolResponse {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.call_tool_once(CallToolRequestParams::new("execute_code").with_arguments(arguments)),
+    )
+    .await
+    .expect("execute_code answered within 10 s")
+    .expect("execute_code is a response, not a protocol error")
+}
+
+fn task_of(response: CallToolResponse) -> CreateTaskResult {
+    match response {
+        CallToolResponse::Task(task) => task,
+        other => panic!("expected a task handle, got {other:?}"),
+    }
+}
+
+async fn get(client: &RunningService<RoleClient, ClientConfig>, id: &str) -> DetailedTask {
+    client
+        .peer()
+        .get_task(GetTaskParams::new(id.to_string()))
+        .await
+        .expect("tasks/get")
+        .task
+}
+
+/// Polls until the task is terminal (at most `limit`).
+async fn settled(
+    client: &RunningService<RoleClient, ClientConfig>,
+    id: &str,
+    limit: Duration,
+) -> DetailedTask {
+    let deadline = Instant::now() + limit;
+    loop {
+        let task = get(client, id).await;
+        if task.status().is_terminal() {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "task {id} still {task:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn completed(task: &DetailedTask) -> common::Ran {
+    match &task.payload {
+        TaskPayload::Completed { result } => {
+            let result: CallToolResult =
+                serde_json::from_value(Value::Object(result.clone())).expect("a CallToolResult");
+            unpack(result)
+        }
+        other => panic!("expected a completed task, got {other:?}"),
+    }
+}
+
+fn config(dir: &std::path::Path, tasks: Value) -> String {
+    common::write_config(
+        dir,
+        &json!({ "codemode": {
+            "limits": { "timeoutMs": 300 },
+            "tasks": tasks,
+            "state": { "enabled": true },
+        }}),
+    )
+}
+
+const SLOW: &str = "await new Promise(r => setTimeout(r, 1000));\nreturn 6 * 7;";
+
+#[tokio::test]
+async fn a_task_runs_past_the_plain_wall_clock_and_is_polled_to_its_result() {
+    let dir = common::scratch_dir("tasks-complete");
+    let config = config(&dir, json!({ "timeoutMs": 5000 }));
+    let log = dir.join("audit.jsonl");
+    let client = start_tasks(&["--config", &config, "--audit-log", log.to_str().unwrap()]).await;
+    let info = client.peer().peer_info().expect("server info");
+    assert!(info.capabilities.supports_tasks(), "{info:?}");
+
+    let asked = Instant::now();
+    let task = task_of(call(&client, json!({ "code": SLOW })).await);
+    assert!(
+        asked.elapsed() < Duration::from_millis(800),
+        "the handle comes before the program ends: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(task.task.status, TaskStatus::Working);
+    assert!(task.task.poll_interval_ms.is_some());
+    assert!(task.task.ttl_ms.is_some_and(|ttl| ttl >= 5000), "{task:?}");
+    let id = task.task.task_id.clone();
+    assert_eq!(get(&client, &id).await.status(), TaskStatus::Working);
+
+    let done = settled(&client, &id, Duration::from_secs(10)).await;
+    let ran = completed(&done);
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!(42));
+    assert!(ran.duration_ms() >= 1000, "{ran:?}");
+    // The finished task stays readable.
+    assert_eq!(get(&client, &id).await.status(), TaskStatus::Completed);
+
+    // A call's own timeoutMs still lowers the task's clock.
+    let lowered = task_of(call(&client, json!({ "code": SLOW, "timeoutMs": 200 })).await);
+    let done = settled(&client, &lowered.task.task_id, Duration::from_secs(10)).await;
+    let ran = completed(&done);
+    assert!(ran.is_error);
+    assert_eq!(ran.error_kind(), "timeout", "{ran:?}");
+
+    // Bad arguments are answered at once, as a plain result naming the problem.
+    match call(&client, json!({ "code": 1 })).await {
+        CallToolResponse::Complete(result) => {
+            assert_eq!(result.is_error, Some(true));
+            let text = result.content[0].as_text().unwrap().text.clone();
+            assert!(text.contains("invalid argument code"), "{text}");
+        }
+        other => panic!("expected a plain error, got {other:?}"),
+    }
+    // An unknown task is a protocol error, not a hang.
+    assert!(
+        client
+            .peer()
+            .get_task(GetTaskParams::new("no-such-task".to_string()))
+            .await
+            .is_err()
+    );
+    client.cancel().await.unwrap();
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+}
+
+#[tokio::test]
+async fn a_client_without_tasks_keeps_the_plain_wall_clock() {
+    let dir = common::scratch_dir("tasks-plain");
+    let config = config(&dir, json!({ "timeoutMs": 5000 }));
+    let server = common::start(&["--config", &config]).await;
+    let ran = server.execute(SLOW).await;
+    assert!(ran.is_error);
+    assert_eq!(ran.error_kind(), "timeout", "{ran:?}");
+    server.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_task_is_cancelled_and_its_program_stopped() {
+    let dir = common::scratch_dir("tasks-cancel");
+    let config = config(&dir, json!({ "timeoutMs": 20000 }));
+    let log = dir.join("audit.jsonl");
+    let client = start_tasks(&["--config", &config, "--audit-log", log.to_str().unwrap()]).await;
+    let task = task_of(
+        call(
+            &client,
+            json!({ "code": "await tools.state.set({ key: 'started', value: true });\nfor (;;) {}" }),
+        )
+        .await,
+    );
+    let id = task.task.task_id;
+    // Let it start, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !get(&client, &id)
+        .await
+        .task
+        .status_message
+        .is_some_and(|m| m.contains("tools.state.set"))
+    {
+        assert!(Instant::now() < deadline, "the program never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+        .peer()
+        .cancel_task(CancelTaskParams::new(id.clone()))
+        .await
+        .expect("tasks/cancel");
+    let done = settled(&client, &id, Duration::from_secs(5)).await;
+    assert_eq!(done.status(), TaskStatus::Cancelled, "{done:?}");
+
+    // The isolate is gone: the server runs the next task at once, and the cancelled run is
+    // in the audit log as such.
+    let next = task_of(call(&client, json!({ "code": "return 1" })).await);
+    let next = settled(&client, &next.task.task_id, Duration::from_secs(5)).await;
+    assert_eq!(completed(&next).result(), &json!(1));
+    client.cancel().await.unwrap();
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(audit.contains(r#""errorKind":"cancelled""#), "{audit}");
+}
+
+#[tokio::test]
+async fn a_task_reports_its_tool_calls_and_ends_on_its_own_clock() {
+    let dir = common::scratch_dir("tasks-clock");
+    let config = config(&dir, json!({ "timeoutMs": 800, "maxRunning": 1 }));
+    let client = start_tasks(&["--config", &config]).await;
+    let task = task_of(
+        call(
+            &client,
+            json!({ "code": "await tools.state.set({ key: 'a', value: 1 });\nawait tools.state.get({ key: 'a' });\nfor (;;) {}" }),
+        )
+        .await,
+    );
+    let id = task.task.task_id;
+    // A second task while the first runs is past maxRunning: busy, nothing run.
+    match call(&client, json!({ "code": "return 1" })).await {
+        CallToolResponse::Complete(result) => {
+            let ran = unpack(result);
+            assert_eq!(ran.error_kind(), "busy", "{ran:?}");
+            assert!(
+                ran.error_message().contains("codemode.tasks.maxRunning"),
+                "{ran:?}"
+            );
+        }
+        other => panic!("expected busy, got {other:?}"),
+    }
+    let mut status = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status.is_none() {
+        let task = get(&client, &id).await;
+        status = task
+            .task
+            .status_message
+            .filter(|m| m.contains("2 tool calls") && m.contains("tools.state.get answered"));
+        assert!(Instant::now() < deadline, "no status with the tool calls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = settled(&client, &id, Duration::from_secs(10)).await;
+    let ran = completed(&done);
+    assert_eq!(ran.error_kind(), "timeout", "{ran:?}");
+    assert!(ran.error_message().contains("800"), "{ran:?}");
+    // The slot is free again.
+    let next = task_of(call(&client, json!({ "code": "return 2" })).await);
+    let next = settled(&client, &next.task.task_id, Duration::from_secs(5)).await;
+    assert_eq!(completed(&next).result(), &json!(2));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn tasks_over_streamable_http_sessions_and_not_over_stateless_http() {
+    let dir = common::scratch_dir("tasks-http");
+    let config = config(&dir, json!({ "timeoutMs": 5000 }));
+    let server = HttpServer::start(&["--config", &config]);
+    let client = tasks_client()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")),
+        ))
+        .await
+        .expect("MCP handshake over streamable HTTP");
+    let task = task_of(call(&client, json!({ "code": SLOW })).await);
+    let done = settled(&client, &task.task.task_id, Duration::from_secs(10)).await;
+    assert_eq!(completed(&done).result(), &json!(42));
+    // Another session cannot read it.
+    let other = tasks_client()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        other
+            .peer()
+            .get_task(GetTaskParams::new(task.task.task_id.clone()))
+            .await
+            .is_err()
+    );
+
+    let stateless = HttpServer::start(&["--config", &config, "--stateless"]);
+    let client = tasks_client()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(stateless.url("/mcp")),
+        ))
+        .await
+        .unwrap();
+    let info = client.peer().peer_info().expect("server info");
+    assert!(!info.capabilities.supports_tasks(), "{info:?}");
+    match call(&client, json!({ "code": "return 3" })).await {
+        CallToolResponse::Complete(result) => assert_eq!(unpack(result).result(), &json!(3)),
+        other => panic!("expected a plain result, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tasks_turned_off_keep_the_plain_behaviour() {
+    let dir = common::scratch_dir("tasks-off");
+    let config = config(&dir, json!({ "enabled": false }));
+    let client = start_tasks(&["--config", &config]).await;
+    let info = client.peer().peer_info().expect("server info");
+    assert!(!info.capabilities.supports_tasks(), "{info:?}");
+    match call(&client, json!({ "code": "return 4" })).await {
+        CallToolResponse::Complete(result) => assert_eq!(unpack(result).result(), &json!(4)),
+        other => panic!("expected a plain result, got {other:?}"),
+    }
+    // A bad setting is refused at start with its key path.
+    let bad = common::write_config(
+        &dir,
+        &json!({ "codemode": { "tasks": { "timeoutMs": 1 } } }),
+    );
+    let output = std::process::Command::new(BIN)
+        .args(["serve", "--config", &bad])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("codemode.tasks.timeoutMs"), "{stderr}");
+}
