@@ -300,6 +300,74 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     runtime.block_on(discovery_cost())?;
+    println!();
+    runtime.block_on(typecheck_cost(20 / scale.min(4)))?;
+    Ok(())
+}
+
+/// What `typecheck: true` adds to an execution: the same program against a built-in tool,
+/// checked and not, in alternating rounds (TypeScript 7's native `tsc`, from
+/// `CODEMODE_TEST_TSC` as scripts/setup installs it, else `tsc` on `PATH`).
+async fn typecheck_cost(rounds: usize) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Ping {
+        /// Any number.
+        n: f64,
+    }
+    let tsc = std::env::var("CODEMODE_TEST_TSC").ok();
+    let typecheck = match &tsc {
+        Some(tsc) => json!({ "tsc": tsc }),
+        None => json!({}),
+    };
+    let config = Config::parse(
+        &json!({ "codemode": { "typecheck": typecheck } }).to_string(),
+        "the benchmark",
+    )?;
+    let codemode = CodeMode::builder()
+        .config(config)
+        .tool(
+            "bench",
+            BuiltinTool::new(
+                "ping",
+                "Answers its number",
+                |p: Ping| async move { Ok(p.n) },
+            ),
+        )
+        .build()
+        .await?;
+    let program = "type Row = { i: number; square: number };\nconst rows: Row[] = [];\nfor (let i = 0; i < 10; i++) {\n  const n: number = await tools.bench.ping({ n: i });\n  rows.push({ i, square: n * n });\n}\nreturn rows.filter((r) => r.square % 2 === 0).length;";
+    let run = |typecheck| {
+        let codemode = codemode.clone();
+        async move {
+            let started = Instant::now();
+            let run = codemode
+                .execute_with(
+                    program,
+                    codemode_mcp::executor::RunOptions {
+                        typecheck: Some(typecheck),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            (started.elapsed(), run)
+        }
+    };
+    let (_, probe) = run(true).await;
+    if let Err(error) = &probe.outcome.result {
+        println!("type check: {} (skipped)", error.message);
+        return Ok(());
+    }
+    let (mut plain, mut checked) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        plain.push(run(false).await.0);
+        checked.push(run(true).await.0);
+    }
+    println!(
+        "type check (typecheck: true), a 7-line program with 10 tool calls, {rounds} runs each, tsc {}:",
+        tsc.as_deref().unwrap_or("from PATH")
+    );
+    row("without the check (baseline)", &plain, None);
+    row("with the check", &checked, Some(&plain));
     Ok(())
 }
 

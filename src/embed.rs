@@ -247,7 +247,22 @@ impl CodeModeBuilder {
             &telemetry,
             tracing,
         ));
-        let executor = executor.with_egress(egress);
+        let checker = crate::typecheck::Checker::locate(&config.codemode.typecheck);
+        if checker.is_none()
+            && (config.codemode.typecheck.by_default || config.codemode.typecheck.tsc.is_some())
+        {
+            return Err(EmbedError::Config(ConfigError::Invalid {
+                origin: "the type checker".into(),
+                path: "codemode.typecheck.tsc".into(),
+                message: match &config.codemode.typecheck.tsc {
+                    Some(tsc) => format!("{} is not a file; point it at TypeScript's tsc (npm install typescript@7: node_modules/.bin/tsc)", tsc.display()),
+                    None => "codemode.typecheck.default is on, but there is no tsc on PATH; install TypeScript 7 (npm install typescript@7) and set this to its tsc".into(),
+                },
+            }));
+        }
+        let executor = executor
+            .with_egress(egress)
+            .with_typecheck(checker, config.codemode.typecheck.by_default);
         let audit_path = self.audit_path.or(config.codemode.audit.path.clone());
         let executor = match audit_path {
             Some(path) => {

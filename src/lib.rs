@@ -13,6 +13,8 @@
 //!   that is everything a program can reach.
 //! - [`upstream`], [`catalog`], [`typegen`]: the upstream MCP servers, the tools they
 //!   offer as `tools.<server>.<tool>`, and their TypeScript declarations.
+//! - [`typecheck`]: the opt-in check of a program against the declarations, by
+//!   TypeScript's own compiler, before it runs.
 //! - [`executor`]: one execution end to end, with the concurrency cap and queue.
 //! - [`isolation`]: the locked-down worker processes programs run in (`--isolation
 //!   process`).
@@ -82,5 +84,6 @@ pub mod server;
 pub mod state;
 pub mod stdio;
 pub mod transpile;
+pub mod typecheck;
 pub mod typegen;
 pub mod upstream;

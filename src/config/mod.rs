@@ -89,6 +89,41 @@ pub struct CodemodeSection {
     /// `execute_code` as an MCP task, for clients that declare the tasks extension.
     #[serde(default)]
     pub tasks: TaskSettings,
+    /// Type-checking programs before they run.
+    #[serde(default)]
+    pub typecheck: TypecheckSettings,
+}
+
+/// The `codemode.typecheck` section: `execute_code { typecheck: true }` checks the program
+/// against the tools' declarations with TypeScript's compiler before anything runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TypecheckSettings {
+    /// Whether programs are checked when a call does not say (`typecheck` omitted).
+    #[serde(default, rename = "default")]
+    pub by_default: bool,
+    /// The `tsc` to run (TypeScript 7's native one is fastest); default: `tsc` on `PATH`.
+    #[serde(default)]
+    pub tsc: Option<std::path::PathBuf>,
+    /// Wall clock of one check, in milliseconds.
+    #[serde(default = "TypecheckSettings::default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl TypecheckSettings {
+    fn default_timeout_ms() -> u64 {
+        10_000
+    }
+}
+
+impl Default for TypecheckSettings {
+    fn default() -> Self {
+        Self {
+            by_default: false,
+            tsc: None,
+            timeout_ms: Self::default_timeout_ms(),
+        }
+    }
 }
 
 /// The `codemode.tasks` section. A client that declares the tasks extension gets a task
@@ -818,6 +853,14 @@ impl Config {
         config.codemode.limits.validate(origin)?;
         config.codemode.anomalies.validate(origin)?;
         config.codemode.tasks.validate(origin)?;
+        let check_ms = config.codemode.typecheck.timeout_ms;
+        if !(1..=600_000).contains(&check_ms) {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: "codemode.typecheck.timeoutMs".into(),
+                message: format!("{check_ms} is out of range: allowed 1 to 600000"),
+            });
+        }
         let env = |name: &str| std::env::var(name).ok();
         config.upstreams = config
             .mcp_servers

@@ -38,6 +38,8 @@ use crate::{
         RunRequest, SPIN, ToolHost, cancel_message, spin_then_sleep,
     },
     transpile::{Position, line_count, transpile},
+    typecheck::{self, CheckError, Checker},
+    typegen,
 };
 
 /// How long past the deadline the host waits for an isolate thread before it answers
@@ -97,6 +99,8 @@ pub struct RunOptions {
     pub depth: u32,
     /// The caller's W3C `traceparent`: the execution's span joins that trace.
     pub traceparent: Option<String>,
+    /// Type-check the program before it runs; `None`: the server's default.
+    pub typecheck: Option<bool>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -110,6 +114,7 @@ impl std::fmt::Debug for RunOptions {
             .field("confirmer", &self.confirmer.is_some())
             .field("depth", &self.depth)
             .field("traceparent", &self.traceparent)
+            .field("typecheck", &self.typecheck)
             .finish()
     }
 }
@@ -163,6 +168,8 @@ pub struct Executor {
     egress: Option<Arc<Egress>>,
     /// Metrics, anomaly flags and the recent executions.
     oversight: Arc<Oversight>,
+    /// The type checker, and whether programs are checked when a call does not say.
+    typecheck: (Option<Arc<Checker>>, bool),
 }
 
 impl Executor {
@@ -206,6 +213,7 @@ impl Executor {
             audit: None,
             egress: None,
             oversight: Arc::default(),
+            typecheck: (None, false),
         })
     }
 
@@ -232,12 +240,20 @@ impl Executor {
             audit: None,
             egress: None,
             oversight: Arc::default(),
+            typecheck: (None, false),
         }
     }
 
     /// Gives programs `fetch`, answered by `egress`.
     pub fn with_egress(mut self, egress: Option<Arc<Egress>>) -> Self {
         self.egress = egress;
+        self
+    }
+
+    /// Type-checks programs with `checker` (when one is found) where a call asks, or
+    /// always when `by_default` and the call does not say.
+    pub fn with_typecheck(mut self, checker: Option<Checker>, by_default: bool) -> Self {
+        self.typecheck = (checker.map(Arc::new), by_default);
         self
     }
 
@@ -355,6 +371,7 @@ impl Executor {
                 options.depth,
                 &host,
                 &mut scan,
+                options.typecheck.unwrap_or(self.typecheck.1),
             )
             .await
         {
@@ -452,6 +469,7 @@ impl Executor {
         depth: u32,
         host: &calls::CallHost,
         scanned: &mut Option<Scan>,
+        typecheck: bool,
     ) -> Result<String, ProgramError> {
         let max_depth = self.tools.policy().max_depth();
         if depth > max_depth {
@@ -470,6 +488,9 @@ impl Executor {
             tool: None,
             schema_path: None,
         })?;
+        if typecheck {
+            self.typecheck(code, catalog).await?;
+        }
         let scan = preflight::scan(&transpiled.js, line_count(code));
         let refuse = |position: Position, message: String| {
             let mut error = ProgramError::new(ErrorKind::Policy, message);
@@ -554,6 +575,31 @@ impl Executor {
             }
         }
         Ok(transpiled.js)
+    }
+
+    /// Checks the program against the tools' declarations; its type errors, or a checker
+    /// that could not run, refuse it.
+    async fn typecheck(&self, code: &str, catalog: &Catalog) -> Result<(), ProgramError> {
+        let checker =
+            self.typecheck.0.as_ref().ok_or_else(|| {
+                ProgramError::new(ErrorKind::Type, CheckError::Missing.to_string())
+            })?;
+        let declarations = typegen::all_declarations_as(catalog, typegen::Returns::Checked);
+        match checker
+            .check(code, &declarations, self.egress.is_some())
+            .await
+        {
+            Ok(errors) if errors.is_empty() => Ok(()),
+            Ok(errors) => {
+                let mut error = ProgramError::new(ErrorKind::Type, typecheck::report(&errors));
+                error.position = Some(errors[0].position);
+                Err(error)
+            }
+            Err(err) => Err(ProgramError::new(
+                ErrorKind::Type,
+                format!("nothing ran: {err}"),
+            )),
+        }
     }
 
     async fn outcome(

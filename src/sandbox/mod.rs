@@ -204,6 +204,8 @@ pub enum ErrorKind {
     /// The policy refused the program before it ran: it names a denied tool or a URL
     /// outside the egress rules, the user declined it, or executions nest too deep.
     Policy,
+    /// The type check asked for found errors (or could not run); nothing ran.
+    Type,
 }
 
 impl ErrorKind {
@@ -221,6 +223,7 @@ impl ErrorKind {
             Self::Crashed => "crashed",
             Self::Budget => "budget",
             Self::Policy => "policy",
+            Self::Type => "type",
         }
     }
 }

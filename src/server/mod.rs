@@ -54,6 +54,8 @@ pub struct ExecuteCodeInput {
     /// Wall-clock limit for this run in milliseconds. It can lower the server's limit, never raise it.
     #[schemars(range(min = 1))]
     pub timeout_ms: Option<u64>,
+    /// Check the program against the tools' TypeScript declarations before running it; type errors come back at their line:column and nothing runs. Omitted: the server's default.
+    pub typecheck: Option<bool>,
 }
 
 /// Input of `search_tools`.
@@ -243,6 +245,7 @@ impl CodeModeServer {
             .map(|token| report_calls(Some((context.peer.clone(), token)), None));
         let options = RunOptions {
             timeout: admitted.timeout,
+            typecheck: admitted.typecheck,
             progress,
             cancel: Some(context.ct.clone()),
             ..self.run_options(&context)
@@ -284,6 +287,7 @@ impl CodeModeServer {
 struct Admitted {
     code: String,
     timeout: Option<Duration>,
+    typecheck: Option<bool>,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -291,8 +295,7 @@ impl CodeModeServer {
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
     /// the tool result to answer with.
     fn admit(&self, arguments: JsonObject) -> Result<Admitted, CallToolResult> {
-        const EXPECTED: &str =
-            "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1}";
+        const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean}";
         let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED).map_err(tool_error)?;
         if input.timeout_ms == Some(0) {
             return Err(tool_error(format!(
@@ -310,6 +313,7 @@ impl CodeModeServer {
         Ok(Admitted {
             code: input.code,
             timeout: input.timeout_ms.map(Duration::from_millis),
+            typecheck: input.typecheck,
             _slot: slot,
         })
     }
@@ -378,6 +382,7 @@ impl CodeModeServer {
                     tokio::spawn(stop);
                     let options = RunOptions {
                         timeout: admitted.timeout,
+                        typecheck: admitted.typecheck,
                         wall_clock: Some(settings.timeout()),
                         progress: Some(report_calls(
                             token.map(|token| (peer, token)),

@@ -134,7 +134,7 @@ fn explain(message: &str) -> String {
 
 /// Models often send code inside a markdown fence; the fence lines become blank lines so
 /// that positions in the rest of the code do not move.
-fn blank_markdown_fence(code: &str) -> String {
+pub(crate) fn blank_markdown_fence(code: &str) -> String {
     let trimmed = code.trim();
     if !trimmed.starts_with("```") || !trimmed.ends_with("```") || trimmed.len() < 6 {
         return code.to_string();

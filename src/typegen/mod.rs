@@ -18,6 +18,9 @@ pub enum Returns {
     Declared,
     /// What tools declare, else the type learned from their results so far.
     Learned,
+    /// What the type checker holds programs to: what tools declare, else `any`, so that
+    /// using a result the server never described is not a type error.
+    Checked,
 }
 
 /// The declaration file of one namespace, with learned return types.
@@ -92,7 +95,11 @@ pub fn function_declaration_as(tool: &CatalogTool, returns: Returns) -> String {
     }
     let learned = match returns {
         Returns::Learned => tool.learned_return(),
-        Returns::Declared => None,
+        Returns::Declared | Returns::Checked => None,
+    };
+    let undeclared = match returns {
+        Returns::Checked => "any",
+        Returns::Declared | Returns::Learned => "unknown",
     };
     let returns = match (tool.output_schema(), learned) {
         (Some(schema), _) => {
@@ -112,7 +119,7 @@ pub fn function_declaration_as(tool: &CatalogTool, returns: Returns) -> String {
                 "Returns `unknown`: the result's JSON if the tool replies with JSON, else its text."
                     .to_string(),
             );
-            "unknown".to_string()
+            undeclared.to_string()
         }
     };
     let input = serde_json::Value::Object(tool.input_schema().clone());
