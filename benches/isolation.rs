@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             bindings: vec![Binding {
                 namespace: "bench".into(),
                 tools: vec!["echo".into()],
+                global: false,
             }],
             fetch: false,
             limits: Limits::default(),

@@ -15,6 +15,7 @@ use crate::{
     oversight::{Oversight, TraceError, Tracing},
     policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
+    skills::{SkillError, SkillStore},
     typegen,
     upstream::Upstreams,
 };
@@ -33,6 +34,9 @@ pub enum EmbedError {
     /// The isolate threads could not start.
     #[error("could not start the isolate threads: {0}")]
     Threads(std::io::Error),
+    /// The skills directory could not be made.
+    #[error(transparent)]
+    Skills(#[from] SkillError),
     /// Worker processes could not be started or locked down.
     #[error(transparent)]
     Isolation(#[from] IsolationError),
@@ -154,6 +158,11 @@ impl CodeModeBuilder {
             for tool in crate::state::SessionState::new(config.codemode.state).tools() {
                 self.builtins.add(crate::state::NAMESPACE, tool);
             }
+        }
+        let skills = SkillStore::open(&config.codemode.skills)?;
+        if let Some(skills) = &skills {
+            self.builtins
+                .add_source(crate::skills::NAMESPACE, skills.clone());
         }
         for (namespace, _) in self.builtins.namespaces() {
             if config.mcp_servers.contains_key(namespace) {
@@ -280,9 +289,13 @@ impl CodeModeBuilder {
             }
             None => executor,
         };
-        let executor = executor.with_oversight(oversight);
+        let executor = Arc::new(executor.with_oversight(oversight));
+        if let Some(skills) = &skills {
+            skills.run_on(&executor);
+        }
         Ok(CodeMode {
-            executor: Arc::new(executor),
+            executor,
+            skills,
             lockdown,
             tasks: config.codemode.tasks,
         })
@@ -296,6 +309,7 @@ pub struct CodeMode {
     executor: Arc<Executor>,
     lockdown: Option<LockdownReport>,
     tasks: TaskSettings,
+    skills: Option<Arc<SkillStore>>,
 }
 
 impl CodeMode {
@@ -333,6 +347,11 @@ impl CodeMode {
     /// What the worker lockdown achieved, with [`Isolation::Process`].
     pub fn lockdown(&self) -> Option<&LockdownReport> {
         self.lockdown.as_ref()
+    }
+
+    /// The saved skills, where `codemode.skills.path` is set.
+    pub fn skills(&self) -> Option<&Arc<SkillStore>> {
+        self.skills.as_ref()
     }
 
     /// How `execute_code` runs as an MCP task.

@@ -24,6 +24,7 @@
 //!   the data-flow guard.
 //! - [`egress`]: `fetch` for programs: the allow-list, the SSRF guard, the secret headers.
 //! - [`state`]: session state, a key-value store per MCP session (opt-in).
+//! - [`skills`]: saved skills, programs promoted to tools, kept as plain files (opt-in).
 //! - [`audit`]: the hash-chained JSONL record of every execution.
 //! - [`oversight`]: what operators see: Prometheus metrics, anomaly flags, the recent
 //!   executions of the console, OpenTelemetry traces.
@@ -81,6 +82,7 @@ pub mod policy;
 pub mod preflight;
 pub mod sandbox;
 pub mod server;
+pub mod skills;
 pub mod state;
 pub mod stdio;
 pub mod transpile;

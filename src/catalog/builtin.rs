@@ -3,7 +3,7 @@
 //! validation against their schema, the call record; only the call itself stays in
 //! process.
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, future::Future, sync::Arc};
 
 use futures::future::BoxFuture;
 use rmcp::model::{JsonObject, Tool};
@@ -75,6 +75,12 @@ impl BuiltinTool {
         }
     }
 
+    /// A tool whose input schema is data (a saved skill's, say) rather than a Rust type;
+    /// `handler` gets the arguments already validated against it.
+    pub(crate) fn from_schema(tool: Tool, handler: BuiltinHandler) -> Self {
+        Self { tool, handler }
+    }
+
     /// Sets MCP tool annotations (`readOnlyHint`, `destructiveHint`, ...).
     pub fn with_annotations(mut self, annotations: rmcp::model::ToolAnnotations) -> Self {
         self.tool = self.tool.with_annotations(annotations);
@@ -87,10 +93,45 @@ impl BuiltinTool {
     }
 }
 
+/// Who a built-in call is answered for, known to the host alone: the executor sets it
+/// around each built-in call ([`on_behalf_of`]).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The MCP session of the execution that made the call.
+    pub session: String,
+    /// How deep that execution nests (0: an agent's own program).
+    pub depth: u32,
+}
+
+tokio::task_local! {
+    static CALLER: Caller;
+}
+
+/// Runs `call` (a built-in tool call) on behalf of `caller`.
+pub(crate) async fn on_behalf_of<F: Future>(caller: Caller, call: F) -> F::Output {
+    CALLER.scope(caller, call).await
+}
+
+impl Caller {
+    /// The caller of the built-in call being answered; `None` outside one.
+    pub fn current() -> Option<Caller> {
+        CALLER.try_with(Clone::clone).ok()
+    }
+}
+
+/// A namespace of built-in tools that changes while the server runs (saved skills).
+pub trait ToolSource: Send + Sync + std::fmt::Debug {
+    /// Changes whenever [`Self::tools`] would answer differently.
+    fn generation(&self) -> u64;
+    /// The tools as of now.
+    fn tools(&self) -> Arc<Vec<BuiltinTool>>;
+}
+
 /// The built-in tools, by namespace.
 #[derive(Debug, Clone, Default)]
 pub struct Builtins {
     namespaces: BTreeMap<String, Vec<BuiltinTool>>,
+    sources: BTreeMap<String, Arc<dyn ToolSource>>,
 }
 
 impl Builtins {
@@ -107,20 +148,46 @@ impl Builtins {
             .push(tool);
     }
 
-    /// The namespaces, by name.
-    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &[BuiltinTool])> {
-        self.namespaces
+    /// Adds `namespace`, whose tools `source` gives as they are at each moment.
+    pub fn add_source(&mut self, namespace: impl Into<String>, source: Arc<dyn ToolSource>) {
+        self.sources.insert(namespace.into(), source);
+    }
+
+    /// The namespaces, by name, with their tools as of now.
+    pub fn namespaces(&self) -> Vec<(&str, Cow<'_, [BuiltinTool]>)> {
+        let mut all: Vec<(&str, Cow<'_, [BuiltinTool]>)> = self
+            .namespaces
             .iter()
-            .map(|(name, tools)| (name.as_str(), tools.as_slice()))
+            .map(|(name, tools)| (name.as_str(), Cow::Borrowed(tools.as_slice())))
+            .collect();
+        for (name, source) in &self.sources {
+            all.push((name.as_str(), Cow::Owned(source.tools().to_vec())));
+        }
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
+    /// Changes whenever a namespace's tools change.
+    pub fn generation(&self) -> u64 {
+        self.sources
+            .values()
+            .fold(0u64, |sum, source| sum.wrapping_add(source.generation()))
     }
 
     /// Whether `namespace` is built in.
     pub fn contains(&self, namespace: &str) -> bool {
-        self.namespaces.contains_key(namespace)
+        self.namespaces.contains_key(namespace) || self.sources.contains_key(namespace)
     }
 
     /// The handler of `namespace`'s tool whose MCP name is `name`.
     pub(crate) fn handler(&self, namespace: &str, name: &str) -> Option<BuiltinHandler> {
+        if let Some(source) = self.sources.get(namespace) {
+            return source
+                .tools()
+                .iter()
+                .find(|t| t.tool.name == name)
+                .map(|t| t.handler.clone());
+        }
         self.namespaces
             .get(namespace)?
             .iter()

@@ -18,7 +18,8 @@ use crate::{
     upstream::{Snapshot, Status, Upstreams},
 };
 
-pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, portable_schema};
+pub(crate) use builtin::on_behalf_of;
+pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, Caller, ToolSource, portable_schema};
 pub use learned::{LearnedShape, LearnedTypes};
 pub use names::to_identifier;
 pub use search::Detail;
@@ -144,6 +145,9 @@ pub struct Namespace {
     pub tools: Vec<Arc<CatalogTool>>,
 }
 
+/// The host's own namespaces that programs also reach as globals (`state.get(...)`).
+pub const GLOBAL_NAMESPACES: &[&str] = &["state", "skills"];
+
 /// The transport a built-in namespace shows.
 pub const BUILTIN_TRANSPORT: &str = "builtin";
 
@@ -165,13 +169,18 @@ impl Catalog {
         learned: Option<&Arc<LearnedTypes>>,
     ) -> Self {
         let mut snapshots: Vec<Snapshot> = upstreams.iter().map(|u| u.snapshot()).collect();
-        snapshots.extend(builtins.namespaces().map(|(name, tools)| Snapshot {
-            name: name.to_string(),
-            transport: BUILTIN_TRANSPORT,
-            status: Status::Ready,
-            tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
-            ready_in: None,
-        }));
+        snapshots.extend(
+            builtins
+                .namespaces()
+                .into_iter()
+                .map(|(name, tools)| Snapshot {
+                    name: name.to_string(),
+                    transport: BUILTIN_TRANSPORT,
+                    status: Status::Ready,
+                    tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
+                    ready_in: None,
+                }),
+        );
         Self::learning(snapshots, policy, learned)
     }
 
@@ -278,6 +287,8 @@ impl Catalog {
             .map(|n| crate::sandbox::Binding {
                 namespace: n.name.clone(),
                 tools: n.tools.iter().map(|t| t.js_name.clone()).collect(),
+                global: n.transport == BUILTIN_TRANSPORT
+                    && GLOBAL_NAMESPACES.contains(&n.name.as_str()),
             })
             .collect()
     }
@@ -323,7 +334,7 @@ impl LiveCatalog {
         policy: Policy,
         learned: Arc<LearnedTypes>,
     ) -> Self {
-        let generation = upstreams.generation();
+        let generation = upstreams.generation().wrapping_add(builtins.generation());
         let catalog = Arc::new(Catalog::build(
             &upstreams,
             &builtins,
@@ -359,9 +370,16 @@ impl LiveCatalog {
         &self.builtins
     }
 
+    /// Changes whenever an upstream's tools or a built-in namespace's change.
+    fn generation(&self) -> u64 {
+        self.upstreams
+            .generation()
+            .wrapping_add(self.builtins.generation())
+    }
+
     /// The catalog as of now.
     pub fn current(&self) -> Arc<Catalog> {
-        let generation = self.upstreams.generation();
+        let generation = self.generation();
         {
             let cached = self.cached.read().unwrap_or_else(|e| e.into_inner());
             if cached.0 == generation {

@@ -92,6 +92,41 @@ pub struct CodemodeSection {
     /// Type-checking programs before they run.
     #[serde(default)]
     pub typecheck: TypecheckSettings,
+    /// Saved skills: programs promoted to tools; off unless a directory is given.
+    #[serde(default)]
+    pub skills: SkillSettings,
+}
+
+/// The `codemode.skills` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SkillSettings {
+    /// The directory skills are kept in, as plain files (one folder per skill, one `.ts`
+    /// and one `.json` per version). Without it there are no skills.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    /// Whether each skill is also an MCP tool of this server (`skill_<name>`).
+    #[serde(default)]
+    pub as_tools: bool,
+    /// Skills kept at once; saving a new one past it is refused.
+    #[serde(default = "SkillSettings::default_max_skills")]
+    pub max_skills: usize,
+}
+
+impl SkillSettings {
+    fn default_max_skills() -> usize {
+        200
+    }
+}
+
+impl Default for SkillSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            as_tools: false,
+            max_skills: Self::default_max_skills(),
+        }
+    }
 }
 
 /// The `codemode.typecheck` section: `execute_code { typecheck: true }` checks the program

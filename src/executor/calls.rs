@@ -648,7 +648,8 @@ impl ToolHost for CallHost {
             let shown_as = &settlement.shown_as;
             let reply = match target {
                 Target::Builtin(handler) => {
-                    match crate::state::in_session(session, handler(arguments)).await {
+                    let caller = crate::catalog::Caller { session, depth };
+                    match crate::catalog::on_behalf_of(caller, handler(arguments)).await {
                         Ok(value) => ToolReply::Ok(value.to_string()),
                         Err(message) => fail(format!("{shown_as} failed: {message}"), None),
                     }

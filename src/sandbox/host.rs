@@ -12,6 +12,10 @@ pub struct Binding {
     pub namespace: String,
     /// The functions in it.
     pub tools: Vec<String>,
+    /// Also a global of that name (`state`, `skills`: the host's own namespaces), unless
+    /// the global exists.
+    #[serde(default)]
+    pub global: bool,
 }
 
 /// One tool call from a program.

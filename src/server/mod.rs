@@ -58,6 +58,36 @@ pub struct ExecuteCodeInput {
     pub typecheck: Option<bool>,
 }
 
+/// Input of `save_skill`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaveSkillInput {
+    /// What programs call it by: `skills.<name>(args)`. Lowercase letters, digits and underscores, starting with a letter. Saving an existing name adds a version.
+    pub name: String,
+    /// What it does, what it takes and what it returns, for whoever calls it later.
+    pub description: String,
+    /// The program, written like an execute_code program (the body of an async function: `await` and `return` work); it reads its arguments as `args`.
+    pub code: String,
+    /// JSON Schema of `args` (an object schema); calls are checked against it. Default: any object.
+    pub input_schema: Option<JsonObject>,
+}
+
+/// Input of `delete_skill`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteSkillInput {
+    /// The skill.
+    pub name: String,
+    /// One version to delete (the one before becomes current); omitted: every version.
+    #[schemars(range(min = 1))]
+    pub version: Option<u32>,
+}
+
+/// Input of `list_skills`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListSkillsInput {}
+
 /// Input of `search_tools`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -161,6 +191,7 @@ fn tool_error(message: String) -> CallToolResult {
 impl CodeModeServer {
     /// A server that offers `codemode`'s tools and runs programs on it.
     pub fn new(codemode: CodeMode) -> Self {
+        let skills_on = codemode.skills().is_some();
         let session_ended = tokio_util::sync::CancellationToken::new();
         Self {
             transport: "stdio",
@@ -173,7 +204,15 @@ impl CodeModeServer {
                 .enabled
                 .then(|| SessionTasks(TaskManager::new())),
             codemode,
-            tool_router: Self::tool_router(),
+            tool_router: {
+                let mut router = Self::tool_router();
+                if !skills_on {
+                    for name in ["save_skill", "list_skills", "delete_skill"] {
+                        router.remove_route(name);
+                    }
+                }
+                router
+            },
         }
     }
 
@@ -281,7 +320,109 @@ impl CodeModeServer {
         );
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
     }
+
+    #[tool(
+        name = "save_skill",
+        title = "Save a program as a skill",
+        description = "Save a code-mode program as a skill: later programs call it as `skills.<name>(args)` (also `tools.skills.<name>`), with `args` checked against inputSchema. Save a program that worked, for a task that will come again. Saving an existing name adds a version; the newest is the one called. Kept as plain files a person can review.",
+        input_schema = input_schema::<SaveSkillInput>()
+    )]
+    async fn save_skill(
+        &self,
+        Parameters(arguments): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, McpError> {
+        const EXPECTED: &str = "save_skill takes {\"name\": string, \"description\": string, \"code\": string, \"inputSchema\"?: object}";
+        let input: SaveSkillInput = match parse_arguments(arguments, EXPECTED) {
+            Ok(input) => input,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        let Some(skills) = self.codemode.skills() else {
+            return Ok(tool_error(SKILLS_OFF.to_string()));
+        };
+        Ok(
+            match skills.save(
+                &input.name,
+                &input.description,
+                &input.code,
+                input.input_schema,
+            ) {
+                Ok(saved) => CallToolResult::success(vec![ContentBlock::text(format!(
+                    "saved skills.{} version {}: programs call it as skills.{}(args); search_tools shows its declaration",
+                    saved.name, saved.version, saved.name
+                ))]),
+                Err(err) => tool_error(format!("nothing was saved: {err}")),
+            },
+        )
+    }
+
+    #[tool(
+        name = "list_skills",
+        title = "List saved skills",
+        description = "List the saved skills: name, description, input schema, current version and the versions kept.",
+        input_schema = input_schema::<ListSkillsInput>()
+    )]
+    async fn list_skills(
+        &self,
+        Parameters(arguments): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, McpError> {
+        if let Err(message) = parse_arguments::<ListSkillsInput>(arguments, "list_skills takes {}")
+        {
+            return Ok(tool_error(message));
+        }
+        let Some(skills) = self.codemode.skills() else {
+            return Ok(tool_error(SKILLS_OFF.to_string()));
+        };
+        let listing = serde_json::to_string_pretty(&skills.list()).unwrap_or_default();
+        Ok(CallToolResult::success(vec![ContentBlock::text(listing)]))
+    }
+
+    #[tool(
+        name = "delete_skill",
+        title = "Delete a saved skill",
+        description = "Delete a saved skill, or one version of it (the version before becomes the one called).",
+        input_schema = input_schema::<DeleteSkillInput>()
+    )]
+    async fn delete_skill(
+        &self,
+        Parameters(arguments): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, McpError> {
+        const EXPECTED: &str = "delete_skill takes {\"name\": string, \"version\"?: integer >= 1}";
+        let input: DeleteSkillInput = match parse_arguments(arguments, EXPECTED) {
+            Ok(input) => input,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        let Some(skills) = self.codemode.skills() else {
+            return Ok(tool_error(SKILLS_OFF.to_string()));
+        };
+        Ok(match skills.delete(&input.name, input.version) {
+            Ok(deleted) => {
+                let left = skills
+                    .get(&input.name)
+                    .map_or("none left".to_string(), |s| {
+                        format!("version {} is now the one called", s.version)
+                    });
+                CallToolResult::success(vec![ContentBlock::text(format!(
+                    "deleted skills.{} version{} {}; {left}",
+                    input.name,
+                    if deleted.len() == 1 { "" } else { "s" },
+                    deleted
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))])
+            }
+            Err(err) => tool_error(format!("nothing was deleted: {err}")),
+        })
+    }
 }
+
+/// What the skill tools answer on a server without skills (they are not listed there).
+const SKILLS_OFF: &str =
+    "this server keeps no skills: codemode.skills.path is not set in its config";
+
+/// The MCP tool name of a skill offered as a tool of its own (`codemode.skills.asTools`).
+const SKILL_TOOL_PREFIX: &str = "skill_";
 
 /// An `execute_code` call whose arguments were read and which holds its session's slot.
 struct Admitted {
@@ -500,6 +641,22 @@ impl ServerHandler for CodeModeServer {
             let arguments = request.arguments.unwrap_or_default();
             return Ok(self.execute_code_as_task(tasks, arguments, &context));
         }
+        if let Some(skill) = request.name.strip_prefix(SKILL_TOOL_PREFIX)
+            && let Some(skills) = self.codemode.skills()
+            && skills.as_tools()
+            && skills.get(skill).is_some()
+        {
+            let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
+            // The call is a program of one line, so it takes the path of every program:
+            // argument validation, the policy, the limits, the audit log.
+            let code = format!("return await tools.skills.{skill}({arguments});");
+            let mut call = JsonObject::new();
+            call.insert("code".into(), code.into());
+            return self
+                .execute_code(Parameters(call), context)
+                .await
+                .map(CallToolResponse::from);
+        }
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
         self.tool_router.call(call).await
     }
@@ -542,20 +699,32 @@ impl ServerHandler for CodeModeServer {
     // rmcp's HTTP transport looks tools up on every request, for their input schema only:
     // the catalog-dependent description is rendered by `list_tools` alone.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tool_router.get(name).cloned()
+        self.tool_router
+            .get(name)
+            .cloned()
+            .or_else(|| self.skill_tools().into_iter().find(|t| t.name == name))
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         // Our tool list (the execute_code description) follows the upstreams' tools.
         let mut changes = self.codemode.subscribe_changes();
+        // And the saved skills' (a namespace of the catalog, and maybe tools of their own).
+        let mut skill_changes = self.codemode.skills().map(|skills| skills.subscribe());
         let peer = context.peer;
         // Over HTTP sessions come and go: the task ends with its session, not at the next
         // change after it.
         let ended = self.session_ended.clone();
         tokio::spawn(async move {
             loop {
+                let skill_changed = async {
+                    match skill_changes.as_mut() {
+                        Some(skills) => skills.changed().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() { break },
+                    changed = skill_changed => if changed.is_err() { break },
                     () = ended.cancelled() => break,
                 }
                 if peer.notify_tool_list_changed().await.is_err() {
@@ -676,6 +845,29 @@ impl CodeModeServer {
                         Some(execute_code_description(&catalog, egress.as_deref()).into());
                 }
                 tool
+            })
+            .chain(self.skill_tools())
+            .collect()
+    }
+
+    /// Each saved skill as an MCP tool of its own, where `codemode.skills.asTools` is on.
+    fn skill_tools(&self) -> Vec<Tool> {
+        let Some(skills) = self.codemode.skills().filter(|s| s.as_tools()) else {
+            return Vec::new();
+        };
+        skills
+            .list()
+            .into_iter()
+            .map(|skill| {
+                Tool::new(
+                    format!("{SKILL_TOOL_PREFIX}{}", skill.current.name),
+                    format!(
+                        "{}\n\n(A saved code-mode skill, version {}; its answer is shaped like execute_code's.)",
+                        skill.current.description, skill.current.version
+                    ),
+                    Arc::new(skill.current.input_schema),
+                )
+                .with_raw_output_schema(execute_code_output_schema())
             })
             .collect()
     }

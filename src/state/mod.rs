@@ -5,11 +5,10 @@
 //! path of every tool call: argument validation, the call record, the audit log (each write
 //! is a `state.set` or `state.delete` call in its execution's record). Which session a call
 //! belongs to is known only to the host: the executor runs each built-in call inside
-//! [`in_session`].
+//! [`crate::catalog::Caller`].
 
 use std::{
     collections::{BTreeMap, HashMap},
-    future::Future,
     sync::{Arc, Mutex},
 };
 
@@ -26,15 +25,6 @@ pub const NAMESPACE: &str = "state";
 const MAX_SESSIONS: usize = 4_096;
 /// Characters in a key.
 const MAX_KEY_CHARS: usize = 256;
-
-tokio::task_local! {
-    static SESSION: String;
-}
-
-/// Runs `call` (a built-in tool call) on behalf of `session`.
-pub(crate) async fn in_session<F: Future>(session: String, call: F) -> F::Output {
-    SESSION.scope(session, call).await
-}
 
 /// One session's entries: values as JSON text.
 #[derive(Default)]
@@ -241,12 +231,10 @@ impl SessionState {
     }
 }
 
-/// The session of the call being answered (see [`in_session`]); calls made outside one
+/// The session of the call being answered (its [`crate::catalog::Caller`]); calls made outside one
 /// share the store of no session.
 fn session() -> String {
-    SESSION
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "-".to_string())
+    crate::catalog::Caller::current().map_or_else(|| "-".to_string(), |caller| caller.session)
 }
 
 #[cfg(test)]

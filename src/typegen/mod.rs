@@ -4,7 +4,7 @@
 mod schema;
 
 use crate::{
-    catalog::{Catalog, CatalogTool, Namespace},
+    catalog::{BUILTIN_TRANSPORT, Catalog, CatalogTool, GLOBAL_NAMESPACES, Namespace},
     upstream::Status,
 };
 
@@ -44,6 +44,14 @@ pub fn namespace_declarations_as(namespace: &Namespace, returns: Returns) -> Str
         out.push_str(&indent(&function_declaration_as(tool, returns), "  "));
     }
     out.push_str("}\n");
+    if namespace.transport == BUILTIN_TRANSPORT
+        && GLOBAL_NAMESPACES.contains(&namespace.name.as_str())
+    {
+        out.push_str(&format!(
+            "/** `tools.{0}`, also reachable as the global `{0}`. */\ndeclare const {0}: typeof tools.{0};\n",
+            namespace.name
+        ));
+    }
     out
 }
 

@@ -121,6 +121,9 @@
     const space = {};
     for (const name of binding.tools) space[name] = bind(binding.namespace, name);
     tools[binding.namespace] = guarded(space, "tools." + binding.namespace);
+    if (binding.global && !(binding.namespace in globalThis)) {
+      Object.defineProperty(globalThis, binding.namespace, { value: tools[binding.namespace], writable: true, configurable: true });
+    }
   }
   Object.defineProperty(globalThis, "tools", { value: guarded(tools, "tools"), writable: true, configurable: true });
 })

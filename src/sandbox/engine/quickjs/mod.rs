@@ -372,6 +372,7 @@ fn install_glue<'js>(
         let entry = Object::new(ctx.clone())?;
         entry.set("namespace", binding.namespace.as_str())?;
         entry.set("tools", binding.tools.clone())?;
+        entry.set("global", binding.global)?;
         bindings.set(i, entry)?;
     }
     host.set("bindings", bindings)?;
