@@ -34,6 +34,9 @@ pub enum EmbedError {
     /// The isolate threads could not start.
     #[error("could not start the isolate threads: {0}")]
     Threads(std::io::Error),
+    /// The session state database could not be opened.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// The skills directory could not be made.
     #[error(transparent)]
     Skills(#[from] SkillError),
@@ -155,7 +158,7 @@ impl CodeModeBuilder {
     pub async fn build(mut self) -> Result<CodeMode, EmbedError> {
         let config = self.config;
         if config.codemode.state.enabled {
-            for tool in crate::state::SessionState::new(config.codemode.state).tools() {
+            for tool in crate::state::SessionState::open(config.codemode.state.clone())?.tools() {
                 self.builtins.add(crate::state::NAMESPACE, tool);
             }
         }

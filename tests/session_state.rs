@@ -122,3 +122,52 @@ async fn state_is_off_by_default_and_its_namespace_is_reserved() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("\"state\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn state_on_disk_outlives_the_process() {
+    let dir = common::scratch_dir("state-disk");
+    let database = dir.join("state.sqlite");
+    let config = state_config(&dir, json!({ "path": database }));
+    let server = start(&["--config", &config]).await;
+    // The host's own namespace is also the global `state`.
+    let ran = server
+        .execute("await state.set({ key: 'plan', value: { step: 2, done: ['a'] } });\nawait state.set({ key: 'gone', value: 1 });\nreturn await state.delete({ key: 'gone' });")
+        .await;
+    assert_eq!(ran.result(), &json!(true), "{ran:?}");
+    drop(server);
+
+    // A new process (the same stdio session, as a client restarting its server sees it)
+    // reads it back.
+    let server = start(&["--config", &config]).await;
+    let ran = server
+        .execute("return [await state.get({ key: 'plan' }), await state.list({})];")
+        .await;
+    assert_eq!(
+        ran.result(),
+        &json!([{ "step": 2, "done": ["a"] }, ["plan"]]),
+        "{ran:?}"
+    );
+    // Caps hold for what was read back too.
+    let big = server
+        .execute("await state.set({ key: 'big', value: 'x'.repeat(2000) });")
+        .await;
+    assert!(big.error_message().contains("maxValueBytes"), "{big:?}");
+    drop(server);
+
+    // It is a plain SQLite database.
+    let connection = rusqlite::Connection::open(&database).unwrap();
+    let value: String = connection
+        .query_row("SELECT value FROM state WHERE key = 'plan'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(value, r#"{"step":2,"done":["a"]}"#);
+
+    // A database that cannot be opened stops the server at start, naming the key.
+    let bad = state_config(&dir, json!({ "path": dir.join("no/such/dir/state.sqlite") }));
+    let output = std::process::Command::new(common::BIN)
+        .args(["serve", "--config", &bad])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("codemode.state.path"), "{stderr}");
+}

@@ -295,3 +295,22 @@ async fn without_a_skills_path_there_are_no_skill_tools() {
     let ran = server.execute("return typeof skills;").await;
     assert_eq!(ran.result(), &json!("undefined"));
 }
+
+#[tokio::test]
+async fn the_skills_namespace_is_reserved_while_skills_are_on() {
+    let dir = common::scratch_dir("skills-reserved");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "skills": { "command": "true" } },
+            "codemode": { "skills": { "path": dir.join("skills") } }
+        }),
+    );
+    let output = std::process::Command::new(common::BIN)
+        .args(["serve", "--config", &config])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"skills\""), "{stderr}");
+}

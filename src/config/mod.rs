@@ -234,7 +234,7 @@ impl Default for TaskSettings {
 }
 
 /// The `codemode.state` section.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StateSettings {
     /// Whether programs get `tools.state.get/set/delete/list`.
@@ -249,6 +249,10 @@ pub struct StateSettings {
     /// Bytes of all one session's values, as JSON text.
     #[serde(default = "StateSettings::default_max_total_bytes")]
     pub max_total_bytes: usize,
+    /// An SQLite database the state is kept in, so that it outlives the server process
+    /// (a stdio server's one session, and each HTTP session id); without it, memory only.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
 }
 
 impl StateSettings {
@@ -272,6 +276,7 @@ impl Default for StateSettings {
             max_keys: Self::default_max_keys(),
             max_value_bytes: Self::default_max_value_bytes(),
             max_total_bytes: Self::default_max_total_bytes(),
+            path: None,
         }
     }
 }

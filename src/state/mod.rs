@@ -6,6 +6,10 @@
 //! is a `state.set` or `state.delete` call in its execution's record). Which session a call
 //! belongs to is known only to the host: the executor runs each built-in call inside
 //! [`crate::catalog::Caller`].
+//!
+//! With `codemode.state.path` every write also goes to an SQLite database (before the
+//! memory copy changes, so what a program was told is stored is on disk), and the store is
+//! read back from it at start.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,6 +38,15 @@ struct Entries {
     last_used: u64,
 }
 
+/// Why the on-disk store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("the session state database {path} (codemode.state.path) could not be opened: {source}")]
+pub struct StateError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
 /// The stores of every session.
 #[derive(Debug)]
 pub struct SessionState {
@@ -45,6 +58,76 @@ pub struct SessionState {
 struct Sessions {
     by_id: HashMap<String, Entries>,
     clock: u64,
+    disk: Disk,
+}
+
+/// Where writes also go: an SQLite database, or nowhere.
+#[derive(Default)]
+struct Disk(Option<rusqlite::Connection>);
+
+impl Disk {
+    fn open(path: &std::path::Path) -> Result<(Disk, HashMap<String, Entries>), rusqlite::Error> {
+        let connection = rusqlite::Connection::open(path)?;
+        connection.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS state (
+                 session TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 value TEXT NOT NULL,
+                 PRIMARY KEY (session, key)
+             ) WITHOUT ROWID;",
+        )?;
+        let mut by_id: HashMap<String, Entries> = HashMap::new();
+        {
+            let mut rows = connection.prepare("SELECT session, key, value FROM state")?;
+            let rows = rows.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (session, key, value) = row?;
+                let entries = by_id.entry(session).or_default();
+                entries.bytes += value.len();
+                entries.values.insert(key, value);
+            }
+        }
+        Ok((Disk(Some(connection)), by_id))
+    }
+
+    fn put(&self, session: &str, key: &str, value: &str) -> Result<(), String> {
+        self.write(
+            "INSERT OR REPLACE INTO state (session, key, value) VALUES (?1, ?2, ?3)",
+            &[session, key, value],
+        )
+    }
+
+    fn remove(&self, session: &str, key: &str) -> Result<(), String> {
+        self.write(
+            "DELETE FROM state WHERE session = ?1 AND key = ?2",
+            &[session, key],
+        )
+    }
+
+    fn forget(&self, session: &str) -> Result<(), String> {
+        self.write("DELETE FROM state WHERE session = ?1", &[session])
+    }
+
+    fn write(&self, sql: &str, params: &[&str]) -> Result<(), String> {
+        let Some(connection) = &self.0 else {
+            return Ok(());
+        };
+        connection
+            .execute(sql, rusqlite::params_from_iter(params))
+            .map(drop)
+            .map_err(|err| {
+                tracing::error!("session state not written to its database: {err}");
+                format!("the state could not be written to disk ({err}); nothing changed")
+            })
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -95,12 +178,32 @@ struct Usage {
 }
 
 impl SessionState {
-    /// An empty store with these caps.
+    /// An empty store with these caps, in memory.
     pub fn new(settings: StateSettings) -> Arc<Self> {
         Arc::new(Self {
             sessions: Mutex::new(Sessions::default()),
             settings,
         })
+    }
+
+    /// The store as `settings` say: in memory, or read from and written to the SQLite
+    /// database at `settings.path`.
+    pub fn open(settings: StateSettings) -> Result<Arc<Self>, StateError> {
+        let Some(path) = &settings.path else {
+            return Ok(Self::new(settings));
+        };
+        let (disk, by_id) = Disk::open(path).map_err(|source| StateError {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Arc::new(Self {
+            sessions: Mutex::new(Sessions {
+                by_id,
+                clock: 0,
+                disk,
+            }),
+            settings,
+        }))
     }
 
     /// The built-in tools of namespace [`NAMESPACE`].
@@ -128,7 +231,7 @@ impl SessionState {
                 "Removes `key` from this session's state; true if it was there.",
                 move |args: Delete| {
                     let removed = delete.delete(&session(), &args.key);
-                    async move { Ok::<bool, String>(removed) }
+                    async move { removed }
                 },
             ),
             BuiltinTool::new(
@@ -142,27 +245,29 @@ impl SessionState {
         ]
     }
 
-    fn with<T>(&self, session: &str, f: impl FnOnce(&mut Entries) -> T) -> T {
+    fn with<T>(&self, session: &str, f: impl FnOnce(&mut Entries, &Disk) -> T) -> T {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.clock += 1;
-        let now = sessions.clock;
-        if !sessions.by_id.contains_key(session) && sessions.by_id.len() >= MAX_SESSIONS {
-            let oldest = sessions
-                .by_id
+        let Sessions { by_id, clock, disk } = &mut *sessions;
+        *clock += 1;
+        let now = *clock;
+        if !by_id.contains_key(session) && by_id.len() >= MAX_SESSIONS {
+            let oldest = by_id
                 .iter()
                 .min_by_key(|(_, entries)| entries.last_used)
                 .map(|(id, _)| id.clone());
-            if let Some(oldest) = oldest {
-                sessions.by_id.remove(&oldest);
+            if let Some(oldest) = oldest
+                && disk.forget(&oldest).is_ok()
+            {
+                by_id.remove(&oldest);
             }
         }
-        let entries = sessions.by_id.entry(session.to_string()).or_default();
+        let entries = by_id.entry(session.to_string()).or_default();
         entries.last_used = now;
-        f(entries)
+        f(entries, disk)
     }
 
     fn get(&self, session: &str, key: &str) -> Value {
-        self.with(session, |entries| {
+        self.with(session, |entries, _| {
             entries
                 .values
                 .get(key)
@@ -184,7 +289,7 @@ impl SessionState {
                 human_bytes(settings.max_value_bytes)
             ));
         }
-        self.with(session, |entries| {
+        self.with(session, |entries, disk| {
             let replaced = entries.values.get(&key).map_or(0, String::len);
             let bytes = entries.bytes - replaced + text.len();
             if !entries.values.contains_key(&key) && entries.values.len() >= settings.max_keys {
@@ -200,6 +305,7 @@ impl SessionState {
                     human_bytes(settings.max_total_bytes)
                 ));
             }
+            disk.put(session, &key, &text)?;
             entries.values.insert(key, text);
             entries.bytes = bytes;
             Ok(Usage {
@@ -209,18 +315,21 @@ impl SessionState {
         })
     }
 
-    fn delete(&self, session: &str, key: &str) -> bool {
-        self.with(session, |entries| match entries.values.remove(key) {
-            Some(text) => {
-                entries.bytes -= text.len();
-                true
+    fn delete(&self, session: &str, key: &str) -> Result<bool, String> {
+        self.with(session, |entries, disk| {
+            if !entries.values.contains_key(key) {
+                return Ok(false);
             }
-            None => false,
+            disk.remove(session, key)?;
+            if let Some(text) = entries.values.remove(key) {
+                entries.bytes -= text.len();
+            }
+            Ok(true)
         })
     }
 
     fn list(&self, session: &str, prefix: &str) -> Vec<String> {
-        self.with(session, |entries| {
+        self.with(session, |entries, _| {
             entries
                 .values
                 .keys()
@@ -248,6 +357,7 @@ mod tests {
             max_keys: 2,
             max_value_bytes: 20,
             max_total_bytes: 20,
+            path: None,
         })
     }
 
@@ -265,8 +375,8 @@ mod tests {
         let total = state.set("a", "j".into(), &json!("0123456789012345"));
         assert!(total.unwrap_err().contains("maxTotalBytes"));
         assert_eq!(state.list("a", ""), ["j", "k"]);
-        assert!(state.delete("a", "j"));
-        assert!(!state.delete("a", "j"));
+        assert_eq!(state.delete("a", "j"), Ok(true));
+        assert_eq!(state.delete("a", "j"), Ok(false));
         assert_eq!(state.list("a", "k"), ["k"]);
     }
 }
