@@ -157,12 +157,17 @@ async fn state_on_disk_outlives_the_process() {
     // It is a plain SQLite database.
     let connection = rusqlite::Connection::open(&database).unwrap();
     let value: String = connection
-        .query_row("SELECT value FROM state WHERE key = 'plan'", [], |row| row.get(0))
+        .query_row("SELECT value FROM state WHERE key = 'plan'", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(value, r#"{"step":2,"done":["a"]}"#);
 
     // A database that cannot be opened stops the server at start, naming the key.
-    let bad = state_config(&dir, json!({ "path": dir.join("no/such/dir/state.sqlite") }));
+    let bad = state_config(
+        &dir,
+        json!({ "path": dir.join("no/such/dir/state.sqlite") }),
+    );
     let output = std::process::Command::new(common::BIN)
         .args(["serve", "--config", &bad])
         .output()

@@ -78,6 +78,13 @@ impl Default for ExecutorSettings {
     }
 }
 
+/// What the caller of one execution asked for, as [`Executor::prepare`] needs it.
+struct Asked<'a> {
+    confirmer: &'a Option<SharedConfirmer>,
+    depth: u32,
+    typecheck: bool,
+}
+
 /// How one execution runs, beyond its code.
 #[derive(Default)]
 pub struct RunOptions {
@@ -367,11 +374,13 @@ impl Executor {
             .prepare(
                 code,
                 &catalog,
-                &options.confirmer,
-                options.depth,
+                Asked {
+                    confirmer: &options.confirmer,
+                    depth: options.depth,
+                    typecheck: options.typecheck.unwrap_or(self.typecheck.1),
+                },
                 &host,
                 &mut scan,
-                options.typecheck.unwrap_or(self.typecheck.1),
             )
             .await
         {
@@ -465,12 +474,15 @@ impl Executor {
         &self,
         code: &str,
         catalog: &Catalog,
-        confirmer: &Option<SharedConfirmer>,
-        depth: u32,
+        asked: Asked<'_>,
         host: &calls::CallHost,
         scanned: &mut Option<Scan>,
-        typecheck: bool,
     ) -> Result<String, ProgramError> {
+        let Asked {
+            confirmer,
+            depth,
+            typecheck,
+        } = asked;
         let max_depth = self.tools.policy().max_depth();
         if depth > max_depth {
             return Err(ProgramError::new(

@@ -276,7 +276,7 @@ impl CodeModeServer {
     ) -> Result<CallToolResult, McpError> {
         let admitted = match self.admit(arguments) {
             Ok(admitted) => admitted,
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok(*refusal),
         };
         let progress = context
             .meta
@@ -435,20 +435,21 @@ struct Admitted {
 impl CodeModeServer {
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
     /// the tool result to answer with.
-    fn admit(&self, arguments: JsonObject) -> Result<Admitted, CallToolResult> {
+    fn admit(&self, arguments: JsonObject) -> Result<Admitted, Box<CallToolResult>> {
         const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean}";
-        let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED).map_err(tool_error)?;
+        let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED)
+            .map_err(|message| Box::new(tool_error(message)))?;
         if input.timeout_ms == Some(0) {
-            return Err(tool_error(format!(
+            return Err(Box::new(tool_error(format!(
                 "invalid argument timeoutMs: must be at least 1 (milliseconds), or omitted to use the server's limit; {EXPECTED}"
-            )));
+            ))));
         }
         let slot = match &self.session_slots {
             None => None,
             Some(slots) => Some(slots.clone().try_acquire_owned().map_err(|_| {
-                refusal(
+                Box::new(refusal(
                     "this session already runs as many executions at once as it may (--session-concurrency); nothing was run. Wait for one to finish, or combine work into fewer executions",
-                )
+                ))
             })?),
         };
         Ok(Admitted {
@@ -486,7 +487,7 @@ impl CodeModeServer {
         let settings = *self.codemode.tasks();
         let admitted = match self.admit(arguments) {
             Ok(admitted) => admitted,
-            Err(refusal) => return refusal.into(),
+            Err(refusal) => return (*refusal).into(),
         };
         if tasks.running_task_count() >= settings.max_running {
             return refusal(&format!(
