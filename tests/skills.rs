@@ -111,6 +111,12 @@ async fn a_saved_skill_is_called_from_later_programs_versioned_and_kept_across_a
         json!("Sum of the squares of `numbers`.")
     );
     assert_eq!(meta["version"], json!(1));
+    let declared = std::fs::read_to_string(folder.join("v1.d.ts")).unwrap();
+    assert!(
+        declared.contains("function sum_squares(args: {"),
+        "{declared}"
+    );
+    assert!(declared.contains("numbers: number[]"), "{declared}");
 
     // Saving again adds a version, which is the one called.
     let mut doubled = sum_squares();
@@ -175,7 +181,7 @@ async fn a_skill_runs_under_the_policy_and_the_nesting_limit_and_reports_its_fai
     for (name, code) in [
         (
             "remember",
-            "await state.set({ key: 'seen', value: args.word ?? 'x' });\nreturn await state.get({ key: 'seen' });",
+            "await tools.state.set({ key: 'seen', value: args.word ?? 'x' });\nreturn await state.get({ key: 'seen' });",
         ),
         (
             "forget",
@@ -191,6 +197,18 @@ async fn a_skill_runs_under_the_policy_and_the_nesting_limit_and_reports_its_fai
         .execute("const echoed = await skills.remember({ word: 'hello' });\nreturn [echoed, await state.get({ key: 'seen' })];")
         .await;
     assert_eq!(ran.result(), &json!(["hello", "hello"]), "{ran:?}");
+
+    // What its program calls is declared beside it, as it was when it was saved.
+    let declared = std::fs::read_to_string(dir.join("skills/remember/v1.d.ts")).unwrap();
+    assert!(
+        declared.contains("function remember(args: Record<string, unknown>)"),
+        "{declared}"
+    );
+    assert!(
+        declared.contains("declare namespace tools.state"),
+        "{declared}"
+    );
+    assert!(declared.contains("function set(args: {"), "{declared}");
 
     // The policy denies state.delete: the skill's program is refused before it runs.
     let ran = server.execute("return await skills.forget({});").await;

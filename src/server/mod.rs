@@ -5,6 +5,8 @@ mod confirm;
 mod describe;
 pub mod http;
 mod render;
+mod skills;
+mod tasks;
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,19 +15,18 @@ use rmcp::{
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        CreateTaskResult, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
-        GetTaskParams, GetTaskResult, Implementation, JsonObject, ListPromptsResult,
-        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-        Prompt, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
+        GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams, GetTaskResult,
+        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+        ResourceContents, Role, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
     },
     service::{NotificationContext, RequestContext},
-    task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions},
+    task_manager::{TaskContext, TaskManager},
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     audit::Origin,
@@ -35,6 +36,10 @@ use crate::{
     sandbox::{ErrorKind, ProgramError},
     typegen,
 };
+
+use tasks::{SessionTasks, no_tasks};
+
+pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
 
 pub use describe::{EXECUTE_CODE_CONTRACT, execute_code_description, search_answer};
 pub use render::{ErrorReport, ExecuteCodeOutput, output as render_output, text as render_text};
@@ -57,36 +62,6 @@ pub struct ExecuteCodeInput {
     /// Check the program against the tools' TypeScript declarations before running it; type errors come back at their line:column and nothing runs. Omitted: the server's default.
     pub typecheck: Option<bool>,
 }
-
-/// Input of `save_skill`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SaveSkillInput {
-    /// What programs call it by: `skills.<name>(args)`. Lowercase letters, digits and underscores, starting with a letter. Saving an existing name adds a version.
-    pub name: String,
-    /// What it does, what it takes and what it returns, for whoever calls it later.
-    pub description: String,
-    /// The program, written like an execute_code program (the body of an async function: `await` and `return` work); it reads its arguments as `args`.
-    pub code: String,
-    /// JSON Schema of `args` (an object schema); calls are checked against it. Default: any object.
-    pub input_schema: Option<JsonObject>,
-}
-
-/// Input of `delete_skill`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DeleteSkillInput {
-    /// The skill.
-    pub name: String,
-    /// One version to delete (the one before becomes current); omitted: every version.
-    #[schemars(range(min = 1))]
-    pub version: Option<u32>,
-}
-
-/// Input of `list_skills`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListSkillsInput {}
 
 /// Input of `search_tools`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -117,18 +92,6 @@ pub struct CodeModeServer {
     /// This session's tasks (`execute_code` run as MCP tasks); `None` when off.
     tasks: Option<SessionTasks>,
     tool_router: ToolRouter<Self>,
-}
-
-/// The tasks of one session, kept by rmcp's task manager.
-#[derive(Clone)]
-struct SessionTasks(TaskManager);
-
-impl std::fmt::Debug for SessionTasks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionTasks")
-            .field("running", &self.0.running_task_count())
-            .finish()
-    }
 }
 
 /// The output schema of `execute_code`, derived from [`ExecuteCodeOutput`].
@@ -176,13 +139,6 @@ fn traceparent(context: &RequestContext<RoleServer>) -> Option<String> {
         })
 }
 
-fn no_tasks() -> McpError {
-    McpError::invalid_request(
-        "this server runs no tasks here (codemode.tasks.enabled is false, or the transport is stateless HTTP)",
-        None,
-    )
-}
-
 fn tool_error(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
@@ -204,14 +160,10 @@ impl CodeModeServer {
                 .enabled
                 .then(|| SessionTasks(TaskManager::new())),
             codemode,
-            tool_router: {
-                let mut router = Self::tool_router();
-                if !skills_on {
-                    for name in ["save_skill", "list_skills", "delete_skill"] {
-                        router.remove_route(name);
-                    }
-                }
-                router
+            tool_router: if skills_on {
+                Self::tool_router() + Self::skills_router()
+            } else {
+                Self::tool_router()
             },
         }
     }
@@ -320,109 +272,7 @@ impl CodeModeServer {
         );
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
     }
-
-    #[tool(
-        name = "save_skill",
-        title = "Save a program as a skill",
-        description = "Save a code-mode program as a skill: later programs call it as `skills.<name>(args)` (also `tools.skills.<name>`), with `args` checked against inputSchema. Save a program that worked, for a task that will come again. Saving an existing name adds a version; the newest is the one called. Kept as plain files a person can review.",
-        input_schema = input_schema::<SaveSkillInput>()
-    )]
-    async fn save_skill(
-        &self,
-        Parameters(arguments): Parameters<JsonObject>,
-    ) -> Result<CallToolResult, McpError> {
-        const EXPECTED: &str = "save_skill takes {\"name\": string, \"description\": string, \"code\": string, \"inputSchema\"?: object}";
-        let input: SaveSkillInput = match parse_arguments(arguments, EXPECTED) {
-            Ok(input) => input,
-            Err(message) => return Ok(tool_error(message)),
-        };
-        let Some(skills) = self.codemode.skills() else {
-            return Ok(tool_error(SKILLS_OFF.to_string()));
-        };
-        Ok(
-            match skills.save(
-                &input.name,
-                &input.description,
-                &input.code,
-                input.input_schema,
-            ) {
-                Ok(saved) => CallToolResult::success(vec![ContentBlock::text(format!(
-                    "saved skills.{} version {}: programs call it as skills.{}(args); search_tools shows its declaration",
-                    saved.name, saved.version, saved.name
-                ))]),
-                Err(err) => tool_error(format!("nothing was saved: {err}")),
-            },
-        )
-    }
-
-    #[tool(
-        name = "list_skills",
-        title = "List saved skills",
-        description = "List the saved skills: name, description, input schema, current version and the versions kept.",
-        input_schema = input_schema::<ListSkillsInput>()
-    )]
-    async fn list_skills(
-        &self,
-        Parameters(arguments): Parameters<JsonObject>,
-    ) -> Result<CallToolResult, McpError> {
-        if let Err(message) = parse_arguments::<ListSkillsInput>(arguments, "list_skills takes {}")
-        {
-            return Ok(tool_error(message));
-        }
-        let Some(skills) = self.codemode.skills() else {
-            return Ok(tool_error(SKILLS_OFF.to_string()));
-        };
-        let listing = serde_json::to_string_pretty(&skills.list()).unwrap_or_default();
-        Ok(CallToolResult::success(vec![ContentBlock::text(listing)]))
-    }
-
-    #[tool(
-        name = "delete_skill",
-        title = "Delete a saved skill",
-        description = "Delete a saved skill, or one version of it (the version before becomes the one called).",
-        input_schema = input_schema::<DeleteSkillInput>()
-    )]
-    async fn delete_skill(
-        &self,
-        Parameters(arguments): Parameters<JsonObject>,
-    ) -> Result<CallToolResult, McpError> {
-        const EXPECTED: &str = "delete_skill takes {\"name\": string, \"version\"?: integer >= 1}";
-        let input: DeleteSkillInput = match parse_arguments(arguments, EXPECTED) {
-            Ok(input) => input,
-            Err(message) => return Ok(tool_error(message)),
-        };
-        let Some(skills) = self.codemode.skills() else {
-            return Ok(tool_error(SKILLS_OFF.to_string()));
-        };
-        Ok(match skills.delete(&input.name, input.version) {
-            Ok(deleted) => {
-                let left = skills
-                    .get(&input.name)
-                    .map_or("none left".to_string(), |s| {
-                        format!("version {} is now the one called", s.version)
-                    });
-                CallToolResult::success(vec![ContentBlock::text(format!(
-                    "deleted skills.{} version{} {}; {left}",
-                    input.name,
-                    if deleted.len() == 1 { "" } else { "s" },
-                    deleted
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))])
-            }
-            Err(err) => tool_error(format!("nothing was deleted: {err}")),
-        })
-    }
 }
-
-/// What the skill tools answer on a server without skills (they are not listed there).
-const SKILLS_OFF: &str =
-    "this server keeps no skills: codemode.skills.path is not set in its config";
-
-/// The MCP tool name of a skill offered as a tool of its own (`codemode.skills.asTools`).
-const SKILL_TOOL_PREFIX: &str = "skill_";
 
 /// An `execute_code` call whose arguments were read and which holds its session's slot.
 struct Admitted {
@@ -475,87 +325,7 @@ impl CodeModeServer {
             ..RunOptions::default()
         }
     }
-
-    /// `execute_code` for a client that takes tasks: the handle now, the result through
-    /// `tasks/get`. Bad arguments and a full session are answered at once, as plain results.
-    fn execute_code_as_task(
-        &self,
-        tasks: &TaskManager,
-        arguments: JsonObject,
-        context: &RequestContext<RoleServer>,
-    ) -> CallToolResponse {
-        let settings = *self.codemode.tasks();
-        let admitted = match self.admit(arguments) {
-            Ok(admitted) => admitted,
-            Err(refusal) => return (*refusal).into(),
-        };
-        if tasks.running_task_count() >= settings.max_running {
-            return refusal(&format!(
-                "this session already has {} programs running as tasks, as many as it may (codemode.tasks.maxRunning); nothing was run. Wait for one to finish (tasks/get), or combine work into fewer executions",
-                settings.max_running
-            ))
-            .into();
-        }
-        let peer = context.peer.clone();
-        let token = context.meta.get_progress_token();
-        let options = self.run_options(context);
-        let codemode = self.codemode.clone();
-        let session_ended = self.session_ended.clone();
-        let task = tasks.spawn(
-            TaskOptions::new()
-                // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
-                // more such window).
-                .with_ttl_ms(settings.timeout_ms.saturating_add(settings.keep_ms))
-                .with_poll_interval_ms(TASK_POLL_INTERVAL_MS)
-                .with_status_message("running"),
-            move |task| {
-                Box::pin(async move {
-                    let cancel = CancellationToken::new();
-                    let stop = {
-                        let (task, cancel) = (task.clone(), cancel.clone());
-                        async move {
-                            tokio::select! {
-                                () = task.cancelled() => cancel.cancel(),
-                                () = session_ended.cancelled() => cancel.cancel(),
-                                () = cancel.cancelled() => {}
-                            }
-                        }
-                    };
-                    tokio::spawn(stop);
-                    let options = RunOptions {
-                        timeout: admitted.timeout,
-                        typecheck: admitted.typecheck,
-                        wall_clock: Some(settings.timeout()),
-                        progress: Some(report_calls(
-                            token.map(|token| (peer, token)),
-                            Some(task.clone()),
-                        )),
-                        cancel: Some(cancel.clone()),
-                        ..options
-                    };
-                    let execution = codemode.execute_with(&admitted.code, options).await;
-                    // Ends the watcher above.
-                    cancel.cancel();
-                    drop(admitted);
-                    if task.is_cancel_requested()
-                        && execution
-                            .outcome
-                            .result
-                            .as_ref()
-                            .is_err_and(|e| e.kind == ErrorKind::Cancelled)
-                    {
-                        return Err(TaskExit::Cancelled);
-                    }
-                    Ok(render::call_tool_result(&execution))
-                })
-            },
-        );
-        CallToolResponse::Task(CreateTaskResult::new(task))
-    }
 }
-
-/// Suggested interval between a client's `tasks/get` polls.
-const TASK_POLL_INTERVAL_MS: u64 = 500;
 
 /// A `busy` refusal: nothing was run.
 fn refusal(message: &str) -> CallToolResult {
@@ -642,15 +412,7 @@ impl ServerHandler for CodeModeServer {
             let arguments = request.arguments.unwrap_or_default();
             return Ok(self.execute_code_as_task(tasks, arguments, &context));
         }
-        if let Some(skill) = request.name.strip_prefix(SKILL_TOOL_PREFIX)
-            && let Some(skills) = self.codemode.skills()
-            && skills.as_tools()
-            && skills.get(skill).is_some()
-        {
-            let arguments = serde_json::Value::Object(request.arguments.unwrap_or_default());
-            // The call is a program of one line, so it takes the path of every program:
-            // argument validation, the policy, the limits, the audit log.
-            let code = format!("return await tools.skills.{skill}({arguments});");
+        if let Some(code) = self.skill_tool_program(&request.name, request.arguments.clone()) {
             let mut call = JsonObject::new();
             call.insert("code".into(), code.into());
             return self
@@ -848,28 +610,6 @@ impl CodeModeServer {
                 tool
             })
             .chain(self.skill_tools())
-            .collect()
-    }
-
-    /// Each saved skill as an MCP tool of its own, where `codemode.skills.asTools` is on.
-    fn skill_tools(&self) -> Vec<Tool> {
-        let Some(skills) = self.codemode.skills().filter(|s| s.as_tools()) else {
-            return Vec::new();
-        };
-        skills
-            .list()
-            .into_iter()
-            .map(|skill| {
-                Tool::new(
-                    format!("{SKILL_TOOL_PREFIX}{}", skill.current.name),
-                    format!(
-                        "{}\n\n(A saved code-mode skill, version {}; its answer is shaped like execute_code's.)",
-                        skill.current.description, skill.current.version
-                    ),
-                    Arc::new(skill.current.input_schema),
-                )
-                .with_raw_output_schema(execute_code_output_schema())
-            })
             .collect()
     }
 }

@@ -6,9 +6,10 @@
 //! program as an execution of its own (a fresh isolate, the same policy and limits, its own
 //! audit record, one level deeper than its caller) with the arguments as `args`.
 //!
-//! Kept as plain files a person can read and review: `<path>/<name>/v<N>.ts` (the program)
-//! and `v<N>.json` (name, description, input schema, when it was saved, the program's
-//! SHA-256). Saving again adds a version; the highest is the one called; deleting a version
+//! Kept as plain files a person can read and review: `<path>/<name>/v<N>.ts` (the program),
+//! `v<N>.json` (name, description, input schema, when it was saved, the program's SHA-256)
+//! and `v<N>.d.ts` (the skill's own declaration and those of the tools its program names,
+//! as they were when it was saved). Saving again adds a version; the highest is the one called; deleting a version
 //! brings back the one before.
 
 use std::{
@@ -210,6 +211,7 @@ impl SkillStore {
         description: &str,
         code: &str,
         input_schema: Option<JsonObject>,
+        declarations: &str,
     ) -> Result<SkillVersion, SkillError> {
         check_name(name)?;
         let description = description.trim();
@@ -265,6 +267,12 @@ impl SkillStore {
         std::fs::create_dir_all(&folder).map_err(io(&folder))?;
         let program = folder.join(format!("v{version}.ts"));
         write_whole(&program, format!("{code}\n").as_bytes()).map_err(io(&program))?;
+        let declared = folder.join(format!("v{version}.d.ts"));
+        let header = format!(
+            "// skills.{name} version {version}: its declaration, then those of the tools its program\n// calls, as they were when it was saved.\n\n"
+        );
+        write_whole(&declared, format!("{header}{declarations}").as_bytes())
+            .map_err(io(&declared))?;
         let meta = folder.join(format!("v{version}.json"));
         let text = serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n";
         write_whole(&meta, text.as_bytes()).map_err(io(&meta))?;
@@ -307,7 +315,7 @@ impl SkillStore {
         drop(skills);
         let folder = self.dir.join(name);
         for version in &doomed {
-            for ext in ["ts", "json"] {
+            for ext in ["ts", "d.ts", "json"] {
                 let file = folder.join(format!("v{version}.{ext}"));
                 match std::fs::remove_file(&file) {
                     Ok(()) => {}

@@ -8,6 +8,7 @@ use crate::{
     upstream::Status,
 };
 
+pub(crate) use schema::doc_comment;
 pub use schema::{TypeWriter, ts_type};
 
 /// Which return types declarations show for tools that declare no `outputSchema`.
@@ -189,7 +190,8 @@ fn status_text(status: &Status) -> String {
     }
 }
 
-fn indent(text: &str, by: &str) -> String {
+/// `text` with each line indented `by`.
+pub(crate) fn indent(text: &str, by: &str) -> String {
     text.lines()
         .map(|l| {
             if l.is_empty() {
