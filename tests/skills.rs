@@ -188,6 +188,10 @@ async fn a_skill_runs_under_the_policy_and_the_nesting_limit_and_reports_its_fai
             "return await tools.state.delete({ key: 'seen' });",
         ),
         ("boom", "const n = 1;\nthrow new Error('boom ' + n);"),
+        (
+            "forget_global",
+            "const mine = { delete: () => 1 };\nmine.delete();\nreturn await state.delete({ key: 'seen' });",
+        ),
         ("again", "return await skills.again({});"),
     ] {
         let saved = call(&server, "save_skill", save(name, code)).await;
@@ -215,6 +219,14 @@ async fn a_skill_runs_under_the_policy_and_the_nesting_limit_and_reports_its_fai
     assert_eq!(ran.error_kind(), "tool", "{ran:?}");
     assert!(ran.error_message().contains("(policy)"), "{ran:?}");
     assert!(ran.error_message().contains("denies"), "{ran:?}");
+
+    // Also when the program calls it through the global `state`: refused before it runs,
+    // at its line.
+    let ran = server
+        .execute("return await skills.forget_global({});")
+        .await;
+    assert!(ran.error_message().contains("(policy) at 3:"), "{ran:?}");
+    assert!(ran.error_message().contains("state.delete"), "{ran:?}");
 
     // A failure names the skill's own line.
     let ran = server.execute("return await skills.boom({});").await;

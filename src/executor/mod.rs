@@ -503,7 +503,9 @@ impl Executor {
         if typecheck {
             self.typecheck(code, catalog).await?;
         }
-        let scan = preflight::scan(&transpiled.js, line_count(code));
+        let scan = preflight::scan_with_globals(&transpiled.js, line_count(code), &|ns, tool| {
+            catalog.find(ns, tool).is_some() || catalog.is_denied(ns, tool)
+        });
         let refuse = |position: Position, message: String| {
             let mut error = ProgramError::new(ErrorKind::Policy, message);
             error.position = Some(position);

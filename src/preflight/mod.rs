@@ -43,6 +43,17 @@ pub struct Scan {
 /// positions back to the agent's source. A program the parser rejects scans as empty: the
 /// engine reports its syntax error.
 pub fn scan(js: &str, program_lines: u32) -> Scan {
+    scan_with_globals(js, program_lines, &|_, _| false)
+}
+
+/// [`scan`], also counting `state.get(...)`-style calls through the host's namespaces
+/// that are globals too ([`crate::catalog::GLOBAL_NAMESPACES`]), where `is_tool` says the
+/// name is a real tool (a program's own `state` variable looks the same).
+pub fn scan_with_globals(
+    js: &str,
+    program_lines: u32,
+    is_tool: &dyn Fn(&str, &str) -> bool,
+) -> Scan {
     let cm: Lrc<SourceMap> = Default::default();
     let file = cm.new_source_file(Lrc::new(FileName::Anon), js.to_string());
     let mut parser = Parser::new(
@@ -57,18 +68,20 @@ pub fn scan(js: &str, program_lines: u32) -> Scan {
         cm,
         program_lines,
         found: Scan::default(),
+        is_tool,
     };
     script.visit_with(&mut scanner);
     scanner.found
 }
 
-struct Scanner {
+struct Scanner<'a> {
     cm: Lrc<SourceMap>,
     program_lines: u32,
     found: Scan,
+    is_tool: &'a dyn Fn(&str, &str) -> bool,
 }
 
-impl Scanner {
+impl Scanner<'_> {
     fn position(&self, node: &impl Spanned) -> Position {
         let loc = self.cm.lookup_char_pos(node.span().lo);
         Position {
@@ -127,7 +140,7 @@ fn is_global(expr: &Expr, name: &str) -> bool {
     }
 }
 
-impl Visit for Scanner {
+impl Visit for Scanner<'_> {
     fn visit_member_expr(&mut self, member: &MemberExpr) {
         // tools.<ns>.<tool>: the outer member's object is `tools.<ns>`.
         if let Expr::Member(inner) = &*member.obj
@@ -146,6 +159,18 @@ impl Visit for Scanner {
             }
         } else if is_global(&member.obj, "tools") && static_name(&member.prop).is_none() {
             self.found.dynamic_access = true;
+        } else if let Some(namespace) = crate::catalog::GLOBAL_NAMESPACES
+            .iter()
+            .find(|namespace| is_global(&member.obj, namespace))
+            && let Some(tool) = static_name(&member.prop)
+            && (self.is_tool)(namespace, &tool)
+        {
+            let position = self.position(member);
+            Self::add(
+                &mut self.found.tools,
+                format!("{namespace}.{tool}"),
+                position,
+            );
         }
         member.visit_children_with(self);
     }
