@@ -196,6 +196,10 @@ struct RunArgs {
     /// Print the structured output (result, logs, error, durationMs) as JSON.
     #[arg(long)]
     json: bool,
+    /// Type-check the program against the tools' declarations first (TypeScript's tsc:
+    /// `codemode.typecheck.tsc`, or `tsc` on PATH); with type errors nothing runs.
+    #[arg(long)]
+    typecheck: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -549,6 +553,7 @@ async fn run(args: RunArgs) -> Result<i32> {
             transport: "cli".into(),
             ..Default::default()
         }),
+        typecheck: args.typecheck.then_some(true),
         ..Default::default()
     };
     let execution = codemode.execute_with(&code, options).await;

@@ -172,3 +172,44 @@ async fn without_a_checker() {
     assert!(!ran.text.contains("ran\n"), "{ran:?}");
     server.assert_alive().await;
 }
+
+#[test]
+fn run_typecheck_refuses_a_program_with_type_errors() {
+    let dir = common::scratch_dir("typecheck-cli");
+    let config = common::write_config(
+        &dir,
+        &json!({ "codemode": { "typecheck": { "tsc": tsc() } } }),
+    );
+    let file = dir.join("job.ts");
+    std::fs::write(
+        &file,
+        "console.log('ran');\nconst n: number = 'x';\nreturn n;\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "--typecheck",
+            "--config",
+            &config,
+            file.to_str().unwrap(),
+        ])
+        .env("CODEMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("type error at 2:7"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"));
+    // Without the flag it runs.
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config", &config, file.to_str().unwrap()])
+        .env("CODEMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
