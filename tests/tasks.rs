@@ -344,3 +344,120 @@ async fn tasks_turned_off_keep_the_plain_behaviour() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("codemode.tasks.timeoutMs"), "{stderr}");
 }
+
+/// Progress keeps flowing while a program runs as a task: a client that sent a progress
+/// token hears of each tool call, as with a plain call.
+#[tokio::test]
+async fn a_task_sends_progress_for_each_tool_call() {
+    use rmcp::{
+        ClientHandler,
+        model::{NumberOrString, ProgressNotificationParam, ProgressToken, RequestMetaObject},
+        service::NotificationContext,
+    };
+
+    #[derive(Clone)]
+    struct Listener(tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>);
+    impl ClientHandler for Listener {
+        fn get_info(&self) -> ClientConfig {
+            tasks_client()
+        }
+        async fn on_progress(
+            &self,
+            params: ProgressNotificationParam,
+            _context: NotificationContext<RoleClient>,
+        ) {
+            let _ = self.0.send(params);
+        }
+    }
+
+    let dir = common::scratch_dir("tasks-progress");
+    let config = config(&dir, json!({ "timeoutMs": 5000 }));
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config", &config])
+        .env("CODEMODE_LOG", "warn");
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let client = Listener(tx)
+        .serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+    let Value::Object(arguments) = json!({
+        "code": "await tools.state.set({ key: 'a', value: 1 });\nawait new Promise(r => setTimeout(r, 300));\nawait tools.state.get({ key: 'a' });\nreturn 'ok';"
+    }) else {
+        unreachable!()
+    };
+    let mut params = CallToolRequestParams::new("execute_code").with_arguments(arguments);
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::String("task-1".into()),
+    )));
+    let task = match client.call_tool_once(params).await.unwrap() {
+        CallToolResponse::Task(task) => task,
+        other => panic!("expected a task handle, got {other:?}"),
+    };
+    let mut notes = Vec::new();
+    while notes.len() < 2 {
+        let note = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("a progress notification per tool call")
+            .unwrap();
+        notes.push(note);
+    }
+    let messages: Vec<String> = notes.iter().filter_map(|n| n.message.clone()).collect();
+    assert!(
+        messages[0].starts_with("tools.state.set answered"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("tools.state.get answered"),
+        "{messages:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = client
+            .peer()
+            .get_task(GetTaskParams::new(task.task.task_id.clone()))
+            .await
+            .unwrap()
+            .task;
+        if status.status().is_terminal() {
+            assert_eq!(completed(&status).result(), &json!("ok"));
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A task does not outlive its session: when the client ends its streamable HTTP session,
+/// the program is stopped (and audited as cancelled).
+#[tokio::test]
+async fn a_task_ends_with_its_http_session() {
+    let dir = common::scratch_dir("tasks-session-end");
+    let config = config(&dir, json!({ "timeoutMs": 60000 }));
+    let log = dir.join("audit.jsonl");
+    let server = HttpServer::start(&["--config", &config, "--audit-log", log.to_str().unwrap()]);
+    let client = tasks_client()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")),
+        ))
+        .await
+        .unwrap();
+    let task = task_of(call(&client, json!({ "code": "for (;;) {}" })).await);
+    assert_eq!(
+        get(&client, &task.task.task_id).await.status(),
+        TaskStatus::Working
+    );
+    client.cancel().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = std::fs::read_to_string(&log).unwrap_or_default();
+        if audit.contains(r#""errorKind":"cancelled""#) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the program outlived its session: {audit}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
