@@ -16,6 +16,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::Duration,
 };
 
@@ -86,6 +87,9 @@ impl std::fmt::Display for TypeError {
 pub struct Checker {
     tsc: PathBuf,
     timeout: Duration,
+    /// Checks running at once: one `tsc` process per core, the rest wait (inside their
+    /// wall clock), so a burst of checked runs cannot fill the machine with compilers.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Checker {
@@ -100,9 +104,11 @@ impl Checker {
                     .find(|candidate| candidate.is_file())
             }),
         }?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Some(Checker {
             tsc,
             timeout: Duration::from_millis(settings.timeout_ms),
+            slots: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
@@ -120,7 +126,12 @@ impl Checker {
         fetch: bool,
     ) -> Result<Vec<TypeError>, CheckError> {
         let dir = std::env::temp_dir().join(format!("codemode-typecheck-{}", uuid::Uuid::new_v4()));
-        let result = self.check_in(&dir, code, declarations, fetch).await;
+        let result = tokio::time::timeout(self.timeout, async {
+            let _slot = self.slots.acquire().await;
+            self.check_in(&dir, code, declarations, fetch).await
+        })
+        .await
+        .unwrap_or(Err(CheckError::Timeout(self.timeout.as_millis())));
         let _ = tokio::fs::remove_dir_all(&dir).await;
         result
     }
@@ -185,22 +196,10 @@ impl Checker {
         }
         let mut child = command.spawn().map_err(start)?;
         let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-        let read = async {
-            let mut out = String::new();
-            let mut err = String::new();
-            if let Some(stdout) = stdout.as_mut() {
-                let _ = stdout.take(MOST_OUTPUT).read_to_string(&mut out).await;
-            }
-            if let Some(stderr) = stderr.as_mut() {
-                let _ = stderr.take(MOST_OUTPUT).read_to_string(&mut err).await;
-            }
-            let status = child.wait().await;
-            (out, err, status)
-        };
-        let (out, err, status) = tokio::time::timeout(self.timeout, read)
-            .await
-            .map_err(|_| CheckError::Timeout(self.timeout.as_millis()))?;
-        let status = status.map_err(start)?;
+        // Both pipes at once: a full one would stall the other.
+        let (out, err) = tokio::join!(read_capped(stdout.as_mut()), read_capped(stderr.as_mut()));
+        // The wall clock is the caller's (`check`): dropping this future kills `tsc`.
+        let status = child.wait().await.map_err(start)?;
         let errors = parse(&out, line_count(&code));
         if errors.is_empty() && !status.success() {
             let text = format!("{out}{err}");
@@ -213,6 +212,15 @@ impl Checker {
         }
         Ok(errors)
     }
+}
+
+/// Up to [`MOST_OUTPUT`] bytes of a child's pipe, as text.
+async fn read_capped(pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> String {
+    let mut text = String::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.take(MOST_OUTPUT).read_to_string(&mut text).await;
+    }
+    text
 }
 
 fn line_count(code: &str) -> u32 {
