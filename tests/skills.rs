@@ -75,6 +75,15 @@ async fn a_saved_skill_is_called_from_later_programs_versioned_and_kept_across_a
         assert!(tools.iter().any(|t| t.name == name), "{name} is listed");
     }
 
+    let instructions = server
+        .client
+        .peer_info()
+        .unwrap()
+        .instructions
+        .clone()
+        .unwrap_or_default();
+    assert!(instructions.contains("save_skill"), "{instructions}");
+    assert!(instructions.contains("state.get"), "{instructions}");
     let saved = call(&server, "save_skill", sum_squares()).await;
     assert_ne!(saved.is_error, Some(true), "{saved:?}");
     assert!(text(&saved).contains("skills.sum_squares"), "{saved:?}");
@@ -322,6 +331,15 @@ async fn without_a_skills_path_there_are_no_skill_tools() {
     let tools = server.client.list_all_tools().await.unwrap();
     let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["execute_code", "search_tools"]);
+    let instructions = server
+        .client
+        .peer_info()
+        .unwrap()
+        .instructions
+        .clone()
+        .unwrap_or_default();
+    assert!(!instructions.contains("save_skill"), "{instructions}");
+    assert!(!instructions.contains("state.get"), "{instructions}");
     let ran = server.execute("return typeof skills;").await;
     assert_eq!(ran.result(), &json!("undefined"));
 }

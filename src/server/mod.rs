@@ -376,6 +376,14 @@ impl ServerHandler for CodeModeServer {
     fn get_info(&self) -> ServerConfig {
         let catalog = self.codemode.catalog();
         let mut instructions = INSTRUCTIONS.trim_end().to_string();
+        if catalog.namespaces().iter().any(|n| {
+            n.name == crate::state::NAMESPACE && n.transport == crate::catalog::BUILTIN_TRANSPORT
+        }) {
+            instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session.");
+        }
+        if self.codemode.skills().is_some() {
+            instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");
+        }
         let down = describe::unavailable(&catalog);
         if !down.is_empty() {
             instructions.push_str("\n\n");
