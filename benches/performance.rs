@@ -309,11 +309,6 @@ fn main() -> anyhow::Result<()> {
 /// checked and not, in alternating rounds (TypeScript 7's native `tsc`, from
 /// `CODEMODE_TEST_TSC` as scripts/setup installs it, else `tsc` on `PATH`).
 async fn typecheck_cost(rounds: usize) -> anyhow::Result<()> {
-    #[derive(serde::Deserialize, schemars::JsonSchema)]
-    struct Ping {
-        /// Any number.
-        n: f64,
-    }
     let tsc = std::env::var("CODEMODE_TEST_TSC").ok();
     let typecheck = match &tsc {
         Some(tsc) => json!({ "tsc": tsc }),
@@ -325,14 +320,7 @@ async fn typecheck_cost(rounds: usize) -> anyhow::Result<()> {
     )?;
     let codemode = CodeMode::builder()
         .config(config)
-        .tool(
-            "bench",
-            BuiltinTool::new(
-                "ping",
-                "Answers its number",
-                |p: Ping| async move { Ok(p.n) },
-            ),
-        )
+        .tool("bench", ping())
         .build()
         .await?;
     let program = "type Row = { i: number; square: number };\nconst rows: Row[] = [];\nfor (let i = 0; i < 10; i++) {\n  const n: number = await tools.bench.ping({ n: i });\n  rows.push({ i, square: n * n });\n}\nreturn rows.filter((r) => r.square % 2 === 0).length;";
@@ -438,24 +426,23 @@ async fn throughput(
     Ok((done, took))
 }
 
-/// Per-call cost of a built-in tool from a program: (1000 calls - 0 calls) / 1000.
-async fn builtin_call_cost(calls: usize) -> anyhow::Result<Duration> {
+/// `bench.ping`: a built-in tool that answers its number, the cheapest call there is.
+fn ping() -> BuiltinTool {
     #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct Ping {
         /// Any number.
         n: f64,
     }
-    let codemode = CodeMode::builder()
-        .tool(
-            "bench",
-            BuiltinTool::new(
-                "ping",
-                "Answers its number",
-                |p: Ping| async move { Ok(p.n) },
-            ),
-        )
-        .build()
-        .await?;
+    BuiltinTool::new(
+        "ping",
+        "Answers its number",
+        |p: Ping| async move { Ok(p.n) },
+    )
+}
+
+/// Per-call cost of a built-in tool from a program: (1000 calls - 0 calls) / 1000.
+async fn builtin_call_cost(calls: usize) -> anyhow::Result<Duration> {
+    let codemode = CodeMode::builder().tool("bench", ping()).build().await?;
     let with_calls = format!(
         "let s = 0;\nfor (let i = 0; i < {calls}; i++) s += await tools.bench.ping({{ n: i }});\nreturn s;"
     );

@@ -349,26 +349,7 @@ async fn tasks_turned_off_keep_the_plain_behaviour() {
 /// token hears of each tool call, as with a plain call.
 #[tokio::test]
 async fn a_task_sends_progress_for_each_tool_call() {
-    use rmcp::{
-        ClientHandler,
-        model::{NumberOrString, ProgressNotificationParam, ProgressToken, RequestMetaObject},
-        service::NotificationContext,
-    };
-
-    #[derive(Clone)]
-    struct Listener(tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>);
-    impl ClientHandler for Listener {
-        fn get_info(&self) -> ClientConfig {
-            tasks_client()
-        }
-        async fn on_progress(
-            &self,
-            params: ProgressNotificationParam,
-            _context: NotificationContext<RoleClient>,
-        ) {
-            let _ = self.0.send(params);
-        }
-    }
+    use rmcp::model::{NumberOrString, ProgressToken, RequestMetaObject};
 
     let dir = common::scratch_dir("tasks-progress");
     let config = config(&dir, json!({ "timeoutMs": 5000 }));
@@ -376,8 +357,8 @@ async fn a_task_sends_progress_for_each_tool_call() {
     command
         .args(["serve", "--config", &config])
         .env("CODEMODE_LOG", "warn");
-    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
-    let client = Listener(tx)
+    let (listener, mut heard) = common::ProgressListener::new(tasks_client());
+    let client = listener
         .serve(TokioChildProcess::new(command).unwrap())
         .await
         .unwrap();

@@ -367,28 +367,11 @@ async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
 #[tokio::test]
 async fn each_tool_call_is_reported_as_progress() {
     use rmcp::{
-        ClientHandler, ServiceExt,
+        ServiceExt,
         model::{
-            CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam,
-            ProgressToken, RequestMetaObject,
+            CallToolRequestParams, ClientConfig, NumberOrString, ProgressToken, RequestMetaObject,
         },
-        service::NotificationContext,
     };
-
-    #[derive(Clone)]
-    struct Listener(tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>);
-    impl ClientHandler for Listener {
-        fn get_info(&self) -> ClientConfig {
-            ClientConfig::default()
-        }
-        async fn on_progress(
-            &self,
-            params: ProgressNotificationParam,
-            _context: NotificationContext<rmcp::RoleClient>,
-        ) {
-            let _ = self.0.send(params);
-        }
-    }
 
     let dir = common::scratch_dir("progress");
     let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": toy() } }));
@@ -396,8 +379,8 @@ async fn each_tool_call_is_reported_as_progress() {
     command
         .args(["serve", "--config", &config])
         .env("CODEMODE_LOG", "warn");
-    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
-    let client = Listener(tx)
+    let (listener, mut heard) = common::ProgressListener::new(ClientConfig::default());
+    let client = listener
         .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
         .await
         .unwrap();

@@ -216,3 +216,37 @@ impl Server {
             .expect("VmHWM in /proc status")
     }
 }
+
+/// A client that hands every progress notification it hears to a channel, introducing
+/// itself with `info` (its capabilities).
+#[derive(Clone)]
+pub struct ProgressListener {
+    info: rmcp::model::ClientConfig,
+    heard: tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>,
+}
+
+impl ProgressListener {
+    pub fn new(
+        info: rmcp::model::ClientConfig,
+    ) -> (
+        Self,
+        tokio::sync::mpsc::UnboundedReceiver<rmcp::model::ProgressNotificationParam>,
+    ) {
+        let (heard, receiver) = tokio::sync::mpsc::unbounded_channel();
+        (Self { info, heard }, receiver)
+    }
+}
+
+impl rmcp::ClientHandler for ProgressListener {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        self.info.clone()
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.heard.send(params);
+    }
+}
