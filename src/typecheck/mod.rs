@@ -200,7 +200,7 @@ impl Checker {
         let (out, err) = tokio::join!(read_capped(stdout.as_mut()), read_capped(stderr.as_mut()));
         // The wall clock is the caller's (`check`): dropping this future kills `tsc`.
         let status = child.wait().await.map_err(start)?;
-        let errors = parse(&out, line_count(&code));
+        let errors = parse(&out, crate::transpile::line_count(&code));
         if errors.is_empty() && !status.success() {
             let text = format!("{out}{err}");
             let text = text.trim();
@@ -221,10 +221,6 @@ async fn read_capped(pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> 
         let _ = pipe.take(MOST_OUTPUT).read_to_string(&mut text).await;
     }
     text
-}
-
-fn line_count(code: &str) -> u32 {
-    crate::transpile::line_count(code)
 }
 
 /// The program's errors in `tsc --pretty false` output: `program.ts(L,C): error TSn: text`,
