@@ -18,12 +18,10 @@ use rmcp::{
     },
     service::RunningService,
     transport::{
-        StreamableHttpClientTransport, TokioChildProcess,
-        streamable_http_client::StreamableHttpClientTransportConfig,
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 fn tasks_client() -> ClientConfig {
     ClientConfig::new(
@@ -34,13 +32,7 @@ fn tasks_client() -> ClientConfig {
 
 /// `serve` over stdio with a client that declares the tasks extension.
 async fn start_tasks(args: &[&str]) -> RunningService<RoleClient, ClientConfig> {
-    let mut command = Command::new(BIN);
-    command.arg("serve").args(args).env("CODEMODE_LOG", "warn");
-    let transport = TokioChildProcess::new(command).expect("spawn codemode-mcp");
-    tasks_client()
-        .serve(transport)
-        .await
-        .expect("MCP handshake with codemode-mcp")
+    common::start_with(tasks_client(), args, &[]).await.0
 }
 
 async fn call(
@@ -353,15 +345,8 @@ async fn a_task_sends_progress_for_each_tool_call() {
 
     let dir = common::scratch_dir("tasks-progress");
     let config = config(&dir, json!({ "timeoutMs": 5000 }));
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--config", &config])
-        .env("CODEMODE_LOG", "warn");
     let (listener, mut heard) = common::ProgressListener::new(tasks_client());
-    let client = listener
-        .serve(TokioChildProcess::new(command).unwrap())
-        .await
-        .unwrap();
+    let (client, _) = common::start_with(listener, &["--config", &config], &[]).await;
     let Value::Object(arguments) = json!({
         "code": "await tools.state.set({ key: 'a', value: 1 });\nawait new Promise(r => setTimeout(r, 300));\nawait tools.state.get({ key: 'a' });\nreturn 'ok';"
     }) else {

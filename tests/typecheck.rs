@@ -7,7 +7,6 @@
 mod common;
 
 use common::{BIN, Server, start, toy};
-use rmcp::{ServiceExt, transport::TokioChildProcess};
 use serde_json::{Value, json};
 
 fn tsc() -> String {
@@ -157,13 +156,9 @@ async fn without_a_checker() {
 
     // No tsc anywhere: a call asking for the check is told how to get one; nothing runs.
     let plain = common::write_config(&dir, &json!({}));
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(["serve", "--config", &plain])
-        .env("CODEMODE_LOG", "warn")
-        .env("PATH", "/usr/bin:/bin");
-    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
-    let server = Server { client, pid: 0 };
+    let (client, pid) =
+        common::start_with((), &["--config", &plain], &[("PATH", "/usr/bin:/bin")]).await;
+    let server = Server { client, pid };
     let ran = server
         .execute_with(json!({ "code": "console.log('ran');\nreturn 1;", "typecheck": true }))
         .await;

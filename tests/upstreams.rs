@@ -366,24 +366,14 @@ async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
 /// A client that sends a progress token hears of each tool call as the program makes it.
 #[tokio::test]
 async fn each_tool_call_is_reported_as_progress() {
-    use rmcp::{
-        ServiceExt,
-        model::{
-            CallToolRequestParams, ClientConfig, NumberOrString, ProgressToken, RequestMetaObject,
-        },
+    use rmcp::model::{
+        CallToolRequestParams, ClientConfig, NumberOrString, ProgressToken, RequestMetaObject,
     };
 
     let dir = common::scratch_dir("progress");
     let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": toy() } }));
-    let mut command = tokio::process::Command::new(common::BIN);
-    command
-        .args(["serve", "--config", &config])
-        .env("CODEMODE_LOG", "warn");
     let (listener, mut heard) = common::ProgressListener::new(ClientConfig::default());
-    let client = listener
-        .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
-        .await
-        .unwrap();
+    let (client, _) = common::start_with(listener, &["--config", &config], &[]).await;
     let Value::Object(arguments) = json!({
         "code": "await tools.toy.add({ a: 1, b: 2 });\nawait tools.toy.fail({ reason: 'no' }).catch(() => null);\nreturn 'ok';"
     }) else {

@@ -124,12 +124,27 @@ pub struct Server {
 
 /// Starts `codemode-mcp serve` with `args` and completes the MCP handshake.
 pub async fn start(args: &[&str]) -> Server {
+    let (client, pid) = start_with((), args, &[]).await;
+    Server { client, pid }
+}
+
+/// [`start`] with a client of the test's own (its capabilities, its notification
+/// handlers) and extra environment; also the server's pid.
+pub async fn start_with<H: rmcp::ClientHandler>(
+    client: H,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (RunningService<RoleClient, H>, u32) {
     let mut command = Command::new(BIN);
     command.arg("serve").args(args).env("CODEMODE_LOG", "warn");
+    command.envs(env.iter().copied());
     let transport = TokioChildProcess::new(command).expect("spawn codemode-mcp");
     let pid = transport.id().expect("child pid");
-    let client = ().serve(transport).await.expect("MCP handshake with codemode-mcp");
-    Server { client, pid }
+    let client = client
+        .serve(transport)
+        .await
+        .expect("MCP handshake with codemode-mcp");
+    (client, pid)
 }
 
 /// What one `execute_code` call returned, unpacked.
