@@ -42,6 +42,7 @@ fn pool_settings(size: usize) -> PoolSettings {
         reuse: 1,
         warm: true,
         spin: codemode_mcp::sandbox::SPIN,
+        time_zone: "UTC".into(),
     }
 }
 

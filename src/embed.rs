@@ -249,6 +249,7 @@ impl CodeModeBuilder {
                     reuse: self.worker_reuse,
                     warm: settings.warm_isolates > 0,
                     spin: settings.spin,
+                    time_zone: config.codemode.time_zone().to_string(),
                 })
                 .await?;
                 (Executor::with_workers(settings, tools, pool), Some(report))

@@ -12,7 +12,7 @@ use codemode_mcp::{
     sandbox::EngineKind,
     server::{
         self, CodeModeServer,
-        http::{HttpOptions, HttpServer, serve_metrics},
+        http::{ConnectionLimits, HttpOptions, HttpServer, serve_metrics},
     },
     typegen,
     upstream::Upstreams,
@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve MCP on stdio (the default when no command is given). Logs go to stderr.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run one program locally with the same sandbox and limits, print its result and logs.
     /// Exits 1 when the program fails, with the same positioned message a model gets.
     Run(RunArgs),
@@ -132,6 +132,14 @@ struct HttpArgs {
     /// executions are stopped (they answer with kind `cancelled`). Default 10.
     #[arg(long, value_name = "SECS", requires = "http")]
     shutdown_grace_secs: Option<u64>,
+    /// Seconds a client has to send a request's headers; a slower one is disconnected
+    /// (slowloris). Default 10.
+    #[arg(long, value_name = "SECS", requires = "http")]
+    header_timeout_secs: Option<u64>,
+    /// Connections open at once (an SSE stream holds one); past it, new connections wait
+    /// until one closes. Default 1024.
+    #[arg(long, value_name = "N", requires = "http")]
+    max_connections: Option<usize>,
 }
 
 impl HttpArgs {
@@ -161,6 +169,11 @@ impl HttpArgs {
             ("--max-body-kib", self.max_body_kib),
             ("--session-concurrency", self.session_concurrency),
             ("--max-sessions", self.max_sessions),
+            ("--max-connections", self.max_connections),
+            (
+                "--header-timeout-secs",
+                self.header_timeout_secs.map(|s| s as usize),
+            ),
         ] {
             if value == Some(0) {
                 anyhow::bail!("{flag} must be at least 1");
@@ -185,6 +198,14 @@ impl HttpArgs {
             shutdown_grace: self
                 .shutdown_grace_secs
                 .map_or(defaults.shutdown_grace, Duration::from_secs),
+            connections: ConnectionLimits {
+                header_read: self
+                    .header_timeout_secs
+                    .map_or(defaults.connections.header_read, Duration::from_secs),
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(defaults.connections.max_connections),
+            },
         })
     }
 }
@@ -336,7 +357,7 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         None => runtime.block_on(serve(cli.serve)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         Some(Command::Run(args)) => {
             let code = runtime.block_on(run(args))?;
             std::process::exit(code);
@@ -593,6 +614,7 @@ async fn sandbox_check(args: TypesArgs) -> Result<i32> {
         reuse: 1,
         warm: false,
         spin: codemode_mcp::sandbox::SPIN,
+        time_zone: "UTC".to_string(),
     })
     .await
     {

@@ -174,21 +174,18 @@ async fn a_cancelled_execution_is_audited_as_cancelled() {
     )
     .await;
     assert!(dropped.is_err());
-    let started = std::time::Instant::now();
-    loop {
-        if log.exists() && !records(&log).is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "the cancelled run was not audited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The record is written once the isolate has stopped: wait for its whole first line.
+    common::wait_for("the cancelled run's audit record", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|text| text.contains('\n'))
+    })
+    .await;
     let written = records(&log);
     assert_eq!(written[0]["errorKind"], json!("cancelled"), "{written:?}");
+    // Far short of the 30 s default limit: the cancellation, not the clock, ended it.
     assert!(
-        written[0]["durationMs"].as_u64().unwrap() < 500,
+        written[0]["durationMs"].as_u64().unwrap() < 10_000,
         "stopped soon after the cancellation: {written:?}"
     );
 }

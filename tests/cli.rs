@@ -91,8 +91,17 @@ fn run_applies_limits_from_flags_and_from_the_config_file() {
         "{}",
         text(&out.stderr)
     );
+    // The heap cap from the file, with a wall clock from the command line long enough that
+    // only the heap cap can end the run, however slow the machine.
     let out = run(
-        &["run", "--config", config.to_str().unwrap(), "-"],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--timeout-ms",
+            "60000",
+            "-",
+        ],
         "const a = []; while (true) a.push(new Array(1000).fill(0));",
     );
     assert!(

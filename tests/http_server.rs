@@ -386,20 +386,21 @@ async fn bad_requests_get_the_right_4xx_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn shutdown_lets_executions_in_flight_finish_then_exits_0() {
-    let mut server = HttpServer::start(&["--shutdown-grace-secs", "10"]);
+    let mut server = HttpServer::start(&["--shutdown-grace-secs", "30"]);
     let client = server.client().await;
     let slow = execute(
         &client,
-        "await new Promise(r => setTimeout(r, 1500));\nreturn 'finished';",
+        "await new Promise(r => setTimeout(r, 3000));\nreturn 'finished';",
     );
+    // The signal comes once the execution is known to be running, not after a guess.
     let terminate = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        server.wait_for_executions_in_flight(1).await;
         server.signal(libc::SIGTERM);
     };
     let (ran, ()) = tokio::join!(slow, terminate);
     assert!(!ran.is_error, "{ran:?}");
     assert_eq!(ran.result(), &json!("finished"));
-    let status = server.wait(Duration::from_secs(10));
+    let status = server.wait(common::POLL_CEILING);
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(
         reqwest::get(server.url("/healthz")).await.is_err(),
@@ -409,19 +410,22 @@ async fn shutdown_lets_executions_in_flight_finish_then_exits_0() {
 
 #[tokio::test]
 async fn shutdown_stops_executions_past_the_grace_period_with_a_clear_error() {
-    let mut server = HttpServer::start(&["--shutdown-grace-secs", "1"]);
+    // A wall clock far past the 1 s grace: only the shutdown can end the endless program.
+    let mut server = HttpServer::start(&["--shutdown-grace-secs", "1", "--timeout-ms", "120000"]);
     let client = server.client().await;
     let endless = execute(&client, "while (true) {}");
-    let started = Instant::now();
     let terminate = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.wait_for_executions_in_flight(1).await;
         server.signal(libc::SIGTERM);
+        Instant::now()
     };
-    let (ran, ()) = tokio::join!(endless, terminate);
+    let (ran, signalled) = tokio::join!(endless, terminate);
     assert_eq!(ran.error_kind(), "cancelled", "{ran:?}");
     assert!(ran.error_message().contains("shutting down"), "{ran:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    let status = server.wait(Duration::from_secs(10));
+    // The 1 s grace, then the stop: generous for a loaded machine.
+    let elapsed = signalled.elapsed();
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    let status = server.wait(common::POLL_CEILING);
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
 
@@ -432,10 +436,12 @@ async fn one_session_cannot_take_every_slot() {
     let other = server.client().await;
     let long = execute(
         &greedy,
-        "await new Promise(r => setTimeout(r, 800)); return 'long';",
+        "await new Promise(r => setTimeout(r, 5000)); return 'long';",
     );
+    // Once the long run holds the session's one slot (it is in flight), and long before
+    // it ends.
     let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.wait_for_executions_in_flight(1).await;
         let refused = execute(&greedy, "return 'second'").await;
         let elsewhere = execute(&other, "return 'other session'").await;
         (refused, elsewhere)
@@ -453,7 +459,8 @@ async fn one_session_cannot_take_every_slot() {
 
 #[tokio::test]
 async fn idle_sessions_expire_and_the_session_cap_holds() {
-    let server = HttpServer::start(&["--session-idle-secs", "1", "--max-sessions", "2"]);
+    // 3 s idle: the two sessions stay open, with seconds to spare, while the cap is checked.
+    let server = HttpServer::start(&["--session-idle-secs", "3", "--max-sessions", "2"]);
     let opened = post_mcp(&server, initialize_body().to_string())
         .send()
         .await
@@ -479,17 +486,30 @@ async fn idle_sessions_expire_and_the_session_cap_holds() {
             .contains("--max-sessions")
     );
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let expired = post_mcp(
-        &server,
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
-    )
-    .header("mcp-session-id", &session)
-    .header("mcp-protocol-version", "2025-06-18")
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(expired.status(), 404, "an idle session is closed");
+    // Every request to the session restarts its idle clock, so each look comes a second
+    // past the 3 s idle time; at most 30 s of looks.
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // A session still open may never answer this uninitialized request: not a hang.
+        let status = post_mcp(
+            &server,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string(),
+        )
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map(|answer| answer.status());
+        if status.as_ref().is_ok_and(|status| *status == 404) {
+            break;
+        }
+        assert!(
+            started.elapsed() < common::POLL_CEILING,
+            "an idle session is closed: still {status:?}"
+        );
+    }
     drop(second);
     let fresh = server.client().await;
     assert_eq!(
@@ -548,7 +568,7 @@ async fn upstream_tools_and_their_changes_reach_http_sessions() {
     assert_eq!(sum.result(), &json!({"sum": 5}), "{sum:?}");
     let grown = execute(&client, "return await tools.toy.grow();").await;
     assert!(!grown.is_error, "{grown:?}");
-    tokio::time::timeout(Duration::from_secs(5), changed.recv())
+    tokio::time::timeout(common::POLL_CEILING, changed.recv())
         .await
         .expect("the HTTP session got notifications/tools/list_changed")
         .unwrap();
@@ -584,12 +604,13 @@ async fn shutdown_waits_for_legacy_sse_requests_in_flight() {
         .unwrap();
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "execute_code",
-        "arguments": {"code": "await new Promise(r => setTimeout(r, 1500)); return 'finished';"}
+        "arguments": {"code": "await new Promise(r => setTimeout(r, 3000)); return 'finished';"}
     }});
     assert_eq!(post(call).await.unwrap().status(), 202);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The signal comes once the execution is known to be running.
+    server.wait_for_executions_in_flight(1).await;
     server.signal(libc::SIGTERM);
-    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+    let answer = tokio::time::timeout(common::POLL_CEILING, async {
         loop {
             let Some(chunk) = stream.chunk().await.unwrap() else {
                 return received;
@@ -603,7 +624,7 @@ async fn shutdown_waits_for_legacy_sse_requests_in_flight() {
     .await
     .expect("the answer arrived");
     assert!(answer.contains("\"result\":\"finished\""), "{answer}");
-    assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(server.wait(common::POLL_CEILING).code(), Some(0));
 }
 
 /// Bodies up to `--max-body-kib` (4 MiB by default) pass on both transports.
@@ -642,17 +663,17 @@ async fn large_programs_up_to_the_body_limit_pass() {
 async fn a_cancelled_request_frees_its_slot_at_once() {
     let server = HttpServer::start(&["--concurrency", "1", "--queue", "0"]);
     let client = server.client().await;
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(300),
-        execute(
+    // Dropped once the program is running, so the cancellation cannot overtake the call.
+    let dropped = tokio::select! {
+        ran = execute(
             &client,
             "await new Promise(r => setTimeout(r, 20000)); return 'late';",
-        ),
-    )
-    .await;
+        ) => Some(ran),
+        () = server.wait_for_executions_in_flight(1) => None,
+    };
     assert!(
-        dropped.is_err(),
-        "the sleeping program cannot have answered"
+        dropped.is_none(),
+        "the sleeping program cannot have answered: {dropped:?}"
     );
     common::assert_slot_frees(|| execute(&client, "return 'slot free'")).await;
 }

@@ -79,8 +79,10 @@ async fn a_cancel_token_ends_the_run_at_once() {
         }
     );
     let error = run.outcome.result.unwrap_err();
-    assert_eq!(error.kind.as_str(), "cancelled");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(error.kind.as_str(), "cancelled", "{error:?}");
+    // Far short of the 20 s nap: the cancel ended it, however loaded the machine.
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
 
 /// A built-in tool is answered in the host even when programs run in worker processes.

@@ -362,3 +362,44 @@ async fn the_skills_namespace_is_reserved_while_skills_are_on() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("\"skills\""), "{stderr}");
 }
+
+/// As many callers as there are execution slots, each calling a skill at once, in both
+/// isolation modes: a skill runs within its caller's slot, so none waits for a slot that
+/// a caller waiting on its skill holds. Every caller waits until all have started, so all
+/// slots are held at the moment the skills are called.
+#[tokio::test]
+async fn callers_holding_every_slot_can_call_skills() {
+    for isolation in ["process", "none"] {
+        let dir = common::scratch_dir(&format!("skills-slots-{isolation}"));
+        let config = config(&dir, json!({}));
+        let server = start(&[
+            "--config",
+            &config,
+            "--concurrency",
+            "3",
+            "--isolation",
+            isolation,
+        ])
+        .await;
+        let saved = call(&server, "save_skill", sum_squares()).await;
+        assert_ne!(saved.is_error, Some(true), "{}", text(&saved));
+        let runs = (0..3).map(|i| {
+            let client = server.client.peer().clone();
+            async move {
+                // A barrier through session state: each caller counts itself in, then
+                // waits until all three are running (all slots held) before it calls.
+                let code = format!(
+                    "await state.set({{ key: 'in-{i}', value: true }});\n\
+                     while ((await state.list({{ prefix: 'in-' }})).length < 3) await new Promise((r) => setTimeout(r, 50));\n\
+                     return await skills.sum_squares({{ numbers: [{i}, 2] }});"
+                );
+                common::execute_on(&client, json!({ "code": code, "timeoutMs": 60_000 })).await
+            }
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        for (i, ran) in outcomes.iter().enumerate() {
+            assert!(!ran.is_error, "{isolation}: caller {i}: {ran:?}");
+            assert_eq!(ran.result(), &json!(i * i + 4), "{isolation}: caller {i}");
+        }
+    }
+}

@@ -132,10 +132,13 @@ async fn schema_violations_and_upstream_errors_throw_tool_errors() {
 #[tokio::test]
 async fn concurrent_calls_run_concurrently() {
     let (server, _dir) = start_with(json!({ "toy": toy() })).await;
+    // Each call sleeps 2 s (inside its 5 s call timeout and the 30 s execution limit):
+    // side by side they take about 2 s, one after another at least 10 s. The bound sits
+    // between, far from both.
     let started = Instant::now();
     let ran = server
         .execute(
-            "return await Promise.all([1, 2, 3, 4, 5].map(() => tools.toy.slow({ ms: 300 })));",
+            "return await Promise.all([1, 2, 3, 4, 5].map(() => tools.toy.slow({ ms: 2000 })));",
         )
         .await;
     let elapsed = started.elapsed();
@@ -145,8 +148,8 @@ async fn concurrent_calls_run_concurrently() {
         "{ran:?}"
     );
     assert!(
-        elapsed < Duration::from_millis(1000),
-        "5 x 300 ms took {elapsed:?}: calls were serialised"
+        elapsed < Duration::from_secs(8),
+        "5 x 2000 ms took {elapsed:?}: calls were serialised"
     );
 }
 
@@ -195,7 +198,7 @@ async fn a_crashed_upstream_is_restarted() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            started.elapsed() < common::POLL_CEILING,
             "not restarted: {ran:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -265,7 +268,7 @@ async fn an_upstream_list_changed_refreshes_the_catalog() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < common::POLL_CEILING,
             "the catalog never saw the new tool"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -279,12 +282,13 @@ async fn an_upstream_list_changed_refreshes_the_catalog() {
 async fn a_slow_upstream_call_times_out_without_ending_the_program() {
     let (server, _dir) =
         start_with_settings(json!({ "toy": toy() }), json!({ "callTimeoutMs": 300 })).await;
+    // The call would take 30 s: only the 300 ms call timeout can end it in time.
     let ran = server
-        .execute("try { await tools.toy.slow({ ms: 3000 }); return 'answered'; } catch (e) { return e.message; }")
+        .execute("try { await tools.toy.slow({ ms: 30000 }); return 'answered'; } catch (e) { return e.message; }")
         .await;
     let message = ran.result().as_str().unwrap_or_default().to_string();
     assert!(message.contains("did not answer within 300 ms"), "{ran:?}");
-    assert!(ran.duration_ms() < 2000, "{ran:?}");
+    assert!(ran.duration_ms() < 10_000, "{ran:?}");
 }
 
 #[tokio::test]
@@ -322,7 +326,7 @@ async fn prompts_and_our_clients_follow_the_catalog() {
         )
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), changed.recv())
+    tokio::time::timeout(common::POLL_CEILING, changed.recv())
         .await
         .expect("our client got notifications/tools/list_changed")
         .unwrap();
@@ -346,19 +350,20 @@ async fn paginated_tool_lists_are_followed_to_the_end() {
 async fn calls_past_the_per_upstream_cap_queue_without_eating_their_timeout() {
     let (server, _dir) = start_with_settings(
         json!({ "toy": toy() }),
-        json!({ "maxConcurrentCalls": 1, "callTimeoutMs": 400 }),
+        json!({ "maxConcurrentCalls": 1, "callTimeoutMs": 2500 }),
     )
     .await;
     let ran = server
-        .execute("return await Promise.all([1, 2, 3].map(() => tools.toy.slow({ ms: 250 })));")
+        .execute("return await Promise.all([1, 2, 3].map(() => tools.toy.slow({ ms: 1000 })));")
         .await;
-    // One at a time: 3 x 250 ms, each well inside its own 400 ms once it runs.
+    // One at a time: 3 x 1000 ms, each well inside its own 2500 ms once it runs; the third
+    // waits 2000 ms first, so a wait charged to its timeout would end it at 2500 ms.
     assert!(
         !ran.is_error,
         "a queued call was charged for its wait: {ran:?}"
     );
     assert!(
-        ran.duration_ms() >= 750,
+        ran.duration_ms() >= 3000,
         "calls were not capped at one at a time: {ran:?}"
     );
 }
@@ -387,7 +392,7 @@ async fn each_tool_call_is_reported_as_progress() {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     let mut notes = Vec::new();
     while notes.len() < 2 {
-        let note = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        let note = tokio::time::timeout(common::POLL_CEILING, heard.recv())
             .await
             .expect("a progress notification per tool call")
             .unwrap();

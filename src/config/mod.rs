@@ -95,6 +95,42 @@ pub struct CodemodeSection {
     /// Saved skills: programs promoted to tools; off unless a directory is given.
     #[serde(default)]
     pub skills: SkillSettings,
+    /// The time zone of programs' local time in worker processes (an IANA name such as
+    /// `Europe/Oslo`); UTC unless set.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+}
+
+impl CodemodeSection {
+    /// The time zone programs' local time is in.
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
+}
+
+/// Where the system keeps its time zones (Debian's tzdata).
+const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// Checks `codemode.timeZone`: a zone the system has, named without tricks.
+fn validate_time_zone(zone: &str, origin: &str) -> Result<(), ConfigError> {
+    let well_formed = !zone.is_empty()
+        && zone.len() <= 64
+        && zone
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+        && !zone.starts_with('/')
+        && !zone.split('/').any(|part| part.is_empty());
+    let known = zone == "UTC" || std::path::Path::new(ZONEINFO).join(zone).is_file();
+    if well_formed && known {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        origin: origin.to_string(),
+        path: "codemode.timeZone".into(),
+        message: format!(
+            "{zone:?} is not a time zone this system has: use an IANA name from {ZONEINFO}, such as \"Europe/Oslo\" or \"America/New_York\", or \"UTC\""
+        ),
+    })
 }
 
 /// The `codemode.skills` section.
@@ -893,6 +929,9 @@ impl Config {
         config.codemode.limits.validate(origin)?;
         config.codemode.anomalies.validate(origin)?;
         config.codemode.tasks.validate(origin)?;
+        if let Some(zone) = &config.codemode.time_zone {
+            validate_time_zone(zone, origin)?;
+        }
         let check_ms = config.codemode.typecheck.timeout_ms;
         if !(1..=600_000).contains(&check_ms) {
             return Err(ConfigError::Invalid {

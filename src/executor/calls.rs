@@ -59,6 +59,10 @@ pub struct CallRecord {
     pub decision: &'static str,
 }
 
+/// Characters of a refusal the glue reports that are kept (the name in it is the
+/// program's, of any length).
+const REFUSAL_CHARS: usize = 1_000;
+
 /// Answers the tool calls and fetches of one execution.
 pub(super) struct CallHost {
     /// The execution's tool-call, fetch and result-size budgets.
@@ -169,6 +173,7 @@ impl CallHost {
             runtime,
             recorder: Recorder {
                 records: Arc::default(),
+                in_flight: Arc::default(),
                 progress: settings.progress,
                 trace: settings.trace,
             },
@@ -193,6 +198,39 @@ impl CallHost {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    /// Every call of the run, once its program has ended: the finished ones, then those
+    /// still in flight, which went out and may have done what they do, so they are
+    /// recorded now (as not answered) and never again when their answer comes.
+    pub(super) fn final_records(&self) -> Vec<CallRecord> {
+        let abandoned: Vec<InFlightCall> = self
+            .recorder
+            .in_flight
+            .lock()
+            .map(|mut in_flight| {
+                in_flight.closed = true;
+                std::mem::take(&mut in_flight.calls).into_values().collect()
+            })
+            .unwrap_or_default();
+        let mut abandoned = abandoned;
+        abandoned.sort_by_key(|call| call.started);
+        for call in abandoned {
+            let reply = fail(
+                "still in flight when the program ended: the call went out, and its answer was not awaited (await every call, or use Promise.all, before returning)".into(),
+                None,
+            );
+            self.recorder.push(
+                &call.name,
+                call.target,
+                call.started,
+                call.args_bytes,
+                "abandoned: the program ended first",
+                &reply,
+                None,
+            );
+        }
+        self.records()
     }
 
     /// Approves `names` for the rest of the execution (the pre-flight confirmation).
@@ -303,7 +341,14 @@ impl CallHost {
         args_bytes: usize,
         is_source: bool,
     ) -> Settlement {
+        let id = self.recorder.begin(InFlightCall {
+            name: name.clone(),
+            target: target.clone(),
+            started,
+            args_bytes,
+        });
         Settlement {
+            id,
             recorder: self.recorder.clone(),
             approved: self.approved.clone(),
             tainted: self.tainted.clone(),
@@ -344,20 +389,88 @@ impl CallHost {
     }
 }
 
+/// A call that went out and is not answered yet.
+struct InFlightCall {
+    name: String,
+    target: Option<String>,
+    started: Instant,
+    args_bytes: usize,
+}
+
+/// The calls of a run not answered yet. Once `closed` (the program ended), they have been
+/// recorded as abandoned, and an answer that comes later is not recorded again.
+#[derive(Default)]
+struct InFlight {
+    next: u64,
+    calls: HashMap<u64, InFlightCall>,
+    closed: bool,
+}
+
 /// Keeps each finished call, and reports it to whoever follows the execution's progress.
 #[derive(Clone)]
 struct Recorder {
     records: Arc<Mutex<Vec<CallRecord>>>,
+    in_flight: Arc<Mutex<InFlight>>,
     progress: Option<mpsc::UnboundedSender<CallRecord>>,
     /// The execution's span, when traces are on.
     trace: Option<ExecutionTrace>,
 }
 
 impl Recorder {
-    /// Records a finished call; `span` is its live span, if it went out while traces are on
-    /// (a call refused at once gets a span here).
+    /// Notes a call that passed the gate; its id ends it with [`Recorder::settle`].
+    fn begin(&self, call: InFlightCall) -> u64 {
+        self.in_flight.lock().map_or(u64::MAX, |mut in_flight| {
+            in_flight.next += 1;
+            let id = in_flight.next;
+            if !in_flight.closed {
+                in_flight.calls.insert(id, call);
+            }
+            id
+        })
+    }
+
+    /// Records the answered call `id`, unless the run already recorded it as abandoned.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        id: u64,
+        tool: &str,
+        target: Option<String>,
+        started: Instant,
+        args_bytes: usize,
+        decision: &'static str,
+        reply: &ToolReply,
+        span: Option<CallSpan>,
+    ) {
+        let pending = self
+            .in_flight
+            .lock()
+            .map(|mut in_flight| in_flight.calls.remove(&id).is_some() || !in_flight.closed)
+            .unwrap_or(true);
+        if pending {
+            self.push(tool, target, started, args_bytes, decision, reply, span);
+        }
+    }
+
+    /// Records a call refused at once (it never went out).
     #[allow(clippy::too_many_arguments)]
     fn record(
+        &self,
+        tool: &str,
+        target: Option<String>,
+        started: Instant,
+        args_bytes: usize,
+        decision: &'static str,
+        reply: &ToolReply,
+        span: Option<CallSpan>,
+    ) {
+        self.push(tool, target, started, args_bytes, decision, reply, span);
+    }
+
+    /// Adds a record; `span` is its live span, if it went out while traces are on (a call
+    /// refused at once gets a span here).
+    #[allow(clippy::too_many_arguments)]
+    fn push(
         &self,
         tool: &str,
         target: Option<String>,
@@ -406,6 +519,8 @@ fn fail(message: String, schema_path: Option<String>) -> ToolReply {
 /// the user's word, count its result against the byte budget, mark the execution if it read
 /// an untrusted source, and record itself. Owned, so it moves into the call's task.
 struct Settlement {
+    /// Its entry among the run's calls in flight.
+    id: u64,
     recorder: Recorder,
     approved: Arc<Mutex<HashSet<String>>>,
     tainted: Arc<Mutex<Option<String>>>,
@@ -484,7 +599,8 @@ impl Settlement {
 
     fn record(&self, decision: &'static str, reply: &ToolReply) {
         let span = self.span.lock().ok().and_then(|mut span| span.take());
-        self.recorder.record(
+        self.recorder.settle(
+            self.id,
             &self.name,
             self.target.clone(),
             self.started,
@@ -522,6 +638,32 @@ impl ToolHost for CallHost {
             );
             Box::pin(std::future::ready(reply))
         };
+        // The glue refused the call itself (arguments that are not one JSON object, a name
+        // that does not exist) and says so, so that the refusal is the host's own record.
+        // It counts against the call budget: a program throwing such errors in a loop
+        // cannot grow the record without bound.
+        if let Some(message) = call.arguments.strip_prefix('\u{0}') {
+            let message: String = message.chars().take(REFUSAL_CHARS).collect();
+            let name = if call.tool.is_empty() {
+                call.namespace.clone()
+            } else {
+                qualified.clone()
+            };
+            if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
+                return Box::pin(std::future::ready(fail(message, None)));
+            }
+            let reply = fail(message, None);
+            self.recorder.record(
+                &name,
+                None,
+                started,
+                0,
+                "refused: invalid call",
+                &reply,
+                None,
+            );
+            return Box::pin(std::future::ready(reply));
+        }
         let budget = |why: String| {
             self.refuse_budget(
                 &qualified,

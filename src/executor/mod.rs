@@ -108,6 +108,11 @@ pub struct RunOptions {
     pub traceparent: Option<String>,
     /// Type-check the program before it runs; `None`: the server's default.
     pub typecheck: Option<bool>,
+    /// A saved skill called by a running program: it runs within its caller's slot and
+    /// never waits for one of its own, since callers holding every slot while they wait
+    /// for their skills would wait for ever. (How many there can be is bounded by the
+    /// callers' slots and `codemode.policy.maxDepth`.)
+    pub within_caller: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -122,6 +127,7 @@ impl std::fmt::Debug for RunOptions {
             .field("depth", &self.depth)
             .field("traceparent", &self.traceparent)
             .field("typecheck", &self.typecheck)
+            .field("within_caller", &self.within_caller)
             .finish()
     }
 }
@@ -169,6 +175,9 @@ pub struct Executor {
     closed: CancellationToken,
     /// Set when the shutdown grace period ends: running executions are stopped.
     stopped: CancellationToken,
+    /// Programs abandoned past their time limit in a built-in that does not poll the
+    /// interrupt, whose isolate threads (with `--isolation none`) are still running them.
+    abandoned: Arc<AtomicUsize>,
     /// Where each execution is recorded, if anywhere.
     audit: Option<Arc<AuditLog>>,
     /// What programs' `fetch` may reach; none: they have no `fetch`.
@@ -217,6 +226,7 @@ impl Executor {
             tools,
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            abandoned: Arc::default(),
             audit: None,
             egress: None,
             oversight: Arc::default(),
@@ -244,6 +254,7 @@ impl Executor {
             tools,
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
+            abandoned: Arc::default(),
             audit: None,
             egress: None,
             oversight: Arc::default(),
@@ -392,6 +403,7 @@ impl Executor {
                     (options.wall_clock, options.timeout),
                     catalog.bindings(),
                     host.clone(),
+                    options.within_caller,
                 );
                 match options.cancel {
                     None => run.await,
@@ -407,6 +419,21 @@ impl Executor {
             }
         };
         let mut outcome = outcome;
+        let calls = host.final_records();
+        // Kind `tool` says that a call failed, and only the host's own records can say
+        // that: a ToolError the program made itself (with the glue's functions, had it got
+        // hold of them, or the constructor) naming a tool it never called is a runtime
+        // error like any other the program throws.
+        if let Err(error) = &mut outcome.result
+            && error.kind == ErrorKind::Tool
+            && !calls
+                .iter()
+                .any(|call| !call.ok && error.tool.as_deref() == Some(call.tool.as_str()))
+        {
+            error.kind = ErrorKind::Runtime;
+            error.tool = None;
+            error.schema_path = None;
+        }
         // A run ended by the error of a refused call (a ToolError, or fetch's TypeError)
         // ran out of budget, whatever the program did with the error's message.
         if let Err(error) = &mut outcome.result
@@ -417,7 +444,7 @@ impl Executor {
         }
         let execution = Execution {
             outcome,
-            calls: host.records(),
+            calls,
             duration: started.elapsed(),
             scan,
         };
@@ -623,6 +650,7 @@ impl Executor {
         (wall_clock, timeout): (Option<Duration>, Option<Duration>),
         bindings: Vec<Binding>,
         host: Arc<dyn ToolHost>,
+        within_caller: bool,
     ) -> RunOutcome {
         let mut limits = self.settings.limits;
         if let Some(wall_clock) = wall_clock {
@@ -637,8 +665,19 @@ impl Executor {
                 "the server is shutting down and takes no new executions; nothing was run. Run the program again once the server is back (or on another replica)",
             ));
         }
+        if let Runner::Threads(_) = &self.runner {
+            let abandoned = self.abandoned.load(Ordering::SeqCst);
+            if abandoned >= self.settings.concurrency.max(1) && !within_caller {
+                return RunOutcome::failed(ProgramError::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "every isolate thread is held by a program abandoned past its time limit inside a built-in that cannot be interrupted ({abandoned} abandoned, still running); nothing was run. Retry later (the threads come back when those built-ins end); with process isolation (the default, --isolation process) such programs are killed instead"
+                    ),
+                ));
+            }
+        }
         let cancel = CancelHandle::default();
-        let (reply, mut answer) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         let (started, on_start) = oneshot::channel();
         let job = Job {
             request: RunRequest {
@@ -654,6 +693,28 @@ impl Executor {
             reply,
         };
         let submitted = match &self.runner {
+            Runner::Threads(_) if within_caller => {
+                let (engine, spin) = (self.settings.engine, self.settings.spin);
+                let (one, queue) = crossbeam_channel::bounded::<Job>(1);
+                let _ = one.send(job);
+                drop(one);
+                thread::Builder::new()
+                    .name("codemode-isolate-skill".into())
+                    .stack_size(
+                        self.settings
+                            .limits
+                            .stack_bytes
+                            .saturating_mul(4)
+                            .max(8 << 20),
+                    )
+                    .spawn(move || isolate_thread(engine, spin, queue, None))
+                    .map(drop)
+                    .map_err(|_| Refused::Closed)
+            }
+            Runner::Workers(workers) if within_caller => {
+                workers.submit_within_caller(job);
+                Ok(())
+            }
             Runner::Threads(jobs) => jobs.try_send(job).map_err(|err| match err {
                 TrySendError::Full(_) => Refused::Full,
                 TrySendError::Disconnected(_) => Refused::Closed,
@@ -697,11 +758,12 @@ impl Executor {
             },
             () = self.stopped.cancelled() => return shut_down(),
         }
+        let mut receiver = answer;
         let answer = tokio::select! {
-            answer = tokio::time::timeout(limits.timeout + HOST_GRACE, &mut answer) => answer,
+            answer = tokio::time::timeout(limits.timeout + HOST_GRACE, &mut receiver) => answer,
             () = self.stopped.cancelled() => {
                 stop_on_drop.0.cancel_for(CancelReason::Shutdown);
-                tokio::time::timeout(HOST_GRACE, answer).await
+                tokio::time::timeout(HOST_GRACE, &mut receiver).await
             }
         };
         match answer {
@@ -711,13 +773,22 @@ impl Executor {
                 "the isolate stopped without an answer (engine failure); the server keeps serving, run the program again",
             )),
             Err(_) if self.stopped.is_cancelled() => shut_down(),
-            Err(_) => RunOutcome::failed(ProgramError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the program ran past its time limit of {} ms inside a built-in that cannot be interrupted, and was abandoned",
-                    limits.timeout.as_millis()
-                ),
-            )),
+            Err(_) => {
+                // Its thread runs on until the built-in ends: counted until it answers.
+                let abandoned = self.abandoned.clone();
+                abandoned.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = receiver.await;
+                    abandoned.fetch_sub(1, Ordering::SeqCst);
+                });
+                RunOutcome::failed(ProgramError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the program ran past its time limit of {} ms inside a built-in that cannot be interrupted, and was abandoned",
+                        limits.timeout.as_millis()
+                    ),
+                ))
+            }
         }
     }
 }
@@ -768,6 +839,21 @@ impl Workers {
             let _ = job.reply.send(outcome);
         });
         Ok(())
+    }
+}
+
+impl Workers {
+    /// Runs `job` at once, outside the slots: its caller holds one (see
+    /// [`RunOptions::within_caller`]).
+    fn submit_within_caller(&self, job: Job) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if job.cancel.is_cancelled() || job.started.send(()).is_err() {
+                return;
+            }
+            let outcome = pool.run(&job.request, &job.cancel, job.host).await;
+            let _ = job.reply.send(outcome);
+        });
     }
 }
 

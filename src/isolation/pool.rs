@@ -58,6 +58,8 @@ pub struct PoolSettings {
     pub warm: bool,
     /// How long a program waiting on the host keeps the worker polling before it sleeps.
     pub spin: std::time::Duration,
+    /// The time zone of programs' local time (`codemode.timeZone`; UTC by default).
+    pub time_zone: String,
 }
 
 /// The pool's state at a moment (for metrics).
@@ -131,22 +133,37 @@ impl WorkerPool {
         if self.inner.settings.warm {
             self.inner.remember_shape(request);
         }
-        let taken = self.inner.take();
-        let mut worker = match taken {
-            Some(worker) => worker,
-            None => match self.inner.spawn().await {
-                Ok((worker, _)) => worker,
-                Err(err) => {
-                    return failed(
-                        ErrorKind::Crashed,
-                        format!(
-                            "no sandboxed worker could be started ({err}); nothing was run. The server keeps serving: run the program again"
-                        ),
+        // A worker that turns out dead before it took the program (killed while it
+        // waited, between the pool's check and the hand-over) costs nothing of the run:
+        // the program goes to the next worker.
+        let mut attempts = 0;
+        let (mut worker, outcome) = loop {
+            attempts += 1;
+            let taken = self.inner.take();
+            let mut worker = match taken {
+                Some(worker) => worker,
+                None => match self.inner.spawn().await {
+                    Ok((worker, _)) => worker,
+                    Err(err) => {
+                        return failed(
+                            ErrorKind::Crashed,
+                            format!(
+                                "no sandboxed worker could be started ({err}); nothing was run. The server keeps serving: run the program again"
+                            ),
+                        );
+                    }
+                },
+            };
+            match run_in(&mut worker, request, cancel, host.clone()).await {
+                Ran::Unstarted(_) if attempts < 3 => {
+                    tracing::warn!(
+                        "a sandboxed worker was dead before it took its program; the program goes to another"
                     );
+                    retire(worker);
                 }
-            },
+                ran => break (worker, ran),
+            }
         };
-        let outcome = run_in(&mut worker, request, cancel, host).await;
         // The replacement starts after the run, not beside it: on a small machine its
         // start-up would take CPU from the very program it could not serve anyway.
         self.refill();
@@ -168,7 +185,7 @@ impl WorkerPool {
                 retire(worker);
                 *outcome
             }
-            Ran::Failed(outcome) => {
+            Ran::Failed(outcome) | Ran::Unstarted(outcome) => {
                 retire(worker);
                 outcome
             }
@@ -238,8 +255,23 @@ impl WorkerPool {
 }
 
 impl Inner {
+    /// A waiting worker that is still alive: one that died while it waited (killed by an
+    /// operator or the OOM killer) is retired, never handed a program.
     fn take(&self) -> Option<Worker> {
-        self.idle.lock().ok()?.pop()
+        loop {
+            let mut worker = self.idle.lock().ok()?.pop()?;
+            match worker.child.try_wait() {
+                Ok(None) => return Some(worker),
+                Ok(Some(status)) => {
+                    tracing::warn!(
+                        "a waiting sandboxed worker had died ({}); it is replaced",
+                        describe(status)
+                    );
+                    retire(worker);
+                }
+                Err(_) => retire(worker),
+            }
+        }
     }
 
     fn put_back(&self, worker: Worker) {
@@ -347,6 +379,7 @@ fn worker_spec(
         probe,
         glue_follows: probe.is_none() && glue.is_some(),
         spin_micros: u64::try_from(settings.spin.as_micros()).unwrap_or(u64::MAX),
+        time_zone: settings.time_zone.clone(),
     };
     serde_json::to_string(&spec).map_err(|e| IsolationError::Spawn(std::io::Error::other(e)))
 }
@@ -406,6 +439,8 @@ enum Ran {
     Answered(Box<RunOutcome>),
     /// The worker died, was killed, or broke the protocol.
     Failed(RunOutcome),
+    /// The worker was dead before it took the program: nothing of it ran.
+    Unstarted(RunOutcome),
 }
 
 async fn run_in(
@@ -418,15 +453,17 @@ async fn run_in(
         .await
         .is_err()
     {
-        return Ran::Failed(crashed(worker).await);
+        return Ran::Unstarted(crashed(worker).await);
     }
+    // Whether the worker has said anything since it took the program.
+    let mut heard = false;
     let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
     tokio::pin!(deadline);
     // Polled here rather than spawned: a reply is written the moment it exists.
     let mut replies = FuturesUnordered::new();
     loop {
         tokio::select! {
-            message = protocol::read(&mut worker.messages) => match message {
+            message = protocol::read(&mut worker.messages) => match message.inspect(|_| heard = true) {
                 Ok(FromWorker::Call { id, call }) => {
                     replies.push(answered(id, host.call_tool(call)));
                 }
@@ -442,7 +479,14 @@ async fn run_in(
                         "the sandboxed worker running this program broke the host protocol and was killed; the server keeps serving: run the program again",
                     ));
                 }
-                Err(ProtocolError::Closed | ProtocolError::Io(_)) => return Ran::Failed(crashed(worker).await),
+                Err(ProtocolError::Closed | ProtocolError::Io(_)) => {
+                    let (outcome, status) = crashed_with_status(worker).await;
+                    // SIGKILL comes from outside (an operator, the OOM killer; the host's
+                    // own kills end the run elsewhere): a worker killed so before it said
+                    // a word had not started the program in any way that matters.
+                    let killed = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
+                    return if killed && !heard { Ran::Unstarted(outcome) } else { Ran::Failed(outcome) };
+                }
             },
             Some((id, reply)) = replies.next() => {
                 // A failed write means the worker died; its pipe's end says so next.
@@ -475,19 +519,37 @@ async fn answered(id: u64, reply: ReplyFuture) -> (u64, ToolReply) {
 
 /// The worker's pipe closed before it answered: it died. Says how.
 async fn crashed(worker: &mut Worker) -> RunOutcome {
-    let how = match tokio::time::timeout(Duration::from_secs(2), worker.child.wait()).await {
-        Ok(Ok(status)) => describe(status),
-        _ => {
-            let _ = worker.child.start_kill();
-            "and closed its pipe".to_string()
-        }
-    };
-    failed(
+    crashed_with_status(worker).await.0
+}
+
+/// [`crashed`], with how the worker ended if it did.
+async fn crashed_with_status(worker: &mut Worker) -> (RunOutcome, Option<ExitStatus>) {
+    let (how, status) =
+        match tokio::time::timeout(Duration::from_secs(2), worker.child.wait()).await {
+            Ok(Ok(status)) => (describe(status), Some(status)),
+            _ => {
+                let _ = worker.child.start_kill();
+                ("and closed its pipe".to_string(), None)
+            }
+        };
+    if status.is_some_and(|status| status.signal() == Some(libc::SIGSYS)) {
+        return (
+            failed(
+                ErrorKind::Crashed,
+                format!(
+                    "the sandbox stopped the program: it made a forbidden system call (the worker was {how}). Programs have no file system, network, processes or clock beyond what the sandbox gives; only this run is lost and the server keeps serving"
+                ),
+            ),
+            status,
+        );
+    }
+    let outcome = failed(
         ErrorKind::Crashed,
         format!(
             "the sandboxed worker process running this program died ({how}) before it answered; only this run is lost and the server keeps serving. Run the program again; if it dies again, the program triggers an engine failure: change the failing part"
         ),
-    )
+    );
+    (outcome, status)
 }
 
 /// How a worker ended, in words.

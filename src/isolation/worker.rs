@@ -42,6 +42,13 @@ pub(super) struct WorkerSpec {
     /// Microseconds a program waiting on the host keeps the worker polling.
     #[serde(default)]
     pub(super) spin_micros: u64,
+    /// The time zone of local-time methods (`Date.prototype.getHours`, `toString`, ...).
+    #[serde(default = "utc")]
+    pub(super) time_zone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_string()
 }
 
 /// What a self-test worker tries once locked down.
@@ -102,6 +109,7 @@ pub fn worker_main(spec: &str) -> i32 {
     }
     // SAFETY: fd 0 is this process's stdin, the pipe from the host, owned from here on.
     let protocol_in = unsafe { OwnedFd::from_raw_fd(0) };
+    fix_time_zone(&spec.time_zone);
     let (rlimits, namespaces, landlock) = match lockdown::restrict_process(ResourceLimits {
         address_space_bytes: spec.address_space_bytes,
         cpu_seconds: spec.cpu_seconds,
@@ -157,6 +165,27 @@ pub fn worker_main(spec: &str) -> i32 {
     }))
 }
 
+unsafe extern "C" {
+    /// POSIX's `tzset` (time.h), which the libc crate does not bind.
+    fn tzset();
+}
+
+/// Local time (`new Date().getHours()`, `toString()`, `getTimezoneOffset()`) goes through
+/// libc's `localtime_r`, which reads the zone's file the first time: once locked down, that
+/// open is a forbidden system call and kills the worker. So the zone is fixed through `TZ`
+/// and loaded now, while the file can still be read; libc keeps it for the process's life.
+fn fix_time_zone(zone: &str) {
+    // SAFETY: the worker is still single-threaded (no runtime exists yet), so nothing
+    // reads the environment while it changes; tzset and localtime_r get valid pointers.
+    unsafe {
+        std::env::set_var("TZ", zone);
+        tzset();
+        let now = libc::time(std::ptr::null_mut());
+        let mut local: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut local);
+    }
+}
+
 /// Does the forbidden thing. Seccomp should kill the worker on the spot.
 fn run_probe(probe: Probe) -> i32 {
     // SAFETY: each call is made to be refused; the pointers are valid C strings.
@@ -174,11 +203,12 @@ fn run_probe(probe: Probe) -> i32 {
                 libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr());
             }
             Probe::Environment => {
-                // Empty but for the engine's own settings, which this binary set itself.
+                // Empty but for the engine's own settings and the time zone, which this
+                // binary set itself.
                 let own = crate::sandbox::process_environment();
-                return if std::env::vars_os()
-                    .all(|(name, value)| own.iter().any(|(n, v)| name == *n && value == *v))
-                {
+                return if std::env::vars_os().all(|(name, value)| {
+                    name == "TZ" || own.iter().any(|(n, v)| name == *n && value == *v)
+                }) {
                     0
                 } else {
                     exit::ENVIRONMENT_NOT_EMPTY
@@ -311,6 +341,22 @@ async fn serve(
                 },
             }
         };
+        // Calls the program made that the loop had not sent when the program ended go out
+        // now, before the answer: the host records every call a program made (as not
+        // answered, if it was still in flight), and an unsent one would be no record at all.
+        while let Ok((ask, _reply)) = calls.try_recv() {
+            next_id += 1;
+            let message = match ask {
+                Ask::Call(call) => FromWorker::Call { id: next_id, call },
+                Ask::Fetch(request) => FromWorker::Fetch {
+                    id: next_id,
+                    request,
+                },
+            };
+            if protocol::write(&mut output, &message).await.is_err() {
+                return 0;
+            }
+        }
         if protocol::write(&mut output, &FromWorker::Done(Box::new(outcome)))
             .await
             .is_err()

@@ -53,12 +53,20 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// What one line costs beside its text: its share of the answer's framing (level, quotes,
+/// separators). Charging it caps lines as well as bytes, so a flood of empty lines stops
+/// at the cap like any other (at most `cap / LINE_COST` lines).
+pub(crate) const LINE_COST: usize = 64;
+
 /// Keeps console output in order until the cap, then counts what it drops.
 #[derive(Debug)]
 pub(crate) struct LogSink {
     entries: Vec<LogEntry>,
     cap: usize,
+    /// Bytes of text kept.
     kept: usize,
+    /// What the kept lines cost against the cap: their text and [`LINE_COST`] each.
+    charged: usize,
     total: usize,
     dropped: usize,
 }
@@ -69,32 +77,38 @@ impl LogSink {
             entries: Vec::new(),
             cap,
             kept: 0,
+            charged: 0,
             total: 0,
             dropped: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, level: LogLevel, message: &str) {
+    /// Keeps `message` as far as the cap allows; says whether a later line could still
+    /// be kept (the glue stops formatting lines once it cannot).
+    pub(crate) fn push(&mut self, level: LogLevel, message: &str) -> bool {
         self.total = self.total.saturating_add(message.len());
-        let room = self.cap.saturating_sub(self.kept);
-        if room == 0 {
+        let room = self.cap.saturating_sub(self.charged);
+        if room <= LINE_COST {
             self.dropped += 1;
-            return;
+            return false;
         }
-        let kept = if message.len() <= room {
+        let text_room = room - LINE_COST;
+        let kept = if message.len() <= text_room {
             message
         } else {
-            &message[..floor_char_boundary(message, room)]
+            &message[..floor_char_boundary(message, text_room)]
         };
         self.kept += kept.len();
+        self.charged += kept.len() + LINE_COST;
         self.entries.push(LogEntry {
             level,
             message: kept.to_string(),
         });
+        self.cap.saturating_sub(self.charged) > LINE_COST
     }
 
     pub(crate) fn finish(self) -> (Vec<LogEntry>, Option<Truncation>) {
-        let truncation = (self.total > self.kept).then_some(Truncation {
+        let truncation = (self.total > self.kept || self.dropped > 0).then_some(Truncation {
             total_bytes: self.total,
             kept_bytes: self.kept,
             dropped_entries: self.dropped,
@@ -117,10 +131,11 @@ mod tests {
 
     #[test]
     fn cap_cuts_inside_an_entry_then_drops_whole_entries() {
-        let mut sink = LogSink::new(10);
-        sink.push(LogLevel::Log, "12345");
-        sink.push(LogLevel::Warn, "héllo world");
-        sink.push(LogLevel::Log, "gone");
+        // Room for the first line and the first four bytes of the second.
+        let mut sink = LogSink::new(2 * LINE_COST + 10);
+        assert!(sink.push(LogLevel::Log, "12345"));
+        assert!(!sink.push(LogLevel::Warn, "héllo world"));
+        assert!(!sink.push(LogLevel::Log, "gone"));
         let (entries, cut) = sink.finish();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].message, "héll");
@@ -128,5 +143,20 @@ mod tests {
         assert_eq!(cut.kept_bytes, 10);
         assert_eq!(cut.dropped_entries, 1);
         assert_eq!(cut.total_bytes, 5 + 12 + 4);
+    }
+
+    #[test]
+    fn empty_lines_count_against_the_cap() {
+        let cap = 100 * LINE_COST;
+        let mut sink = LogSink::new(cap);
+        let mut room = true;
+        for _ in 0..300_000 {
+            room = sink.push(LogLevel::Log, "");
+        }
+        assert!(!room);
+        let (entries, cut) = sink.finish();
+        assert!(entries.len() < 100, "{} lines kept", entries.len());
+        let cut = cut.expect("the flood is reported as cut");
+        assert_eq!(cut.dropped_entries + entries.len(), 300_000);
     }
 }

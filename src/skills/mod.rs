@@ -428,6 +428,7 @@ impl SkillStore {
                 transport: "skill".into(),
             }),
             depth: caller.map_or(1, |c| c.depth.saturating_add(1)),
+            within_caller: true,
             ..RunOptions::default()
         };
         let execution = executor

@@ -100,9 +100,9 @@ impl HttpServer {
     }
 
     /// Waits until the log holds every one of `needles` (its lines arrive through a reader
-    /// thread, after the answers that caused them), at most 10 s; the log then.
+    /// thread, after the answers that caused them), at most 30 s; the log then.
     pub fn log_containing(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + super::POLL_CEILING;
         loop {
             let log = self.log();
             if needles.iter().all(|n| log.contains(n)) || Instant::now() > deadline {
@@ -127,6 +127,34 @@ impl HttpServer {
     ) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
         ().serve(StreamableHttpClientTransport::from_config(config))
             .await
+    }
+
+    /// `codemode_executions_in_flight` from `/metrics` (executions running or waiting for
+    /// a slot), if the server answers it.
+    pub async fn executions_in_flight(&self) -> Option<u64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("codemode_executions_in_flight "))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    /// Waits until `/metrics` counts at least `n` executions in flight (at most 30 s): the
+    /// moment a test may act on a program known to be running, instead of a fixed sleep.
+    pub async fn wait_for_executions_in_flight(&self, n: u64) {
+        let server = self;
+        super::poll_until(&format!("{n} executions in flight"), move || async move {
+            server
+                .executions_in_flight()
+                .await
+                .filter(|now| *now >= n)
+                .map(|_| ())
+        })
+        .await
     }
 
     /// Sends `signal` to the server.

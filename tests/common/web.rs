@@ -56,10 +56,12 @@ pub async fn start() -> Web {
         .route("/echo", any(echo))
         .route("/redirect", get(redirect))
         .route("/big", get(|| async { "x".repeat(2 << 20) }))
+        // Slower than any egress timeout a test sets, by far: a fetch of it can only end
+        // by that timeout, however loaded the machine.
         .route(
             "/slow",
             get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
                 "late"
             }),
         )

@@ -1,4 +1,4 @@
 // expect: ok|timeout
-// timeoutMs: 500
+// timeoutMs: 1500
 Promise.resolve().then(() => { for (;;) {} });
 return 'done';

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "done"
-// timeoutMs: 500
+// timeoutMs: 1500
 setTimeout(() => { throw new Error('late'); }, 0);
 return 'done';

@@ -1,3 +1,3 @@
 // expect: runtime
-// timeoutMs: 500
+// timeoutMs: 1500
 throw null;

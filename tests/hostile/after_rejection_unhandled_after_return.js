@@ -1,5 +1,5 @@
 // expect: ok
 // result: "done"
-// timeoutMs: 500
+// timeoutMs: 1500
 Promise.reject(new Error('late'));
 return 'done';

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "done"
-// timeoutMs: 500
+// timeoutMs: 1500
 tools.toy.slow({ ms: 2000 });
 return 'done';

@@ -1,4 +1,4 @@
 // expect: ok
 // result: true
-// timeoutMs: 3000
+// timeoutMs: 15000
 return await fetch('${WEB}/big').then(() => 'reached', (e) => e.message.includes('larger than'));

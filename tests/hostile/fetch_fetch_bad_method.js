@@ -1,4 +1,4 @@
 // expect: ok
 // result: "TypeError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 return await fetch('${WEB}/json', { method: 'CONNECT' }).then(() => 'sent', (e) => e.name);

@@ -1,4 +1,4 @@
 // expect: ok
 // result: "TypeError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 try { await fetch('${WEB}/json', { body: 'x' }); } catch (e) { return e.name; }

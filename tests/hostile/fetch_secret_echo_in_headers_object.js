@@ -1,5 +1,5 @@
 // expect: ok
 // result: "clean"
-// timeoutMs: 3000
+// timeoutMs: 15000
 const r = await fetch('${WEB}/echo');
 return JSON.stringify([...r.headers]).includes('hostile-secret-value') ? 'leaked' : 'clean';

@@ -1,5 +1,5 @@
 // expect: ok
 // result: 0
-// timeoutMs: 3000
+// timeoutMs: 15000
 const q = new Request('${WEB}/echo');
 return [...q.headers].length;

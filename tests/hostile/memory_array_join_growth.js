@@ -1,4 +1,4 @@
 // expect: memory
-// timeoutMs: 5000
+// timeoutMs: 30000
 let a = ['x'];
 for (;;) a = [a.join(''), a.join('')];

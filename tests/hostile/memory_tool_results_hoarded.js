@@ -1,4 +1,4 @@
 // expect: memory
-// timeoutMs: 5000
+// timeoutMs: 30000
 const a = [];
 for (;;) a.push(new Array(100000).fill(await tools.toy.add({ a: 1, b: 1 })));

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "done"
-// timeoutMs: 3000
+// timeoutMs: 60000
 for (let i = 0; i < 200000; i++) console.log('line ' + i);
 return 'done';

@@ -1,5 +1,5 @@
 // expect: ok
 // result: "done"
-// timeoutMs: 3000
+// timeoutMs: 60000
 for (let i = 0; i < 10000; i++) console.log({ i, a: new Array(100).fill(i) });
 return 'done';

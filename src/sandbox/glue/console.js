@@ -71,11 +71,21 @@
 
   // A single huge line is cut here so it never has to cross into the host whole.
   function log(level, text) {
-    host.log(level, text.length > host.outputChars ? text.slice(0, host.outputChars) : text);
+    if (!host.log(level, text.length > host.outputChars ? text.slice(0, host.outputChars) : text)) full = true;
   }
 
+  // Once the host keeps no more lines, a line is only counted: a flood of console calls
+  // costs no formatting past the cap.
+  let full = false;
+  const hostLog = host.log;
   function emit(level) {
-    return function (...args) { log(level, format(args)); };
+    return function (...args) {
+      if (full) {
+        hostLog(level, "");
+        return;
+      }
+      log(level, format(args));
+    };
   }
 
   const counts = new Map();

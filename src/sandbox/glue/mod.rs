@@ -7,6 +7,7 @@
 //!
 //! | file | installs | host functions it uses |
 //! |---|---|---|
+//! | `stack.js` | `Error.prepareStackTrace`, with call sites that hold no function or receiver | none |
 //! | `console.js` | `console` | `log(level, text)`, `wrapperLines`, `outputChars` |
 //! | `timers.js` | `setTimeout`, `setInterval`, `clearTimeout`, `clearInterval` | `sleep(ms) -> Promise` |
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
@@ -16,6 +17,7 @@
 
 /// Capability glue, in installation order.
 const CAPABILITIES: &[&str] = &[
+    include_str!("stack.js"),
     include_str!("console.js"),
     include_str!("timers.js"),
     include_str!("web.js"),

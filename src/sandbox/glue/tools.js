@@ -68,6 +68,18 @@
     return error;
   }
 
+  // A call the glue refuses itself still reaches the host, as a refusal (never as a
+  // call), so the host's record, and only it, says that a call failed: the calls list,
+  // the audit log and the error's kind. The marker cannot begin any JSON text.
+  function refused(namespace, name, message, site) {
+    const where = siteOf(site);
+    try {
+      callTool(namespace, name, "\u0000" + message, where.line, where.column);
+    } catch (ignored) {
+      // The host keeps no record when it cannot take one; the program still gets its error.
+    }
+  }
+
   function describe(value) {
     if (value === null) return "null";
     if (Array.isArray(value)) return "an array";
@@ -82,13 +94,17 @@
       const site = new Error();
       if (args === undefined) args = {};
       if (args === null || typeof args !== "object" || Array.isArray(args)) {
-        throw failure("tools." + qualified + ": the arguments must be one object, such as { key: value }, not " + describe(args), qualified, undefined, site);
+        const message = "tools." + qualified + ": the arguments must be one object, such as { key: value }, not " + describe(args);
+        refused(namespace, name, message, site);
+        throw failure(message, qualified, undefined, site);
       }
       let text;
       try {
         text = jsonStringify(args);
       } catch (error) {
-        throw failure("tools." + qualified + ": the arguments cannot be sent as JSON: " + error.message, qualified, undefined, site);
+        const message = "tools." + qualified + ": the arguments cannot be sent as JSON: " + toText(error && error.message);
+        refused(namespace, name, message, site);
+        throw failure(message, qualified, undefined, site);
       }
       const where = siteOf(site);
       const answer = jsonParse(await callTool(namespace, name, text, where.line, where.column));
@@ -100,18 +116,21 @@
   }
 
   // Unknown names throw a ToolError listing the valid ones instead of "not a function".
-  function guarded(target, path) {
+  // `namespace` is undefined for `tools` itself.
+  function guarded(target, path, namespace) {
     return new Proxy(Object.freeze(target), {
       get(object, key) {
         if (typeof key === "symbol" || key in object || key === "then" || key === "toJSON") return object[key];
         const names = Object.keys(object);
-        throw failure(
-          path + "." + String(key) + " does not exist. " +
-            (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available."),
-          path + "." + String(key),
-          undefined,
-          new Error(),
-        );
+        const site = new Error();
+        const message = path + "." + toText(key) + " does not exist. " +
+          (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.");
+        // No destructuring: it would go through the array iterator, which the program may
+        // have replaced.
+        const top = namespace === undefined;
+        const space = top ? toText(key) : namespace, name = top ? "" : toText(key);
+        refused(space, name, message, site);
+        throw failure(message, top ? space : space + "." + name, undefined, site);
       },
     });
   }
@@ -120,7 +139,7 @@
   for (const binding of host.bindings) {
     const space = {};
     for (const name of binding.tools) space[name] = bind(binding.namespace, name);
-    tools[binding.namespace] = guarded(space, "tools." + binding.namespace);
+    tools[binding.namespace] = guarded(space, "tools." + binding.namespace, binding.namespace);
     if (binding.global && !(binding.namespace in globalThis)) {
       Object.defineProperty(globalThis, binding.namespace, { value: tools[binding.namespace], writable: true, configurable: true });
     }

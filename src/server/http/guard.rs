@@ -58,11 +58,10 @@ impl HostPolicy {
         let Some(allowed) = &self.allowed else {
             return true;
         };
-        let Ok(authority) = host.parse::<Authority>() else {
+        let Some((name, port)) = strict_authority(host) else {
             return false;
         };
-        let name = normalize_host(authority.host());
-        let with_port = authority.port_u16().map(|port| format!("{name}:{port}"));
+        let with_port = port.map(|port| format!("{name}:{port}"));
         allowed
             .iter()
             .any(|a| *a == name || with_port.as_deref() == Some(a.as_str()))
@@ -74,6 +73,38 @@ impl HostPolicy {
             .as_ref()
             .map_or_else(|| "any".to_string(), |a| a.join(", "))
     }
+}
+
+/// `host[:port]` of a `Host` header or an `Origin`, read strictly: no userinfo and a port
+/// that is a number, so that neither `user@127.0.0.1` nor `127.0.0.1:80.evil.example` (a
+/// name under `evil.example`) passes for loopback.
+fn strict_authority(text: &str) -> Option<(String, Option<u16>)> {
+    let port_of = |digits: &str| -> Option<u16> {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            inside.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                after => Some(port_of(after.strip_prefix(':')?)?),
+            };
+            (inside, port)
+        }
+        None => match text.split_once(':') {
+            None => (text, None),
+            Some((host, port)) => (host, Some(port_of(port)?)),
+        },
+    };
+    let name_like = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
+    if host.is_empty() || !host.chars().all(name_like) {
+        return None;
+    }
+    Some((normalize_host(host), port))
 }
 
 /// `[::1]` and `::1` are one host; names are case-insensitive.
@@ -146,14 +177,14 @@ fn parse_origin(origin: &str, wildcard: bool) -> Option<(String, String, String)
     if wildcard && let Some(host) = rest.strip_suffix(":*") {
         return Some((scheme, normalize_host(host), "*".to_string()));
     }
-    let authority = rest.parse::<Authority>().ok()?;
-    let port = match (authority.port_u16(), scheme.as_str()) {
+    let (host, port) = strict_authority(rest)?;
+    let port = match (port, scheme.as_str()) {
         (Some(port), _) => port.to_string(),
         (None, "http") => "80".to_string(),
         (None, "https") => "443".to_string(),
         (None, _) => String::new(),
     };
-    Some((scheme, normalize_host(authority.host()), port))
+    Some((scheme, host, port))
 }
 
 /// Requests being answered now (POSTs until their response body is done, legacy-SSE
@@ -479,4 +510,52 @@ pub(super) fn refuse(status: StatusCode, message: String) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_match_scheme_host_and_port_exactly() {
+        let origins = OriginPolicy::new(&["https://app.example.com".to_string()]).unwrap();
+        for admitted in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:3000",
+            "https://app.example.com",
+            "https://app.example.com:443",
+        ] {
+            assert!(origins.admits(admitted), "{admitted}");
+        }
+        for refused in [
+            "http://127.0.0.1:8080.evil.example",
+            "http://localhost.evil.example",
+            "http://user@127.0.0.1:8080",
+            "http://127.0.0.1@evil.example",
+            "https://app.example.com.evil.example",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+            "null",
+        ] {
+            assert!(!origins.admits(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn hosts_with_userinfo_or_a_bad_port_are_refused() {
+        let hosts = HostPolicy::new(IpAddr::from([127, 0, 0, 1]), &[]);
+        for admitted in ["127.0.0.1", "127.0.0.1:8080", "localhost:1", "[::1]:80"] {
+            assert!(hosts.admits(admitted), "{admitted}");
+        }
+        for refused in [
+            "user@127.0.0.1",
+            "user:pass@localhost:8080",
+            "127.0.0.1:8080.evil.example",
+            "127.0.0.1:99999",
+            "evil.example",
+        ] {
+            assert!(!hosts.admits(refused), "{refused}");
+        }
+    }
 }

@@ -9,6 +9,9 @@
 mod console;
 mod guard;
 mod legacy_sse;
+mod listener;
+
+pub use listener::ConnectionLimits;
 
 use std::{
     future::Future,
@@ -60,6 +63,8 @@ pub struct HttpOptions {
     pub max_sessions: usize,
     /// How long shutdown waits for requests in flight before it stops their executions.
     pub shutdown_grace: Duration,
+    /// How long a client has to send headers, and how many connections may be open.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for HttpOptions {
@@ -75,6 +80,7 @@ impl Default for HttpOptions {
             session_concurrency: 4,
             max_sessions: 1024,
             shutdown_grace: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -253,11 +259,12 @@ impl HttpServer {
             ));
 
         let stop_accepting = CancellationToken::new();
-        let server = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = tokio::spawn(listener::serve(
+            listener,
+            app,
+            options.connections,
+            stop_accepting.clone(),
+        ));
         shutdown.await;
 
         tracing::info!(
@@ -281,8 +288,7 @@ impl HttpServer {
         }
         sessions_end.cancel();
         match tokio::time::timeout(STOP_MARGIN, server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => return Err(HttpError::Serve(err)),
+            Ok(Ok(())) => {}
             Ok(Err(join)) => return Err(HttpError::Serve(std::io::Error::other(join))),
             Err(_) => tracing::warn!("connections still open after shutdown; closing them"),
         }

@@ -45,11 +45,11 @@ fn isolate(state: &OpState) -> Rc<IsolateState> {
 
 /// console: one formatted line at a level.
 #[op2(fast)]
-fn op_codemode_log(state: &mut OpState, #[string] level: &str, #[string] text: &str) {
+fn op_codemode_log(state: &mut OpState, #[string] level: &str, #[string] text: &str) -> bool {
     isolate(state)
         .logs
         .borrow_mut()
-        .push(LogLevel::from_name(level), text);
+        .push(LogLevel::from_name(level), text)
 }
 
 /// timers: resolves after `ms` milliseconds (whole, up to 2^31 - 1, as browsers do).

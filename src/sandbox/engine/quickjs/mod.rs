@@ -295,10 +295,10 @@ fn install_glue<'js>(
     let logs = state.clone();
     host.set(
         "log",
-        Function::new(ctx.clone(), move |level: String, text: String| {
+        Function::new(ctx.clone(), move |level: String, text: String| -> bool {
             logs.logs
                 .borrow_mut()
-                .push(LogLevel::from_name(&level), &text);
+                .push(LogLevel::from_name(&level), &text)
         })?,
     )?;
     host.set(
