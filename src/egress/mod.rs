@@ -5,6 +5,7 @@
 //! comes back.
 
 mod address;
+mod echo;
 mod rules;
 
 use std::{
@@ -153,16 +154,14 @@ struct Rule {
     allow_private: bool,
 }
 
-/// Shown in place of a secret a response echoed.
-const WITHHELD: &[u8] = b"[withheld]";
-
 /// The host side of `fetch`.
 #[derive(Debug)]
 pub struct Egress {
     rules: Vec<Rule>,
     client: reqwest::Client,
     resolver: Arc<PinnedResolver>,
-    /// Values of the rules' headers (and their tokens), withheld from responses.
+    /// Values of the rules' headers (and their tokens), in every form [`echo`] looks
+    /// for, withheld from responses.
     secrets: Vec<Vec<u8>>,
     max_response_bytes: usize,
     timeout: Duration,
@@ -254,8 +253,10 @@ impl Egress {
             });
         }
         secrets.retain(|s| s.len() >= 4);
+        let mut secrets: Vec<Vec<u8>> = secrets.iter().flat_map(|s| echo::forms(s)).collect();
         // Longest first, so a token inside a longer value is not cut out of it first.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         let resolver = Arc::new(PinnedResolver::default());
         let timeout = Duration::from_millis(settings.timeout_ms);
         let client = reqwest::Client::builder()
@@ -536,13 +537,11 @@ impl Egress {
         })
     }
 
-    /// Replaces every secret a rule adds with [`WITHHELD`]: an endpoint that echoes the
-    /// request must not hand the program the credentials.
-    fn withhold(&self, mut bytes: Vec<u8>) -> Vec<u8> {
-        for secret in &self.secrets {
-            bytes = replace_all(&bytes, secret, WITHHELD);
-        }
-        bytes
+    /// Replaces every secret a rule adds, as sent or encoded, with a notice: an endpoint
+    /// that echoes the request must not hand the program the credentials (see [`echo`]
+    /// for what is and is not caught).
+    fn withhold(&self, bytes: Vec<u8>) -> Vec<u8> {
+        echo::withhold(&self.secrets, bytes, self.max_response_bytes)
     }
 
     fn too_large(&self, url: &Url) -> FetchFailure {
@@ -600,24 +599,6 @@ fn cause(error: &reqwest::Error) -> String {
     } else {
         source.to_string()
     }
-}
-
-fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return haystack.to_vec();
-    }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

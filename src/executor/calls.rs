@@ -173,6 +173,12 @@ impl CallHost {
             runtime,
             recorder: Recorder {
                 records: Arc::default(),
+                // Every call the budgets allow, and then some: past it, calls (refused ones:
+                // nothing else gets that far) are counted, not listed one by one.
+                max_records: (settings.limits.tool_calls as usize)
+                    .saturating_add(settings.limits.fetches as usize)
+                    .saturating_add(64),
+                unlisted: Arc::default(),
                 in_flight: Arc::default(),
                 progress: settings.progress,
                 trace: settings.trace,
@@ -230,7 +236,23 @@ impl CallHost {
                 None,
             );
         }
-        self.records()
+        let mut records = self.records();
+        let unlisted = self.recorder.unlisted.load(Ordering::SeqCst);
+        if unlisted > 0 {
+            records.push(CallRecord {
+                tool: "(more calls)".into(),
+                target: None,
+                ms: 0,
+                ok: false,
+                error: Some(format!(
+                    "{unlisted} more calls were made past the budgets and refused; they are counted here, not listed one by one"
+                )),
+                args_bytes: 0,
+                result_bytes: 0,
+                decision: "not listed: past the budgets",
+            });
+        }
+        records
     }
 
     /// Approves `names` for the rest of the execution (the pre-flight confirmation).
@@ -410,6 +432,10 @@ struct InFlight {
 #[derive(Clone)]
 struct Recorder {
     records: Arc<Mutex<Vec<CallRecord>>>,
+    /// Records kept, at most.
+    max_records: usize,
+    /// Calls past `max_records`, counted only.
+    unlisted: Arc<AtomicUsize>,
     in_flight: Arc<Mutex<InFlight>>,
     progress: Option<mpsc::UnboundedSender<CallRecord>>,
     /// The execution's span, when traces are on.
@@ -503,7 +529,11 @@ impl Recorder {
             let _ = progress.send(record.clone());
         }
         if let Ok(mut records) = self.records.lock() {
-            records.push(record);
+            if records.len() < self.max_records {
+                records.push(record);
+            } else {
+                self.unlisted.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -586,8 +616,12 @@ impl Settlement {
             }
             failed => (failed, decision),
         };
+        // A source's error text is as untrusted as its result (an upstream's `isError`
+        // message, the `Location` of a refused redirect): only a result the host itself
+        // withheld carries nothing from outside.
+        let from_outside = decision != "result withheld: budget";
         if self.is_source
-            && matches!(reply, ToolReply::Ok(_))
+            && from_outside
             && let Ok(mut tainted) = self.tainted.lock()
         {
             // The first untrusted source is the one named.

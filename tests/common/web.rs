@@ -54,6 +54,7 @@ pub async fn start() -> Web {
             get(|| async { axum::Json(json!({ "items": [1, 2, 3] })) }),
         )
         .route("/echo", any(echo))
+        .route("/echo-encoded", get(echo_encoded))
         .route("/redirect", get(redirect))
         .route("/big", get(|| async { "x".repeat(2 << 20) }))
         // Slower than any egress timeout a test sets, by far: a fetch of it can only end
@@ -106,6 +107,40 @@ async fn echo(
         "body": String::from_utf8_lossy(&body),
     }))
     .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Encoding {
+    #[serde(rename = "as")]
+    encoding: String,
+}
+
+/// The request's `Authorization` header sent back encoded (`as`: `gzip`, `base64`, `hex`),
+/// as an endpoint that echoes requests in its own way would.
+async fn echo_encoded(Query(to): Query<Encoding>, headers: HeaderMap) -> Response {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let body = match to.encoding.as_str() {
+        "gzip" => {
+            let mut gzip =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gzip.write_all(&auth).unwrap();
+            gzip.finish().unwrap()
+        }
+        "base64" => base64::engine::general_purpose::STANDARD
+            .encode(&auth)
+            .into_bytes(),
+        _ => auth
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_bytes(),
+    };
+    body.into_response()
 }
 
 #[derive(serde::Deserialize)]

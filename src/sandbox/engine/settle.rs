@@ -117,12 +117,30 @@ fn positioned(kind: ErrorKind, thrown: Thrown, program_lines: u32) -> ProgramErr
     }
     ProgramError {
         kind,
-        message,
+        message: capped(message),
         position,
-        stack: (!frames.is_empty()).then(|| frames.join("\n")),
+        stack: (!frames.is_empty()).then(|| capped(frames.join("\n"))),
         tool: None,
         schema_path: None,
     }
+}
+
+/// Bytes of an error's message or stack kept: a program that throws a 40 MB message gets
+/// an answer of a few KiB, not one that takes minutes to reach its client.
+pub(crate) const ERROR_TEXT_BYTES: usize = 8 << 10;
+
+/// `text` cut to [`ERROR_TEXT_BYTES`], its head kept, with how much was cut.
+fn capped(text: String) -> String {
+    if text.len() <= ERROR_TEXT_BYTES {
+        return text;
+    }
+    let kept = floor_char_boundary(&text, ERROR_TEXT_BYTES);
+    format!(
+        "{} [... {} more bytes cut: error texts are kept to {} KiB]",
+        &text[..kept],
+        text.len() - kept,
+        ERROR_TEXT_BYTES >> 10
+    )
 }
 
 fn cap_result(json: String, cap: usize) -> ReturnValue {
