@@ -117,6 +117,7 @@ fn main() -> anyhow::Result<()> {
                 namespace: "bench".into(),
                 tools: vec!["echo".into()],
                 global: false,
+                aliases: Vec::new(),
             }],
             fetch: false,
             limits: Limits::default(),

@@ -116,6 +116,7 @@ fn run_on(engine: &Engine, code: &str, host: Arc<MathHost>, fetch: bool) -> RunO
         namespace: "math".into(),
         tools: vec!["add".into(), "check".into(), "slow".into()],
         global: false,
+        aliases: Vec::new(),
     }];
     let request = request(code, bindings, fetch, Limits::default());
     block_on_run(engine, &request, &CancelHandle::default(), host)
@@ -503,6 +504,7 @@ fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
             namespace: "math".into(),
             tools: vec!["add".into()],
             global: false,
+            aliases: Vec::new(),
         }];
         let request = request(
             "return typeof tools.math.add;",

@@ -1,7 +1,7 @@
 //! The single list of callable tools: each upstream's, under namespace = its key in
 //! `mcpServers`, and the built-in tools written in Rust ([`builtin`]), with MCP names
-//! mapped to JS identifiers deterministically. Argument validation and word search live
-//! here too.
+//! mapped to JS identifiers deterministically ([`names`]: the rule is there). Argument
+//! validation and word search live here too.
 
 mod builtin;
 mod learned;
@@ -21,6 +21,7 @@ use crate::{
 pub(crate) use builtin::on_behalf_of;
 pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, Caller, ToolSource, portable_schema};
 pub use learned::{LearnedShape, LearnedTypes};
+pub(crate) use names::is_identifier;
 pub use names::to_identifier;
 pub use search::Detail;
 
@@ -37,7 +38,8 @@ pub struct CatalogTool {
     pub flow: Flow,
     /// `tools.<namespace>` in programs.
     pub namespace: String,
-    /// `tools.<namespace>.<js_name>` in programs.
+    /// `tools.<namespace>.<js_name>` in programs: always an identifier, never a reserved
+    /// word or a name objects already have.
     pub js_name: String,
     /// The tool's MCP name, as the upstream knows it.
     pub mcp_name: String,
@@ -62,6 +64,18 @@ impl CatalogTool {
     /// `namespace.js_name`, as programs write it after `tools.`.
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.namespace, self.js_name)
+    }
+
+    /// The MCP name, where it reaches the tool too as `tools.<namespace>["<name>"]`: when
+    /// it is not the JS name (and is neither `then` nor `toJSON`).
+    pub fn alias(&self) -> Option<&str> {
+        names::alias(&self.mcp_name, &self.js_name)
+    }
+
+    /// Whether programs reach this tool as `tools.<namespace>.<name>` or
+    /// `tools.<namespace>["<name>"]`.
+    fn answers_to(&self, name: &str) -> bool {
+        self.js_name == name || self.alias() == Some(name)
     }
 
     /// The input schema.
@@ -155,8 +169,16 @@ pub const BUILTIN_TRANSPORT: &str = "builtin";
 #[derive(Debug, Default)]
 pub struct Catalog {
     namespaces: Vec<Namespace>,
-    /// `namespace.tool` of each tool the policy denies, for the pre-flight scan.
-    denied: Vec<String>,
+    /// Each tool the policy denies, for the pre-flight scan.
+    denied: Vec<Denied>,
+}
+
+/// A tool the policy denies, by the names a program could write for it.
+#[derive(Debug)]
+struct Denied {
+    namespace: String,
+    js_name: String,
+    alias: Option<String>,
 }
 
 impl Catalog {
@@ -210,6 +232,21 @@ impl Catalog {
             .map(|(snapshot, namespace)| {
                 let mut tools: Vec<&Tool> = snapshot.tools.iter().collect();
                 tools.sort_by(|a, b| a.name.cmp(&b.name));
+                // Calls go upstream by MCP name: a second tool of the same name could only
+                // ever reach the first.
+                tools.dedup_by(|later, first| {
+                    let same = later.name == first.name;
+                    if same {
+                        tracing::warn!(
+                            upstream = %snapshot.name,
+                            tool = %later.name,
+                            "tool left out of the catalog: the server lists a tool of this name more than once; the first is kept"
+                        );
+                    }
+                    same
+                });
+                // Names are given before anything is left out, so that they depend on the
+                // names the upstream lists alone.
                 let js_names = names::assign(tools.iter().map(|t| t.name.as_ref()).collect());
                 let tools = tools
                     .into_iter()
@@ -217,7 +254,11 @@ impl Catalog {
                     .filter_map(|(tool, js_name)| {
                         let access = policy.access(&snapshot.name, tool, &namespace, &js_name);
                         if access == Access::Deny {
-                            denied.push(format!("{namespace}.{js_name}"));
+                            denied.push(Denied {
+                                namespace: namespace.clone(),
+                                alias: names::alias(&tool.name, &js_name).map(str::to_string),
+                                js_name: js_name.clone(),
+                            });
                         }
                         (access != Access::Deny).then_some((tool, js_name, access))
                     })
@@ -253,11 +294,11 @@ impl Catalog {
         Self { namespaces, denied }
     }
 
-    /// Whether the policy denies `tools.<namespace>.<js_name>`.
-    pub fn is_denied(&self, namespace: &str, js_name: &str) -> bool {
-        self.denied
-            .iter()
-            .any(|d| d.split_once('.') == Some((namespace, js_name)))
+    /// Whether the policy denies `tools.<namespace>.<name>`, by JS or MCP name.
+    pub fn is_denied(&self, namespace: &str, name: &str) -> bool {
+        self.denied.iter().any(|d| {
+            d.namespace == namespace && (d.js_name == name || d.alias.as_deref() == Some(name))
+        })
     }
 
     /// Namespaces, sorted by name.
@@ -270,14 +311,16 @@ impl Catalog {
         self.namespaces.iter().flat_map(|n| n.tools.iter())
     }
 
-    /// The tool a program calls as `tools.<namespace>.<js_name>`.
-    pub fn find(&self, namespace: &str, js_name: &str) -> Option<&Arc<CatalogTool>> {
+    /// The tool a program calls as `tools.<namespace>.<name>`, by JS name or, where it is
+    /// an alias, MCP name. The two never clash: a JS name is always a safe identifier, an
+    /// alias never is (a safe MCP name is its own JS name).
+    pub fn find(&self, namespace: &str, name: &str) -> Option<&Arc<CatalogTool>> {
         self.namespaces
             .iter()
             .find(|n| n.name == namespace)?
             .tools
             .iter()
-            .find(|t| t.js_name == js_name)
+            .find(|t| t.answers_to(name))
     }
 
     /// What programs see as `tools`.
@@ -287,6 +330,16 @@ impl Catalog {
             .map(|n| crate::sandbox::Binding {
                 namespace: n.name.clone(),
                 tools: n.tools.iter().map(|t| t.js_name.clone()).collect(),
+                aliases: n
+                    .tools
+                    .iter()
+                    .filter_map(|t| {
+                        Some(crate::sandbox::Alias {
+                            name: t.alias()?.to_string(),
+                            tool: t.js_name.clone(),
+                        })
+                    })
+                    .collect(),
                 global: n.transport == BUILTIN_TRANSPORT
                     && GLOBAL_NAMESPACES.contains(&n.name.as_str()),
             })
@@ -395,5 +448,228 @@ impl LiveCatalog {
         let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
         *cached = (generation, catalog.clone());
         catalog
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use rmcp::model::Tool;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::upstream::{Snapshot, Status};
+
+    pub(crate) fn tool(name: &str, input: Value) -> Tool {
+        let Value::Object(input) = input else {
+            panic!("schemas are objects")
+        };
+        Tool::new(
+            name.to_string(),
+            format!("The {name} tool."),
+            Arc::new(input),
+        )
+    }
+
+    pub(crate) fn snapshot(name: &str, tools: Vec<Tool>) -> Snapshot {
+        Snapshot {
+            name: name.to_string(),
+            transport: "stdio",
+            status: Status::Ready,
+            tools: Arc::new(tools),
+            ready_in: None,
+        }
+    }
+
+    /// One upstream per hostile name, each with a tool of every hostile name.
+    pub(crate) fn hostile_catalog() -> Catalog {
+        let tools = || {
+            names::HOSTILE
+                .iter()
+                .map(|name| tool(name, json!({ "type": "object" })))
+                .collect::<Vec<_>>()
+        };
+        let snapshots = names::HOSTILE
+            .iter()
+            .map(|name| snapshot(name, tools()))
+            .collect();
+        Catalog::from_snapshots(snapshots, &Policy::default())
+    }
+
+    #[test]
+    fn hostile_names_become_safe_js_names_and_stay_reachable() {
+        let catalog = hostile_catalog();
+        assert_eq!(catalog.namespaces().len(), names::HOSTILE.len());
+        for namespace in catalog.namespaces() {
+            assert!(names::is_safe(&namespace.name), "{}", namespace.name);
+            assert_eq!(namespace.name, format!("{}_", namespace.upstream));
+            assert_eq!(namespace.tools.len(), names::HOSTILE.len());
+            for tool in &namespace.tools {
+                assert!(names::is_safe(&tool.js_name), "{}", tool.js_name);
+                assert_eq!(tool.js_name, format!("{}_", tool.mcp_name));
+                let found = catalog.find(&namespace.name, &tool.js_name);
+                assert!(found.is_some_and(|t| Arc::ptr_eq(t, tool)));
+                let by_mcp_name = catalog.find(&namespace.name, &tool.mcp_name);
+                if ["then", "toJSON"].contains(&tool.mcp_name.as_str()) {
+                    assert!(by_mcp_name.is_none(), "{}", tool.mcp_name);
+                } else {
+                    assert!(by_mcp_name.is_some_and(|t| Arc::ptr_eq(t, tool)));
+                }
+            }
+        }
+        let bindings = catalog.bindings();
+        let delete = bindings
+            .iter()
+            .find(|b| b.namespace == "delete_")
+            .expect("the namespace of the upstream called delete");
+        assert!(delete.tools.contains(&"__proto___".to_string()));
+        assert!(delete.aliases.contains(&crate::sandbox::Alias {
+            name: "__proto__".into(),
+            tool: "__proto___".into(),
+        }));
+        assert!(!delete.aliases.iter().any(|a| a.name == "then"));
+        assert_eq!(delete.aliases.len(), names::HOSTILE.len() - 2);
+    }
+
+    /// Answers every call with the name it reached the host under.
+    struct Echo;
+
+    impl crate::sandbox::ToolHost for Echo {
+        fn call_tool(&self, call: crate::sandbox::ToolCall) -> crate::sandbox::ReplyFuture {
+            let name = Value::from(format!("{}.{}", call.namespace, call.tool));
+            Box::pin(std::future::ready(crate::sandbox::ToolReply::Ok(
+                name.to_string(),
+            )))
+        }
+    }
+
+    /// The value `code` returns with `catalog`'s tools, on the default engine.
+    fn run(catalog: &Catalog, code: &str) -> Value {
+        use crate::sandbox::{CancelHandle, Engine, EngineKind, Limits, RunRequest};
+        let limits = Limits {
+            timeout: std::time::Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let request = RunRequest {
+            js: crate::transpile::transpile(code).expect("parses").js,
+            program_lines: crate::transpile::line_count(code),
+            bindings: catalog.bindings(),
+            fetch: false,
+            limits,
+        };
+        let outcome = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(Engine::new(EngineKind::default()).run(
+                &request,
+                &CancelHandle::default(),
+                Arc::new(Echo),
+            ));
+        match outcome.result {
+            Ok(value) => serde_json::from_str(&value.json).expect("JSON"),
+            Err(error) => panic!("{code}\n=> {error:?}"),
+        }
+    }
+
+    #[test]
+    fn programs_reach_hostile_names_by_both_names_and_namespaces_stay_plain() {
+        let catalog = hostile_catalog();
+        assert_eq!(run(&catalog, "return 1;"), json!(1));
+        let js_names: Vec<String> = names::HOSTILE.iter().map(|n| format!("{n}_")).collect();
+        let code = r#"
+            const report = { namespaces: Object.keys(tools), problems: [] };
+            for (const ns of Object.keys(tools)) {
+              const space = tools[ns];
+              const names = Object.keys(space);
+              if (names.length !== 62) report.problems.push(ns + " lists " + names.length);
+              for (const name of names) {
+                if (typeof space[name] !== "function") report.problems.push(ns + "." + name);
+                const original = name.slice(0, -1);
+                const alias = space[original];
+                const expected = original === "then" || original === "toJSON" ? undefined : space[name];
+                if (alias !== expected) report.problems.push(ns + "[" + original + "]");
+              }
+              if (Object.getPrototypeOf(space) !== null) report.problems.push(ns + " has a prototype");
+            }
+            report.awaited = (await tools.then_) === tools.then_ && (await tools.delete_) === tools.delete_;
+            report.json = JSON.stringify(tools.toJSON_);
+            report.calls = await Promise.all([
+              tools.delete_["__proto__"]({}),
+              tools.__proto___.constructor({}),
+              tools.class_.then_({}),
+              tools.eval_["valueOf"]({}),
+            ]);
+            try { tools.delete_.nope; } catch (e) { report.unknown = e.message; }
+            return report;
+        "#;
+        let report = run(&catalog, code);
+        assert_eq!(report["problems"], json!([]), "{report:#}");
+        let mut namespaces = js_names.clone();
+        namespaces.sort();
+        let mut listed: Vec<String> =
+            serde_json::from_value(report["namespaces"].clone()).expect("names");
+        listed.sort();
+        assert_eq!(listed, namespaces);
+        assert_eq!(report["awaited"], true);
+        assert_eq!(report["json"], "{}");
+        assert_eq!(
+            report["calls"],
+            json!([
+                "delete_.__proto___",
+                "__proto___.constructor_",
+                "class_.then_",
+                "eval_.valueOf_"
+            ])
+        );
+        let unknown = report["unknown"].as_str().expect("a ToolError");
+        assert!(
+            unknown.starts_with("tools.delete_.nope does not exist. tools.delete_ has: "),
+            "{unknown}"
+        );
+        assert!(!unknown.contains("__proto__,"), "{unknown}");
+    }
+
+    #[test]
+    fn denied_tools_are_denied_by_either_name() {
+        let settings: crate::config::PolicySettings = serde_json::from_value(json!({
+            "rules": [{ "tools": "up.delete", "action": "deny" }]
+        }))
+        .expect("settings");
+        let policy = Policy::new(&settings).expect("policy");
+        let catalog = Catalog::from_snapshots(
+            vec![snapshot(
+                "up",
+                vec![
+                    tool("delete", json!({ "type": "object" })),
+                    tool("get-sum", json!({ "type": "object" })),
+                ],
+            )],
+            &policy,
+        );
+        assert!(catalog.is_denied("up", "delete_"));
+        assert!(catalog.is_denied("up", "delete"));
+        assert!(catalog.find("up", "delete").is_none());
+        assert!(!catalog.is_denied("up", "get-sum"));
+        assert!(catalog.find("up", "get-sum").is_some());
+    }
+
+    #[test]
+    fn a_tool_listed_twice_is_kept_once() {
+        let catalog = Catalog::from_snapshots(
+            vec![snapshot(
+                "up",
+                vec![
+                    tool("a-b", json!({ "type": "object" })),
+                    tool("a-b", json!({ "type": "string" })),
+                ],
+            )],
+            &Policy::default(),
+        );
+        let tools = &catalog.namespaces()[0].tools;
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0].input_schema()["type"], "object");
+        assert_eq!(catalog.bindings()[0].aliases.len(), 1);
     }
 }

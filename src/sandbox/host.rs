@@ -10,12 +10,25 @@ use serde::{Deserialize, Serialize};
 pub struct Binding {
     /// `tools.<namespace>`.
     pub namespace: String,
-    /// The functions in it.
+    /// The functions in it, by JS name.
     pub tools: Vec<String>,
+    /// Other names that reach some of them: the MCP names that are not their own JS names
+    /// (`tools.ns["get-sum"]` beside `tools.ns.get_sum`). Not listed by `Object.keys`.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
     /// Also a global of that name (`state`, `skills`: the host's own namespaces), unless
     /// the global exists.
     #[serde(default)]
     pub global: bool,
+}
+
+/// A second name for one function of a [`Binding`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The name, any string.
+    pub name: String,
+    /// The JS name of the function it reaches, one of [`Binding::tools`].
+    pub tool: String,
 }
 
 /// One tool call from a program.

@@ -27,7 +27,7 @@ pub use engine::{
 pub fn glue_module_source() -> String {
     glue::module_source()
 }
-pub use host::{Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
+pub use host::{Alias, Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};
 pub use spin::{SPIN, SpinThenSleep, spin_then_sleep};

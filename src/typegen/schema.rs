@@ -118,7 +118,20 @@ impl<'a> TypeWriter<'a> {
             return "unknown".into();
         };
         if !self.visiting.insert(reference.to_string()) {
-            let name = reference.rsplit('/').next().unwrap_or("type");
+            // The name lands in a comment: only characters that cannot end one.
+            let name: String = reference
+                .rsplit('/')
+                .next()
+                .unwrap_or("type")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_$-.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             return format!("unknown /* {name}, recursive */");
         }
         let target = self.root.pointer(pointer).cloned();
@@ -170,10 +183,12 @@ impl<'a> TypeWriter<'a> {
         if let Some(properties) = properties {
             for (name, property) in properties {
                 let doc = property_doc(property);
-                let key = if super::super::catalog::to_identifier(name) == *name {
+                // Reserved words are fine as property names; anything else that is not
+                // an identifier is quoted.
+                let key = if crate::catalog::is_identifier(name) {
                     name.clone()
                 } else {
-                    serde_json::to_string(name).unwrap_or_default()
+                    Value::from(name.as_str()).to_string()
                 };
                 let optional = if required.contains(name.as_str()) {
                     ""

@@ -71,14 +71,41 @@ pub enum Status {
     },
 }
 
+/// Most characters of a reason shown where the model reads it.
+const MAX_REASON_CHARS: usize = 500;
+
 impl std::fmt::Display for Status {
+    /// One line, whatever the reason quotes of what the upstream sent: the status is shown
+    /// inside other text (the declarations' headers, the `execute_code` description).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Connecting => f.write_str("connecting"),
             Self::Ready => f.write_str("ready"),
-            Self::Down { reason } => write!(f, "down ({reason}); retrying"),
+            Self::Down { reason } => write!(f, "down ({}); retrying", one_line(reason)),
         }
     }
+}
+
+/// `text` with line breaks and other control characters as spaces, cut to
+/// [`MAX_REASON_CHARS`].
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .take(MAX_REASON_CHARS + 1)
+        .collect();
+    if line.chars().count() > MAX_REASON_CHARS {
+        line = line.chars().take(MAX_REASON_CHARS - 3).collect();
+        line.push_str("...");
+    }
+    line
 }
 
 /// What is known of one upstream at a moment.
@@ -385,5 +412,28 @@ impl Drop for Upstreams {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_down_reason_shows_on_one_line_cut_to_length() {
+        let status = Status::Down {
+            reason: format!("tools/list failed: a\nb\r\u{2028}c {}", "x".repeat(1_000)),
+        };
+        let text = status.to_string();
+        assert!(
+            text.starts_with("down (tools/list failed: a b  c xxx"),
+            "{text}"
+        );
+        assert!(text.ends_with("...); retrying"), "{text}");
+        assert!(!text.contains(['\n', '\r', '\u{2028}']));
+        assert_eq!(
+            text.chars().count(),
+            MAX_REASON_CHARS + "down (); retrying".len()
+        );
     }
 }

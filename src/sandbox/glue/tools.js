@@ -13,6 +13,7 @@
   // how calls are made or replies read.
   const apply = Reflect.apply;
   const hasOwn = Object.hasOwn;
+  const { create, defineProperty, freeze, keys } = Object;
   const regexExec = RegExp.prototype.exec;
   const weakAdd = WeakSet.prototype.add, weakHas = WeakSet.prototype.has;
   const toText = String, toNumber = Number, max = Math.max;
@@ -116,12 +117,15 @@
   }
 
   // Unknown names throw a ToolError listing the valid ones instead of "not a function".
-  // `namespace` is undefined for `tools` itself.
+  // Never thenable nor serialisable by a method of its own, whatever names it holds: `await
+  // tools.ns` and `JSON.stringify(tools)` must not call a tool. `namespace` is undefined for
+  // `tools` itself.
   function guarded(target, path, namespace) {
-    return new Proxy(Object.freeze(target), {
+    return new Proxy(freeze(target), {
       get(object, key) {
-        if (typeof key === "symbol" || key in object || key === "then" || key === "toJSON") return object[key];
-        const names = Object.keys(object);
+        if (key === "then" || key === "toJSON") return undefined;
+        if (typeof key === "symbol" || hasOwn(object, key)) return object[key];
+        const names = keys(object);
         const site = new Error();
         const message = path + "." + toText(key) + " does not exist. " +
           (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.");
@@ -135,11 +139,25 @@
     });
   }
 
-  const tools = {};
+  // Objects without a prototype, filled by definition rather than assignment: a name such as
+  // `__proto__` or `constructor` is then a property like any other, never the prototype or a
+  // shadowed built-in. `then` and `toJSON` are never held (the catalog maps them to other
+  // names): the proxy could not hide them.
+  function define(object, name, value, enumerable) {
+    if (name === "then" || name === "toJSON" || hasOwn(object, name)) return;
+    defineProperty(object, name, { value, enumerable, writable: false, configurable: false });
+  }
+
+  const tools = create(null);
   for (const binding of host.bindings) {
-    const space = {};
-    for (const name of binding.tools) space[name] = bind(binding.namespace, name);
-    tools[binding.namespace] = guarded(space, "tools." + binding.namespace, binding.namespace);
+    const space = create(null);
+    for (const name of binding.tools) define(space, name, bind(binding.namespace, name), true);
+    // The MCP names that are not JS names reach the same functions, unlisted: what
+    // `Object.keys` and the errors show is what the declarations show.
+    for (const alias of binding.aliases) {
+      if (hasOwn(space, alias.tool)) define(space, alias.name, space[alias.tool], false);
+    }
+    define(tools, binding.namespace, guarded(space, "tools." + binding.namespace, binding.namespace), true);
     if (binding.global && !(binding.namespace in globalThis)) {
       Object.defineProperty(globalThis, binding.namespace, { value: tools[binding.namespace], writable: true, configurable: true });
     }

@@ -373,6 +373,14 @@ fn install_glue<'js>(
         entry.set("namespace", binding.namespace.as_str())?;
         entry.set("tools", binding.tools.clone())?;
         entry.set("global", binding.global)?;
+        let aliases = rquickjs::Array::new(ctx.clone())?;
+        for (j, alias) in binding.aliases.iter().enumerate() {
+            let pair = Object::new(ctx.clone())?;
+            pair.set("name", alias.name.as_str())?;
+            pair.set("tool", alias.tool.as_str())?;
+            aliases.set(j, pair)?;
+        }
+        entry.set("aliases", aliases)?;
         bindings.set(i, entry)?;
     }
     host.set("bindings", bindings)?;
