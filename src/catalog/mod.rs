@@ -1,10 +1,12 @@
 //! The single list of callable tools: each upstream's, under namespace = its key in
 //! `mcpServers`, and the built-in tools written in Rust ([`builtin`]), with MCP names
-//! mapped to JS identifiers deterministically ([`names`]: the rule is there). Argument
-//! validation and word search live here too.
+//! mapped to JS identifiers deterministically (the rule is in `names`). A tool whose
+//! schemas are past the `limits` is left out, alone, with a warning. Argument validation
+//! and word search live here too.
 
 mod builtin;
 mod learned;
+mod limits;
 mod names;
 mod search;
 
@@ -21,6 +23,7 @@ use crate::{
 pub(crate) use builtin::on_behalf_of;
 pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, Caller, ToolSource, portable_schema};
 pub use learned::{LearnedShape, LearnedTypes};
+pub use limits::{MAX_SCHEMA_DEPTH, MAX_SCHEMA_EXPANSION, MAX_TOOL_BYTES, SchemaLimit};
 pub(crate) use names::is_identifier;
 pub use names::to_identifier;
 pub use search::Detail;
@@ -251,7 +254,18 @@ impl Catalog {
                 let tools = tools
                     .into_iter()
                     .zip(js_names)
-                    .filter_map(|(tool, js_name)| {
+                    .filter_map(|(tool, js_name)| match limits::admit(tool) {
+                        Ok(admitted) => Some((tool, js_name, admitted)),
+                        Err(limit) => {
+                            tracing::warn!(
+                                upstream = %snapshot.name,
+                                tool = %tool.name,
+                                "tool left out of the catalog: {limit}"
+                            );
+                            None
+                        }
+                    })
+                    .filter_map(|(tool, js_name, admitted)| {
                         let access = policy.access(&snapshot.name, tool, &namespace, &js_name);
                         if access == Access::Deny {
                             denied.push(Denied {
@@ -260,9 +274,15 @@ impl Catalog {
                                 js_name: js_name.clone(),
                             });
                         }
-                        (access != Access::Deny).then_some((tool, js_name, access))
+                        (access != Access::Deny).then_some((tool, js_name, access, admitted))
                     })
-                    .map(|(tool, js_name, access)| {
+                    .map(|(tool, js_name, access, admitted)| {
+                        let validator = OnceLock::new();
+                        if !admitted.validate {
+                            let _ = validator.set(Err(
+                                "its $refs are not all ones this server can follow".to_string()
+                            ));
+                        }
                         Arc::new(CatalogTool {
                             upstream: snapshot.name.clone(),
                             builtin: snapshot.transport == BUILTIN_TRANSPORT,
@@ -272,7 +292,7 @@ impl Catalog {
                             js_name,
                             mcp_name: tool.name.to_string(),
                             tool: tool.clone(),
-                            validator: OnceLock::new(),
+                            validator,
                             learned: learned
                                 .filter(|_| {
                                     snapshot.transport != BUILTIN_TRANSPORT
@@ -458,6 +478,7 @@ pub(crate) mod tests {
     use rmcp::model::Tool;
     use serde_json::{Value, json};
 
+    pub(crate) use super::limits::tests::{nested, ref_bomb};
     use super::*;
     use crate::upstream::{Snapshot, Status};
 
@@ -671,5 +692,44 @@ pub(crate) mod tests {
         assert_eq!(tools.len(), 1);
         assert_eq!(tools[0].input_schema()["type"], "object");
         assert_eq!(catalog.bindings()[0].aliases.len(), 1);
+    }
+
+    #[test]
+    fn a_tool_past_a_limit_is_left_out_alone_with_the_others_named_as_before() {
+        let deep = nested(300);
+        let big = json!({ "type": "object", "description": "x".repeat(MAX_TOOL_BYTES) });
+        let bomb = ref_bomb(40);
+        let catalog = Catalog::from_snapshots(
+            vec![snapshot(
+                "up",
+                vec![
+                    tool("get-sum", deep),
+                    tool("get.sum", json!({ "type": "object" })),
+                    tool("big", big),
+                    tool("bomb", bomb),
+                    tool("read", json!({ "type": "object" })),
+                ],
+            )],
+            &Policy::default(),
+        );
+        let names: Vec<&str> = catalog.tools().map(|t| t.js_name.as_str()).collect();
+        // `get.sum` keeps the name it has beside `get-sum`, listed or not.
+        assert_eq!(names, ["get_sum_2", "read"]);
+    }
+
+    #[test]
+    fn arguments_of_a_schema_whose_refs_cannot_be_followed_are_left_to_the_upstream() {
+        let catalog = Catalog::from_snapshots(
+            vec![snapshot(
+                "up",
+                vec![tool(
+                    "t",
+                    json!({ "type": "object", "properties": { "a": { "$ref": "#anchor" } }, "required": ["a"] }),
+                )],
+            )],
+            &Policy::default(),
+        );
+        let tool = catalog.find("up", "t").expect("listed");
+        assert_eq!(tool.validate(&json!({})), Ok(()));
     }
 }

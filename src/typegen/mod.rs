@@ -2,7 +2,7 @@
 //! Deterministic: the same schemas always give the same text.
 //!
 //! Every upstream string reaches the text escaped for where it lands: descriptions, titles
-//! and status messages only inside doc comments ([`doc_comment`] breaks any `*/`), names
+//! and status messages only inside doc comments (`doc_comment` breaks any `*/`), names
 //! and literals only as identifiers the catalog made safe or as JSON strings. No upstream
 //! text can end a comment, start a declaration or break the file for `tsc`.
 
@@ -418,5 +418,30 @@ mod tests {
         let errors = checked.expect("checked");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("TS2304"), "{errors:?}");
+    }
+
+    #[test]
+    fn writing_a_schema_is_bounded_in_depth_and_work() {
+        // A chain of `$ref`s through `allOf`: no indentation, only recursion.
+        let mut defs = serde_json::Map::new();
+        for i in 0..5_000 {
+            defs.insert(
+                format!("d{i}"),
+                json!({ "allOf": [{ "$ref": format!("#/$defs/d{}", i + 1) }] }),
+            );
+        }
+        defs.insert("d5000".into(), json!({ "type": "string" }));
+        let chain = json!({ "$defs": defs, "$ref": "#/$defs/d0" });
+        let bomb = crate::catalog::tests::ref_bomb(60);
+        let started = std::time::Instant::now();
+        let (chain, bomb) = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || (ts_type(&chain), ts_type(&bomb)))
+            .expect("thread starts")
+            .join()
+            .expect("no overflow");
+        assert_eq!(chain, "unknown");
+        assert_eq!(bomb, "unknown");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 }

@@ -6,12 +6,27 @@ use serde_json::{Map, Value};
 
 /// How deep nested types are written before they become `unknown`.
 const MAX_DEPTH: usize = 12;
+/// How deep the writer itself may recurse, whatever the schema nests by (`anyOf` in
+/// `anyOf`, a chain of `$ref`s): deeper subschemas are `unknown`, the stack stays small.
+const MAX_NESTING: usize = 64;
+/// Subschemas written for one root before the rest become `unknown`: `$ref`s can make a
+/// small schema stand for exponentially many.
+const MAX_WRITTEN: usize = 20_000;
+/// Bytes of type text written for one root (inner types counted again in outer ones)
+/// before the rest become `unknown`.
+const MAX_TEXT: usize = 1 << 20;
 
 /// Writes TypeScript types for schemas within one root document (for `$ref`).
 #[derive(Debug)]
 pub struct TypeWriter<'a> {
     root: &'a Value,
     visiting: HashSet<String>,
+    /// Calls of [`Self::write`] under way.
+    nesting: usize,
+    /// Subschemas written so far.
+    written: usize,
+    /// Bytes of type text written so far.
+    text: usize,
 }
 
 /// The TypeScript type of `schema` (its own root for `$ref`s).
@@ -25,14 +40,30 @@ impl<'a> TypeWriter<'a> {
         Self {
             root,
             visiting: HashSet::new(),
+            nesting: 0,
+            written: 0,
+            text: 0,
         }
     }
 
     /// The type of `schema`, `depth` levels of indentation in.
     pub fn write(&mut self, schema: &Value, depth: usize) -> String {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH
+            || self.nesting >= MAX_NESTING
+            || self.written >= MAX_WRITTEN
+            || self.text >= MAX_TEXT
+        {
             return "unknown".into();
         }
+        self.nesting += 1;
+        self.written += 1;
+        let ty = self.write_schema(schema, depth);
+        self.nesting -= 1;
+        self.text += ty.len();
+        ty
+    }
+
+    fn write_schema(&mut self, schema: &Value, depth: usize) -> String {
         let object = match schema {
             Value::Bool(true) => return "unknown".into(),
             Value::Bool(false) => return "never".into(),
@@ -71,12 +102,13 @@ impl<'a> TypeWriter<'a> {
                     }
                 }
                 // Keywords beside the combinator (say, `type: object` with shared
-                // properties) still constrain the value.
-                let mut rest = schema.clone();
-                rest.remove(keyword);
-                rest.remove("description");
-                rest.remove("title");
-                if has_type_keywords(&rest) {
+                // properties) still constrain the value; only schemas that have some pay
+                // for the copy.
+                if has_type_keywords(schema) {
+                    let mut rest = schema.clone();
+                    rest.remove(keyword);
+                    rest.remove("description");
+                    rest.remove("title");
                     let base = wrap_union(&self.write_object(&rest, depth));
                     return format!("{base} & ({})", parts.join(joiner));
                 }
@@ -134,9 +166,11 @@ impl<'a> TypeWriter<'a> {
                 .collect();
             return format!("unknown /* {name}, recursive */");
         }
-        let target = self.root.pointer(pointer).cloned();
-        let ty = match target {
-            Some(target) => self.write(&target, depth),
+        // Borrowed from the root, not copied: a schema may name one large definition many
+        // times.
+        let root = self.root;
+        let ty = match root.pointer(pointer) {
+            Some(target) => self.write(target, depth),
             None => "unknown".into(),
         };
         self.visiting.remove(reference);

@@ -1,14 +1,13 @@
 //! One client connection to an upstream, over the transport its config names.
 
-use std::{collections::HashMap, process::Stdio};
+use std::collections::HashMap;
 
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
     model::{ClientCapabilities, ClientConfig, Implementation, Tool},
     service::{NotificationContext, Peer, QuitReason},
     transport::{
-        StreamableHttpClientTransport, TokioChildProcess,
-        streamable_http_client::StreamableHttpClientTransportConfig,
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
 use tokio::{
@@ -63,9 +62,7 @@ pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, Strin
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }
-            let (transport, stderr) = TokioChildProcess::builder(cmd)
-                .stderr(Stdio::piped())
-                .spawn()
+            let (transport, stderr) = super::child::spawn(&config.name, cmd)
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
             if let Some(stderr) = stderr {
                 let name = config.name.clone();
@@ -92,7 +89,7 @@ pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, Strin
                 .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
         }
         Transport::Sse { url, headers } => {
-            let transport = super::sse::connect(url, headers).await?;
+            let transport = super::sse::connect(&config.name, url, headers).await?;
             handler
                 .serve(transport)
                 .await

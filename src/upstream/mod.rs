@@ -3,10 +3,13 @@
 //! Every upstream connects on its own task, in parallel with the others; a failing or slow
 //! one is reported and retried with backoff while the rest serve. A connection that closes
 //! (the server crashed or exited) is reconnected the same way. Credentials (env, headers)
-//! live here and nowhere else.
+//! live here and nowhere else. What stdio and SSE upstreams send passes `wire` before rmcp
+//! reads it, so that one tool too deeply nested to parse cannot take its list with it.
 
+mod child;
 mod client;
 mod sse;
+mod wire;
 
 use std::{
     sync::{Arc, RwLock},
@@ -417,7 +420,10 @@ impl Drop for Upstreams {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::config::Transport;
 
     #[test]
     fn a_down_reason_shows_on_one_line_cut_to_length() {
@@ -435,5 +441,43 @@ mod tests {
             text.chars().count(),
             MAX_REASON_CHARS + "down (); retrying".len()
         );
+    }
+
+    /// An upstream (a shell script) whose `tools/list` holds one tool nested past what
+    /// serde_json reads, beside a plain one.
+    fn deep_upstream() -> UpstreamConfig {
+        let deep = format!("{}{{}}{}", "{\"anyOf\":[".repeat(150), "]}".repeat(150));
+        let tools = format!(
+            "[{{\"name\":\"fine\",\"inputSchema\":{{\"type\":\"object\"}}}},{{\"name\":\"bomb\",\"inputSchema\":{deep}}}]"
+        );
+        let script = format!(
+            r#"while read -r line; do
+  id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
+  case "$line" in
+    *'"initialize"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"protocolVersion":"2025-06-18","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"deep","version":"1"}}}}}}\n' "$id" ;;
+    *'"tools/list"'*) printf '{{"jsonrpc":"2.0","id":%s,"result":{{"tools":%s}}}}\n' "$id" '{tools}' ;;
+  esac
+done"#
+        );
+        UpstreamConfig {
+            name: "deep".into(),
+            transport: Transport::Stdio {
+                command: "sh".into(),
+                args: vec!["-c".into(), script],
+                env: BTreeMap::new(),
+                cwd: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tool_too_deep_to_parse_leaves_its_upstream_up_with_the_others() {
+        let connection =
+            tokio::time::timeout(Duration::from_secs(20), client::connect(&deep_upstream()))
+                .await
+                .expect("listed within the timeout")
+                .expect("connected");
+        let names: Vec<&str> = connection.tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, ["fine"]);
     }
 }

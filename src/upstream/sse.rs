@@ -15,6 +15,7 @@ pub(super) type Incoming = Pin<Box<dyn Stream<Item = ServerJsonRpcMessage> + Sen
 
 /// Opens the event stream and waits for the `endpoint` event.
 pub(super) async fn connect(
+    upstream: &str,
     url: &str,
     headers: &BTreeMap<String, String>,
 ) -> Result<(Outgoing, Incoming), String> {
@@ -48,11 +49,15 @@ pub(super) async fn connect(
             }
         }
     };
-    let incoming = events.filter_map(|event| {
+    let upstream = upstream.to_string();
+    let incoming = events.filter_map(move |event| {
         let message = match event {
-            Ok(event) if matches!(event.event.as_deref(), None | Some("message")) => event
-                .data
-                .and_then(|data| serde_json::from_str::<ServerJsonRpcMessage>(&data).ok()),
+            Ok(event) if matches!(event.event.as_deref(), None | Some("message")) => {
+                event.data.and_then(|data| {
+                    let data = super::wire::admit(&upstream, data.as_bytes());
+                    serde_json::from_slice::<ServerJsonRpcMessage>(&data).ok()
+                })
+            }
             _ => None,
         };
         std::future::ready(message)

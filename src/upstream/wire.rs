@@ -1,0 +1,359 @@
+//! Messages from an upstream as they arrive, before rmcp reads them. serde_json refuses
+//! JSON nested deeper than 128 levels and rmcp then drops the whole message: one tool with
+//! a schema nested that deep in a `tools/list` answer would leave the request to time out
+//! and the upstream to count as down, its other tools with it. Here such tools are cut out
+//! of the answer, each with a warning, and the rest goes on; any other message passes as
+//! it came. The scan keeps its own stack of nothing but counters: no input can make it
+//! recurse.
+
+use std::borrow::Cow;
+
+use crate::catalog::{MAX_SCHEMA_DEPTH, SchemaLimit};
+
+/// Nesting serde_json reads whole (its limit is 128); a deeper message is looked into.
+const READABLE_DEPTH: usize = 120;
+
+/// `message` (one JSON-RPC message from `upstream`), less the tools of a `tools/list`
+/// answer that nest deeper than the catalog takes.
+pub(super) fn admit<'a>(upstream: &str, message: &'a [u8]) -> Cow<'a, [u8]> {
+    let mut scan = Scan {
+        bytes: message,
+        at: 0,
+    };
+    if scan
+        .skip_value()
+        .is_none_or(|depth| depth <= READABLE_DEPTH)
+    {
+        return Cow::Borrowed(message);
+    }
+    let Some(list) = find_tool_list(message) else {
+        return Cow::Borrowed(message);
+    };
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for tool in &list.tools {
+        match &tool.too_deep {
+            None => kept.push(&message[tool.start..tool.end]),
+            Some(field) => {
+                let limit = SchemaLimit::Depth {
+                    field: field.clone(),
+                };
+                tracing::warn!(
+                    upstream = %upstream,
+                    tool = %tool.name.as_deref().unwrap_or("(unnamed)"),
+                    "tool left out of the catalog: {limit}"
+                );
+            }
+        }
+    }
+    if kept.len() == list.tools.len() {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len());
+    out.extend_from_slice(&message[..list.start]);
+    out.push(b'[');
+    out.extend_from_slice(&kept.join(&b','));
+    out.push(b']');
+    out.extend_from_slice(&message[list.end..]);
+    Cow::Owned(out)
+}
+
+/// Where `result.tools` is in a message, and its elements.
+#[derive(Debug)]
+struct ToolList {
+    /// The array's `[`.
+    start: usize,
+    /// Just past its `]`.
+    end: usize,
+    tools: Vec<ListedTool>,
+}
+
+#[derive(Debug)]
+struct ListedTool {
+    start: usize,
+    end: usize,
+    name: Option<String>,
+    /// The member nesting deeper than [`MAX_SCHEMA_DEPTH`], if one does.
+    too_deep: Option<String>,
+}
+
+/// `result.tools` of a JSON-RPC answer, `None` if the message has none or is not JSON.
+fn find_tool_list(message: &[u8]) -> Option<ToolList> {
+    let mut scan = Scan {
+        bytes: message,
+        at: 0,
+    };
+    let mut list = None;
+    scan.members(|scan, key| {
+        if key != "result" {
+            return scan.skip_value().map(drop);
+        }
+        scan.members(|scan, key| {
+            if key != "tools" || scan.peek() != Some(b'[') {
+                return scan.skip_value().map(drop);
+            }
+            let start = scan.at;
+            let mut tools = Vec::new();
+            scan.elements(|scan| {
+                tools.push(scan.tool()?);
+                Some(())
+            })?;
+            list = Some(ToolList {
+                start,
+                end: scan.at,
+                tools,
+            });
+            Some(())
+        })
+    })?;
+    list
+}
+
+/// A cursor over JSON text that understands as much of it as the tool list needs.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scan<'_> {
+    fn skip_whitespace(&mut self) {
+        while self
+            .bytes
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// Skips a string (the cursor on its `"`), returning its text with the quotes.
+    fn skip_string(&mut self) -> Option<&[u8]> {
+        let start = self.at;
+        self.expect(b'"')?;
+        loop {
+            match self.bytes.get(self.at)? {
+                b'\\' => self.at += 2,
+                b'"' => {
+                    self.at += 1;
+                    return self.bytes.get(start..self.at);
+                }
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        serde_json::from_slice(self.skip_string()?).ok()
+    }
+
+    /// Skips one value, returning how many levels of objects and arrays it nests.
+    fn skip_value(&mut self) -> Option<usize> {
+        match self.peek()? {
+            b'"' => self.skip_string().map(|_| 0),
+            b'{' | b'[' => {
+                let (mut depth, mut deepest) = (0usize, 0usize);
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.skip_string()?;
+                        }
+                        b'{' | b'[' => {
+                            self.at += 1;
+                            depth += 1;
+                            deepest = deepest.max(depth);
+                        }
+                        b'}' | b']' => {
+                            self.at += 1;
+                            depth = depth.checked_sub(1)?;
+                            if depth == 0 {
+                                return Some(deepest);
+                            }
+                        }
+                        _ => self.at += 1,
+                    }
+                }
+            }
+            _ => {
+                // A number or literal: up to the next delimiter.
+                let start = self.at;
+                while self
+                    .bytes
+                    .get(self.at)
+                    .is_some_and(|b| !b",}] \t\r\n".contains(b))
+                {
+                    self.at += 1;
+                }
+                (self.at > start).then_some(0)
+            }
+        }
+    }
+
+    /// Calls `member` with each key of an object (the cursor on its `{`); `member` must
+    /// consume the value.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, String) -> Option<()>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Calls `element` for each element of an array (the cursor on its `[`); `element`
+    /// must consume it.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.expect(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// One element of `tools`: where it is, its name, and the member that nests too deep.
+    fn tool(&mut self) -> Option<ListedTool> {
+        self.skip_whitespace();
+        let start = self.at;
+        let mut tool = ListedTool {
+            start,
+            end: start,
+            name: None,
+            too_deep: None,
+        };
+        if self.peek()? == b'{' {
+            self.members(|scan, key| {
+                if key == "name" && scan.peek() == Some(b'"') {
+                    tool.name = Some(scan.string()?);
+                    return Some(());
+                }
+                // The member's value is what the catalog measures (`inputSchema` = level 1).
+                if scan.skip_value()? > MAX_SCHEMA_DEPTH && tool.too_deep.is_none() {
+                    tool.too_deep = Some(key);
+                }
+                Some(())
+            })?;
+        } else {
+            self.skip_value()?;
+        }
+        tool.end = self.at;
+        Some(tool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!(
+            "{}{{\"type\":\"string\"}}{}",
+            "{\"type\":\"object\",\"properties\":{\"a\":".repeat(levels),
+            "}}".repeat(levels)
+        )
+    }
+
+    fn list(tools: &[String]) -> String {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{{\"tools\":[{}],\"nextCursor\":\"x\"}}}}",
+            tools.join(",")
+        )
+    }
+
+    fn tool(name: &str, schema: &str) -> String {
+        format!(
+            "{{\"name\":{},\"description\":\"a \\\" }} ] quote\",\"inputSchema\":{schema}}}",
+            serde_json::Value::from(name)
+        )
+    }
+
+    #[test]
+    fn a_tool_too_deep_for_the_parser_is_cut_out_alone() {
+        let message = list(&[
+            tool("ok", &nested(3)),
+            tool("bomb", &nested(300)),
+            tool("also ok", "{}"),
+        ]);
+        // As it came, rmcp could not read the answer at all.
+        assert!(serde_json::from_str::<rmcp::model::ServerJsonRpcMessage>(&message).is_err());
+        let admitted = admit("up", message.as_bytes());
+        let parsed: rmcp::model::ServerJsonRpcMessage =
+            serde_json::from_slice(&admitted).expect("readable now");
+        let value = serde_json::to_value(parsed).unwrap();
+        let names: Vec<&str> = value["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ok", "also ok"]);
+        assert_eq!(value["result"]["nextCursor"], "x");
+    }
+
+    #[test]
+    fn other_messages_pass_as_they_came() {
+        let shallow = list(&[tool("ok", &nested(10))]);
+        assert!(matches!(
+            admit("up", shallow.as_bytes()),
+            Cow::Borrowed(b) if b == shallow.as_bytes()
+        ));
+        // Deep, but not a tool list: nothing to cut.
+        let deep_result = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}}",
+            nested(200)
+        );
+        assert!(matches!(
+            admit("up", deep_result.as_bytes()),
+            Cow::Borrowed(_)
+        ));
+        // Not JSON at all.
+        let broken = format!("{{\"result\":{{\"tools\":[{}", nested(100));
+        assert!(matches!(admit("up", broken.as_bytes()), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_scan_does_not_recurse() {
+        let depth = 1_000_000;
+        let message = format!(
+            "{{\"result\":{{\"tools\":[{{\"name\":\"x\",\"inputSchema\":{}{}}}]}}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let admitted = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || admit("up", message.as_bytes()).into_owned())
+            .expect("thread starts")
+            .join()
+            .expect("no overflow");
+        assert_eq!(admitted, b"{\"result\":{\"tools\":[]}}");
+    }
+}
