@@ -68,12 +68,18 @@ struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Verify the chain through FILE... (oldest first: `FILE.2 FILE.1 FILE`); report the
-    /// first edited, inserted or deleted record and exit 1, or the records checked.
+    /// Verify the chain through FILE... (oldest first: `FILE.2 FILE.1 FILE`) and against
+    /// the last file's anchor (`FILE.anchor`); report the first edited, inserted or deleted
+    /// record and exit 1, or the records checked and the head (the last record's SHA-256).
     Verify {
         /// The log files, oldest first.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A head printed by an earlier `audit verify` and kept away from the log: some
+        /// record must still hash to it, which a rewrite of the log together with its
+        /// anchor cannot fake.
+        #[arg(long, value_name = "SHA256", value_parser = parse_head)]
+        expect_head: Option<String>,
     },
 }
 
@@ -363,27 +369,8 @@ fn main() -> Result<()> {
             std::process::exit(code);
         }
         Some(Command::Types(args)) => runtime.block_on(types(args)),
-        Some(Command::Audit(AuditCommand::Verify { files })) => {
-            match codemode_mcp::audit::verify(&files) {
-                Ok(verified) => {
-                    println!(
-                        "audit chain intact: {} records (seq {} to {}){}",
-                        verified.records,
-                        verified.first_seq,
-                        verified.last_seq,
-                        if verified.torn_tail {
-                            "; a torn last line (a crash while writing) was ignored"
-                        } else {
-                            ""
-                        }
-                    );
-                    Ok(())
-                }
-                Err(broken) => {
-                    println!("audit chain BROKEN at {broken}");
-                    std::process::exit(1);
-                }
-            }
+        Some(Command::Audit(AuditCommand::Verify { files, expect_head })) => {
+            std::process::exit(audit_verify(&files, expect_head.as_deref()))
         }
         Some(Command::SandboxCheck(args)) => {
             let code = runtime.block_on(sandbox_check(args))?;
@@ -393,6 +380,68 @@ fn main() -> Result<()> {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
         }
+    }
+}
+
+/// `audit verify`: the exit status.
+fn audit_verify(files: &[PathBuf], expect_head: Option<&str>) -> i32 {
+    use codemode_mcp::audit::{self, AnchorCheck};
+    let verified = match audit::verify_expecting(files, expect_head) {
+        Ok(verified) => verified,
+        Err(broken) => {
+            println!("audit chain BROKEN at {broken}");
+            return 1;
+        }
+    };
+    println!(
+        "audit chain intact: {} records (seq {} to {}){}",
+        verified.records,
+        verified.first_seq,
+        verified.last_seq,
+        if verified.torn_tail {
+            "; a torn last line (a crash while writing) was ignored"
+        } else {
+            ""
+        }
+    );
+    match &verified.anchor {
+        AnchorCheck::Matched {
+            path,
+            head_seq,
+            past,
+        } => {
+            println!(
+                "anchored: it starts and ends where {} says (last record {head_seq}){}",
+                path.display(),
+                match past {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} record(s) past it, written since or not yet anchored at a crash"
+                    ),
+                }
+            );
+        }
+        AnchorCheck::Missing { path } => println!(
+            "warning: no anchor file {}: records deleted from the end or the start cannot be detected without it",
+            path.display()
+        ),
+    }
+    println!(
+        "head: record {} sha256 {} (kept elsewhere, `--expect-head` checks against it later)",
+        verified.last_seq, verified.head_sha256
+    );
+    if let Some(seq) = verified.expected_seq {
+        println!("the expected head is record {seq}");
+    }
+    0
+}
+
+/// A SHA-256 in hex, as `--expect-head` takes it.
+fn parse_head(text: &str) -> std::result::Result<String, String> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("a SHA-256 in hex (64 digits), as `audit verify` prints it after `head:`".into())
     }
 }
 

@@ -222,6 +222,17 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                     },
                     ChainState::Broken(at) => p.error role="alert" { "BROKEN at " (at) },
                 }
+                @if let ChainState::Intact(v) = &chain {
+                    @match &v.anchor {
+                        audit::AnchorCheck::Matched { head_seq, .. } => p.ok {
+                            "Anchored: it starts and ends where its anchor says (last record " (head_seq)
+                            "). Head: " code { (v.head_sha256) }
+                        },
+                        audit::AnchorCheck::Missing { path } => p.flag {
+                            "No anchor file (" (path.display()) "): records deleted from the end or the start of the log cannot be detected."
+                        },
+                    }
+                }
             }
             section #upstreams {
                 h2 { "Upstreams" }
