@@ -71,6 +71,13 @@ impl ToolHost for MathHost {
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
         self.calls.lock().unwrap().push(call.clone());
         Box::pin(async move {
+            // A call the glue refused itself, reported so that the host records it.
+            if let Some(message) = call.arguments.strip_prefix('\u{0}') {
+                return ToolReply::Err(ToolFailure {
+                    message: message.to_string(),
+                    schema_path: None,
+                });
+            }
             let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
             match call.tool.as_str() {
                 "add" => ToolReply::Ok(

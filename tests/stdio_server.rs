@@ -330,8 +330,10 @@ async fn output_and_result_caps_cut_with_a_notice() {
         .sum();
     assert!(kept <= 64 * 1024, "{kept}");
     let notice = ran.structured["truncated"][0].as_str().unwrap();
+    // Each line costs its text and its share of the framing, so less than 64 KiB of text
+    // is kept.
     assert!(
-        notice.contains("logs cut at the output cap: kept 64 KiB"),
+        notice.contains("logs cut at the output cap: kept"),
         "{notice}"
     );
     assert!(notice.contains("later console calls dropped"), "{notice}");

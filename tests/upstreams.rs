@@ -126,7 +126,11 @@ async fn schema_violations_and_upstream_errors_throw_tool_errors() {
             .contains("tools.toy has: add, crash, fail, grow, look_up, slow, text"),
         "{seen:?}"
     );
-    assert_eq!(ran.structured["calls"].as_array().unwrap().len(), 2);
+    // The unknown name is a call too, refused before it left: the host's record says so.
+    let calls = ran.structured["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2]["tool"], "toy.nope");
+    assert_eq!(calls[2]["ok"], false);
 }
 
 #[tokio::test]
@@ -441,4 +445,36 @@ async fn the_tool_call_budget_refuses_calls_past_it() {
         .execute("return (await tools.toy.add({ a: 20, b: 22 })).sum;")
         .await;
     assert_eq!(next.result(), &json!(42));
+}
+
+/// An upstream answer past `maxResultKiB` is dropped while it is read, and the call it
+/// answers fails at once saying so, wherever the answer puts its `id`; the upstream goes
+/// on serving. (Without the cap the transport drops the line and the call waits for its
+/// timeout: this test's call timeout is far longer than its run's clock, so only the cap
+/// can end the call in time.)
+#[tokio::test]
+async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
+    let big = json!({ "command": python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/big.py")] });
+    let (server, _dir) = start_with_settings(
+        json!({ "big": big }),
+        json!({ "maxResultKiB": 1024, "callTimeoutMs": 600_000 }),
+    )
+    .await;
+    for first in [false, true] {
+        let ran = server
+            .execute_with(json!({
+                "code": format!("try {{ await tools.big.big({{ mb: 50, first: {first} }}); return 'answered'; }} catch (e) {{ return e.message; }}"),
+                "timeoutMs": 30_000
+            }))
+            .await;
+        let message = ran.result().as_str().unwrap_or_default().to_string();
+        assert!(
+            message.contains("upstream result exceeds 1024 KiB"),
+            "id first: {first}: {ran:?}"
+        );
+    }
+    let ran = server
+        .execute("return (await tools.big.big({ mb: 0.5 })).length;")
+        .await;
+    assert_eq!(ran.result(), &json!(512 * 1024), "{ran:?}");
 }

@@ -736,6 +736,13 @@ pub struct UpstreamSettings {
     /// Calls in flight to one upstream at once; more wait their turn.
     #[serde(default = "UpstreamSettings::default_max_concurrent_calls")]
     pub max_concurrent_calls: u32,
+    /// The largest message one upstream may send (a tool's result), in KiB; a longer one
+    /// is dropped while it is read, and the call it answers fails saying so.
+    #[serde(
+        default = "UpstreamSettings::default_max_result_kib",
+        rename = "maxResultKiB"
+    )]
+    pub max_result_kib: u64,
 }
 
 impl UpstreamSettings {
@@ -748,6 +755,14 @@ impl UpstreamSettings {
     fn default_max_concurrent_calls() -> u32 {
         16
     }
+    fn default_max_result_kib() -> u64 {
+        8 << 10
+    }
+
+    /// [`Self::max_result_kib`] in bytes.
+    pub fn max_result_bytes(&self) -> usize {
+        usize::try_from(self.max_result_kib << 10).unwrap_or(usize::MAX)
+    }
 }
 
 impl Default for UpstreamSettings {
@@ -756,6 +771,7 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: Self::default_connect_timeout_ms(),
             call_timeout_ms: Self::default_call_timeout_ms(),
             max_concurrent_calls: Self::default_max_concurrent_calls(),
+            max_result_kib: Self::default_max_result_kib(),
         }
     }
 }
@@ -931,6 +947,16 @@ impl Config {
         config.codemode.tasks.validate(origin)?;
         if let Some(zone) = &config.codemode.time_zone {
             validate_time_zone(zone, origin)?;
+        }
+        // rmcp drops a message past 16 MiB unread (the call it answers would wait for
+        // ever), so the cap that fails the call must sit below it.
+        let result_kib = config.codemode.upstream.max_result_kib;
+        if !(1..=16_383).contains(&result_kib) {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: "codemode.upstream.maxResultKiB".into(),
+                message: format!("{result_kib} is out of range: allowed 1 to 16383"),
+            });
         }
         let check_ms = config.codemode.typecheck.timeout_ms;
         if !(1..=600_000).contains(&check_ms) {

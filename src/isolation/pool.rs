@@ -92,7 +92,8 @@ struct Inner {
 #[derive(Debug)]
 struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// Taken by a run's writer while the run lasts.
+    stdin: Option<ChildStdin>,
     messages: Frames<ChildStdout>,
     runs_left: u32,
 }
@@ -330,7 +331,7 @@ impl Inner {
                 Ok((
                     Worker {
                         child,
-                        stdin,
+                        stdin: Some(stdin),
                         messages,
                         runs_left: self.settings.reuse.max(1),
                     },
@@ -449,17 +450,54 @@ async fn run_in(
     cancel: &CancelHandle,
     host: Arc<dyn ToolHost>,
 ) -> Ran {
-    if protocol::write(&mut worker.stdin, &ToWorker::Run(Box::new(request.clone())))
+    let Some(mut stdin) = worker.stdin.take() else {
+        return Ran::Unstarted(crashed(worker).await);
+    };
+    if protocol::write(&mut stdin, &ToWorker::Run(Box::new(request.clone())))
         .await
         .is_err()
     {
         return Ran::Unstarted(crashed(worker).await);
     }
+    // Replies go out through a writer of their own, so this loop never waits on a full
+    // pipe: a worker writing calls into a full pipe of its own while the host waits to
+    // write it replies would otherwise hold both for ever (and the run's slot with them).
+    let (outbox, mut queued) = tokio::sync::mpsc::unbounded_channel::<ToWorker>();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            // A failed write means the worker died; its pipe's end says so to the reader.
+            if protocol::write(&mut stdin, &message).await.is_err() {
+                break;
+            }
+        }
+        stdin
+    });
+    let ran = exchange(worker, request, cancel, host, &outbox).await;
+    drop(outbox);
+    if let Ran::Answered(_) = ran {
+        // Replies still queued are written (a reused worker skips those of a finished
+        // run), then the pipe is the worker's again for its next program.
+        worker.stdin = writer.await.ok();
+    } else {
+        writer.abort();
+    }
+    ran
+}
+
+/// The run's messages: calls and fetches from the worker answered through `outbox`, until
+/// the worker answers, dies, or the run's clock or cancellation ends it.
+async fn exchange(
+    worker: &mut Worker,
+    request: &RunRequest,
+    cancel: &CancelHandle,
+    host: Arc<dyn ToolHost>,
+    outbox: &tokio::sync::mpsc::UnboundedSender<ToWorker>,
+) -> Ran {
     // Whether the worker has said anything since it took the program.
     let mut heard = false;
     let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
     tokio::pin!(deadline);
-    // Polled here rather than spawned: a reply is written the moment it exists.
+    // Polled here rather than spawned: a reply is queued the moment it exists.
     let mut replies = FuturesUnordered::new();
     loop {
         tokio::select! {
@@ -489,8 +527,7 @@ async fn run_in(
                 }
             },
             Some((id, reply)) = replies.next() => {
-                // A failed write means the worker died; its pipe's end says so next.
-                let _ = protocol::write(&mut worker.stdin, &ToWorker::Reply { id, reply }).await;
+                let _ = outbox.send(ToWorker::Reply { id, reply });
             }
             () = &mut deadline => {
                 let _ = worker.child.start_kill();
@@ -575,7 +612,7 @@ fn describe(status: ExitStatus) -> String {
 /// Ends a worker and reaps it, off the run's path.
 fn retire(mut worker: Worker) {
     tokio::spawn(async move {
-        drop(worker.stdin);
+        drop(worker.stdin.take());
         // A one-shot worker exits by itself once its answer is written; give it a moment.
         if tokio::time::timeout(Duration::from_secs(1), worker.child.wait())
             .await

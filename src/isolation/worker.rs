@@ -260,6 +260,33 @@ async fn serve(
     input: tokio::net::unix::pipe::Receiver,
     mut output: tokio::net::unix::pipe::Sender,
 ) -> i32 {
+    // Everything goes out through one writer, in order, so that the loop below never waits
+    // on a full pipe and always reads the host's replies: a host waiting to write replies
+    // while this worker waits to write calls would hold both for ever.
+    let (outbox, mut queued) = mpsc::unbounded_channel::<FromWorker>();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queued.recv().await {
+            if protocol::write(&mut output, &message).await.is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let code = serve_runs(spec, report, input, &outbox).await;
+    drop(outbox);
+    // The last answer must be out before the worker exits.
+    match writer.await {
+        Ok(true) => code,
+        _ => 0,
+    }
+}
+
+async fn serve_runs(
+    spec: WorkerSpec,
+    report: LockdownReport,
+    input: tokio::net::unix::pipe::Receiver,
+    output: &mpsc::UnboundedSender<FromWorker>,
+) -> i32 {
     let engine = Engine::new(spec.engine);
     let mut input = protocol::frames(input);
     if spec.glue_follows {
@@ -290,10 +317,7 @@ async fn serve(
     let mut warming = false;
     let runs = spec.runs.max(1);
     for run_number in 1..=runs {
-        if protocol::write(&mut output, &FromWorker::Ready(report.clone()))
-            .await
-            .is_err()
-        {
+        if output.send(FromWorker::Ready(report.clone())).is_err() {
             return 0;
         }
         let request = loop {
@@ -305,7 +329,9 @@ async fn serve(
                 }
                 // The host closed the pipe: the pool is shutting down.
                 Err(ProtocolError::Closed) => return 0,
-                Ok(ToWorker::Reply { .. } | ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
+                // A late reply to a call of the program before: nobody waits for it.
+                Ok(ToWorker::Reply { .. }) => {}
+                Ok(ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
             }
         };
         let (calls_sender, mut calls) = mpsc::unbounded_channel();
@@ -326,7 +352,7 @@ async fn serve(
                         Ask::Call(call) => FromWorker::Call { id, call },
                         Ask::Fetch(request) => FromWorker::Fetch { id, request },
                     };
-                    if protocol::write(&mut output, &message).await.is_err() {
+                    if output.send(message).is_err() {
                         return 0;
                     }
                 }
@@ -353,14 +379,11 @@ async fn serve(
                     request,
                 },
             };
-            if protocol::write(&mut output, &message).await.is_err() {
+            if output.send(message).is_err() {
                 return 0;
             }
         }
-        if protocol::write(&mut output, &FromWorker::Done(Box::new(outcome)))
-            .await
-            .is_err()
-        {
+        if output.send(FromWorker::Done(Box::new(outcome))).is_err() {
             return 0;
         }
         // The answer is out; freeing the isolate no longer delays it.

@@ -17,9 +17,9 @@ use tokio::{
 
 /// How long the child has to exit after stdin closes, and again after `SIGTERM`.
 const EXIT_WAIT: Duration = Duration::from_secs(3);
-/// Longest line looked into, rmcp's own limit: a longer one is passed on for rmcp to
-/// discard.
-const MAX_LINE: usize = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
+/// Bytes of the start and of the end of an over-long message kept to find its `id` (the
+/// Python SDK writes it first, the TypeScript SDK last).
+const ID_WINDOW: usize = 4 << 10;
 
 /// A running upstream process, as an rmcp transport.
 pub(super) struct ChildTransport {
@@ -27,10 +27,12 @@ pub(super) struct ChildTransport {
     child: Child,
 }
 
-/// Starts `command` with piped stdio; its stderr is the caller's to read.
+/// Starts `command` with piped stdio; its stderr is the caller's to read. A message past
+/// `max_message_bytes` is dropped as it is read, and the request it answers gets an error.
 pub(super) fn spawn(
     upstream: &str,
     mut command: Command,
+    max_message_bytes: usize,
 ) -> std::io::Result<(ChildTransport, Option<ChildStderr>)> {
     command
         .stdin(Stdio::piped())
@@ -44,7 +46,12 @@ pub(super) fn spawn(
     let stderr = child.stderr.take();
     // What rmcp reads is what the relay wrote: a pipe of its own, in memory.
     let (read, write) = tokio::io::duplex(64 << 10);
-    tokio::spawn(relay(upstream.to_string(), stdout, write));
+    tokio::spawn(relay(
+        upstream.to_string(),
+        stdout,
+        write,
+        max_message_bytes,
+    ));
     Ok((
         ChildTransport {
             inner: AsyncRwTransport::new_client(read, stdin),
@@ -54,13 +61,36 @@ pub(super) fn spawn(
     ))
 }
 
+/// A message past the cap, being dropped: its first and last bytes, for its `id`.
+struct Dropping {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    bytes: usize,
+}
+
+impl Dropping {
+    fn take(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len();
+        if self.head.len() < ID_WINDOW {
+            let room = ID_WINDOW - self.head.len();
+            self.head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        self.tail
+            .extend_from_slice(&chunk[chunk.len().saturating_sub(ID_WINDOW)..]);
+        if self.tail.len() > ID_WINDOW {
+            self.tail.drain(..self.tail.len() - ID_WINDOW);
+        }
+    }
+}
+
 /// Copies the child's stdout line by line, each through [`super::wire::admit`], until
-/// either side closes.
-async fn relay(upstream: String, stdout: ChildStdout, mut out: DuplexStream) {
+/// either side closes. A line past `max_bytes` is never held whole: it is dropped as it
+/// comes, and in its place goes an error answering the same request (rmcp would drop it
+/// unanswered, and the call would wait for its timeout).
+async fn relay(upstream: String, stdout: ChildStdout, mut out: DuplexStream, max_bytes: usize) {
     let mut stdout = BufReader::new(stdout);
     let mut line = Vec::new();
-    // Set while passing on the rest of a line too long to look into.
-    let mut passing = false;
+    let mut dropping: Option<Dropping> = None;
     loop {
         let Ok(buffer) = stdout.fill_buf().await else {
             return;
@@ -74,36 +104,108 @@ async fn relay(upstream: String, stdout: ChildStdout, mut out: DuplexStream) {
             None => (buffer, false),
         };
         let taken = chunk.len() + usize::from(ends_line);
-        let written = if passing {
-            out.write_all(chunk).await
-        } else if line.len() + chunk.len() > MAX_LINE {
-            passing = true;
-            let head = std::mem::take(&mut line);
-            match out.write_all(&head).await {
-                Ok(()) => out.write_all(chunk).await,
-                Err(e) => Err(e),
+        match &mut dropping {
+            Some(dropping) => dropping.take(chunk),
+            None if line.len() + chunk.len() > max_bytes => {
+                let mut started = Dropping {
+                    head: Vec::new(),
+                    tail: Vec::new(),
+                    bytes: 0,
+                };
+                started.take(&std::mem::take(&mut line));
+                started.take(chunk);
+                dropping = Some(started);
             }
-        } else {
-            line.extend_from_slice(chunk);
-            Ok(())
-        };
-        stdout.consume(taken);
-        if written.is_err() {
-            return;
+            None => line.extend_from_slice(chunk),
         }
+        stdout.consume(taken);
         if ends_line {
-            let message = if passing {
-                Vec::new()
-            } else {
-                super::wire::admit(&upstream, &line).into_owned()
+            let message = match dropping.take() {
+                Some(dropped) => too_large(&upstream, &dropped, max_bytes),
+                None => super::wire::admit(&upstream, &line).into_owned(),
             };
-            passing = false;
             line.clear();
-            if out.write_all(&message).await.is_err() || out.write_all(b"\n").await.is_err() {
+            if !message.is_empty()
+                && (out.write_all(&message).await.is_err() || out.write_all(b"\n").await.is_err())
+            {
                 return;
             }
         }
     }
+}
+
+/// The error that answers the request an over-long message answered; nothing if it
+/// answered none that can be found (a notification).
+fn too_large(upstream: &str, dropped: &Dropping, max_bytes: usize) -> Vec<u8> {
+    let Some(id) = response_id(&dropped.head, &dropped.tail) else {
+        tracing::warn!(
+            upstream,
+            bytes = dropped.bytes,
+            "an upstream message past {} KiB was dropped (it answered no request)",
+            max_bytes >> 10
+        );
+        return Vec::new();
+    };
+    tracing::warn!(
+        upstream,
+        bytes = dropped.bytes,
+        "an upstream answer past {} KiB was dropped unread",
+        max_bytes >> 10
+    );
+    let error = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": -32603,
+            "message": format!(
+                "upstream result exceeds {} KiB (it sent {} bytes), the most one answer may be (codemode.upstream.maxResultKiB); it was dropped unread. Ask the tool for less (a page, a filter, fewer fields)",
+                max_bytes >> 10,
+                dropped.bytes
+            ),
+        },
+    });
+    serde_json::to_vec(&error).unwrap_or_default()
+}
+
+/// The `id` of a JSON-RPC response, from its first bytes (where it comes before the result)
+/// or its last (where it follows it).
+fn response_id(head: &[u8], tail: &[u8]) -> Option<serde_json::Value> {
+    let find = |text: &[u8], from_end: bool| -> Option<usize> {
+        let key = b"\"id\"";
+        let mut found = text
+            .windows(key.len())
+            .enumerate()
+            .filter(|(_, w)| *w == key);
+        if from_end {
+            found.next_back().map(|(i, _)| i + key.len())
+        } else {
+            found.next().map(|(i, _)| i + key.len())
+        }
+    };
+    let value_after = |text: &[u8], at: usize| -> Option<serde_json::Value> {
+        let rest = text.get(at..)?;
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let rest = rest[colon..].strip_prefix(b":")?;
+        let value = serde_json::Deserializer::from_slice(rest)
+            .into_iter::<serde_json::Value>()
+            .next()?
+            .ok()?;
+        (value.is_number() || value.is_string()).then_some(value)
+    };
+    let before_payload = |text: &[u8], at: usize| {
+        let payload = [&b"\"result\""[..], &b"\"error\""[..]]
+            .iter()
+            .filter_map(|key| text.windows(key.len()).position(|w| w == *key))
+            .min();
+        payload.is_none_or(|p| at < p)
+    };
+    if let Some(at) = find(head, false)
+        && before_payload(head, at)
+        && let Some(id) = value_after(head, at)
+    {
+        return Some(id);
+    }
+    find(tail, true).and_then(|at| value_after(tail, at))
 }
 
 impl Transport<RoleClient> for ChildTransport {
@@ -142,5 +244,32 @@ impl Transport<RoleClient> for ChildTransport {
             }
         }
         self.child.kill().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_is_found_before_or_after_the_payload() {
+        assert_eq!(
+            response_id(
+                br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"text":"xx"#,
+                b"xx\"}]}}"
+            ),
+            Some(serde_json::json!(7))
+        );
+        assert_eq!(
+            response_id(
+                br#"{"result":{"content":[{"text":"{\"id\":1"#,
+                br#"xxx"}]},"jsonrpc":"2.0","id":"a-9"}"#
+            ),
+            Some(serde_json::json!("a-9"))
+        );
+        assert_eq!(
+            response_id(b"{\"method\":\"x\",\"params\":{\"v\":\"", b"\"}}"),
+            None
+        );
     }
 }

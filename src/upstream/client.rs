@@ -47,7 +47,12 @@ impl ClientHandler for Handler {
     }
 }
 
-pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, String> {
+/// Connects to the upstream of `config`; a message from it past `max_message_bytes` fails
+/// the call it answers (over stdio).
+pub(super) async fn connect(
+    config: &UpstreamConfig,
+    max_message_bytes: usize,
+) -> Result<Connection, String> {
     let (tx, list_changed) = mpsc::unbounded_channel();
     let handler = Handler { list_changed: tx };
     let service = match &config.transport {
@@ -62,7 +67,7 @@ pub(super) async fn connect(config: &UpstreamConfig) -> Result<Connection, Strin
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }
-            let (transport, stderr) = super::child::spawn(&config.name, cmd)
+            let (transport, stderr) = super::child::spawn(&config.name, cmd, max_message_bytes)
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
             if let Some(stderr) = stderr {
                 let name = config.name.clone();

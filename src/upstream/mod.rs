@@ -245,8 +245,11 @@ impl Upstream {
         loop {
             let started = Instant::now();
             let connect_timeout = Duration::from_millis(self.settings.connect_timeout_ms);
-            let outcome =
-                tokio::time::timeout(connect_timeout, client::connect(&self.config)).await;
+            let outcome = tokio::time::timeout(
+                connect_timeout,
+                client::connect(&self.config, self.settings.max_result_bytes()),
+            )
+            .await;
             match outcome {
                 Ok(Ok(mut connection)) => {
                     let ready_in = started.elapsed();
@@ -472,11 +475,13 @@ done"#
 
     #[tokio::test]
     async fn a_tool_too_deep_to_parse_leaves_its_upstream_up_with_the_others() {
-        let connection =
-            tokio::time::timeout(Duration::from_secs(20), client::connect(&deep_upstream()))
-                .await
-                .expect("listed within the timeout")
-                .expect("connected");
+        let connection = tokio::time::timeout(
+            Duration::from_secs(20),
+            client::connect(&deep_upstream(), 8 << 20),
+        )
+        .await
+        .expect("listed within the timeout")
+        .expect("connected");
         let names: Vec<&str> = connection.tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, ["fine"]);
     }
