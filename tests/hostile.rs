@@ -414,3 +414,28 @@ async fn abandoned_threads_make_the_server_busy_not_silent() {
         "{message}"
     );
 }
+
+/// Four programs at once, each making 1,000 calls at once with 30 kB of arguments: the
+/// frames (refused by the schema in the host, so only the pipes are busy) fill the
+/// worker's pipes both ways, which must never hold both sides (and the
+/// slots) for ever. Each ends on its own, and the server answers at once afterwards.
+#[tokio::test]
+async fn calls_that_fill_the_pipes_never_wedge_a_slot() {
+    let dir = common::scratch_dir("hostile-pipes");
+    let log = dir.join("audit.jsonl");
+    let web = web::start().await;
+    let server = hostile_server(&dir, &web, &log, json!({ "timeoutMs": 120_000 })).await;
+    let code = "const pad = 'x'.repeat(30000);\nconst settled = await Promise.allSettled(Array.from({ length: 1000 }, () => tools.toy.add({ a: pad, b: 2 })));\nreturn settled.length;";
+    let runs =
+        (0..4).map(|_| {
+            let client = server.client.peer().clone();
+            async move {
+                common::execute_on(&client, json!({ "code": code, "timeoutMs": 120_000 })).await
+            }
+        });
+    for ran in futures::future::join_all(runs).await {
+        assert!(!ran.is_error, "{ran:?}");
+        assert_eq!(ran.result(), &json!(1000));
+    }
+    server.assert_alive().await;
+}
