@@ -46,17 +46,36 @@ pub(super) fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     forms.push(hex.clone().into_bytes());
     forms.push(hex.to_ascii_uppercase().into_bytes());
-    let percent: String = secret
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    forms.push(percent.into_bytes());
+    // Percent-encoded, with the escapes' hex in either case.
+    for upper in [true, false] {
+        let percent: String = secret
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    char::from(b).to_string()
+                } else if upper {
+                    format!("%{b:02X}")
+                } else {
+                    format!("%{b:02x}")
+                }
+            })
+            .collect();
+        forms.push(percent.into_bytes());
+    }
+    // As a JSON encoder that escapes slashes writes it (PHP's json_encode).
+    if secret.contains(&b'/') {
+        let escaped: Vec<u8> = secret
+            .iter()
+            .flat_map(|&b| {
+                if b == b'/' {
+                    vec![b'\\', b'/']
+                } else {
+                    vec![b]
+                }
+            })
+            .collect();
+        forms.push(escaped);
+    }
     forms.retain(|form| form.len() >= 4);
     forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
     forms.dedup();
@@ -171,6 +190,18 @@ mod tests {
             1 << 20,
         );
         assert_eq!(out, b"x=[withheld]");
+        let out = withhold(
+            &forms(b"a b/c=d+e"),
+            b"x=a%20b%2fc%3dd%2be".to_vec(),
+            1 << 20,
+        );
+        assert_eq!(out, b"x=[withheld]");
+        let out = withhold(
+            &forms(b"key/with/slashes"),
+            br#"{"auth":"key\/with\/slashes"}"#.to_vec(),
+            1 << 20,
+        );
+        assert_eq!(out, br#"{"auth":"[withheld]"}"#);
     }
 
     #[test]

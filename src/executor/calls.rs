@@ -63,6 +63,21 @@ pub struct CallRecord {
 /// program's, of any length).
 const REFUSAL_CHARS: usize = 1_000;
 
+/// Characters of a failed call's message a record keeps.
+const RECORD_ERROR_CHARS: usize = 500;
+
+fn record_error(message: &str) -> String {
+    if message.chars().count() <= RECORD_ERROR_CHARS {
+        return message.to_string();
+    }
+    let head: String = message.chars().take(RECORD_ERROR_CHARS).collect();
+    format!("{head} [...]")
+}
+
+/// Characters of a name the program made up (an unknown tool) that a record keeps; longer
+/// than any real tool's.
+const NAME_CHARS: usize = 512;
+
 /// Answers the tool calls and fetches of one execution.
 pub(super) struct CallHost {
     /// The execution's tool-call, fetch and result-size budgets.
@@ -226,7 +241,7 @@ impl CallHost {
                 "still in flight when the program ended: the call went out, and its answer was not awaited (await every call, or use Promise.all, before returning)".into(),
                 None,
             );
-            self.recorder.push(
+            self.recorder.record(
                 &call.name,
                 call.target,
                 call.started,
@@ -468,17 +483,18 @@ impl Recorder {
         reply: &ToolReply,
         span: Option<CallSpan>,
     ) {
-        let pending = self
-            .in_flight
-            .lock()
-            .map(|mut in_flight| in_flight.calls.remove(&id).is_some() || !in_flight.closed)
-            .unwrap_or(true);
-        if pending {
-            self.push(tool, target, started, args_bytes, decision, reply, span);
+        // Recorded while the in-flight list is held: the run's end either finds the call
+        // recorded or takes it as abandoned, never neither.
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.calls.remove(&id).is_some() || !in_flight.closed {
+            self.record(tool, target, started, args_bytes, decision, reply, span);
         }
+        drop(in_flight);
     }
 
-    /// Records a call refused at once (it never went out).
+    /// Adds a record (of a call refused at once, or through [`Recorder::settle`]); `span`
+    /// is its live span, if it went out while traces are on (a call refused at once gets a
+    /// span here).
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -490,25 +506,11 @@ impl Recorder {
         reply: &ToolReply,
         span: Option<CallSpan>,
     ) {
-        self.push(tool, target, started, args_bytes, decision, reply, span);
-    }
-
-    /// Adds a record; `span` is its live span, if it went out while traces are on (a call
-    /// refused at once gets a span here).
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &self,
-        tool: &str,
-        target: Option<String>,
-        started: Instant,
-        args_bytes: usize,
-        decision: &'static str,
-        reply: &ToolReply,
-        span: Option<CallSpan>,
-    ) {
         let (ok, error, result_bytes) = match reply {
             ToolReply::Ok(json) => (true, None, json.len()),
-            ToolReply::Err(failure) => (false, Some(failure.message.clone()), 0),
+            // A message may quote the arguments (a schema error shows the value): the record
+            // keeps its head, so a thousand calls with big arguments stay a small list.
+            ToolReply::Err(failure) => (false, Some(record_error(&failure.message)), 0),
         };
         let record = CallRecord {
             tool: tool.to_string(),
@@ -661,9 +663,37 @@ impl Settlement {
 }
 
 impl ToolHost for CallHost {
+    fn unsent(&self, call: ToolCall, fetch: bool) {
+        let name: String = if fetch {
+            FETCH.to_string()
+        } else {
+            format!("{}.{}", call.namespace, call.tool)
+                .chars()
+                .take(NAME_CHARS)
+                .collect()
+        };
+        let reply = fail(
+            "not sent: the program ended before the call left the sandbox, so it was never made (await every call before returning)".into(),
+            None,
+        );
+        self.recorder.record(
+            &name,
+            None,
+            Instant::now(),
+            call.arguments.len(),
+            "not sent: the program ended first",
+            &reply,
+            None,
+        );
+    }
+
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
         let started = Instant::now();
-        let qualified = format!("{}.{}", call.namespace, call.tool);
+        // A made-up name is the program's, of any length: records keep its head.
+        let qualified: String = format!("{}.{}", call.namespace, call.tool)
+            .chars()
+            .take(NAME_CHARS)
+            .collect();
         let shown_as = format!("tools.{qualified}");
         let args_bytes = call.arguments.len();
         let immediate = |decision: &'static str, reply: ToolReply| -> ReplyFuture {
@@ -672,19 +702,34 @@ impl ToolHost for CallHost {
             );
             Box::pin(std::future::ready(reply))
         };
+        let budget = |why: String| {
+            self.refuse_budget(
+                &qualified,
+                None,
+                started,
+                args_bytes,
+                format!(
+                    "{shown_as} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
+                ),
+            )
+        };
         // The glue refused the call itself (arguments that are not one JSON object, a name
         // that does not exist) and says so, so that the refusal is the host's own record.
         // It counts against the call budget: a program throwing such errors in a loop
         // cannot grow the record without bound.
         if let Some(message) = call.arguments.strip_prefix('\u{0}') {
             let message: String = message.chars().take(REFUSAL_CHARS).collect();
-            let name = if call.tool.is_empty() {
-                call.namespace.clone()
+            // The names are the program's, of any length: a record keeps their head.
+            let name: String = if call.tool.is_empty() {
+                call.namespace.chars().take(NAME_CHARS).collect()
             } else {
-                qualified.clone()
+                qualified.chars().take(NAME_CHARS).collect()
             };
             if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
-                return Box::pin(std::future::ready(fail(message, None)));
+                return budget(format!(
+                    "this execution has made its {} tool calls, the most one may (--max-tool-calls)",
+                    self.limits.tool_calls
+                ));
             }
             let reply = fail(message, None);
             self.recorder.record(
@@ -698,17 +743,6 @@ impl ToolHost for CallHost {
             );
             return Box::pin(std::future::ready(reply));
         }
-        let budget = |why: String| {
-            self.refuse_budget(
-                &qualified,
-                None,
-                started,
-                args_bytes,
-                format!(
-                    "{shown_as} was not called: {why}. Do fewer calls per execution (a tool that takes many items at once, or split the task over several executions)"
-                ),
-            )
-        };
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
             return budget(format!(
                 "this execution has made its {} tool calls, the most one may (--max-tool-calls)",

@@ -108,10 +108,11 @@ pub struct RunOptions {
     pub traceparent: Option<String>,
     /// Type-check the program before it runs; `None`: the server's default.
     pub typecheck: Option<bool>,
-    /// A saved skill called by a running program: it runs within its caller's slot and
-    /// never waits for one of its own, since callers holding every slot while they wait
-    /// for their skills would wait for ever. (How many there can be is bounded by the
-    /// callers' slots and `codemode.policy.maxDepth`.)
+    /// A saved skill called by a running program: it never waits for an execution slot,
+    /// since callers holding every slot while they wait for their skills would wait for
+    /// ever. Skills at one nesting depth have slots of their own instead (as many as the
+    /// server's), so nesting cannot starve and a program calling a skill in a loop cannot
+    /// start more isolates at once than that.
     pub within_caller: bool,
 }
 
@@ -178,6 +179,9 @@ pub struct Executor {
     /// Programs abandoned past their time limit in a built-in that does not poll the
     /// interrupt, whose isolate threads (with `--isolation none`) are still running them.
     abandoned: Arc<AtomicUsize>,
+    /// Slots of skills run within their callers (see [`RunOptions::within_caller`]), one
+    /// set per nesting depth.
+    nested_slots: std::sync::Mutex<std::collections::HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// Where each execution is recorded, if anywhere.
     audit: Option<Arc<AuditLog>>,
     /// What programs' `fetch` may reach; none: they have no `fetch`.
@@ -227,6 +231,7 @@ impl Executor {
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
             abandoned: Arc::default(),
+            nested_slots: Default::default(),
             audit: None,
             egress: None,
             oversight: Arc::default(),
@@ -255,6 +260,7 @@ impl Executor {
             closed: CancellationToken::new(),
             stopped: CancellationToken::new(),
             abandoned: Arc::default(),
+            nested_slots: Default::default(),
             audit: None,
             egress: None,
             oversight: Arc::default(),
@@ -403,7 +409,7 @@ impl Executor {
                     (options.wall_clock, options.timeout),
                     catalog.bindings(),
                     host.clone(),
-                    options.within_caller,
+                    options.within_caller.then_some(options.depth),
                 );
                 match options.cancel {
                     None => run.await,
@@ -650,8 +656,27 @@ impl Executor {
         (wall_clock, timeout): (Option<Duration>, Option<Duration>),
         bindings: Vec<Binding>,
         host: Arc<dyn ToolHost>,
-        within_caller: bool,
+        nested: Option<u32>,
     ) -> RunOutcome {
+        let within_caller = nested.is_some();
+        // Held for the run: the slots of skills at this depth.
+        let _nested_slot = match nested {
+            Some(depth) => {
+                let slots = self
+                    .nested_slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(depth)
+                    .or_insert_with(|| {
+                        Arc::new(tokio::sync::Semaphore::new(
+                            self.settings.concurrency.max(1),
+                        ))
+                    })
+                    .clone();
+                slots.acquire_owned().await.ok()
+            }
+            None => None,
+        };
         let mut limits = self.settings.limits;
         if let Some(wall_clock) = wall_clock {
             limits.timeout = wall_clock;
@@ -773,8 +798,16 @@ impl Executor {
                 "the isolate stopped without an answer (engine failure); the server keeps serving, run the program again",
             )),
             Err(_) if self.stopped.is_cancelled() => shut_down(),
+            Err(_) if within_caller => RunOutcome::failed(ProgramError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the program ran past its time limit of {} ms inside a built-in that cannot be interrupted, and was abandoned",
+                    limits.timeout.as_millis()
+                ),
+            )),
             Err(_) => {
-                // Its thread runs on until the built-in ends: counted until it answers.
+                // Its thread (one of the pool's) runs on until the built-in ends: counted
+                // until it answers.
                 let abandoned = self.abandoned.clone();
                 abandoned.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {

@@ -493,15 +493,13 @@ async fn exchange(
     host: Arc<dyn ToolHost>,
     outbox: &tokio::sync::mpsc::UnboundedSender<ToWorker>,
 ) -> Ran {
-    // Whether the worker has said anything since it took the program.
-    let mut heard = false;
     let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
     tokio::pin!(deadline);
     // Polled here rather than spawned: a reply is queued the moment it exists.
     let mut replies = FuturesUnordered::new();
     loop {
         tokio::select! {
-            message = protocol::read(&mut worker.messages) => match message.inspect(|_| heard = true) {
+            message = protocol::read(&mut worker.messages) => match message {
                 Ok(FromWorker::Call { id, call }) => {
                     replies.push(answered(id, host.call_tool(call)));
                 }
@@ -509,6 +507,7 @@ async fn exchange(
                 Ok(FromWorker::Fetch { id, request }) => {
                     replies.push(answered(id, host.fetch(request)));
                 }
+                Ok(FromWorker::Unsent { call, fetch }) => host.unsent(call, fetch),
                 Ok(FromWorker::Done(outcome)) => return Ran::Answered(outcome),
                 Ok(FromWorker::Ready(_)) | Err(ProtocolError::TooLarge(_) | ProtocolError::Malformed(_)) => {
                     let _ = worker.child.start_kill();
@@ -517,14 +516,10 @@ async fn exchange(
                         "the sandboxed worker running this program broke the host protocol and was killed; the server keeps serving: run the program again",
                     ));
                 }
-                Err(ProtocolError::Closed | ProtocolError::Io(_)) => {
-                    let (outcome, status) = crashed_with_status(worker).await;
-                    // SIGKILL comes from outside (an operator, the OOM killer; the host's
-                    // own kills end the run elsewhere): a worker killed so before it said
-                    // a word had not started the program in any way that matters.
-                    let killed = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL));
-                    return if killed && !heard { Ran::Unstarted(outcome) } else { Ran::Failed(outcome) };
-                }
+                // Once the program was handed over, the worker's death is the run's: a program
+                // that only computes says nothing before it could be killed, so nothing
+                // tells a death before it started from one after.
+                Err(ProtocolError::Closed | ProtocolError::Io(_)) => return Ran::Failed(crashed(worker).await),
             },
             Some((id, reply)) = replies.next() => {
                 let _ = outbox.send(ToWorker::Reply { id, reply });

@@ -36,6 +36,9 @@ pub(super) enum FromWorker {
     Call { id: u64, call: ToolCall },
     /// The program called `fetch` (the glue's request JSON); answered the same way.
     Fetch { id: u64, request: String },
+    /// A call (or, with `fetch: true`, a fetch request) the program made but the worker had
+    /// not sent when the program ended: recorded by the host, never performed.
+    Unsent { call: ToolCall, fetch: bool },
     /// The program's outcome.
     Done(Box<RunOutcome>),
 }

@@ -367,16 +367,20 @@ async fn serve_runs(
                 },
             }
         };
-        // Calls the program made that the loop had not sent when the program ended go out
-        // now, before the answer: the host records every call a program made (as not
-        // answered, if it was still in flight), and an unsent one would be no record at all.
+        // Calls the program made that the loop had not sent when the program ended are
+        // told to the host before the answer, as not sent: the host records every call a
+        // program made, and performs none after its program ended.
         while let Ok((ask, _reply)) = calls.try_recv() {
-            next_id += 1;
             let message = match ask {
-                Ask::Call(call) => FromWorker::Call { id: next_id, call },
-                Ask::Fetch(request) => FromWorker::Fetch {
-                    id: next_id,
-                    request,
+                Ask::Call(call) => FromWorker::Unsent { call, fetch: false },
+                Ask::Fetch(request) => FromWorker::Unsent {
+                    call: ToolCall {
+                        namespace: String::new(),
+                        tool: String::new(),
+                        arguments: request,
+                        site: None,
+                    },
+                    fetch: true,
                 },
             };
             if output.send(message).is_err() {

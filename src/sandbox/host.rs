@@ -93,6 +93,13 @@ pub trait ToolHost: Send + Sync {
             schema_path: None,
         })))
     }
+
+    /// Notes a call (`fetch`: a fetch, its request in `call.arguments`) that the program
+    /// made but that never left the sandbox before the program ended: a record, never a
+    /// call.
+    fn unsent(&self, call: ToolCall, fetch: bool) {
+        let _ = (call, fetch);
+    }
 }
 
 /// A host with no tools: every call fails.

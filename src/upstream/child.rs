@@ -137,7 +137,18 @@ async fn relay(upstream: String, stdout: ChildStdout, mut out: DuplexStream, max
 /// The error that answers the request an over-long message answered; nothing if it
 /// answered none that can be found (a notification).
 fn too_large(upstream: &str, dropped: &Dropping, max_bytes: usize) -> Vec<u8> {
-    let Some(id) = response_id(&dropped.head, &dropped.tail) else {
+    // A request from the server (it names a method) shares ids with nothing of ours: an
+    // error in its name would answer one of our own requests.
+    let is_request = dropped
+        .head
+        .windows(b"\"method\"".len())
+        .any(|w| w == b"\"method\"");
+    let id = if is_request {
+        None
+    } else {
+        response_id(&dropped.head, &dropped.tail)
+    };
+    let Some(id) = id else {
         tracing::warn!(
             upstream,
             bytes = dropped.bytes,

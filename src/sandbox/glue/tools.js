@@ -17,6 +17,11 @@
   const regexExec = RegExp.prototype.exec;
   const weakAdd = WeakSet.prototype.add, weakHas = WeakSet.prototype.has;
   const toText = String, toNumber = Number, max = Math.max;
+  const stringSlice = String.prototype.slice;
+  // A name the program made up, as errors and the host's records show it: its head.
+  function clip(text) {
+    return text.length > 200 ? apply(stringSlice, text, [0, 200]) + "..." : text;
+  }
   const SITE = /program\.ts:(\d+):(\d+)/;
 
   // The program's line:column that made a call, for the user asked to confirm it.
@@ -124,15 +129,19 @@
     return new Proxy(freeze(target), {
       get(object, key) {
         if (key === "then" || key === "toJSON") return undefined;
+        // What every object has (`toString`, `hasOwnProperty`, ...) is not a tool name (the
+        // catalog maps such names): reading it is no call, and no refusal.
+        if (typeof key === "string" && !hasOwn(object, key) && inherited[key] === true) return undefined;
         if (typeof key === "symbol" || hasOwn(object, key)) return object[key];
         const names = keys(object);
         const site = new Error();
-        const message = path + "." + toText(key) + " does not exist. " +
+        const shown = clip(toText(key));
+        const message = path + "." + shown + " does not exist. " +
           (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.");
         // No destructuring: it would go through the array iterator, which the program may
         // have replaced.
         const top = namespace === undefined;
-        const space = top ? toText(key) : namespace, name = top ? "" : toText(key);
+        const space = top ? shown : namespace, name = top ? "" : shown;
         refused(space, name, message, site);
         throw failure(message, top ? space : space + "." + name, undefined, site);
       },
@@ -147,6 +156,10 @@
     if (name === "then" || name === "toJSON" || hasOwn(object, name)) return;
     defineProperty(object, name, { value, enumerable, writable: false, configurable: false });
   }
+
+  // Object.prototype's names, taken before the program could add any.
+  const inherited = create(null);
+  for (const name of Object.getOwnPropertyNames(Object.prototype)) inherited[name] = true;
 
   const tools = create(null);
   for (const binding of host.bindings) {
