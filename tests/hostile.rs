@@ -365,8 +365,9 @@ async fn workers_killed_while_idle_are_not_handed_programs() {
     }
 }
 
-/// A call still in flight when the program returns went out and may have done what it
-/// does: it is in the calls list and in the audit log, as not answered.
+/// A call still pending when the program returns is in the calls list and in the audit
+/// log: as not answered if it went out (it may have done what it does), as not sent if it
+/// had not left the worker (then it is never made).
 #[tokio::test]
 async fn a_call_in_flight_when_the_program_returns_is_recorded() {
     let dir = common::scratch_dir("hostile-in-flight");
@@ -381,13 +382,17 @@ async fn a_call_in_flight_when_the_program_returns_is_recorded() {
     assert_eq!(calls.len(), 1, "{ran:?}");
     assert_eq!(calls[0]["tool"], "toy.slow");
     assert_eq!(calls[0]["ok"], false);
+    // Whether the call had left the worker when the program ended depends on timing; either
+    // way it has its record: sent and not awaited, or never sent (and never made).
+    let error = calls[0]["error"].as_str().unwrap();
     assert!(
-        calls[0]["error"].as_str().unwrap().contains("in flight"),
+        error.contains("in flight") || error.contains("not sent"),
         "{ran:?}"
     );
     let audit = std::fs::read_to_string(&log).unwrap();
     assert!(
-        audit.contains("abandoned: the program ended first"),
+        audit.contains("abandoned: the program ended first")
+            || audit.contains("not sent: the program ended first"),
         "{audit}"
     );
 }

@@ -666,6 +666,8 @@ impl ToolHost for CallHost {
     fn unsent(&self, call: ToolCall, fetch: bool) {
         let name: String = if fetch {
             FETCH.to_string()
+        } else if call.tool.is_empty() {
+            call.namespace.chars().take(NAME_CHARS).collect()
         } else {
             format!("{}.{}", call.namespace, call.tool)
                 .chars()

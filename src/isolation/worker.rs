@@ -372,6 +372,12 @@ async fn serve_runs(
         // program made, and performs none after its program ended.
         while let Ok((ask, _reply)) = calls.try_recv() {
             let message = match ask {
+                // A refusal the glue reports is no call: the host only records it, as it
+                // would have had it gone out in time.
+                Ask::Call(call) if call.arguments.starts_with('\u{0}') => {
+                    next_id += 1;
+                    FromWorker::Call { id: next_id, call }
+                }
                 Ask::Call(call) => FromWorker::Unsent { call, fetch: false },
                 Ask::Fetch(request) => FromWorker::Unsent {
                     call: ToolCall {

@@ -1,4 +1,4 @@
-// expect: memory
+// expect: memory|timeout
 const spin = () => Promise.resolve().then(spin);
 spin();
 await new Promise(() => {});
