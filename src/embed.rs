@@ -183,6 +183,9 @@ impl CodeModeBuilder {
             telemetry.otlp_endpoint = Some(endpoint);
         }
         let tracing = Tracing::from_settings(&telemetry)?;
+        for skipped in &config.skipped {
+            tracing::warn!(target: "upstream", "[{}] {}", skipped.name, skipped.reason);
+        }
         let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
         let learned = match &config.codemode.learned_types.path {
             Some(path) => LearnedTypes::persisted(path),

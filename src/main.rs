@@ -706,7 +706,7 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
         None => println!("fetch is off (no codemode.egress.rules)"),
     }
-    if config.upstreams.is_empty() {
+    if config.upstreams.is_empty() && config.skipped.is_empty() {
         println!("no upstream servers configured");
         return Ok(0);
     }
@@ -715,6 +715,12 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         "{:<24} {:<9} {:>5} {:>10}  status",
         "server", "transport", "tools", "ready"
     );
+    for skipped in &config.skipped {
+        println!(
+            "{:<24} {:<9} {:>5} {:>10}  {}",
+            skipped.name, "stdio", "-", "-", skipped.reason
+        );
+    }
     let mut all_ready = true;
     for upstream in upstreams.iter() {
         let s = upstream.snapshot();

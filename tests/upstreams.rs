@@ -478,3 +478,80 @@ async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
         .await;
     assert_eq!(ran.result(), &json!(512 * 1024), "{ran:?}");
 }
+
+/// The command lines of the running codemode-mcp servers (not workers) below `pid`.
+fn servers_below(pid: u32) -> Vec<String> {
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // The parent is the second field after the parenthesised command name.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        parents.insert(child, parent);
+    }
+    let below = |mut p: u32| {
+        while let Some(&parent) = parents.get(&p) {
+            if parent == pid {
+                return true;
+            }
+            p = parent;
+        }
+        false
+    };
+    parents
+        .keys()
+        .filter(|&&p| below(p))
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with(common::BIN) && c.contains(" serve "))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
+    let dir = common::scratch_dir("nesting");
+    let a = dir.join("a.json");
+    let b = dir.join("b.json");
+    let serve = |config: &std::path::Path| json!({ "command": common::BIN, "args": ["serve", "--config", config] });
+    // a lists itself and b; b lists a: a loop directly and one through a second file.
+    std::fs::write(
+        &a,
+        json!({ "mcpServers": { "self": serve(&a), "b": serve(&b), "toy": toy() } }).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&b, json!({ "mcpServers": { "a": serve(&a) } }).to_string()).unwrap();
+
+    let out = std::process::Command::new(common::BIN)
+        .args(["check-config", a.to_str().unwrap()])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(row("self").contains("skipped: mcpServers.self is this very server"), "{stdout}");
+    assert!(row("b").ends_with("ready"), "{stdout}");
+    assert!(row("toy").ends_with("ready"), "{stdout}");
+
+    // Served: a starts b, b starts a once more (one level deeper), and that a starts
+    // neither itself nor b (codemode.policy.maxDepth is 2): two servers below the top.
+    let server = common::start(&["--config", a.to_str().unwrap()]).await;
+    let below = servers_below(server.pid);
+    assert_eq!(below.len(), 2, "{below:#?}");
+    let ran = server
+        .execute("const r = await tools.b.execute_code({ code: 'return await tools.a.execute_code({ code: \"return 6 * 7\" })' });\nreturn r.result.result;")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!(42), "{ran:?}");
+}

@@ -2,6 +2,7 @@
 //! with this server's own settings. Unknown keys and bad values are errors that name the key
 //! path, so a typo never silently disables anything.
 
+pub mod nesting;
 mod servers;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -49,6 +50,10 @@ pub struct Config {
     /// `mcp_servers` resolved (`${VAR}` expanded, transports decided), disabled ones left out.
     #[serde(skip)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Entries of `mcp_servers` left out of `upstreams` because they would start
+    /// code-mode servers in a loop (see [`nesting`]).
+    #[serde(skip)]
+    pub skipped: Vec<nesting::SkippedUpstream>,
 }
 
 /// The `codemode` section.
@@ -99,6 +104,10 @@ pub struct CodemodeSection {
     /// `Europe/Oslo`); UTC unless set.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Our environment variables every server started by command gets besides the minimal
+    /// environment, by name (each entry's `inheritEnv` adds to these).
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
 }
 
 impl CodemodeSection {
@@ -922,7 +931,16 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        let own = nesting::Own {
+            config: path,
+            level: nesting::level(),
+            max_depth: config.codemode.policy.max_depth,
+        };
+        let (kept, skipped) = nesting::screen(std::mem::take(&mut config.upstreams), &own);
+        config.upstreams = kept;
+        config.skipped = skipped;
+        Ok(config)
     }
 
     /// Parses and validates config text; `origin` names it in errors.
@@ -966,6 +984,13 @@ impl Config {
                 message: format!("{check_ms} is out of range: allowed 1 to 600000"),
             });
         }
+        for (i, name) in config.codemode.inherit_env.iter().enumerate() {
+            servers::check_inherited_name(name).map_err(|message| ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: format!("codemode.inheritEnv[{i}]"),
+                message,
+            })?;
+        }
         let env = |name: &str| std::env::var(name).ok();
         config.upstreams = config
             .mcp_servers
@@ -973,6 +998,15 @@ impl Config {
             .filter(|(_, entry)| !entry.disabled)
             .map(|(name, entry)| entry.resolve(name, origin, &env))
             .collect::<Result<_, _>>()?;
+        for upstream in &mut config.upstreams {
+            if let Transport::Stdio { inherit_env, .. } = &mut upstream.transport {
+                let mut names = config.codemode.inherit_env.clone();
+                names.extend(std::mem::take(inherit_env));
+                names.sort();
+                names.dedup();
+                *inherit_env = names;
+            }
+        }
         let upstream = config.codemode.upstream;
         for (key, value, least) in [
             ("connectTimeoutMs", upstream.connect_timeout_ms, 100),

@@ -16,9 +16,14 @@ pub struct ServerEntry {
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment for it; the rest of the environment is inherited.
+    /// Its own environment variables. Nothing else of ours reaches it but a minimal
+    /// environment (`PATH`, `HOME`, the locale, ...) and the names in `inherit_env`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// More of our environment's variables to pass through, by name (`codemode.inheritEnv`
+    /// adds to it for every server).
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
     /// Its working directory.
     pub cwd: Option<String>,
     /// Endpoint of a remote server.
@@ -45,10 +50,13 @@ pub enum Transport {
         command: String,
         /// Arguments.
         args: Vec<String>,
-        /// Extra environment.
+        /// Its own variables.
         env: BTreeMap<String, String>,
         /// Working directory.
         cwd: Option<PathBuf>,
+        /// Our variables it gets besides the minimal environment, by name (this entry's
+        /// `inheritEnv` and `codemode.inheritEnv`).
+        inherit_env: Vec<String>,
     },
     /// Streamable HTTP.
     Http {
@@ -153,11 +161,15 @@ impl ServerEntry {
                     Some(cwd) => Some(PathBuf::from(expand(at(".cwd"), cwd)?)),
                     None => None,
                 };
+                for (i, name) in self.inherit_env.iter().enumerate() {
+                    check_inherited_name(name).map_err(|m| invalid(at(&format!(".inheritEnv[{i}]")), m))?;
+                }
                 Transport::Stdio {
                     command: expand(at(".command"), command)?,
                     args,
                     env,
                     cwd,
+                    inherit_env: self.inherit_env.clone(),
                 }
             }
             (None, Some(url), None | Some("http") | Some("sse")) => {
@@ -202,10 +214,12 @@ impl ServerEntry {
                 ));
             }
         };
-        if self.command.is_none() && (!self.args.is_empty() || !self.env.is_empty()) {
+        if self.command.is_none()
+            && (!self.args.is_empty() || !self.env.is_empty() || !self.inherit_env.is_empty())
+        {
             return Err(invalid(
                 at(""),
-                "\"args\" and \"env\" apply only to servers started with \"command\"".into(),
+                "\"args\", \"env\" and \"inheritEnv\" apply only to servers started with \"command\"".into(),
             ));
         }
         if self.url.is_none() && !self.headers.is_empty() {
@@ -219,6 +233,19 @@ impl ServerEntry {
             transport,
         })
     }
+}
+
+/// Checks a name of `inheritEnv`: a variable name, and not one of ours.
+pub(super) fn check_inherited_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(format!("\"{name}\" is not an environment variable name"));
+    }
+    if name.starts_with("CODEMODE_") {
+        return Err(format!(
+            "\"{name}\": codemode-mcp's own variables never pass to upstreams; if this server needs the value, give it in its \"env\": {{\"{name}\": \"${{{name}}}\"}}"
+        ));
+    }
+    Ok(())
 }
 
 /// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`.
@@ -297,7 +324,8 @@ mod tests {
                 command: "npx".into(),
                 args: vec!["-y".into(), "t0k".into()],
                 env: [("K".to_string(), "t0k".to_string())].into(),
-                cwd: None
+                cwd: None,
+                inherit_env: Vec::new(),
             }
         );
         let http = entry(r#"{"url":"http://h/mcp","headers":{"Authorization":"Bearer ${TOKEN}"}}"#)

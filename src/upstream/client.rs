@@ -61,27 +61,42 @@ pub(super) async fn connect(
             args,
             env,
             cwd,
+            inherit_env,
         } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
+            cmd.args(args)
+                .env_clear()
+                .envs(super::environment::for_child(
+                    std::env::vars(),
+                    inherit_env,
+                    env,
+                ));
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }
             let (transport, stderr) = super::child::spawn(&config.name, cmd, max_message_bytes)
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            let said = StderrTail::default();
             if let Some(stderr) = stderr {
                 let name = config.name.clone();
+                let said = said.clone();
                 tokio::spawn(async move {
                     let mut lines = BufReader::new(stderr).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         tracing::info!(target: "upstream", "[{name}] {line}");
+                        said.push(line);
                     }
                 });
             }
-            handler
-                .serve(transport)
-                .await
-                .map_err(|e| format!("MCP handshake failed: {e}"))?
+            match handler.serve(transport).await {
+                Ok(service) => service,
+                Err(e) => {
+                    // The child's last words are usually the real cause; give them a
+                    // moment to arrive after the pipe closed.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    return Err(format!("MCP handshake failed: {e}{}", said.render()));
+                }
+            }
         }
         Transport::Http { url, headers } => {
             let transport = StreamableHttpClientTransport::from_config(
@@ -119,6 +134,38 @@ pub(super) async fn connect(
         closed,
         list_changed,
     })
+}
+
+/// The last lines a started server wrote to stderr, kept for the error when it fails to
+/// connect.
+#[derive(Clone, Default)]
+struct StderrTail(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl StderrTail {
+    const LINES: usize = 5;
+    const LINE_CHARS: usize = 300;
+
+    fn push(&self, line: String) {
+        let line: String = line.chars().take(Self::LINE_CHARS).collect();
+        if line.trim().is_empty() {
+            return;
+        }
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == Self::LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// `; it wrote to stderr: ...`, or nothing when it wrote nothing.
+    fn render(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.is_empty() {
+            return String::new();
+        }
+        let joined: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
+        format!("; its last words on stderr: {}", joined.join(" | "))
+    }
 }
 
 pub(super) fn header_map(

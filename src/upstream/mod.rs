@@ -8,6 +8,7 @@
 
 mod child;
 mod client;
+mod environment;
 mod sse;
 mod wire;
 
@@ -469,6 +470,7 @@ done"#
                 args: vec!["-c".into(), script],
                 env: BTreeMap::new(),
                 cwd: None,
+                inherit_env: Vec::new(),
             },
         }
     }
