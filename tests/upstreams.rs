@@ -555,3 +555,49 @@ async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
     assert!(!ran.is_error, "{ran:?}");
     assert_eq!(ran.result(), &json!(42), "{ran:?}");
 }
+
+#[test]
+fn check_config_says_in_plain_words_why_an_upstream_is_down() {
+    let dir = common::scratch_dir("check-causes");
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": {
+                "quits": { "command": python(), "args": ["-c", "import sys; sys.stderr.write('bad token: set API_KEY\\n'); sys.exit(1)"] },
+                "silent": { "command": python(), "args": ["-c", "import time; time.sleep(60)"] },
+                "refused": { "url": format!("http://127.0.0.1:{free_port}/mcp") },
+                "unfound": { "command": "mcp-server-that-is-not-installed" }
+            },
+            "codemode": { "upstream": { "connectTimeoutMs": 2000 } }
+        }),
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["check-config", &config])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("quits").contains("before it answered `initialize`; its last words on stderr: bad token: set API_KEY"),
+        "{stdout}"
+    );
+    assert!(row("silent").contains("within 2000 ms"), "{stdout}");
+    assert!(row("refused").contains("connection refused"), "{stdout}");
+    assert!(
+        row("unfound").contains("not found on PATH") && row("unfound").contains("absolute path"),
+        "{stdout}"
+    );
+}

@@ -366,8 +366,10 @@ impl Upstreams {
     /// the connect timeout: a slow upstream joins later.
     pub async fn connect(configs: &[UpstreamConfig], settings: UpstreamSettings) -> Arc<Self> {
         let upstreams = Self::start(configs, settings);
+        // Each attempt gives up at the connect timeout by itself; the margin lets the one
+        // that gives up say so (not still "connecting") before anyone reads its status.
         upstreams
-            .settled(Duration::from_millis(settings.connect_timeout_ms))
+            .settled(Duration::from_millis(settings.connect_timeout_ms) + Duration::from_secs(1))
             .await;
         upstreams
     }
