@@ -702,6 +702,9 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         std::env::var(name).ok()
     })?;
     println!("{}: valid", file.display());
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
     match &egress {
         Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
         None => println!("fetch is off (no codemode.egress.rules)"),

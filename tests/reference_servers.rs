@@ -205,8 +205,17 @@ async fn a_started_server_sees_none_of_our_credentials_only_its_own_env_and_what
         .await;
     assert!(!ran.is_error, "{ran:?}");
     let seen = ran.result().as_str().unwrap_or_default().to_string();
-    for withheld in ["gh-secret-1", "auth-secret-2", "other-secret-3", "unrelated-4", "CODEMODE_LOG"] {
-        assert!(!seen.contains(withheld), "{withheld} reached the server: {seen}");
+    for withheld in [
+        "gh-secret-1",
+        "auth-secret-2",
+        "other-secret-3",
+        "unrelated-4",
+        "CODEMODE_LOG",
+    ] {
+        assert!(
+            !seen.contains(withheld),
+            "{withheld} reached the server: {seen}"
+        );
     }
     for passed in ["own-value", "passed-5", "passed-6", "PATH", "HOME"] {
         assert!(seen.contains(passed), "{passed} missing: {seen}");

@@ -479,7 +479,8 @@ async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
     assert_eq!(ran.result(), &json!(512 * 1024), "{ran:?}");
 }
 
-/// The command lines of the running codemode-mcp servers (not workers) below `pid`.
+/// The running codemode-mcp servers (not workers) started below `pid`: pid, parent and
+/// command line.
 fn servers_below(pid: u32) -> Vec<String> {
     let mut parents = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -506,10 +507,28 @@ fn servers_below(pid: u32) -> Vec<String> {
     parents
         .keys()
         .filter(|&&p| below(p))
-        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with(common::BIN) && c.contains(" serve "))
+        // A child caught between fork and exec still shows its parent's command line and
+        // environment; a started server has its own nesting level.
+        .filter(|p| nesting(**p).is_some() && nesting(**p) != nesting(parents[*p]))
+        .filter_map(|p| Some((p, std::fs::read(format!("/proc/{p}/cmdline")).ok()?)))
+        .map(|(p, c)| {
+            format!(
+                "{p} (of {}): {}",
+                parents[p],
+                String::from_utf8_lossy(&c).replace('\0', " ")
+            )
+        })
+        .filter(|c| c.contains(common::BIN) && c.contains(" serve "))
         .collect()
+}
+
+/// The `CODEMODE_NESTING` a process was started with.
+fn nesting(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"CODEMODE_NESTING="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 #[tokio::test]
@@ -540,7 +559,10 @@ async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
             .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
             .to_string()
     };
-    assert!(row("self").contains("skipped: mcpServers.self is this very server"), "{stdout}");
+    assert!(
+        row("self").contains("skipped: mcpServers.self is this very server"),
+        "{stdout}"
+    );
     assert!(row("b").ends_with("ready"), "{stdout}");
     assert!(row("toy").ends_with("ready"), "{stdout}");
 
@@ -591,7 +613,9 @@ fn check_config_says_in_plain_words_why_an_upstream_is_down() {
             .to_string()
     };
     assert!(
-        row("quits").contains("before it answered `initialize`; its last words on stderr: bad token: set API_KEY"),
+        row("quits").contains(
+            "before it answered `initialize`; its last words on stderr: bad token: set API_KEY"
+        ),
         "{stdout}"
     );
     assert!(row("silent").contains("within 2000 ms"), "{stdout}");
@@ -600,4 +624,109 @@ fn check_config_says_in_plain_words_why_an_upstream_is_down() {
         row("unfound").contains("not found on PATH") && row("unfound").contains("absolute path"),
         "{stdout}"
     );
+}
+
+const TOY_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/toy.py");
+
+/// Places the client's config file `fixture` (tests/dialects/) at `place` in a fresh
+/// directory, beside the `toy.env` some of them read; its path.
+fn client_config(fixture: &str, place: &str) -> String {
+    let dir = common::scratch_dir("dialect");
+    let path = dir.join(place);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dialects/").to_string() + fixture,
+        &path,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("toy.env"),
+        "# the toy's settings\nexport TOY_GREETING=\"hello\"\n",
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Each client's own file, shaped as its documentation writes it: accepted, its server
+/// ready, and each key that means nothing here named once.
+#[test]
+fn every_clients_config_file_is_accepted_and_what_it_ignores_is_named() {
+    for (fixture, place, warnings) in [
+        (
+            "claude_desktop_config.json",
+            "claude_desktop_config.json",
+            &["globalShortcut: ignored", "preferences: ignored"][..],
+        ),
+        ("claude_code.mcp.json", ".mcp.json", &[][..]),
+        ("cursor.mcp.json", ".cursor/mcp.json", &[][..]),
+        (
+            "windsurf.mcp_config.json",
+            "mcp_config.json",
+            &["mcpServers.toy.disabledTools: ignored"][..],
+        ),
+        (
+            "cline_mcp_settings.json",
+            "cline_mcp_settings.json",
+            &[][..],
+        ),
+        (
+            "vscode.mcp.json",
+            ".vscode/mcp.json",
+            &["inputs: ignored", "servers.toy.dev: ignored"][..],
+        ),
+    ] {
+        let path = client_config(fixture, place);
+        let out = std::process::Command::new(common::BIN)
+            .args(["check-config", &path])
+            .env("TOY_SERVER", TOY_SERVER)
+            .env("CODEMODE_LOG", "error")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {stdout}{stderr}");
+        let toy = stdout
+            .lines()
+            .find(|l| l.starts_with("toy "))
+            .unwrap_or_default();
+        assert!(toy.ends_with("ready"), "{fixture}: {stdout}");
+        let said: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect();
+        assert_eq!(said.len(), warnings.len(), "{fixture}: {stdout}");
+        for warning in warnings {
+            assert!(
+                said.iter().any(|l| l.contains(warning)),
+                "{fixture}: {warning}: {stdout}"
+            );
+        }
+    }
+}
+
+/// Cline's `autoApprove`/`alwaysAllow` become allow rules (under a default of confirm,
+/// only they run without asking), and its `timeout` (seconds) the server's call timeout.
+#[tokio::test]
+async fn clines_auto_approve_and_timeout_apply() {
+    let path = client_config("cline_mcp_settings.json", "cline_mcp_settings.json");
+    let (client, pid) =
+        common::start_with((), &["--config", &path], &[("TOY_SERVER", TOY_SERVER)]).await;
+    let server = Server { client, pid };
+    let ran = server
+        .execute("const sum = await tools.toy.add({ a: 1, b: 2 });\nconst found = await tools.toy.look_up({ filter: { colour: 'red' } }).then(() => 'ran', (e) => e.message);\nconst slow = await tools.toy.slow({ ms: 20000 }).then(() => 'finished', (e) => e.message);\nreturn { sum, found, slow };")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["sum"]["sum"], json!(3), "{ran:?}");
+    assert_eq!(ran.result()["found"], json!("ran"), "{ran:?}");
+    assert!(
+        ran.result()["slow"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1000 ms"),
+        "{ran:?}"
+    );
+    // Not auto-approved: the default asks, and this client cannot answer.
+    let asked = server.execute("return await tools.toy.text();").await;
+    assert!(asked.is_error, "{asked:?}");
+    assert!(asked.error_message().contains("confirm"), "{asked:?}");
 }

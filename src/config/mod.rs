@@ -37,16 +37,28 @@ pub enum ConfigError {
     },
 }
 
-/// The whole config file.
+/// The whole config file: any MCP client's, with a `codemode` section added. Keys other
+/// clients keep beside their servers (Claude Desktop's `preferences`, VS Code's `inputs`)
+/// are warned about and ignored; inside `codemode`, an unknown key is an error.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Config {
     /// Upstream MCP servers in the format Claude Desktop and other clients use.
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, ServerEntry>,
+    /// The same, as VS Code's `mcp.json` names them.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerEntry>,
     /// This server's own settings.
     #[serde(default)]
     pub codemode: CodemodeSection,
+    /// Every other top-level key.
+    #[serde(flatten)]
+    pub ignored: BTreeMap<String, serde_json::Value>,
+    /// What of the file was ignored, or mapped with a caveat, one line each; logged at
+    /// start and printed by `check-config`.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// `mcp_servers` resolved (`${VAR}` expanded, transports decided), disabled ones left out.
     #[serde(skip)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -920,6 +932,16 @@ impl LimitSettings {
     }
 }
 
+/// `name` as a glob that matches only itself.
+fn globset_escape(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' | ']' | '{' | '}' | '\\' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -931,7 +953,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let mut config = Self::parse(&text, &path.display().to_string())?;
+        let mut config = Self::parse_in(&text, &path.display().to_string(), path.parent())?;
         let own = nesting::Own {
             config: path,
             level: nesting::level(),
@@ -945,6 +967,12 @@ impl Config {
 
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::parse_in(text, origin, None)
+    }
+
+    /// [`Self::parse`] for a file in `base_dir` (where `envFile` and `${workspaceFolder}`
+    /// are).
+    fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let mut config: Config =
             serde_path_to_error::deserialize(&mut de).map_err(|err| ConfigError::Invalid {
@@ -992,12 +1020,56 @@ impl Config {
             })?;
         }
         let env = |name: &str| std::env::var(name).ok();
-        config.upstreams = config
-            .mcp_servers
-            .iter()
-            .filter(|(_, entry)| !entry.disabled)
-            .map(|(name, entry)| entry.resolve(name, origin, &env))
-            .collect::<Result<_, _>>()?;
+        let mut warnings = Vec::new();
+        for key in config.ignored.keys() {
+            if key != "$schema" {
+                warnings.push(format!(
+                    "{origin}: {key}: ignored (codemode-mcp reads mcpServers or servers, and codemode)"
+                ));
+            }
+        }
+        let mut upstreams = Vec::new();
+        for (section, entries) in [
+            ("mcpServers", &config.mcp_servers),
+            ("servers", &config.servers),
+        ] {
+            let cx = servers::Context {
+                origin,
+                section,
+                base_dir,
+                env: &env,
+            };
+            for (name, entry) in entries.iter().filter(|(_, entry)| !entry.disabled) {
+                if section == "servers" && config.mcp_servers.contains_key(name) {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        path: format!("servers.{name}"),
+                        message: "is also in mcpServers: give each server once".into(),
+                    });
+                }
+                upstreams.push(entry.resolve(name, &cx, &mut warnings)?);
+            }
+        }
+        config.upstreams = upstreams;
+        // Cline's auto-approved tools are called without asking; the config's own rules
+        // come first, so a deny rule still wins, and under a default of deny they would
+        // open tools nothing else allows.
+        for upstream in &config.upstreams {
+            for tool in &upstream.auto_approve {
+                if config.codemode.policy.default == DefaultAction::Deny {
+                    warnings.push(format!(
+                        "{origin}: mcpServers.{}.autoApprove: \"{tool}\" not applied: codemode.policy.default is deny, so only codemode.policy.rules open tools",
+                        upstream.name
+                    ));
+                    continue;
+                }
+                config.codemode.policy.rules.push(PolicyRule {
+                    tools: format!("{}.{}", upstream.name, globset_escape(tool)),
+                    action: PolicyAction::Allow,
+                });
+            }
+        }
+        config.warnings = warnings;
         for upstream in &mut config.upstreams {
             if let Transport::Stdio { inherit_env, .. } = &mut upstream.transport {
                 let mut names = config.codemode.inherit_env.clone();
@@ -1062,6 +1134,90 @@ mod tests {
         assert_eq!(
             config.codemode.limits.limits().timeout,
             Duration::from_millis(500)
+        );
+    }
+    #[test]
+    fn other_clients_dialects_map_to_what_they_mean_here() {
+        let dir = std::env::temp_dir().join(format!("dialects-{}", std::process::id()));
+        let vscode = dir.join(".vscode");
+        std::fs::create_dir_all(&vscode).unwrap();
+        std::fs::write(
+            dir.join("toy.env"),
+            "# comment\nexport A=\"1\"\nB='two'\nC=3\n",
+        )
+        .unwrap();
+        let config = Config::parse_in(
+            r#"{"inputs":[{"type":"promptString","id":"k"}],
+                "servers":{"toy":{"type":"stdio","command":"x","envFile":"${workspaceFolder}/toy.env","env":{"C":"own"}}}}"#,
+            "mcp.json",
+            Some(&vscode),
+        )
+        .unwrap();
+        let Transport::Stdio { env, .. } = &config.upstreams[0].transport else {
+            panic!("{config:?}");
+        };
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two");
+        assert_eq!(env["C"], "own", "env wins over envFile");
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+
+        let err = Config::parse(
+            r#"{"servers":{"gh":{"command":"x","env":{"T":"${input:token}"}}}}"#,
+            "mcp.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("servers.gh.env.T") && err.contains("${NAME}"),
+            "{err}"
+        );
+
+        let windsurf =
+            Config::parse(r#"{"mcpServers":{"r":{"serverUrl":"http://h/mcp"}}}"#, "c").unwrap();
+        assert_eq!(windsurf.upstreams[0].transport.name(), "http");
+
+        let cline = Config::parse(
+            r#"{"mcpServers":{"t":{"command":"x","timeout":2.5,"autoApprove":["a*b"],"alwaysAllow":["c"],"transportType":"stdio"}},
+                "codemode":{"policy":{"rules":[{"tools":"t.c","action":"deny"}]}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cline.upstreams[0].call_timeout_ms, Some(2500));
+        let rules: Vec<_> = cline
+            .codemode
+            .policy
+            .rules
+            .iter()
+            .map(|r| (r.tools.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("t.c", PolicyAction::Deny),
+                ("t.a[*]b", PolicyAction::Allow),
+                ("t.c", PolicyAction::Allow)
+            ],
+            "the config's own deny comes first"
+        );
+        let denied = Config::parse(
+            r#"{"mcpServers":{"t":{"command":"x","autoApprove":["a"]}},"codemode":{"policy":{"default":"deny"}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert!(denied.codemode.policy.rules.is_empty());
+        assert!(
+            denied.warnings[0].contains("not applied"),
+            "{:?}",
+            denied.warnings
+        );
+
+        let err =
+            Config::parse(r#"{"mcpServers":{"t":{"command":"x","timeout":0}}}"#, "c").unwrap_err();
+        assert!(err.to_string().contains("mcpServers.t.timeout"), "{err}");
+        let err = Config::parse(r#"{"codemode":{"nope":1}}"#, "c").unwrap_err();
+        assert!(
+            err.to_string().contains("nope"),
+            "codemode's own keys stay strict: {err}"
         );
     }
 }

@@ -190,6 +190,8 @@ mod tests {
                 cwd: None,
                 inherit_env: Vec::new(),
             },
+            call_timeout_ms: None,
+            auto_approve: Vec::new(),
         }
     }
 
@@ -212,7 +214,11 @@ mod tests {
                     &["codemode-mcp", &format!("--config={}", own.display())],
                 ),
                 stdio("other", exe, &["serve", "-c", other.to_str().unwrap()]),
-                stdio("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem"]),
+                stdio(
+                    "fs",
+                    "npx",
+                    &["-y", "@modelcontextprotocol/server-filesystem"],
+                ),
             ],
             &Own {
                 config: &own,
@@ -222,8 +228,14 @@ mod tests {
         );
         let names: Vec<_> = kept.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["other", "fs"]);
-        assert!(skipped[0].reason.contains("this very server"), "{skipped:?}");
-        assert!(skipped[1].reason.contains("same config file"), "{skipped:?}");
+        assert!(
+            skipped[0].reason.contains("this very server"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].reason.contains("same config file"),
+            "{skipped:?}"
+        );
     }
 
     #[test]
@@ -232,7 +244,11 @@ mod tests {
         let entries = || {
             vec![
                 stdio("nested", "uvx", &["codemode-mcp", "serve"]),
-                stdio("fs", "npx", &["-y", "@modelcontextprotocol/server-filesystem"]),
+                stdio(
+                    "fs",
+                    "npx",
+                    &["-y", "@modelcontextprotocol/server-filesystem"],
+                ),
             ]
         };
         let at = |level| {

@@ -104,8 +104,8 @@ pub(super) async fn connect(
                     // the end of its stderr (it has exited), or for as long as a live
                     // one is worth waiting for.
                     if let Some(reader) = reader.as_mut() {
-                        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader)
-                            .await;
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
                     }
                     let what = match e {
                         rmcp::service::ClientInitializeError::ConnectionClosed(_) => {
@@ -196,7 +196,9 @@ fn plain_cause(error: &rmcp::service::ClientInitializeError) -> String {
             .ok()
             .and_then(|c| http::StatusCode::from_u16(c).ok())
         {
-            return format!("the server answered HTTP {status} (is this the server's MCP endpoint?)");
+            return format!(
+                "the server answered HTTP {status} (is this the server's MCP endpoint?)"
+            );
         }
     }
     for (marker, plain) in [

@@ -218,7 +218,11 @@ impl Upstream {
                 None => return Err(unavailable(&state.status)),
             }
         };
-        let timeout = Duration::from_millis(self.settings.call_timeout_ms);
+        let timeout = Duration::from_millis(
+            self.config
+                .call_timeout_ms
+                .unwrap_or(self.settings.call_timeout_ms),
+        );
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let mut meta = rmcp::model::RequestMetaObject::new();
         meta.insert(DEPTH_META.into(), serde_json::Value::from(depth + 1));
@@ -474,6 +478,8 @@ done"#
                 cwd: None,
                 inherit_env: Vec::new(),
             },
+            call_timeout_ms: None,
+            auto_approve: Vec::new(),
         }
     }
 
