@@ -341,7 +341,19 @@ impl LimitArgs {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(err) = dispatch() {
+        // The error and its causes, never a backtrace (RUST_BACKTRACE is for panics): what
+        // went wrong is in the words, not in our stack.
+        eprintln!("Error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn dispatch() -> Result<()> {
     codemode_mcp::sandbox::configure_process_environment();
     // A worker process locks itself down before anything else runs (no thread may exist).
     let mut args = std::env::args();

@@ -288,3 +288,20 @@ fn engines_are_chosen_by_flag_or_config_and_missing_ones_are_named() {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn errors_are_words_without_a_backtrace_whatever_rust_backtrace_says() {
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/config.json"])
+        .env("RUST_BACKTRACE", "1")
+        .env("CODEMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Error: cannot read config file /nonexistent/config.json"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}

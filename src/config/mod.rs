@@ -974,15 +974,30 @@ impl Config {
     /// are).
     fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let mut config: Config =
-            serde_path_to_error::deserialize(&mut de).map_err(|err| ConfigError::Invalid {
+        let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let inner = err.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                // A syntax error has a place in the text, not a key path.
+                let (line, column) = (inner.line(), inner.column());
+                let text = inner.to_string();
+                let what = text
+                    .strip_suffix(&format!(" at line {line} column {column}"))
+                    .unwrap_or(&text);
+                return ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    path: format!("line {line}, column {column}"),
+                    message: format!("not valid JSON: {what}"),
+                };
+            }
+            ConfigError::Invalid {
                 origin: origin.to_string(),
                 path: match err.path().to_string().as_str() {
                     "." => "(top level)".to_string(),
                     path => path.to_string(),
                 },
-                message: err.inner().to_string(),
-            })?;
+                message: inner.to_string(),
+            }
+        })?;
         de.end().map_err(|err| ConfigError::Invalid {
             origin: origin.to_string(),
             path: "(top level)".to_string(),
@@ -1218,6 +1233,19 @@ mod tests {
         assert!(
             err.to_string().contains("nope"),
             "codemode's own keys stay strict: {err}"
+        );
+    }
+    #[test]
+    fn a_json_syntax_error_names_line_and_column() {
+        let err = Config::parse(
+            "{\n  \"mcpServers\": {\n    \"time\": { \"command\": \"uvx\" \"args\": [] }\n  }\n}",
+            "c.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "c.json: line 3, column 32: not valid JSON: expected `,` or `}`"
         );
     }
 }
