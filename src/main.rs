@@ -55,6 +55,9 @@ enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+        /// Log at INFO too (CODEMODE_LOG overrides).
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -85,6 +88,12 @@ enum AuditCommand {
 
 #[derive(Args, Debug, Default)]
 struct TypesArgs {
+    /// The config file (the same as `--config FILE`).
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -227,6 +236,9 @@ struct RunArgs {
     /// `codemode.typecheck.tsc`, or `tsc` on PATH); with type errors nothing runs.
     #[arg(long)]
     typecheck: bool,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -361,13 +373,27 @@ fn dispatch() -> Result<()> {
         let spec = args.next().unwrap_or_default();
         std::process::exit(codemode_mcp::isolation::worker_main(&spec));
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Types(args) | Command::SandboxCheck(args)) = &mut cli.command
+        && let Some(file) = args.file.take()
+    {
+        args.common.config = Some(file);
+    }
+    // A server logs what it does; a one-off command prints its answer, and logs only
+    // warnings unless asked.
+    let quiet = match &cli.command {
+        None | Some(Command::Serve(_)) | Some(Command::Audit(_)) => false,
+        Some(Command::Run(args)) => !args.verbose,
+        Some(Command::Types(args) | Command::SandboxCheck(args)) => !args.verbose,
+        Some(Command::CheckConfig { verbose, .. }) => !verbose,
+    };
+    let default_filter = if quiet { "warn" } else { "info,rmcp=warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
             EnvFilter::try_from_env("CODEMODE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -388,7 +414,7 @@ fn dispatch() -> Result<()> {
             let code = runtime.block_on(sandbox_check(args))?;
             std::process::exit(code);
         }
-        Some(Command::CheckConfig { file }) => {
+        Some(Command::CheckConfig { file, .. }) => {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
         }
