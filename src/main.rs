@@ -46,7 +46,7 @@ enum Command {
     /// Start a sandboxed worker process and report its lockdown, layer by layer, then prove
     /// it: workers that try to open a file, create a socket, start a program or read the
     /// host's environment must be refused. Exits 1 if any layer or proof fails.
-    SandboxCheck(TypesArgs),
+    SandboxCheck(SandboxCheckArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -91,11 +91,24 @@ struct TypesArgs {
     /// The config file (the same as `--config FILE`).
     #[arg(value_name = "FILE", conflicts_with = "config")]
     file: Option<PathBuf>,
+    /// The config file.
+    #[arg(long, short = 'c', env = "CODEMODE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args, Debug, Default)]
+struct SandboxCheckArgs {
+    /// JS engine the checked worker runs. Default: quickjs.
+    #[arg(long, value_enum)]
+    engine: Option<EngineKind>,
     /// Log at INFO too (CODEMODE_LOG overrides).
     #[arg(short, long)]
     verbose: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    limits: LimitArgs,
 }
 
 #[derive(Args, Debug, Default)]
@@ -374,17 +387,18 @@ fn dispatch() -> Result<()> {
         std::process::exit(codemode_mcp::isolation::worker_main(&spec));
     }
     let mut cli = Cli::parse();
-    if let Some(Command::Types(args) | Command::SandboxCheck(args)) = &mut cli.command
+    if let Some(Command::Types(args)) = &mut cli.command
         && let Some(file) = args.file.take()
     {
-        args.common.config = Some(file);
+        args.config = Some(file);
     }
     // A server logs what it does; a one-off command prints its answer, and logs only
     // warnings unless asked.
     let quiet = match &cli.command {
         None | Some(Command::Serve(_)) | Some(Command::Audit(_)) => false,
         Some(Command::Run(args)) => !args.verbose,
-        Some(Command::Types(args) | Command::SandboxCheck(args)) => !args.verbose,
+        Some(Command::Types(args)) => !args.verbose,
+        Some(Command::SandboxCheck(args)) => !args.verbose,
         Some(Command::CheckConfig { verbose, .. }) => !verbose,
     };
     let default_filter = if quiet { "warn" } else { "info,rmcp=warn" };
@@ -681,7 +695,11 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 async fn types(args: TypesArgs) -> Result<()> {
-    let codemode = codemode(&args.common).await?;
+    let codemode = codemode(&CommonArgs {
+        config: args.config,
+        ..CommonArgs::default()
+    })
+    .await?;
     let catalog = codemode.catalog();
     print!("{}", typegen::all_declarations(&catalog));
     for namespace in catalog.namespaces() {
@@ -692,11 +710,11 @@ async fn types(args: TypesArgs) -> Result<()> {
     Ok(())
 }
 
-async fn sandbox_check(args: TypesArgs) -> Result<i32> {
+async fn sandbox_check(args: SandboxCheckArgs) -> Result<i32> {
     let (pool, report) = match WorkerPool::start(PoolSettings {
         program: std::env::current_exe().context("locating this binary to start workers")?,
-        engine: args.common.engine.unwrap_or_default(),
-        limits: args.common.limits.settings().limits(),
+        engine: args.engine.unwrap_or_default(),
+        limits: args.limits.settings().limits(),
         size: 0,
         reuse: 1,
         warm: false,
