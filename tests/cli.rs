@@ -345,4 +345,12 @@ fn types_takes_the_file_and_one_off_commands_log_no_info_unless_asked() {
         "{}",
         text(&verbose.stderr)
     );
+    // Each command's help lists its own flags, not the server's.
+    for command in ["types", "check-config", "audit"] {
+        let help = text(&quiet(&[command, "--help"]).stdout);
+        assert!(
+            !help.contains("--heap-mib") && !help.contains("--http"),
+            "{command}: {help}"
+        );
+    }
 }
