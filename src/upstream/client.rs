@@ -121,7 +121,9 @@ pub(super) async fn connect(
         Transport::Http { url, headers } => {
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(header_map(headers)?),
+                    .custom_headers(header_map(headers)?)
+                    .max_sse_event_size(max_message_bytes)
+                    .max_json_response_size(max_message_bytes),
             );
             handler
                 .serve(transport)
