@@ -479,6 +479,52 @@ async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
     assert_eq!(ran.result(), &json!(512 * 1024), "{ran:?}");
 }
 
+/// The same cap over HTTP: streamable HTTP answering with a JSON body or on an event
+/// stream, and the legacy HTTP+SSE transport; the call fails, the upstream serves on.
+#[tokio::test]
+async fn an_answer_past_the_cap_fails_its_call_over_every_http_transport() {
+    for mode in ["json", "stream", "sse"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut upstream = std::process::Command::new(python())
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/big_http.py"),
+                &port.to_string(),
+                mode,
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_for(&format!("big_http.py {mode} listening"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .await;
+        let path = if mode == "sse" { "sse" } else { "mcp" };
+        let (server, _dir) = start_with_settings(
+            json!({ "big": { "url": format!("http://127.0.0.1:{port}/{path}") } }),
+            json!({ "maxResultKiB": 1024, "callTimeoutMs": 600_000 }),
+        )
+        .await;
+        let ran = server
+            .execute_with(json!({
+                "code": "const big = await tools.big.big({ mb: 3 }).then(() => 'answered', (e) => e.message);\nconst small = await tools.big.small();\nreturn { big, small };",
+                "timeoutMs": 60_000
+            }))
+            .await;
+        let _ = upstream.kill();
+        let _ = upstream.wait();
+        let big = ran.result()["big"].as_str().unwrap_or_default().to_string();
+        assert!(
+            big.contains("1024 KiB") && big.contains("maxResultKiB"),
+            "{mode}: {ran:?}"
+        );
+        assert!(ran.text.contains("small"), "{mode}: {ran:?}");
+    }
+}
+
 /// The running codemode-mcp servers (not workers) started below `pid`: pid, parent and
 /// command line.
 fn servers_below(pid: u32) -> Vec<String> {

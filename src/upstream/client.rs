@@ -48,7 +48,7 @@ impl ClientHandler for Handler {
 }
 
 /// Connects to the upstream of `config`; a message from it past `max_message_bytes` fails
-/// the call it answers (over stdio).
+/// the call it answers, on every transport.
 pub(super) async fn connect(
     config: &UpstreamConfig,
     max_message_bytes: usize,
@@ -131,7 +131,8 @@ pub(super) async fn connect(
                 .map_err(|e| format!("cannot connect to {url}: {}", plain_cause(&e)))?
         }
         Transport::Sse { url, headers } => {
-            let transport = super::sse::connect(&config.name, url, headers).await?;
+            let transport =
+                super::sse::connect(&config.name, url, headers, max_message_bytes).await?;
             handler
                 .serve(transport)
                 .await

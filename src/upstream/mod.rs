@@ -234,13 +234,33 @@ impl Upstream {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(err)) => Err(UpstreamError::Failed {
                 name: self.config.name.clone(),
-                message: err.to_string(),
+                message: self.failure(&err.to_string()),
             }),
             Err(_) => Err(UpstreamError::Timeout {
                 name: self.config.name.clone(),
                 ms: timeout.as_millis(),
             }),
         }
+    }
+
+    /// What a failed call says: rmcp's words for an answer past the cap made plain.
+    fn failure(&self, rmcp_says: &str) -> String {
+        let cap = self.settings.max_result_kib;
+        if rmcp_says.contains("exceeded the maximum size") {
+            return format!(
+                "upstream result exceeds {cap} KiB, the most one answer may be (codemode.upstream.maxResultKiB); it was dropped unread. Ask the tool for less (a page, a filter, fewer fields)"
+            );
+        }
+        // Over streamable HTTP an event past the cap ends the stream that carried it, and
+        // that is all rmcp says.
+        if matches!(self.config.transport, crate::config::Transport::Http { .. })
+            && rmcp_says.contains("Transport closed")
+        {
+            return format!(
+                "the stream carrying its answer closed before the result: the server went away, or its answer passed {cap} KiB (codemode.upstream.maxResultKiB), which ends the stream. If the tool answers much, ask it for less"
+            );
+        }
+        rmcp_says.to_string()
     }
 
     /// Connects, serves until the connection closes, and starts over, with backoff.
