@@ -168,7 +168,7 @@ impl CodeModeBuilder {
                 .add_source(crate::skills::NAMESPACE, skills.clone());
         }
         for (namespace, _) in self.builtins.namespaces() {
-            if config.mcp_servers.contains_key(namespace) {
+            if config.upstreams.iter().any(|u| u.name == namespace) {
                 return Err(EmbedError::NamespaceTaken(namespace.to_string()));
             }
         }
@@ -183,6 +183,12 @@ impl CodeModeBuilder {
             telemetry.otlp_endpoint = Some(endpoint);
         }
         let tracing = Tracing::from_settings(&telemetry)?;
+        for warning in &config.warnings {
+            tracing::warn!(target: "config", "{warning}");
+        }
+        for skipped in &config.skipped {
+            tracing::warn!(target: "upstream", "[{}] {}", skipped.name, skipped.reason);
+        }
         let upstreams = Upstreams::connect(&config.upstreams, config.codemode.upstream).await;
         let learned = match &config.codemode.learned_types.path {
             Some(path) => LearnedTypes::persisted(path),

@@ -46,7 +46,7 @@ enum Command {
     /// Start a sandboxed worker process and report its lockdown, layer by layer, then prove
     /// it: workers that try to open a file, create a socket, start a program or read the
     /// host's environment must be refused. Exits 1 if any layer or proof fails.
-    SandboxCheck(TypesArgs),
+    SandboxCheck(SandboxCheckArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -55,6 +55,9 @@ enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+        /// Log at INFO too (CODEMODE_LOG overrides).
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -85,8 +88,27 @@ enum AuditCommand {
 
 #[derive(Args, Debug, Default)]
 struct TypesArgs {
+    /// The config file (the same as `--config FILE`).
+    #[arg(value_name = "FILE", conflicts_with = "config")]
+    file: Option<PathBuf>,
+    /// The config file.
+    #[arg(long, short = 'c', env = "CODEMODE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args, Debug, Default)]
+struct SandboxCheckArgs {
+    /// JS engine the checked worker runs. Default: quickjs.
+    #[arg(long, value_enum)]
+    engine: Option<EngineKind>,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
-    common: CommonArgs,
+    limits: LimitArgs,
 }
 
 #[derive(Args, Debug, Default)]
@@ -227,6 +249,9 @@ struct RunArgs {
     /// `codemode.typecheck.tsc`, or `tsc` on PATH); with type errors nothing runs.
     #[arg(long)]
     typecheck: bool,
+    /// Log at INFO too (CODEMODE_LOG overrides).
+    #[arg(short, long)]
+    verbose: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -341,7 +366,19 @@ impl LimitArgs {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(err) = dispatch() {
+        // The error and its causes, never a backtrace (RUST_BACKTRACE is for panics): what
+        // went wrong is in the words, not in our stack.
+        eprintln!("Error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn dispatch() -> Result<()> {
     codemode_mcp::sandbox::configure_process_environment();
     // A worker process locks itself down before anything else runs (no thread may exist).
     let mut args = std::env::args();
@@ -349,13 +386,28 @@ fn main() -> Result<()> {
         let spec = args.next().unwrap_or_default();
         std::process::exit(codemode_mcp::isolation::worker_main(&spec));
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Types(args)) = &mut cli.command
+        && let Some(file) = args.file.take()
+    {
+        args.config = Some(file);
+    }
+    // A server logs what it does; a one-off command prints its answer, and logs only
+    // warnings unless asked.
+    let quiet = match &cli.command {
+        None | Some(Command::Serve(_)) | Some(Command::Audit(_)) => false,
+        Some(Command::Run(args)) => !args.verbose,
+        Some(Command::Types(args)) => !args.verbose,
+        Some(Command::SandboxCheck(args)) => !args.verbose,
+        Some(Command::CheckConfig { verbose, .. }) => !verbose,
+    };
+    let default_filter = if quiet { "warn" } else { "info,rmcp=warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_env_filter(
             EnvFilter::try_from_env("CODEMODE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
+                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -376,7 +428,7 @@ fn main() -> Result<()> {
             let code = runtime.block_on(sandbox_check(args))?;
             std::process::exit(code);
         }
-        Some(Command::CheckConfig { file }) => {
+        Some(Command::CheckConfig { file, .. }) => {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
         }
@@ -643,7 +695,11 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 async fn types(args: TypesArgs) -> Result<()> {
-    let codemode = codemode(&args.common).await?;
+    let codemode = codemode(&CommonArgs {
+        config: args.config,
+        ..CommonArgs::default()
+    })
+    .await?;
     let catalog = codemode.catalog();
     print!("{}", typegen::all_declarations(&catalog));
     for namespace in catalog.namespaces() {
@@ -654,11 +710,11 @@ async fn types(args: TypesArgs) -> Result<()> {
     Ok(())
 }
 
-async fn sandbox_check(args: TypesArgs) -> Result<i32> {
+async fn sandbox_check(args: SandboxCheckArgs) -> Result<i32> {
     let (pool, report) = match WorkerPool::start(PoolSettings {
         program: std::env::current_exe().context("locating this binary to start workers")?,
-        engine: args.common.engine.unwrap_or_default(),
-        limits: args.common.limits.settings().limits(),
+        engine: args.engine.unwrap_or_default(),
+        limits: args.limits.settings().limits(),
         size: 0,
         reuse: 1,
         warm: false,
@@ -702,11 +758,14 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         std::env::var(name).ok()
     })?;
     println!("{}: valid", file.display());
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
     match &egress {
         Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
         None => println!("fetch is off (no codemode.egress.rules)"),
     }
-    if config.upstreams.is_empty() {
+    if config.upstreams.is_empty() && config.skipped.is_empty() {
         println!("no upstream servers configured");
         return Ok(0);
     }
@@ -715,6 +774,12 @@ async fn check_config(file: PathBuf) -> Result<i32> {
         "{:<24} {:<9} {:>5} {:>10}  status",
         "server", "transport", "tools", "ready"
     );
+    for skipped in &config.skipped {
+        println!(
+            "{:<24} {:<9} {:>5} {:>10}  {}",
+            skipped.name, "stdio", "-", "-", skipped.reason
+        );
+    }
     let mut all_ready = true;
     for upstream in upstreams.iter() {
         let s = upstream.snapshot();

@@ -140,13 +140,20 @@ async fn edits_deletions_and_torn_tails_are_found() {
         "{out}"
     );
 
-    // Edited with its code hash fixed too: the next record's link breaks.
+    // Edited with its code hash fixed too: the next record's link names the edited one.
     let mut record: Value = serde_json::from_str(&edited[1]).unwrap();
     record["codeSha256"] = json!(sha256("return 9;"));
     edited[1] = record.to_string();
     write(&edited);
     let (ok, out) = verify(&[&log]);
-    assert!(!ok && out.contains(":3: record 3 does not follow"), "{out}");
+    assert!(!ok && out.contains(":2: record 2 was edited"), "{out}");
+
+    // A missing file says so.
+    let (ok, out) = verify(&[&dir.join("nope.jsonl")]);
+    assert!(
+        !ok && out.contains("nope.jsonl:0: the file is missing"),
+        "{out}"
+    );
 
     // A record deleted.
     let mut deleted = owned.clone();

@@ -288,3 +288,69 @@ fn engines_are_chosen_by_flag_or_config_and_missing_ones_are_named() {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn errors_are_words_without_a_backtrace_whatever_rust_backtrace_says() {
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/config.json"])
+        .env("RUST_BACKTRACE", "1")
+        .env("CODEMODE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Error: cannot read config file /nonexistent/config.json"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn types_takes_the_file_and_one_off_commands_log_no_info_unless_asked() {
+    let dir = common::scratch_dir("cli-quiet");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({ "mcpServers": { "toy": common::toy() } }),
+    );
+    let quiet = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("CODEMODE_LOG")
+            .output()
+            .unwrap()
+    };
+    let types = quiet(&["types", &config]);
+    assert!(types.status.success(), "{}", text(&types.stderr));
+    assert!(
+        text(&types.stdout).contains("function add("),
+        "{}",
+        text(&types.stdout)
+    );
+    assert!(
+        !text(&types.stderr).contains(" INFO "),
+        "{}",
+        text(&types.stderr)
+    );
+    let checked = quiet(&["check-config", &config]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(
+        !text(&checked.stderr).contains(" INFO "),
+        "{}",
+        text(&checked.stderr)
+    );
+    let verbose = quiet(&["check-config", "-v", &config]);
+    assert!(
+        text(&verbose.stderr).contains(" INFO "),
+        "{}",
+        text(&verbose.stderr)
+    );
+    // Each command's help lists its own flags, not the server's.
+    for command in ["types", "check-config", "audit"] {
+        let help = text(&quiet(&[command, "--help"]).stdout);
+        assert!(
+            !help.contains("--heap-mib") && !help.contains("--http"),
+            "{command}: {help}"
+        );
+    }
+}

@@ -51,6 +51,19 @@ async fn look_alike_origins_and_hosts_are_refused() {
     ] {
         assert_eq!(status_with(&server, "Host", &host).await, 403, "{host}");
     }
+    // The health probe too: it needs no token, but answers only to the names every
+    // endpoint answers to.
+    let health = |host: &str| {
+        reqwest::Client::new()
+            .get(server.url("/healthz"))
+            .header("Host", host)
+            .send()
+    };
+    assert_eq!(
+        health(&format!("127.0.0.1:{port}")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(health("rebound.evil.example").await.unwrap().status(), 403);
 }
 
 /// Reads until the server closes the connection (or `limit` passes): whether it closed.

@@ -164,6 +164,64 @@ async fn everything_as_upstream(mode: &str, upstream: impl Fn(u16) -> Value) {
     assert!(description.contains("tools.everything"), "{description}");
 }
 
+#[tokio::test]
+async fn a_started_server_sees_none_of_our_credentials_only_its_own_env_and_what_is_passed() {
+    let dir = common::scratch_dir("environment");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": {
+                "everything": {
+                    "command": npm_bin("mcp-server-everything"),
+                    "env": { "ITS_OWN": "own-value" },
+                    "inheritEnv": ["PASSED_HERE"]
+                },
+                // Credentials meant for two other servers only.
+                "github": { "url": "http://127.0.0.1:9/mcp", "headers": { "Authorization": "Bearer ${GH_TOKEN}" } },
+                "memory": {
+                    "command": npm_bin("mcp-server-memory"),
+                    "env": { "MEMORY_FILE_PATH": dir.join("m.jsonl"), "MEMORY_KEY": "${OTHER_SECRET}" }
+                }
+            },
+            "codemode": { "inheritEnv": ["PASSED_EVERYWHERE"] }
+        }),
+    );
+    let (client, _pid) = common::start_with(
+        (),
+        &["--config", &config],
+        &[
+            ("GH_TOKEN", "gh-secret-1"),
+            ("CODEMODE_AUTH_TOKEN", "auth-secret-2"),
+            ("OTHER_SECRET", "other-secret-3"),
+            ("UNRELATED_VAR", "unrelated-4"),
+            ("PASSED_HERE", "passed-5"),
+            ("PASSED_EVERYWHERE", "passed-6"),
+        ],
+    )
+    .await;
+    let server = common::Server { client, pid: _pid };
+    let ran = server
+        .execute("const env = await tools.everything.get_env();\nreturn typeof env === 'string' ? env : JSON.stringify(env);")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    let seen = ran.result().as_str().unwrap_or_default().to_string();
+    for withheld in [
+        "gh-secret-1",
+        "auth-secret-2",
+        "other-secret-3",
+        "unrelated-4",
+        "CODEMODE_LOG",
+    ] {
+        assert!(
+            !seen.contains(withheld),
+            "{withheld} reached the server: {seen}"
+        );
+    }
+    for passed in ["own-value", "passed-5", "passed-6", "PATH", "HOME"] {
+        assert!(seen.contains(passed), "{passed} missing: {seen}");
+    }
+}
+
 #[test]
 fn declarations_of_the_reference_servers_match_the_golden_file() {
     let dir = common::scratch_dir("golden");

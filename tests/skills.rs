@@ -403,3 +403,57 @@ async fn callers_holding_every_slot_can_call_skills() {
         }
     }
 }
+
+/// The data-flow mark crosses into and out of skills: a skill that reads untrusted data
+/// marks its caller (its result carries the data out), and a marked caller marks the
+/// skills it calls (its arguments carry the data in).
+#[tokio::test]
+async fn untrusted_data_reaching_a_sink_through_a_skill_meets_the_data_flow_guard() {
+    let dir = common::scratch_dir("skills-taint");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": {
+                "skills": { "path": dir.join("skills") },
+                "policy": {
+                    "default": "allow",
+                    "dataFlow": { "mode": "deny", "sources": ["toy.text"], "sinks": ["toy.add"] }
+                }
+            }
+        }),
+    );
+    let server = start(&["--config", &config]).await;
+    let save = |name: &str, code: &str| json!({ "name": name, "description": "A test skill.", "code": code });
+    for (name, code) in [
+        ("reader", "return await tools.toy.text();"),
+        (
+            "sender",
+            "return await tools.toy.add({ a: args.n ?? 1, b: 1 });",
+        ),
+    ] {
+        let saved = call(&server, "save_skill", save(name, code)).await;
+        assert_ne!(saved.is_error, Some(true), "{saved:?}");
+    }
+    // Untouched by untrusted data, the sink is reached through the skill and directly.
+    let clean = server
+        .execute("const a = await skills.sender({ n: 1 });\nconst b = await tools.toy.add({ a: 1, b: 1 });\nreturn [a.sum, b.sum];")
+        .await;
+    assert_eq!(clean.result(), &json!([2, 2]), "{clean:?}");
+    // Out of a skill: what it read taints its caller.
+    let out = server
+        .execute(
+            "const page = await skills.reader({});\nreturn await tools.toy.add({ a: 1, b: 2 });",
+        )
+        .await;
+    assert!(out.error_message().contains("data-flow guard"), "{out:?}");
+    assert!(out.error_message().contains("toy.text"), "{out:?}");
+    // Into a skill: the caller's untrusted data taints the skill it calls.
+    let into = server
+        .execute(
+            "const page = await tools.toy.text();\nreturn await skills.sender({ n: page.length });",
+        )
+        .await;
+    assert!(into.is_error, "{into:?}");
+    assert!(into.error_message().contains("data-flow guard"), "{into:?}");
+}

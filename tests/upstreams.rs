@@ -478,3 +478,301 @@ async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
         .await;
     assert_eq!(ran.result(), &json!(512 * 1024), "{ran:?}");
 }
+
+/// The same cap over HTTP: streamable HTTP answering with a JSON body or on an event
+/// stream, and the legacy HTTP+SSE transport; the call fails, the upstream serves on.
+#[tokio::test]
+async fn an_answer_past_the_cap_fails_its_call_over_every_http_transport() {
+    for mode in ["json", "stream", "sse"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut upstream = std::process::Command::new(python())
+            .args([
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/big_http.py"),
+                &port.to_string(),
+                mode,
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_for(&format!("big_http.py {mode} listening"), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .await;
+        let path = if mode == "sse" { "sse" } else { "mcp" };
+        let (server, _dir) = start_with_settings(
+            json!({ "big": { "url": format!("http://127.0.0.1:{port}/{path}") } }),
+            json!({ "maxResultKiB": 1024, "callTimeoutMs": 600_000 }),
+        )
+        .await;
+        let ran = server
+            .execute_with(json!({
+                "code": "const big = await tools.big.big({ mb: 3 }).then(() => 'answered', (e) => e.message);\nconst small = await tools.big.small();\nreturn { big, small };",
+                "timeoutMs": 60_000
+            }))
+            .await;
+        let _ = upstream.kill();
+        let _ = upstream.wait();
+        let big = ran.result()["big"].as_str().unwrap_or_default().to_string();
+        assert!(
+            big.contains("1024 KiB") && big.contains("maxResultKiB"),
+            "{mode}: {ran:?}"
+        );
+        assert!(ran.text.contains("small"), "{mode}: {ran:?}");
+    }
+}
+
+/// The running codemode-mcp servers (not workers) started below `pid`: pid, parent and
+/// command line.
+fn servers_below(pid: u32) -> Vec<String> {
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // The parent is the second field after the parenthesised command name.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        parents.insert(child, parent);
+    }
+    let below = |mut p: u32| {
+        while let Some(&parent) = parents.get(&p) {
+            if parent == pid {
+                return true;
+            }
+            p = parent;
+        }
+        false
+    };
+    parents
+        .keys()
+        .filter(|&&p| below(p))
+        // A child caught between fork and exec still shows its parent's command line and
+        // environment; a started server has its own nesting level.
+        .filter(|p| nesting(**p).is_some() && nesting(**p) != nesting(parents[*p]))
+        .filter_map(|p| Some((p, std::fs::read(format!("/proc/{p}/cmdline")).ok()?)))
+        .map(|(p, c)| {
+            format!(
+                "{p} (of {}): {}",
+                parents[p],
+                String::from_utf8_lossy(&c).replace('\0', " ")
+            )
+        })
+        .filter(|c| c.contains(common::BIN) && c.contains(" serve "))
+        .collect()
+}
+
+/// The `CODEMODE_NESTING` a process was started with.
+fn nesting(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"CODEMODE_NESTING="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[tokio::test]
+async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
+    let dir = common::scratch_dir("nesting");
+    let a = dir.join("a.json");
+    let b = dir.join("b.json");
+    let serve = |config: &std::path::Path| json!({ "command": common::BIN, "args": ["serve", "--config", config] });
+    // a lists itself and b; b lists a: a loop directly and one through a second file.
+    std::fs::write(
+        &a,
+        json!({ "mcpServers": { "self": serve(&a), "b": serve(&b), "toy": toy() } }).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&b, json!({ "mcpServers": { "a": serve(&a) } }).to_string()).unwrap();
+
+    let out = std::process::Command::new(common::BIN)
+        .args(["check-config", a.to_str().unwrap()])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("self").contains("skipped: mcpServers.self is this very server"),
+        "{stdout}"
+    );
+    assert!(row("b").ends_with("ready"), "{stdout}");
+    assert!(row("toy").ends_with("ready"), "{stdout}");
+
+    // Served: a starts b, b starts a once more (one level deeper), and that a starts
+    // neither itself nor b (codemode.policy.maxDepth is 2): two servers below the top.
+    let server = common::start(&["--config", a.to_str().unwrap()]).await;
+    let below = servers_below(server.pid);
+    assert_eq!(below.len(), 2, "{below:#?}");
+    let ran = server
+        .execute("const r = await tools.b.execute_code({ code: 'return await tools.a.execute_code({ code: \"return 6 * 7\" })' });\nreturn r.result.result;")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result(), &json!(42), "{ran:?}");
+}
+
+#[test]
+fn check_config_says_in_plain_words_why_an_upstream_is_down() {
+    let dir = common::scratch_dir("check-causes");
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": {
+                "quits": { "command": python(), "args": ["-c", "import sys; sys.stderr.write('bad token: set API_KEY\\n'); sys.exit(1)"] },
+                "silent": { "command": python(), "args": ["-c", "import time; time.sleep(60)"] },
+                "refused": { "url": format!("http://127.0.0.1:{free_port}/mcp") },
+                "unfound": { "command": "mcp-server-that-is-not-installed" }
+            },
+            "codemode": { "upstream": { "connectTimeoutMs": 2000 } }
+        }),
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["check-config", &config])
+        .env("CODEMODE_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        row("quits").contains(
+            "before it answered `initialize`; its last words on stderr: bad token: set API_KEY"
+        ),
+        "{stdout}"
+    );
+    assert!(row("silent").contains("within 2000 ms"), "{stdout}");
+    assert!(row("refused").contains("connection refused"), "{stdout}");
+    assert!(
+        row("unfound").contains("not found on PATH") && row("unfound").contains("absolute path"),
+        "{stdout}"
+    );
+}
+
+const TOY_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/toy.py");
+
+/// Places the client's config file `fixture` (tests/dialects/) at `place` in a fresh
+/// directory, beside the `toy.env` some of them read; its path.
+fn client_config(fixture: &str, place: &str) -> String {
+    let dir = common::scratch_dir("dialect");
+    let path = dir.join(place);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dialects/").to_string() + fixture,
+        &path,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("toy.env"),
+        "# the toy's settings\nexport TOY_GREETING=\"hello\"\n",
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Each client's own file, shaped as its documentation writes it: accepted, its server
+/// ready, and each key that means nothing here named once.
+#[test]
+fn every_clients_config_file_is_accepted_and_what_it_ignores_is_named() {
+    for (fixture, place, warnings) in [
+        (
+            "claude_desktop_config.json",
+            "claude_desktop_config.json",
+            &["globalShortcut: ignored", "preferences: ignored"][..],
+        ),
+        ("claude_code.mcp.json", ".mcp.json", &[][..]),
+        ("cursor.mcp.json", ".cursor/mcp.json", &[][..]),
+        (
+            "windsurf.mcp_config.json",
+            "mcp_config.json",
+            &["mcpServers.toy.disabledTools: ignored"][..],
+        ),
+        (
+            "cline_mcp_settings.json",
+            "cline_mcp_settings.json",
+            &[][..],
+        ),
+        (
+            "vscode.mcp.json",
+            ".vscode/mcp.json",
+            &["inputs: ignored", "servers.toy.dev: ignored"][..],
+        ),
+    ] {
+        let path = client_config(fixture, place);
+        let out = std::process::Command::new(common::BIN)
+            .args(["check-config", &path])
+            .env("TOY_SERVER", TOY_SERVER)
+            .env("CODEMODE_LOG", "error")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {stdout}{stderr}");
+        let toy = stdout
+            .lines()
+            .find(|l| l.starts_with("toy "))
+            .unwrap_or_default();
+        assert!(toy.ends_with("ready"), "{fixture}: {stdout}");
+        let said: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect();
+        assert_eq!(said.len(), warnings.len(), "{fixture}: {stdout}");
+        for warning in warnings {
+            assert!(
+                said.iter().any(|l| l.contains(warning)),
+                "{fixture}: {warning}: {stdout}"
+            );
+        }
+    }
+}
+
+/// Cline's `autoApprove`/`alwaysAllow` become allow rules (under a default of confirm,
+/// only they run without asking), and its `timeout` (seconds) the server's call timeout.
+#[tokio::test]
+async fn clines_auto_approve_and_timeout_apply() {
+    let path = client_config("cline_mcp_settings.json", "cline_mcp_settings.json");
+    let (client, pid) =
+        common::start_with((), &["--config", &path], &[("TOY_SERVER", TOY_SERVER)]).await;
+    let server = Server { client, pid };
+    let ran = server
+        .execute("const sum = await tools.toy.add({ a: 1, b: 2 });\nconst found = await tools.toy.look_up({ filter: { colour: 'red' } }).then(() => 'ran', (e) => e.message);\nconst slow = await tools.toy.slow({ ms: 20000 }).then(() => 'finished', (e) => e.message);\nreturn { sum, found, slow };")
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["sum"]["sum"], json!(3), "{ran:?}");
+    assert_eq!(ran.result()["found"], json!("ran"), "{ran:?}");
+    assert!(
+        ran.result()["slow"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1000 ms"),
+        "{ran:?}"
+    );
+    // Not auto-approved: the default asks, and this client cannot answer.
+    let asked = server.execute("return await tools.toy.text();").await;
+    assert!(asked.is_error, "{asked:?}");
+    assert!(asked.error_message().contains("confirm"), "{asked:?}");
+}

@@ -752,7 +752,16 @@ pub fn verify_expecting(
             line,
             reason,
         };
-        let file = File::open(path).map_err(|e| broken(0, format!("cannot read: {e}")))?;
+        let file = File::open(path).map_err(|e| {
+            broken(
+                0,
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    "the file is missing".to_string()
+                } else {
+                    format!("cannot read: {e}")
+                },
+            )
+        })?;
         let mut reader = BufReader::new(file);
         let mut number = 0;
         loop {
@@ -781,6 +790,19 @@ pub fn verify_expecting(
             match &previous {
                 None => verified.first_seq = record.seq,
                 Some((seq, hash)) => {
+                    if record.prev != *hash && record.seq == seq + 1 {
+                        // The numbering runs on, so nothing was inserted or deleted: the
+                        // record before no longer hashes to what this one holds.
+                        let (file, line) = last_at.clone();
+                        return Err(ChainBreak {
+                            file,
+                            line,
+                            reason: format!(
+                                "record {seq} was edited: it no longer hashes to the prev that record {} holds (or that prev was edited)",
+                                record.seq
+                            ),
+                        });
+                    }
                     if record.prev != *hash {
                         return Err(broken(
                             number,

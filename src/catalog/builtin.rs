@@ -101,7 +101,14 @@ pub struct Caller {
     pub session: String,
     /// How deep that execution nests (0: an agent's own program).
     pub depth: u32,
+    /// That execution's data-flow mark: a skill it calls shares it, since the caller's
+    /// arguments flow into the skill and the skill's result flows back.
+    pub taint: Taint,
 }
+
+/// The untrusted source an execution has read from, once it has (the data-flow guard);
+/// shared by an execution and the skills it calls.
+pub type Taint = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
 tokio::task_local! {
     static CALLER: Caller;

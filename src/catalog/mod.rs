@@ -21,7 +21,9 @@ use crate::{
 };
 
 pub(crate) use builtin::on_behalf_of;
-pub use builtin::{BuiltinHandler, BuiltinTool, Builtins, Caller, ToolSource, portable_schema};
+pub use builtin::{
+    BuiltinHandler, BuiltinTool, Builtins, Caller, Taint, ToolSource, portable_schema,
+};
 pub use learned::{LearnedShape, LearnedTypes};
 pub use limits::{MAX_SCHEMA_DEPTH, MAX_SCHEMA_EXPANSION, MAX_TOOL_BYTES, SchemaLimit};
 pub(crate) use names::is_identifier;

@@ -2,6 +2,7 @@
 //! with this server's own settings. Unknown keys and bad values are errors that name the key
 //! path, so a typo never silently disables anything.
 
+pub mod nesting;
 mod servers;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -36,19 +37,35 @@ pub enum ConfigError {
     },
 }
 
-/// The whole config file.
+/// The whole config file: any MCP client's, with a `codemode` section added. Keys other
+/// clients keep beside their servers (Claude Desktop's `preferences`, VS Code's `inputs`)
+/// are warned about and ignored; inside `codemode`, an unknown key is an error.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Config {
     /// Upstream MCP servers in the format Claude Desktop and other clients use.
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, ServerEntry>,
+    /// The same, as VS Code's `mcp.json` names them.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerEntry>,
     /// This server's own settings.
     #[serde(default)]
     pub codemode: CodemodeSection,
+    /// Every other top-level key.
+    #[serde(flatten)]
+    pub ignored: BTreeMap<String, serde_json::Value>,
+    /// What of the file was ignored, or mapped with a caveat, one line each; logged at
+    /// start and printed by `check-config`.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// `mcp_servers` resolved (`${VAR}` expanded, transports decided), disabled ones left out.
     #[serde(skip)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Entries of `mcp_servers` left out of `upstreams` because they would start
+    /// code-mode servers in a loop (see [`nesting`]).
+    #[serde(skip)]
+    pub skipped: Vec<nesting::SkippedUpstream>,
 }
 
 /// The `codemode` section.
@@ -99,6 +116,10 @@ pub struct CodemodeSection {
     /// `Europe/Oslo`); UTC unless set.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// Our environment variables every server started by command gets besides the minimal
+    /// environment, by name (each entry's `inheritEnv` adds to these).
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
 }
 
 impl CodemodeSection {
@@ -911,6 +932,16 @@ impl LimitSettings {
     }
 }
 
+/// `name` as a glob that matches only itself.
+fn globset_escape(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' | ']' | '{' | '}' | '\\' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -922,21 +953,51 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse_in(&text, &path.display().to_string(), path.parent())?;
+        let own = nesting::Own {
+            config: path,
+            level: nesting::level(),
+            max_depth: config.codemode.policy.max_depth,
+        };
+        let (kept, skipped) = nesting::screen(std::mem::take(&mut config.upstreams), &own);
+        config.upstreams = kept;
+        config.skipped = skipped;
+        Ok(config)
     }
 
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::parse_in(text, origin, None)
+    }
+
+    /// [`Self::parse`] for a file in `base_dir` (where `envFile` and `${workspaceFolder}`
+    /// are).
+    fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let mut config: Config =
-            serde_path_to_error::deserialize(&mut de).map_err(|err| ConfigError::Invalid {
+        let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let inner = err.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                // A syntax error has a place in the text, not a key path.
+                let (line, column) = (inner.line(), inner.column());
+                let text = inner.to_string();
+                let what = text
+                    .strip_suffix(&format!(" at line {line} column {column}"))
+                    .unwrap_or(&text);
+                return ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    path: format!("line {line}, column {column}"),
+                    message: format!("not valid JSON: {what}"),
+                };
+            }
+            ConfigError::Invalid {
                 origin: origin.to_string(),
                 path: match err.path().to_string().as_str() {
                     "." => "(top level)".to_string(),
                     path => path.to_string(),
                 },
-                message: err.inner().to_string(),
-            })?;
+                message: inner.to_string(),
+            }
+        })?;
         de.end().map_err(|err| ConfigError::Invalid {
             origin: origin.to_string(),
             path: "(top level)".to_string(),
@@ -966,13 +1027,73 @@ impl Config {
                 message: format!("{check_ms} is out of range: allowed 1 to 600000"),
             });
         }
+        for (i, name) in config.codemode.inherit_env.iter().enumerate() {
+            servers::check_inherited_name(name).map_err(|message| ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: format!("codemode.inheritEnv[{i}]"),
+                message,
+            })?;
+        }
         let env = |name: &str| std::env::var(name).ok();
-        config.upstreams = config
-            .mcp_servers
-            .iter()
-            .filter(|(_, entry)| !entry.disabled)
-            .map(|(name, entry)| entry.resolve(name, origin, &env))
-            .collect::<Result<_, _>>()?;
+        let mut warnings = Vec::new();
+        for key in config.ignored.keys() {
+            if key != "$schema" {
+                warnings.push(format!(
+                    "{origin}: {key}: ignored (codemode-mcp reads mcpServers or servers, and codemode)"
+                ));
+            }
+        }
+        let mut upstreams = Vec::new();
+        for (section, entries) in [
+            ("mcpServers", &config.mcp_servers),
+            ("servers", &config.servers),
+        ] {
+            let cx = servers::Context {
+                origin,
+                section,
+                base_dir,
+                env: &env,
+            };
+            for (name, entry) in entries.iter().filter(|(_, entry)| !entry.disabled) {
+                if section == "servers" && config.mcp_servers.contains_key(name) {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        path: format!("servers.{name}"),
+                        message: "is also in mcpServers: give each server once".into(),
+                    });
+                }
+                upstreams.push(entry.resolve(name, &cx, &mut warnings)?);
+            }
+        }
+        config.upstreams = upstreams;
+        // Cline's auto-approved tools are called without asking; the config's own rules
+        // come first, so a deny rule still wins, and under a default of deny they would
+        // open tools nothing else allows.
+        for upstream in &config.upstreams {
+            for tool in &upstream.auto_approve {
+                if config.codemode.policy.default == DefaultAction::Deny {
+                    warnings.push(format!(
+                        "{origin}: mcpServers.{}.autoApprove: \"{tool}\" not applied: codemode.policy.default is deny, so only codemode.policy.rules open tools",
+                        upstream.name
+                    ));
+                    continue;
+                }
+                config.codemode.policy.rules.push(PolicyRule {
+                    tools: format!("{}.{}", upstream.name, globset_escape(tool)),
+                    action: PolicyAction::Allow,
+                });
+            }
+        }
+        config.warnings = warnings;
+        for upstream in &mut config.upstreams {
+            if let Transport::Stdio { inherit_env, .. } = &mut upstream.transport {
+                let mut names = config.codemode.inherit_env.clone();
+                names.extend(std::mem::take(inherit_env));
+                names.sort();
+                names.dedup();
+                *inherit_env = names;
+            }
+        }
         let upstream = config.codemode.upstream;
         for (key, value, least) in [
             ("connectTimeoutMs", upstream.connect_timeout_ms, 100),
@@ -1028,6 +1149,103 @@ mod tests {
         assert_eq!(
             config.codemode.limits.limits().timeout,
             Duration::from_millis(500)
+        );
+    }
+    #[test]
+    fn other_clients_dialects_map_to_what_they_mean_here() {
+        let dir = std::env::temp_dir().join(format!("dialects-{}", std::process::id()));
+        let vscode = dir.join(".vscode");
+        std::fs::create_dir_all(&vscode).unwrap();
+        std::fs::write(
+            dir.join("toy.env"),
+            "# comment\nexport A=\"1\"\nB='two'\nC=3\n",
+        )
+        .unwrap();
+        let config = Config::parse_in(
+            r#"{"inputs":[{"type":"promptString","id":"k"}],
+                "servers":{"toy":{"type":"stdio","command":"x","envFile":"${workspaceFolder}/toy.env","env":{"C":"own"}}}}"#,
+            "mcp.json",
+            Some(&vscode),
+        )
+        .unwrap();
+        let Transport::Stdio { env, .. } = &config.upstreams[0].transport else {
+            panic!("{config:?}");
+        };
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two");
+        assert_eq!(env["C"], "own", "env wins over envFile");
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+
+        let err = Config::parse(
+            r#"{"servers":{"gh":{"command":"x","env":{"T":"${input:token}"}}}}"#,
+            "mcp.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("servers.gh.env.T") && err.contains("${NAME}"),
+            "{err}"
+        );
+
+        let windsurf =
+            Config::parse(r#"{"mcpServers":{"r":{"serverUrl":"http://h/mcp"}}}"#, "c").unwrap();
+        assert_eq!(windsurf.upstreams[0].transport.name(), "http");
+
+        let cline = Config::parse(
+            r#"{"mcpServers":{"t":{"command":"x","timeout":2.5,"autoApprove":["a*b"],"alwaysAllow":["c"],"transportType":"stdio"}},
+                "codemode":{"policy":{"rules":[{"tools":"t.c","action":"deny"}]}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert_eq!(cline.upstreams[0].call_timeout_ms, Some(2500));
+        let rules: Vec<_> = cline
+            .codemode
+            .policy
+            .rules
+            .iter()
+            .map(|r| (r.tools.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("t.c", PolicyAction::Deny),
+                ("t.a[*]b", PolicyAction::Allow),
+                ("t.c", PolicyAction::Allow)
+            ],
+            "the config's own deny comes first"
+        );
+        let denied = Config::parse(
+            r#"{"mcpServers":{"t":{"command":"x","autoApprove":["a"]}},"codemode":{"policy":{"default":"deny"}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert!(denied.codemode.policy.rules.is_empty());
+        assert!(
+            denied.warnings[0].contains("not applied"),
+            "{:?}",
+            denied.warnings
+        );
+
+        let err =
+            Config::parse(r#"{"mcpServers":{"t":{"command":"x","timeout":0}}}"#, "c").unwrap_err();
+        assert!(err.to_string().contains("mcpServers.t.timeout"), "{err}");
+        let err = Config::parse(r#"{"codemode":{"nope":1}}"#, "c").unwrap_err();
+        assert!(
+            err.to_string().contains("nope"),
+            "codemode's own keys stay strict: {err}"
+        );
+    }
+    #[test]
+    fn a_json_syntax_error_names_line_and_column() {
+        let err = Config::parse(
+            "{\n  \"mcpServers\": {\n    \"time\": { \"command\": \"uvx\" \"args\": [] }\n  }\n}",
+            "c.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "c.json: line 3, column 32: not valid JSON: expected `,` or `}`"
         );
     }
 }

@@ -103,7 +103,7 @@ pub(super) struct CallHost {
     data_flow: DataFlowMode,
     fetch_flow: Flow,
     /// The untrusted source this execution has read from, once it has.
-    tainted: Arc<Mutex<Option<String>>>,
+    tainted: crate::catalog::Taint,
     /// This execution's nesting depth, passed on to upstreams.
     depth: u32,
     /// The MCP session of the execution (see [`CallSettings::session`]).
@@ -121,6 +121,9 @@ pub(super) struct CallSettings {
     /// The MCP session the execution belongs to, for the built-in tools that keep
     /// per-session data (`tools.state`).
     pub(super) session: String,
+    /// The data-flow mark of the execution that called this one (a skill's caller), to
+    /// share; `None`: a fresh one.
+    pub(super) taint: Option<crate::catalog::Taint>,
 }
 
 /// Why the user approved something for the rest of the execution.
@@ -201,7 +204,7 @@ impl CallHost {
             egress: settings.egress,
             data_flow: policy.data_flow(),
             fetch_flow: policy.fetch_flow(),
-            tainted: Arc::default(),
+            tainted: settings.taint.unwrap_or_default(),
             depth: settings.depth,
             session: settings.session,
         }
@@ -555,7 +558,7 @@ struct Settlement {
     id: u64,
     recorder: Recorder,
     approved: Arc<Mutex<HashSet<String>>>,
-    tainted: Arc<Mutex<Option<String>>>,
+    tainted: crate::catalog::Taint,
     received: Arc<AtomicUsize>,
     received_budget: usize,
     over_budget: Arc<AtomicBool>,
@@ -850,6 +853,7 @@ impl ToolHost for CallHost {
         );
         let depth = self.depth;
         let session = self.session.clone();
+        let taint = self.tainted.clone();
         let learning = tool.clone();
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();
@@ -860,7 +864,11 @@ impl ToolHost for CallHost {
             let shown_as = &settlement.shown_as;
             let reply = match target {
                 Target::Builtin(handler) => {
-                    let caller = crate::catalog::Caller { session, depth };
+                    let caller = crate::catalog::Caller {
+                        session,
+                        depth,
+                        taint,
+                    };
                     match crate::catalog::on_behalf_of(caller, handler(arguments)).await {
                         Ok(value) => ToolReply::Ok(value.to_string()),
                         Err(message) => fail(format!("{shown_as} failed: {message}"), None),

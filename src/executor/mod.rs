@@ -114,6 +114,9 @@ pub struct RunOptions {
     /// server's), so nesting cannot starve and a program calling a skill in a loop cannot
     /// start more isolates at once than that.
     pub within_caller: bool,
+    /// The caller's data-flow mark, shared (a skill's run): untrusted data its caller read
+    /// marks it, and what it reads marks its caller.
+    pub taint: Option<crate::catalog::Taint>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -129,6 +132,7 @@ impl std::fmt::Debug for RunOptions {
             .field("traceparent", &self.traceparent)
             .field("typecheck", &self.typecheck)
             .field("within_caller", &self.within_caller)
+            .field("taint", &self.taint.is_some())
             .finish()
     }
 }
@@ -384,6 +388,7 @@ impl Executor {
                     .session
                     .clone()
                     .unwrap_or_else(|| origin.transport.clone()),
+                taint: options.taint.clone(),
             },
         ));
         let mut scan = None;

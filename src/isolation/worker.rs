@@ -78,6 +78,9 @@ mod exit {
 /// Runs the worker; returns its exit code. Call first thing in `main`, before any thread
 /// exists: the lockdown needs a single-threaded process.
 pub fn worker_main(spec: &str) -> i32 {
+    // The default panic report reads the working directory for its backtrace, which the
+    // lockdown forbids: the worker would die of SIGSYS and the panic's message be lost.
+    std::panic::set_hook(Box::new(|info| eprintln!("codemode-mcp worker: {info}")));
     let spec: WorkerSpec = match serde_json::from_str(spec) {
         Ok(spec) => spec,
         Err(err) => {

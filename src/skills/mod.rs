@@ -427,8 +427,9 @@ impl SkillStore {
                 session: caller.as_ref().map(|c| c.session.clone()),
                 transport: "skill".into(),
             }),
-            depth: caller.map_or(1, |c| c.depth.saturating_add(1)),
+            depth: caller.as_ref().map_or(1, |c| c.depth.saturating_add(1)),
             within_caller: true,
+            taint: caller.map(|c| c.taint),
             ..RunOptions::default()
         };
         let execution = executor

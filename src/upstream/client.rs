@@ -48,7 +48,7 @@ impl ClientHandler for Handler {
 }
 
 /// Connects to the upstream of `config`; a message from it past `max_message_bytes` fails
-/// the call it answers (over stdio).
+/// the call it answers, on every transport.
 pub(super) async fn connect(
     config: &UpstreamConfig,
     max_message_bytes: usize,
@@ -61,44 +61,82 @@ pub(super) async fn connect(
             args,
             env,
             cwd,
+            inherit_env,
         } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
+            cmd.args(args)
+                .env_clear()
+                .envs(super::environment::for_child(
+                    std::env::vars(),
+                    inherit_env,
+                    env,
+                ));
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }
             let (transport, stderr) = super::child::spawn(&config.name, cmd, max_message_bytes)
-                .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound if !command.contains('/') => format!(
+                        "cannot start `{command}`: not found on PATH. Desktop apps start servers with a minimal PATH: give \"command\" the absolute path (`command -v {command}` in a terminal prints it)"
+                    ),
+                    std::io::ErrorKind::NotFound => {
+                        format!("cannot start `{command}`: no such file")
+                    }
+                    _ => format!("cannot start `{command}`: {e}"),
+                })?;
+            let said = StderrTail::default();
+            let mut reader = None;
             if let Some(stderr) = stderr {
                 let name = config.name.clone();
-                tokio::spawn(async move {
+                let said = said.clone();
+                reader = Some(tokio::spawn(async move {
                     let mut lines = BufReader::new(stderr).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         tracing::info!(target: "upstream", "[{name}] {line}");
+                        said.push(line);
                     }
-                });
+                }));
             }
-            handler
-                .serve(transport)
-                .await
-                .map_err(|e| format!("MCP handshake failed: {e}"))?
+            match handler.serve(transport).await {
+                Ok(service) => service,
+                Err(e) => {
+                    // The child's last words are usually the real cause: read them to
+                    // the end of its stderr (it has exited), or for as long as a live
+                    // one is worth waiting for.
+                    if let Some(reader) = reader.as_mut() {
+                        let _ =
+                            tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
+                    }
+                    let what = match e {
+                        rmcp::service::ClientInitializeError::ConnectionClosed(_) => {
+                            "it exited, or closed its stdout, before it answered `initialize`"
+                                .to_string()
+                        }
+                        other => format!("MCP handshake failed: {other}"),
+                    };
+                    return Err(format!("{what}{}", said.render()));
+                }
+            }
         }
         Transport::Http { url, headers } => {
             let transport = StreamableHttpClientTransport::from_config(
                 StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(header_map(headers)?),
+                    .custom_headers(header_map(headers)?)
+                    .max_sse_event_size(max_message_bytes)
+                    .max_json_response_size(max_message_bytes),
             );
             handler
                 .serve(transport)
                 .await
-                .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
+                .map_err(|e| format!("cannot connect to {url}: {}", plain_cause(&e)))?
         }
         Transport::Sse { url, headers } => {
-            let transport = super::sse::connect(&config.name, url, headers).await?;
+            let transport =
+                super::sse::connect(&config.name, url, headers, max_message_bytes).await?;
             handler
                 .serve(transport)
                 .await
-                .map_err(|e| format!("MCP handshake with {url} failed: {e}"))?
+                .map_err(|e| format!("cannot connect to {url}: {}", plain_cause(&e)))?
         }
     };
     let peer = service.peer().clone();
@@ -119,6 +157,105 @@ pub(super) async fn connect(
         closed,
         list_changed,
     })
+}
+
+/// The root of a failed connection in plain words ("connection refused", "the server
+/// answered HTTP 404 Not Found"), not the transport's type names.
+fn plain_cause(error: &rmcp::service::ClientInitializeError) -> String {
+    use rmcp::service::ClientInitializeError;
+    let ClientInitializeError::TransportError { error, .. } = error else {
+        return error.to_string();
+    };
+    let mut deepest = error.error.to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error.error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return plain_io(io);
+        }
+        if let Some(http) = err.downcast_ref::<reqwest::Error>() {
+            if let Some(status) = http.status() {
+                return format!("the server answered HTTP {status}");
+            }
+            if http.is_timeout() {
+                return "the request timed out".to_string();
+            }
+        }
+        deepest = err.to_string();
+        source = err.source();
+    }
+    // The transport's wrappers do not all chain their sources; their debug form still
+    // holds the root.
+    let debug = format!("{error:?}");
+    if debug.contains("ConnectionRefused") {
+        return plain_io(&std::io::ErrorKind::ConnectionRefused.into());
+    }
+    if let Some(at) = debug.find("HttpStatusError { status: ") {
+        let code: String = debug[at + 26..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Some(status) = code
+            .parse()
+            .ok()
+            .and_then(|c| http::StatusCode::from_u16(c).ok())
+        {
+            return format!(
+                "the server answered HTTP {status} (is this the server's MCP endpoint?)"
+            );
+        }
+    }
+    for (marker, plain) in [
+        ("dns error", "the host name does not resolve"),
+        ("TimedOut", "the connection timed out"),
+        ("certificate", "the TLS certificate was not accepted"),
+    ] {
+        if debug.contains(marker) {
+            return plain.to_string();
+        }
+    }
+    deepest
+}
+
+fn plain_io(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: nothing listens at that address and port".to_string()
+        }
+        std::io::ErrorKind::TimedOut => "the connection timed out".to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// The last lines a started server wrote to stderr, kept for the error when it fails to
+/// connect.
+#[derive(Clone, Default)]
+struct StderrTail(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl StderrTail {
+    const LINES: usize = 5;
+    const LINE_CHARS: usize = 300;
+
+    fn push(&self, line: String) {
+        let line: String = line.chars().take(Self::LINE_CHARS).collect();
+        if line.trim().is_empty() {
+            return;
+        }
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == Self::LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// `; it wrote to stderr: ...`, or nothing when it wrote nothing.
+    fn render(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.is_empty() {
+            return String::new();
+        }
+        let joined: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
+        format!("; its last words on stderr: {}", joined.join(" | "))
+    }
 }
 
 pub(super) fn header_map(

@@ -8,6 +8,7 @@
 
 mod child;
 mod client;
+mod environment;
 mod sse;
 mod wire;
 
@@ -217,7 +218,11 @@ impl Upstream {
                 None => return Err(unavailable(&state.status)),
             }
         };
-        let timeout = Duration::from_millis(self.settings.call_timeout_ms);
+        let timeout = Duration::from_millis(
+            self.config
+                .call_timeout_ms
+                .unwrap_or(self.settings.call_timeout_ms),
+        );
         let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let mut meta = rmcp::model::RequestMetaObject::new();
         meta.insert(DEPTH_META.into(), serde_json::Value::from(depth + 1));
@@ -229,13 +234,33 @@ impl Upstream {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(err)) => Err(UpstreamError::Failed {
                 name: self.config.name.clone(),
-                message: err.to_string(),
+                message: self.failure(&err.to_string()),
             }),
             Err(_) => Err(UpstreamError::Timeout {
                 name: self.config.name.clone(),
                 ms: timeout.as_millis(),
             }),
         }
+    }
+
+    /// What a failed call says: rmcp's words for an answer past the cap made plain.
+    fn failure(&self, rmcp_says: &str) -> String {
+        let cap = self.settings.max_result_kib;
+        if rmcp_says.contains("exceeded the maximum size") {
+            return format!(
+                "upstream result exceeds {cap} KiB, the most one answer may be (codemode.upstream.maxResultKiB); it was dropped unread. Ask the tool for less (a page, a filter, fewer fields)"
+            );
+        }
+        // Over streamable HTTP an event past the cap ends the stream that carried it, and
+        // that is all rmcp says.
+        if matches!(self.config.transport, crate::config::Transport::Http { .. })
+            && rmcp_says.contains("Transport closed")
+        {
+            return format!(
+                "the stream carrying its answer closed before the result: the server went away, or its answer passed {cap} KiB (codemode.upstream.maxResultKiB), which ends the stream. If the tool answers much, ask it for less"
+            );
+        }
+        rmcp_says.to_string()
     }
 
     /// Connects, serves until the connection closes, and starts over, with backoff.
@@ -365,8 +390,10 @@ impl Upstreams {
     /// the connect timeout: a slow upstream joins later.
     pub async fn connect(configs: &[UpstreamConfig], settings: UpstreamSettings) -> Arc<Self> {
         let upstreams = Self::start(configs, settings);
+        // Each attempt gives up at the connect timeout by itself; the margin lets the one
+        // that gives up say so (not still "connecting") before anyone reads its status.
         upstreams
-            .settled(Duration::from_millis(settings.connect_timeout_ms))
+            .settled(Duration::from_millis(settings.connect_timeout_ms) + Duration::from_secs(1))
             .await;
         upstreams
     }
@@ -469,7 +496,10 @@ done"#
                 args: vec!["-c".into(), script],
                 env: BTreeMap::new(),
                 cwd: None,
+                inherit_env: Vec::new(),
             },
+            call_timeout_ms: None,
+            auto_approve: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ pub(super) async fn connect(
     upstream: &str,
     url: &str,
     headers: &BTreeMap<String, String>,
+    max_bytes: usize,
 ) -> Result<(Outgoing, Incoming), String> {
     let headers = super::client::header_map(headers)?;
     let headers: reqwest::header::HeaderMap = headers.into_iter().collect();
@@ -54,7 +55,16 @@ pub(super) async fn connect(
         let message = match event {
             Ok(event) if matches!(event.event.as_deref(), None | Some("message")) => {
                 event.data.and_then(|data| {
-                    let data = super::wire::admit(&upstream, data.as_bytes());
+                    let data = if data.len() > max_bytes {
+                        // Answered with the same error as over stdio, never passed on.
+                        let mut dropped = super::wire::Dropping::default();
+                        dropped.take(data.as_bytes());
+                        std::borrow::Cow::Owned(super::wire::too_large(
+                            &upstream, &dropped, max_bytes,
+                        ))
+                    } else {
+                        super::wire::admit(&upstream, data.as_bytes())
+                    };
                     serde_json::from_slice::<ServerJsonRpcMessage>(&data).ok()
                 })
             }

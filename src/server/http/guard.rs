@@ -252,7 +252,8 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-/// The health probe: no authentication, no host check, nothing but the state.
+/// The health probe: the Host check like every endpoint, but no token (it tells nothing
+/// but the state).
 pub(super) const HEALTH_PATH: &str = "/healthz";
 
 pub(super) async fn check(
@@ -260,9 +261,6 @@ pub(super) async fn check(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == HEALTH_PATH {
-        return next.run(request).await;
-    }
     let host = request
         .headers()
         .get(header::HOST)
@@ -285,6 +283,9 @@ pub(super) async fn check(
                 "the request has no Host header; HTTP/1.1 requires one".into(),
             );
         }
+    }
+    if request.uri().path() == HEALTH_PATH {
+        return next.run(request).await;
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
