@@ -30,3 +30,32 @@ fn official_python_sdk_client_drives_the_server() {
     );
     assert!(stdout.contains("ok: the server keeps serving"), "{stdout}");
 }
+
+/// The Python SDK's `Client` in its default (2026-07-28) mode and in legacy mode over
+/// streamable HTTP: `state.*` stores are never shared between clients.
+#[test]
+fn modern_python_clients_never_share_state() {
+    let python = common::python();
+    let dir = common::scratch_dir("python-modern");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({ "codemode": { "state": { "enabled": true } } }),
+    );
+    let server = common::http::HttpServer::start(&["--config", &config]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_modern.py"
+    );
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(server.url("/mcp"))
+        .output()
+        .expect("run the Python modern client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Python client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok: done"), "{stdout}");
+}

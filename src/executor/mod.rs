@@ -117,6 +117,8 @@ pub struct RunOptions {
     /// The caller's data-flow mark, shared (a skill's run): untrusted data its caller read
     /// marks it, and what it reads marks its caller.
     pub taint: Option<crate::catalog::Taint>,
+    /// The key of the `state.*` store the run sees; `None`: its origin's session.
+    pub state_key: Option<String>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -133,6 +135,7 @@ impl std::fmt::Debug for RunOptions {
             .field("typecheck", &self.typecheck)
             .field("within_caller", &self.within_caller)
             .field("taint", &self.taint.is_some())
+            .field("state_key", &self.state_key.is_some())
             .finish()
     }
 }
@@ -384,10 +387,12 @@ impl Executor {
                 depth: options.depth,
                 trace: trace.clone(),
                 // Over stdio (and in a library or `run`) the process serves one session.
-                session: origin
-                    .session
-                    .clone()
-                    .unwrap_or_else(|| origin.transport.clone()),
+                session: options.state_key.clone().unwrap_or_else(|| {
+                    origin
+                        .session
+                        .clone()
+                        .unwrap_or_else(|| origin.transport.clone())
+                }),
                 taint: options.taint.clone(),
             },
         ));

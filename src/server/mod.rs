@@ -6,6 +6,7 @@ mod describe;
 pub mod http;
 mod render;
 mod skills;
+mod state_scope;
 mod tasks;
 
 use std::{sync::Arc, time::Duration};
@@ -61,6 +62,8 @@ pub struct ExecuteCodeInput {
     pub timeout_ms: Option<u64>,
     /// Check the program against the tools' TypeScript declarations before running it; type errors come back at their line:column and nothing runs. Omitted: the server's default.
     pub typecheck: Option<bool>,
+    /// The `state` handle an earlier result returned: this run's `state.*` calls see what was stored under it. Omitted: a session's own store (stdio, HTTP sessions), else a new, empty one whose handle the result returns.
+    pub state: Option<String>,
 }
 
 /// Input of `search_tools`.
@@ -234,17 +237,25 @@ impl CodeModeServer {
             .meta
             .get_progress_token()
             .map(|token| report_calls(Some((context.peer.clone(), token)), None));
+        let scope = match self.state_scope(admitted.state.as_deref(), &context) {
+            Ok(scope) => scope,
+            Err(message) => return Ok(tool_error(message)),
+        };
         let options = RunOptions {
             timeout: admitted.timeout,
             typecheck: admitted.typecheck,
             progress,
             cancel: Some(context.ct.clone()),
+            state_key: Some(scope.key.clone()),
             ..self.run_options(&context)
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
         let execution = self.codemode.execute_with(&admitted.code, options).await;
-        Ok(render::call_tool_result(&execution))
+        Ok(render::call_tool_result_in(
+            &execution,
+            scope.handle_to_show(&execution),
+        ))
     }
 
     #[tool(
@@ -279,14 +290,47 @@ struct Admitted {
     code: String,
     timeout: Option<Duration>,
     typecheck: Option<bool>,
+    state: Option<String>,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+impl state_scope::StateScope {
+    /// The handle the result names: the one given, or a new one the run stored under.
+    fn handle_to_show(&self, execution: &Execution) -> Option<&str> {
+        let used = execution.calls.iter().any(|c| c.tool.starts_with("state."));
+        self.handle.as_deref().filter(|_| used || self.given)
+    }
+}
+
 impl CodeModeServer {
+    /// Whose `state.*` store a run of this request sees (see [`state_scope`]).
+    fn state_scope(
+        &self,
+        given: Option<&str>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<state_scope::StateScope, String> {
+        let origin = self.origin(context);
+        // A session is a store of its own; so is this process over stdio. A modern HTTP
+        // request has neither.
+        let implicit = origin
+            .session
+            .clone()
+            .or_else(|| (self.transport != "http").then(|| self.transport.to_string()));
+        let headers = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .map(|parts| &parts.headers);
+        let owner = match self.transport {
+            "http" | "sse" => state_scope::owner(headers),
+            other => other.to_string(),
+        };
+        state_scope::scope(given, &owner, implicit.as_deref())
+    }
+
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
     /// the tool result to answer with.
     fn admit(&self, arguments: JsonObject) -> Result<Admitted, Box<CallToolResult>> {
-        const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean}";
+        const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean, \"state\"?: string}";
         let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED)
             .map_err(|message| Box::new(tool_error(message)))?;
         if input.timeout_ms == Some(0) {
@@ -306,6 +350,7 @@ impl CodeModeServer {
             code: input.code,
             timeout: input.timeout_ms.map(Duration::from_millis),
             typecheck: input.typecheck,
+            state: input.state,
             _slot: slot,
         })
     }
@@ -379,7 +424,7 @@ impl ServerHandler for CodeModeServer {
         if catalog.namespaces().iter().any(|n| {
             n.name == crate::state::NAMESPACE && n.transport == crate::catalog::BUILTIN_TRANSPORT
         }) {
-            instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session.");
+            instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session (without a session, over stateless HTTP, pass the `state` handle a result returns as execute_code's `state`).");
         }
         if self.codemode.skills().is_some() {
             instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");

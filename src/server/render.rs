@@ -28,6 +28,9 @@ pub struct ExecuteCodeOutput {
     /// What the output and result caps cut, one notice each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<String>,
+    /// The handle of the `state.*` store this run used, to pass as `state` to the next execute_code that should see the same values; absent when the session keeps the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// A failure, for the model to act on.
@@ -93,13 +96,25 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
         calls: execution.calls.clone(),
         error,
         truncated,
+        state: None,
     }
 }
 
 /// The tool result: text for the model, structured content for programs.
 pub(super) fn call_tool_result(execution: &Execution) -> CallToolResult {
-    let output = output(execution);
-    let text = text(execution, &output);
+    call_tool_result_in(execution, None)
+}
+
+/// [`call_tool_result`] of a run that used the `state.*` store named by `handle`.
+pub(super) fn call_tool_result_in(execution: &Execution, handle: Option<&str>) -> CallToolResult {
+    let mut output = output(execution);
+    output.state = handle.map(str::to_string);
+    let mut text = text(execution, &output);
+    if let Some(handle) = handle {
+        text.push_str(&format!(
+            "\n\nstate: {handle} (pass it as execute_code's `state` to see these state.* values again)"
+        ));
+    }
     let is_error = output.error.is_some();
     let structured = serde_json::to_value(&output).unwrap_or(serde_json::Value::Null);
     let mut result = if is_error {

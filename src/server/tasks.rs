@@ -56,9 +56,16 @@ impl CodeModeServer {
             ))
             .into();
         }
+        let scope = match self.state_scope(admitted.state.as_deref(), context) {
+            Ok(scope) => scope,
+            Err(message) => return super::tool_error(message).into(),
+        };
         let peer = context.peer.clone();
         let token = context.meta.get_progress_token();
-        let options = self.run_options(context);
+        let options = RunOptions {
+            state_key: Some(scope.key.clone()),
+            ..self.run_options(context)
+        };
         let codemode = self.codemode.clone();
         let session_ended = self.session_ended.clone();
         let task = tasks.spawn(
@@ -106,7 +113,10 @@ impl CodeModeServer {
                     {
                         return Err(TaskExit::Cancelled);
                     }
-                    Ok(render::call_tool_result(&execution))
+                    Ok(render::call_tool_result_in(
+                        &execution,
+                        scope.handle_to_show(&execution),
+                    ))
                 })
             },
         );
