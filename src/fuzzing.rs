@@ -117,6 +117,7 @@ fn one_tool_catalog(input_schema: serde_json::Map<String, Value>) -> Catalog {
             status: Status::Ready,
             tools: Arc::new(vec![tool]),
             ready_in: None,
+            last_words: String::new(),
         }],
         &Policy::default(),
     )

@@ -788,12 +788,13 @@ async fn check_config(file: PathBuf) -> Result<i32> {
             .ready_in
             .map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
         println!(
-            "{:<24} {:<9} {:>5} {:>10}  {}",
+            "{:<24} {:<9} {:>5} {:>10}  {}{}",
             s.name,
             s.transport,
             s.tools.len(),
             ready,
-            s.status
+            s.status,
+            s.last_words
         );
     }
     Ok(if all_ready { 0 } else { 1 })

@@ -206,6 +206,7 @@ impl Catalog {
                     status: Status::Ready,
                     tools: Arc::new(tools.iter().map(|t| t.tool().clone()).collect()),
                     ready_in: None,
+                    last_words: String::new(),
                 }),
         );
         Self::learning(snapshots, policy, learned)
@@ -502,6 +503,7 @@ pub(crate) mod tests {
             status: Status::Ready,
             tools: Arc::new(tools),
             ready_in: None,
+            last_words: String::new(),
         }
     }
 

@@ -52,7 +52,7 @@ impl ClientHandler for Handler {
 pub(super) async fn connect(
     config: &UpstreamConfig,
     max_message_bytes: usize,
-) -> Result<Connection, String> {
+) -> Result<Connection, ConnectError> {
     let (tx, list_changed) = mpsc::unbounded_channel();
     let handler = Handler { list_changed: tx };
     let service = match &config.transport {
@@ -114,7 +114,10 @@ pub(super) async fn connect(
                         }
                         other => format!("MCP handshake failed: {other}"),
                     };
-                    return Err(format!("{what}{}", said.render()));
+                    return Err(ConnectError {
+                        reason: what,
+                        stderr: said.render(),
+                    });
                 }
             }
         }
@@ -157,6 +160,25 @@ pub(super) async fn connect(
         closed,
         list_changed,
     })
+}
+
+/// Why a connection failed: the reason, which the model may read, and what the server
+/// wrote to stderr, which is for the operator alone (it may quote a secret of its
+/// environment, or text an untrusted server wants a model to read).
+#[derive(Debug)]
+pub(super) struct ConnectError {
+    pub(super) reason: String,
+    /// `; its last words on stderr: ...`, or empty.
+    pub(super) stderr: String,
+}
+
+impl From<String> for ConnectError {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            stderr: String::new(),
+        }
+    }
 }
 
 /// The root of a failed connection in plain words ("connection refused", "the server

@@ -125,6 +125,9 @@ pub struct Snapshot {
     pub tools: Arc<Vec<Tool>>,
     /// Time from the start of the last successful connection to its tools being listed.
     pub ready_in: Option<Duration>,
+    /// What it wrote to stderr before its last failed attempt, for `check-config` and the
+    /// log; never shown to a model.
+    pub last_words: String,
 }
 
 /// One supervised upstream.
@@ -143,6 +146,8 @@ struct State {
     peer: Option<Peer<RoleClient>>,
     ready_in: Option<Duration>,
     settled: bool,
+    /// What the server wrote to stderr before its last failed attempt (operator-only).
+    last_words: String,
 }
 
 impl Upstream {
@@ -158,6 +163,7 @@ impl Upstream {
                 tools: Arc::new(Vec::new()),
                 peer: None,
                 ready_in: None,
+                last_words: String::new(),
                 settled: false,
             }),
             calls: tokio::sync::Semaphore::new(permits),
@@ -178,6 +184,7 @@ impl Upstream {
             status: state.status.clone(),
             tools: state.tools.clone(),
             ready_in: state.ready_in,
+            last_words: state.last_words.clone(),
         }
     }
 
@@ -306,7 +313,8 @@ impl Upstream {
                     format!(
                         "did not start and list its tools within {} ms",
                         connect_timeout.as_millis()
-                    ),
+                    )
+                    .into(),
                     &notify,
                 ),
             }
@@ -315,9 +323,11 @@ impl Upstream {
         }
     }
 
-    fn failed(&self, reason: String, notify: &impl Fn()) {
-        tracing::warn!(upstream = %self.config.name, "upstream failed to connect: {reason}");
+    fn failed(&self, error: client::ConnectError, notify: &impl Fn()) {
+        let client::ConnectError { reason, stderr } = error;
+        tracing::warn!(upstream = %self.config.name, "upstream failed to connect: {reason}{stderr}");
         self.update(|s| {
+            s.last_words = stderr;
             s.status = Status::Down { reason };
             s.peer = None;
             s.settled = true;
