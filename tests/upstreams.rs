@@ -568,6 +568,58 @@ fn servers_below(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The codemode-mcp servers below `pid` (workers have no `serve` in their command line),
+/// however they were started.
+fn servers_below_any(pid: u32) -> Vec<String> {
+    let mut parents = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        parents.insert(child, parent);
+    }
+    let cmdline = |p: u32| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let below = |mut p: u32| {
+        while let Some(&parent) = parents.get(&p) {
+            if parent == pid {
+                return true;
+            }
+            p = parent;
+        }
+        false
+    };
+    parents
+        .keys()
+        .filter(|&&p| below(p))
+        .map(|&p| (p, cmdline(p)))
+        // A child caught between fork and exec has one thread; a server that answered
+        // its client runs a runtime of several.
+        .filter(|(p, c)| c.starts_with(common::BIN) && c.contains(" serve ") && threads(*p) > 1)
+        .map(|(p, c)| format!("{p} (of {}): {c}", parents[&p]))
+        .collect()
+}
+
+/// How many threads `pid` runs.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The `CODEMODE_NESTING` a process was started with.
 fn nesting(pid: u32) -> Option<String> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -622,6 +674,26 @@ async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
         .await;
     assert!(!ran.is_error, "{ran:?}");
     assert_eq!(ran.result(), &json!(42), "{ran:?}");
+    drop(server);
+
+    // Through a wrapper that clears CODEMODE_NESTING the level is still counted (by the
+    // servers above in the process tree): c starts itself through `sh` three deep (levels
+    // 1 and 2 start it, level 3 is past maxDepth and starts nothing by command).
+    let c = dir.join("c.json");
+    let wrapped = format!(
+        "exec env -u CODEMODE_NESTING {} serve --config {}",
+        common::BIN,
+        c.display()
+    );
+    std::fs::write(
+        &c,
+        json!({ "mcpServers": { "wrapped": { "command": "sh", "args": ["-c", wrapped] } } })
+            .to_string(),
+    )
+    .unwrap();
+    let server = common::start(&["--config", c.to_str().unwrap()]).await;
+    let below = servers_below_any(server.pid);
+    assert_eq!(below.len(), 3, "{below:#?}");
 }
 
 #[test]

@@ -953,16 +953,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let mut config = Self::parse_in(&text, &path.display().to_string(), path.parent())?;
-        let own = nesting::Own {
-            config: path,
-            level: nesting::level(),
-            max_depth: config.codemode.policy.max_depth,
-        };
-        let (kept, skipped) = nesting::screen(std::mem::take(&mut config.upstreams), &own);
-        config.upstreams = kept;
-        config.skipped = skipped;
-        Ok(config)
+        Self::parse_in(&text, &path.display().to_string(), Some(path))
     }
 
     /// Parses and validates config text; `origin` names it in errors.
@@ -970,9 +961,10 @@ impl Config {
         Self::parse_in(text, origin, None)
     }
 
-    /// [`Self::parse`] for a file in `base_dir` (where `envFile` and `${workspaceFolder}`
-    /// are).
-    fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+    /// [`Self::parse`] of the text of `file` (beside which `envFile` and
+    /// `${workspaceFolder}` are, and which an entry starting this server names).
+    fn parse_in(text: &str, origin: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let base_dir = file.and_then(Path::parent);
         let mut de = serde_json::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let inner = err.inner();
@@ -1004,6 +996,17 @@ impl Config {
             message: err.to_string(),
         })?;
         config.codemode.limits.validate(origin)?;
+        let depth = config.codemode.policy.max_depth;
+        if depth > nesting::MAX_DEPTH {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: "codemode.policy.maxDepth".into(),
+                message: format!(
+                    "{depth} is out of range: allowed 0 to {}",
+                    nesting::MAX_DEPTH
+                ),
+            });
+        }
         config.codemode.anomalies.validate(origin)?;
         config.codemode.tasks.validate(origin)?;
         if let Some(zone) = &config.codemode.time_zone {
@@ -1085,6 +1088,14 @@ impl Config {
             }
         }
         config.warnings = warnings;
+        let own = nesting::Own {
+            config: file,
+            level: nesting::level(),
+            max_depth: config.codemode.policy.max_depth,
+        };
+        let (kept, skipped) = nesting::screen(std::mem::take(&mut config.upstreams), &own);
+        config.upstreams = kept;
+        config.skipped = skipped;
         for upstream in &mut config.upstreams {
             if let Transport::Stdio { inherit_env, .. } = &mut upstream.transport {
                 let mut names = config.codemode.inherit_env.clone();
@@ -1165,7 +1176,7 @@ mod tests {
             r#"{"inputs":[{"type":"promptString","id":"k"}],
                 "servers":{"toy":{"type":"stdio","command":"x","envFile":"${workspaceFolder}/toy.env","env":{"C":"own"}}}}"#,
             "mcp.json",
-            Some(&vscode),
+            Some(&vscode.join("mcp.json")),
         )
         .unwrap();
         let Transport::Stdio { env, .. } = &config.upstreams[0].transport else {

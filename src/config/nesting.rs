@@ -12,12 +12,49 @@ use super::{Transport, UpstreamConfig};
 /// started, 1 for an upstream of that one, and so on.
 pub const NESTING_VAR: &str = "CODEMODE_NESTING";
 
-/// The nesting level of this process, from [`NESTING_VAR`] (0 when unset or unreadable).
+/// The most `codemode.policy.maxDepth` may be: with it, configs that list each other start
+/// at most (code-mode entries per config) ^ (MAX_DEPTH + 1) servers.
+pub const MAX_DEPTH: u32 = 8;
+
+/// The nesting level of this process: what [`NESTING_VAR`] says, or, if more, how many of
+/// its ancestors run this same program (a wrapper such as `env -i` or `sudo` clears the
+/// variable, but cannot hide its parents).
 pub fn level() -> u32 {
-    std::env::var(NESTING_VAR)
+    let said = std::env::var(NESTING_VAR)
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    said.max(ancestors_running_this_program())
+}
+
+/// Ancestors whose executable is this process's own (by path, or by file name for another
+/// install of codemode-mcp), from `/proc`; 0 where there is no `/proc`.
+fn ancestors_running_this_program() -> u32 {
+    let Ok(own) = std::fs::read_link("/proc/self/exe") else {
+        return 0;
+    };
+    let name = own.file_name().map(std::ffi::OsStr::to_os_string);
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The parent is the second field after the parenthesised command name.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        after.split(' ').nth(1)?.parse().ok()
+    };
+    let mut count = 0;
+    let mut pid = std::process::id();
+    // A bounded walk: a cycle in what /proc says cannot keep it going.
+    for _ in 0..1024 {
+        let Some(parent) = parent_of(pid).filter(|p| *p > 1) else {
+            break;
+        };
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{parent}/exe"))
+            && (exe == own || exe.file_name().map(std::ffi::OsStr::to_os_string) == name)
+        {
+            count += 1;
+        }
+        pid = parent;
+    }
+    count
 }
 
 /// An entry of `mcpServers` that is not started, and why.
@@ -32,8 +69,8 @@ pub struct SkippedUpstream {
 /// What this process is, to recognise itself in a config.
 #[derive(Debug)]
 pub struct Own<'a> {
-    /// The config file this process read.
-    pub config: &'a Path,
+    /// The config file this process read, if it read one.
+    pub config: Option<&'a Path>,
     /// Its nesting level.
     pub level: u32,
     /// `codemode.policy.maxDepth`.
@@ -48,7 +85,7 @@ pub fn screen(
     let own_exe = std::env::current_exe()
         .ok()
         .and_then(|p| p.canonicalize().ok());
-    let own_config = own.config.canonicalize().ok();
+    let own_config = own.config.and_then(|c| c.canonicalize().ok());
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     for upstream in upstreams {
@@ -221,7 +258,7 @@ mod tests {
                 ),
             ],
             &Own {
-                config: &own,
+                config: Some(&own),
                 level: 0,
                 max_depth: 2,
             },
@@ -255,7 +292,7 @@ mod tests {
             screen(
                 entries(),
                 &Own {
-                    config: own,
+                    config: Some(own),
                     level,
                     max_depth: 2,
                 },
