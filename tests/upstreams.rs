@@ -812,11 +812,7 @@ fn every_clients_config_file_is_accepted_and_what_it_ignores_is_named() {
         ),
         ("claude_code.mcp.json", ".mcp.json", &[][..]),
         ("cursor.mcp.json", ".cursor/mcp.json", &[][..]),
-        (
-            "windsurf.mcp_config.json",
-            "mcp_config.json",
-            &["mcpServers.toy.disabledTools: ignored"][..],
-        ),
+        ("windsurf.mcp_config.json", "mcp_config.json", &[][..]),
         (
             "cline_mcp_settings.json",
             "cline_mcp_settings.json",

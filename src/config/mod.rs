@@ -1065,10 +1065,28 @@ impl Config {
                         message: "is also in mcpServers: give each server once".into(),
                     });
                 }
+                if entry.sandbox_enabled == Some(true) {
+                    warnings.push(format!(
+                        "{origin}: {section}.{name}.sandboxEnabled: not started: the entry asks for VS Code's sandbox, which codemode-mcp does not have; remove the key to start it unsandboxed"
+                    ));
+                    continue;
+                }
                 upstreams.push(entry.resolve(name, &cx, &mut warnings)?);
             }
         }
         config.upstreams = upstreams;
+        // Windsurf's switched-off tools stay off whatever else the policy says.
+        let disabled: Vec<PolicyRule> = config
+            .upstreams
+            .iter()
+            .flat_map(|u| {
+                u.disabled_tools.iter().map(|tool| PolicyRule {
+                    tools: format!("{}.{}", globset_escape(&u.name), globset_escape(tool)),
+                    action: PolicyAction::Deny,
+                })
+            })
+            .collect();
+        config.codemode.policy.rules.splice(0..0, disabled);
         // Cline's auto-approved tools are called without asking; the config's own rules
         // come first, so a deny rule still wins, and under a default of deny they would
         // open tools nothing else allows.
@@ -1076,13 +1094,17 @@ impl Config {
             for tool in &upstream.auto_approve {
                 if config.codemode.policy.default == DefaultAction::Deny {
                     warnings.push(format!(
-                        "{origin}: mcpServers.{}.autoApprove: \"{tool}\" not applied: codemode.policy.default is deny, so only codemode.policy.rules open tools",
+                        "{origin}: autoApprove of server \"{}\": \"{tool}\" not applied: codemode.policy.default is deny, so only codemode.policy.rules open tools",
                         upstream.name
                     ));
                     continue;
                 }
                 config.codemode.policy.rules.push(PolicyRule {
-                    tools: format!("{}.{}", upstream.name, globset_escape(tool)),
+                    tools: format!(
+                        "{}.{}",
+                        globset_escape(&upstream.name),
+                        globset_escape(tool)
+                    ),
                     action: PolicyAction::Allow,
                 });
             }
@@ -1236,6 +1258,38 @@ mod tests {
             "{:?}",
             denied.warnings
         );
+
+        let starred = Config::parse(
+            r#"{"mcpServers":{"t*":{"command":"x","autoApprove":["text"]}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            starred.codemode.policy.rules[0].tools, "t[*].text",
+            "a server's name matches itself only"
+        );
+        let windsurf = Config::parse(
+            r#"{"mcpServers":{"w":{"command":"x","disabledTools":["crash"]}},"codemode":{"policy":{"rules":[{"tools":"*","action":"allow"}]}}}"#,
+            "c",
+        )
+        .unwrap();
+        let rules: Vec<_> = windsurf
+            .codemode
+            .policy
+            .rules
+            .iter()
+            .map(|r| (r.tools.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            rules,
+            [("w.crash", PolicyAction::Deny), ("*", PolicyAction::Allow)]
+        );
+        let sandboxed = Config::parse(
+            r#"{"servers":{"v":{"command":"x","sandboxEnabled":true}}}"#,
+            "c",
+        )
+        .unwrap();
+        assert!(sandboxed.upstreams.is_empty() && sandboxed.warnings[0].contains("not started"));
 
         let err =
             Config::parse(r#"{"mcpServers":{"t":{"command":"x","timeout":0}}}"#, "c").unwrap_err();

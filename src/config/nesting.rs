@@ -229,6 +229,7 @@ mod tests {
             },
             call_timeout_ms: None,
             auto_approve: Vec::new(),
+            disabled_tools: Vec::new(),
         }
     }
 

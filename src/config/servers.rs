@@ -56,6 +56,12 @@ pub struct ServerEntry {
     pub always_allow: Vec<String>,
     /// Windsurf's name for `url`.
     pub server_url: Option<String>,
+    /// Windsurf: tools switched off; deny rules before `codemode.policy`'s own.
+    #[serde(default)]
+    pub disabled_tools: Vec<String>,
+    /// VS Code: run the server in its sandbox, which codemode-mcp has not; such a server is
+    /// not started.
+    pub sandbox_enabled: Option<bool>,
     /// Cline's older name for `type`.
     pub transport_type: Option<String>,
     /// Keys of other clients' dialects with no meaning here; each is warned about.
@@ -163,6 +169,8 @@ pub struct UpstreamConfig {
     pub call_timeout_ms: Option<u64>,
     /// Its tools its entry lets be called without asking (Cline's `autoApprove`).
     pub auto_approve: Vec<String>,
+    /// Its tools its entry switched off (Windsurf's `disabledTools`).
+    pub disabled_tools: Vec<String>,
 }
 
 impl ServerEntry {
@@ -379,6 +387,7 @@ impl ServerEntry {
             transport,
             call_timeout_ms,
             auto_approve,
+            disabled_tools: self.disabled_tools.clone(),
         })
     }
 }

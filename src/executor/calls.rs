@@ -309,7 +309,12 @@ impl CallHost {
         if needs_rule && !up_front && !self.is_approved(Approval::Rule, name) {
             approvals.push(Approval::Rule);
         }
-        let tainted_by = self.tainted.lock().ok().and_then(|t| t.clone());
+        // A poisoned mark still marks: a panic elsewhere must not let a sink call through.
+        let tainted_by = self
+            .tainted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let (true, Some(source)) = (flow.sink && self.data_flow != DataFlowMode::Off, tainted_by)
             && !self.is_approved(Approval::DataFlow, name)
         {
@@ -625,10 +630,8 @@ impl Settlement {
         // message, the `Location` of a refused redirect): only a result the host itself
         // withheld carries nothing from outside.
         let from_outside = decision != "result withheld: budget";
-        if self.is_source
-            && from_outside
-            && let Ok(mut tainted) = self.tainted.lock()
-        {
+        if self.is_source && from_outside {
+            let mut tainted = self.tainted.lock().unwrap_or_else(|e| e.into_inner());
             // The first untrusted source is the one named.
             tainted.get_or_insert_with(|| self.shown_as.clone());
         }

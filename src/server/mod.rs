@@ -222,7 +222,11 @@ impl CodeModeServer {
         title = "Run a code-mode program",
         description = EXECUTE_CODE_CONTRACT,
         input_schema = input_schema::<ExecuteCodeInput>(),
-        output_schema = execute_code_output_schema()
+        output_schema = execute_code_output_schema(),
+        // A program reaches upstream tools and the web: to another code-mode server's
+        // data-flow guard, this one is an untrusted source and a sink, so that untrusted
+        // data cannot lose its mark by passing through a nested execution.
+        annotations(open_world_hint = true)
     )]
     async fn execute_code(
         &self,

@@ -510,6 +510,7 @@ done"#
             },
             call_timeout_ms: None,
             auto_approve: Vec::new(),
+            disabled_tools: Vec::new(),
         }
     }
 
