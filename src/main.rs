@@ -88,8 +88,8 @@ enum AuditCommand {
 
 #[derive(Args, Debug, Default)]
 struct TypesArgs {
-    /// The config file (the same as `--config FILE`).
-    #[arg(value_name = "FILE", conflicts_with = "config")]
+    /// The config file (the same as `--config FILE`; it wins over CODEMODE_CONFIG).
+    #[arg(value_name = "FILE")]
     file: Option<PathBuf>,
     /// The config file.
     #[arg(long, short = 'c', env = "CODEMODE_CONFIG", value_name = "FILE")]
@@ -370,9 +370,13 @@ fn main() {
     if let Err(err) = dispatch() {
         // The error and its causes, never a backtrace (RUST_BACKTRACE is for panics): what
         // went wrong is in the words, not in our stack.
-        eprintln!("Error: {err}");
-        for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+        let said = err.to_string();
+        eprintln!("Error: {said}");
+        // A cause the message already quotes is not said twice.
+        for cause in err.chain().skip(1).map(|c| c.to_string()) {
+            if !said.contains(&cause) {
+                eprintln!("  caused by: {cause}");
+            }
         }
         std::process::exit(1);
     }
@@ -695,8 +699,11 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 async fn types(args: TypesArgs) -> Result<()> {
+    // Nothing runs: no worker process is needed (nor possible on every machine).
     let codemode = codemode(&CommonArgs {
         config: args.config,
+        isolation: Isolation::None,
+        worker_reuse: 1,
         ..CommonArgs::default()
     })
     .await?;

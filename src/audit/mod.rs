@@ -790,7 +790,7 @@ pub fn verify_expecting(
             match &previous {
                 None => verified.first_seq = record.seq,
                 Some((seq, hash)) => {
-                    if record.prev != *hash && record.seq == seq + 1 {
+                    if record.prev != *hash && Some(record.seq) == seq.checked_add(1) {
                         // The numbering runs on, so nothing was inserted or deleted: the
                         // record before no longer hashes to what this one holds.
                         let (file, line) = last_at.clone();
@@ -812,7 +812,7 @@ pub fn verify_expecting(
                             ),
                         ));
                     }
-                    if record.seq != seq + 1 {
+                    if Some(record.seq) != seq.checked_add(1) {
                         return Err(broken(
                             number,
                             format!(

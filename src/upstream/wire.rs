@@ -89,10 +89,14 @@ impl Dropping {
 pub(super) fn too_large(upstream: &str, dropped: &Dropping, max_bytes: usize) -> Vec<u8> {
     // A request from the server (it names a method) shares ids with nothing of ours: an
     // error in its name would answer one of our own requests.
-    let is_request = dropped
-        .head
-        .windows(b"\"method\"".len())
-        .any(|w| w == b"\"method\"");
+    // Only a `method` key before any `result` or `error` makes it a request: a result may
+    // hold a `method` key of its own.
+    let find = |key: &[u8]| dropped.head.windows(key.len()).position(|w| w == key);
+    let payload = [find(b"\"result\""), find(b"\"error\"")]
+        .into_iter()
+        .flatten()
+        .min();
+    let is_request = find(b"\"method\"").is_some_and(|m| payload.is_none_or(|p| m < p));
     let id = if is_request {
         None
     } else {
@@ -385,6 +389,24 @@ impl Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_over_long_answer_holding_a_method_key_is_still_answered() {
+        let mut answer = Dropping::default();
+        answer.take(br#"{"jsonrpc":"2.0","id":3,"result":{"structuredContent":{"method":"GET"},"content":[{"text":"xx"#);
+        let error = String::from_utf8(too_large("u", &answer, 1024)).unwrap();
+        assert!(
+            error.contains("\"id\":3") && error.contains("exceeds 1 KiB"),
+            "{error}"
+        );
+        let mut request = Dropping::default();
+        request
+            .take(br#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","params":{"x":"#);
+        assert!(
+            too_large("u", &request, 1024).is_empty(),
+            "a server's request answers nothing of ours"
+        );
+    }
 
     #[test]
     fn the_id_is_found_before_or_after_the_payload() {
