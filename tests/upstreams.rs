@@ -484,24 +484,23 @@ async fn an_upstream_answer_past_the_cap_fails_its_call_at_once() {
 #[tokio::test]
 async fn an_answer_past_the_cap_fails_its_call_over_every_http_transport() {
     for mode in ["json", "stream", "sse"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut upstream = std::process::Command::new(python())
             .args([
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/big_http.py"),
-                &port.to_string(),
                 mode,
             ])
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        common::wait_for(&format!("big_http.py {mode} listening"), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        })
-        .await;
+        // It listens before it prints its port.
+        let mut port = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(upstream.stdout.take().unwrap()),
+            &mut port,
+        )
+        .unwrap();
+        let port: u16 = port.trim().parse().unwrap();
         let path = if mode == "sse" { "sse" } else { "mcp" };
         let (server, _dir) = start_with_settings(
             json!({ "big": { "url": format!("http://127.0.0.1:{port}/{path}") } }),

@@ -1191,7 +1191,7 @@ mod tests {
         std::fs::create_dir_all(&vscode).unwrap();
         std::fs::write(
             dir.join("toy.env"),
-            "# comment\nexport A=\"1\"\nB='two'\nC=3\n",
+            "\u{feff}# comment\nexport A=\"1\"\nB='two' \nC=3 # three\nD: four\n",
         )
         .unwrap();
         let config = Config::parse_in(
@@ -1207,6 +1207,8 @@ mod tests {
         assert_eq!(env["A"], "1");
         assert_eq!(env["B"], "two");
         assert_eq!(env["C"], "own", "env wins over envFile");
+        assert_eq!(env["D"], "four");
+        assert_eq!(env["B"], "two");
         assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
 
         let err = Config::parse(

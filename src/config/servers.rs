@@ -398,6 +398,7 @@ fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut vars = BTreeMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -419,15 +420,31 @@ fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
             ));
         };
         let value = value.trim();
-        let value = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(open, close)| {
-                value
-                    .strip_prefix(*open)
-                    .and_then(|v| v.strip_suffix(*close))
-            })
-            .unwrap_or(value);
-        vars.insert(name.trim().to_string(), value.to_string());
+        let quoted = [('"', '"'), ('\'', '\'')].iter().find_map(|(open, close)| {
+            value
+                .strip_prefix(*open)
+                .and_then(|v| v.strip_suffix(*close))
+        });
+        // An unquoted value ends where a comment starts.
+        let value = quoted.unwrap_or_else(|| {
+            value
+                .find(" #")
+                .or_else(|| value.find("\t#"))
+                .map_or(value, |at| value[..at].trim_end())
+        });
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+        {
+            return Err(format!(
+                "{}:{}: {name:?} is not a variable name",
+                path.display(),
+                number + 1
+            ));
+        }
+        vars.insert(name.to_string(), value.to_string());
     }
     Ok(vars)
 }
