@@ -509,18 +509,32 @@ async fn an_answer_past_the_cap_fails_its_call_over_every_http_transport() {
         .await;
         let ran = server
             .execute_with(json!({
-                "code": "const big = await tools.big.big({ mb: 3 }).then(() => 'answered', (e) => e.message);\nconst small = await tools.big.small();\nreturn { big, small };",
+                // 1.5 MiB of text, sent twice (as text and as structured content).
+                "code": "const big = await tools.big.big({ mb: 1.5 }).then(() => 'answered', (e) => e.message);\nconst small = await tools.big.small();\nreturn { big, small };",
                 "timeoutMs": 60_000
             }))
             .await;
-        let _ = upstream.kill();
-        let _ = upstream.wait();
         let big = ran.result()["big"].as_str().unwrap_or_default().to_string();
         assert!(
             big.contains("1024 KiB") && big.contains("maxResultKiB"),
             "{mode}: {ran:?}"
         );
         assert!(ran.text.contains("small"), "{mode}: {ran:?}");
+        // Far past the cap, the host holds none of it whole, and the call fails naming
+        // the cap.
+        let huge = server
+            .execute_with(json!({
+                "code": "return await tools.big.big({ mb: 40 }).then(() => 'answered', (e) => e.message);",
+                "timeoutMs": 60_000
+            }))
+            .await;
+        let said = huge.result().as_str().unwrap_or_default().to_string();
+        assert!(
+            said.contains("1024 KiB") && said.contains("maxResultKiB"),
+            "{mode}: {huge:?}"
+        );
+        let _ = upstream.kill();
+        let _ = upstream.wait();
     }
 }
 

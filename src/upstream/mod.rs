@@ -260,8 +260,10 @@ impl Upstream {
         }
         // Over streamable HTTP an event past the cap ends the stream that carried it, and
         // that is all rmcp says.
-        if matches!(self.config.transport, crate::config::Transport::Http { .. })
-            && rmcp_says.contains("Transport closed")
+        if matches!(
+            self.config.transport,
+            crate::config::Transport::Http { .. } | crate::config::Transport::Sse { .. }
+        ) && rmcp_says.contains("Transport closed")
         {
             return format!(
                 "the stream carrying its answer closed before the result: the server went away, or its answer passed {cap} KiB (codemode.upstream.maxResultKiB), which ends the stream. If the tool answers much, ask it for less"
