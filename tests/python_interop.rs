@@ -32,9 +32,10 @@ fn official_python_sdk_client_drives_the_server() {
 }
 
 /// The Python SDK's `Client` in its default (2026-07-28) mode and in legacy mode over
-/// streamable HTTP: `state.*` stores are never shared between clients.
+/// streamable HTTP: `state.*` stores are never shared between clients, and confirmations
+/// are asked by `input_required` (modern) or elicitation (legacy).
 #[test]
-fn modern_python_clients_never_share_state() {
+fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
     let python = common::python();
     let dir = common::scratch_dir("python-modern");
     let config = common::write_config(
@@ -42,6 +43,15 @@ fn modern_python_clients_never_share_state() {
         &serde_json::json!({ "codemode": { "state": { "enabled": true } } }),
     );
     let server = common::http::HttpServer::start(&["--config", &config]);
+    let confirming_dir = common::scratch_dir("python-modern-confirm");
+    let confirming = common::write_config(
+        &confirming_dir,
+        &serde_json::json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+        }),
+    );
+    let confirming = common::http::HttpServer::start(&["--config", &confirming]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_modern.py"
@@ -49,6 +59,7 @@ fn modern_python_clients_never_share_state() {
     let out = Command::new(&python)
         .arg(script)
         .arg(server.url("/mcp"))
+        .arg(confirming.url("/mcp"))
         .output()
         .expect("run the Python modern client");
     let stdout = String::from_utf8_lossy(&out.stdout);

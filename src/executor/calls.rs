@@ -369,6 +369,7 @@ impl CallHost {
             arguments: arguments.to_string(),
             site,
             reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            before_run: false,
         };
         Ok(Gate {
             confirmation: Some((confirmer.confirm(request), approvals)),

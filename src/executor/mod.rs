@@ -614,6 +614,7 @@ impl Executor {
                     reason: Some(
                         "the program calls these tools, which the policy asks you to confirm; approving allows them for this run of the program".into(),
                     ),
+                    before_run: true,
                 })
                 .await;
             match answer {

@@ -210,6 +210,8 @@ pub struct ConfirmRequest {
     pub site: Option<Position>,
     /// Why the user is asked, when it is not the tool's own rule (the data-flow guard).
     pub reason: Option<String>,
+    /// Asked before the program runs (the tools it names), not at a call it makes.
+    pub before_run: bool,
 }
 
 /// The user's word on a call.

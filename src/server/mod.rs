@@ -1,6 +1,7 @@
 //! The MCP server: tools `execute_code` and `search_tools`, the declaration resources and
 //! the prompts, over rmcp: on stdio, or over HTTP ([`http`]).
 
+mod approvals;
 mod confirm;
 mod describe;
 pub mod http;
@@ -233,33 +234,7 @@ impl CodeModeServer {
         Parameters(arguments): Parameters<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let admitted = match self.admit(arguments) {
-            Ok(admitted) => admitted,
-            Err(refusal) => return Ok(*refusal),
-        };
-        let progress = context
-            .meta
-            .get_progress_token()
-            .map(|token| report_calls(Some((context.peer.clone(), token)), None));
-        let scope = match self.state_scope(admitted.state.as_deref(), &context) {
-            Ok(scope) => scope,
-            Err(message) => return Ok(tool_error(message)),
-        };
-        let options = RunOptions {
-            timeout: admitted.timeout,
-            typecheck: admitted.typecheck,
-            progress,
-            cancel: Some(context.ct.clone()),
-            state_key: Some(scope.key.clone()),
-            ..self.run_options(&context)
-        };
-        // The client's cancellation stops the isolate and its tool calls; the run still
-        // ends normally (kind `cancelled`), so it is audited like any other.
-        let execution = self.codemode.execute_with(&admitted.code, options).await;
-        Ok(render::call_tool_result_in(
-            &execution,
-            scope.handle_to_show(&execution),
-        ))
+        self.run_program(arguments, context, None).await
     }
 
     #[tool(
@@ -307,6 +282,46 @@ impl state_scope::StateScope {
 }
 
 impl CodeModeServer {
+    /// `execute_code`, with `confirmer` (when given) asking for the user's word.
+    async fn run_program(
+        &self,
+        arguments: JsonObject,
+        context: RequestContext<RoleServer>,
+        confirmer: Option<crate::policy::SharedConfirmer>,
+    ) -> Result<CallToolResult, McpError> {
+        let admitted = match self.admit(arguments) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Ok(*refusal),
+        };
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| report_calls(Some((context.peer.clone(), token)), None));
+        let scope = match self.state_scope(admitted.state.as_deref(), &context) {
+            Ok(scope) => scope,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        let options = RunOptions {
+            timeout: admitted.timeout,
+            typecheck: admitted.typecheck,
+            progress,
+            cancel: Some(context.ct.clone()),
+            state_key: Some(scope.key.clone()),
+            ..self.run_options(&context)
+        };
+        let options = RunOptions {
+            confirmer: confirmer.or(options.confirmer),
+            ..options
+        };
+        // The client's cancellation stops the isolate and its tool calls; the run still
+        // ends normally (kind `cancelled`), so it is audited like any other.
+        let execution = self.codemode.execute_with(&admitted.code, options).await;
+        Ok(render::call_tool_result_in(
+            &execution,
+            scope.handle_to_show(&execution),
+        ))
+    }
+
     /// Whose `state.*` store a run of this request sees (see [`state_scope`]).
     fn state_scope(
         &self,
@@ -320,15 +335,74 @@ impl CodeModeServer {
             .session
             .clone()
             .or_else(|| (self.transport != "http").then(|| self.transport.to_string()));
+        state_scope::scope(given, &self.owner(context), implicit.as_deref())
+    }
+
+    /// Who a request comes from: over HTTP its bearer token (hashed) or nobody in
+    /// particular; over stdio (or in a library) this process's one client.
+    fn owner(&self, context: &RequestContext<RoleServer>) -> String {
         let headers = context
             .extensions
             .get::<::http::request::Parts>()
             .map(|parts| &parts.headers);
-        let owner = match self.transport {
+        match self.transport {
             "http" | "sse" => state_scope::owner(headers),
             other => other.to_string(),
+        }
+    }
+
+    /// `execute_code` for a client of protocol 2026-07-28: a confirmation needed before
+    /// the run is asked by an `input_required` result, and the retry's answer applied (see
+    /// [`approvals`]).
+    async fn execute_code_by_rounds(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.unwrap_or_default();
+        let code = arguments
+            .get("code")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let owner = self.owner(&context);
+        let answered = match &request.request_state {
+            Some(state) => {
+                match approvals::answer(state, request.input_responses.as_ref(), &code, &owner) {
+                    Ok(answered) => Some(answered),
+                    Err(message) => {
+                        return Ok(render::call_tool_result(&Execution::refused(
+                            ProgramError::new(ErrorKind::Policy, message),
+                        ))
+                        .into());
+                    }
+                }
+            }
+            None => None,
         };
-        state_scope::scope(given, &owner, implicit.as_deref())
+        let can_ask = context
+            .client_capabilities()
+            .is_some_and(|caps| caps.elicitation.is_some());
+        if !can_ask && answered.is_none() {
+            // Today's path: nobody can be asked, and the refusal says so.
+            return self
+                .run_program(arguments, context, None)
+                .await
+                .map(CallToolResponse::from);
+        }
+        let asked = Arc::new(std::sync::Mutex::new(None));
+        let confirmer = approvals::AnsweringConfirmer {
+            answered,
+            asked: asked.clone(),
+        };
+        let result = self
+            .run_program(arguments, context, Some(Arc::new(confirmer)))
+            .await?;
+        let question = asked.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(match question {
+            Some(question) => approvals::ask(&question, &code, &owner).into(),
+            None => result.into(),
+        })
     }
 
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
@@ -468,6 +542,13 @@ impl ServerHandler for CodeModeServer {
         {
             let arguments = request.arguments.unwrap_or_default();
             return Ok(self.execute_code_as_task(tasks, arguments, &context));
+        }
+        if request.name == "execute_code"
+            && context
+                .protocol_version()
+                .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
+        {
+            return self.execute_code_by_rounds(request, context).await;
         }
         if let Some(code) = self.skill_tool_program(&request.name, request.arguments.clone()) {
             let mut call = JsonObject::new();

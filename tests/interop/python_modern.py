@@ -3,13 +3,14 @@ no handshake, no session) and in `mode="legacy"` against `serve --http`, with st
 Two modern clients never share a `state.*` store: each run without a handle gets a fresh
 one, whose handle the result returns, and only that handle opens it again.
 
-Usage: python_modern.py URL
+Usage: python_modern.py STATE_URL CONFIRM_URL (a server whose policy confirms toy.add)
 Prints one line per check and exits non-zero on the first failure.
 """
 
 import asyncio
 import sys
 
+import mcp_types as types
 from mcp import Client
 
 
@@ -27,7 +28,7 @@ def run(client, code, **extra):
 GET = "return await tools.state.get({ key: 'secret' });"
 
 
-async def main(url):
+async def main(url, confirm_url):
     async with Client(url) as alice:
         stored = await run(alice, "await tools.state.set({ key: 'secret', value: 'alice-token' });\nreturn 'stored';")
         check(not stored.is_error, f"a modern client runs a program ({stored.content})")
@@ -56,8 +57,68 @@ async def main(url):
     async with Client(url, mode="legacy") as other:
         read = await run(other, GET)
         check(read.structured_content["result"] is None, "another legacy session reads nothing of it")
+    await confirmations(confirm_url)
     print("ok: done", flush=True)
 
 
+ADD = "return (await tools.toy.add({ a: 1, b: 2 })).sum;"
+
+
+def answering(action, asked):
+    async def callback(context, params):
+        asked.append(params.message)
+        if action == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action=action)
+
+    return callback
+
+
+async def confirmations(url):
+    asked = []
+    async with Client(url, elicitation_callback=answering("accept", asked)) as client:
+        ran = await run(client, ADD)
+        check(not ran.is_error and ran.structured_content["result"] == 3, f"a confirmed tool runs once the user accepts, asked by input_required ({ran.content})")
+        check(len(asked) == 1 and "tools.toy.add" in asked[0], f"the user was asked once, about the tool ({asked})")
+        mid = await run(client, "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });")
+        check(mid.is_error and "mid-run" in mid.content[0].text, f"a confirmation reached mid-run is refused, saying how to have it asked first ({mid.content[0].text[:300]})")
+        forged = await client.session.call_tool(
+            "execute_code",
+            {"code": ADD},
+            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
+            request_state="cma_" + "A" * 43,
+            allow_input_required=True,
+        )
+        check(forged.is_error and "names no question" in forged.content[0].text, "a made-up requestState resumes nothing")
+        first = await client.session.call_tool("execute_code", {"code": ADD}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        check(isinstance(state, str) and state.startswith("cma_"), "the first leg is an input_required result with a requestState")
+        other = await client.session.call_tool(
+            "execute_code",
+            {"code": "return 'another program';"},
+            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
+            request_state=state,
+            allow_input_required=True,
+        )
+        check(other.is_error and "another program" in other.content[0].text, "a requestState for one program resumes no other")
+        replay = await client.session.call_tool(
+            "execute_code",
+            {"code": ADD},
+            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
+            request_state=state,
+            allow_input_required=True,
+        )
+        check(replay.is_error and "names no question" in replay.content[0].text, "a requestState is used once")
+    async with Client(url, elicitation_callback=answering("decline", [])) as client:
+        ran = await run(client, ADD)
+        check(ran.is_error and "declined" in ran.content[0].text, "a declined confirmation runs nothing and says so")
+    async with Client(url) as client:
+        ran = await run(client, ADD)
+        check(ran.is_error and "confirm" in ran.content[0].text, "a modern client that cannot be asked gets a clear refusal")
+    async with Client(url, mode="legacy", elicitation_callback=answering("accept", [])) as client:
+        ran = await run(client, ADD)
+        check(not ran.is_error and ran.structured_content["result"] == 3, "a legacy client is asked by elicitation, as before")
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
