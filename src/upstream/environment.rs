@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use crate::config::nesting::{self, NESTING_VAR};
 
 /// The variables every started server gets from ours, as the official MCP SDKs choose
-/// them (the locale's `LC_*` besides).
+/// them (the locale's `LC_*` and `TMPDIR` besides; proxies are not among them, since their
+/// URLs may hold credentials: `inheritEnv` passes them).
 #[cfg(not(windows))]
 const MINIMAL: &[&str] = &[
-    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LANGUAGE",
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LANGUAGE", "TMPDIR",
 ];
 #[cfg(windows)]
 const MINIMAL: &[&str] = &[
