@@ -115,20 +115,25 @@ pub(super) fn answer(
     owner: &str,
 ) -> Result<(String, Confirmation), String> {
     const AGAIN: &str = "Run the program again (without requestState) to be asked anew";
-    let pending = PENDING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(state);
+    // Checked before it is used up: a wrong program or client must not spend the question
+    // another retry may still answer.
+    let pending = {
+        let mut waiting = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        match waiting.get(state) {
+            None => None,
+            Some(p) if p.owner != owner || p.code_sha != code_sha(code) => {
+                return Err(format!(
+                    "nothing ran: this requestState was asked for another program or another client. {AGAIN}"
+                ));
+            }
+            Some(_) => waiting.remove(state),
+        }
+    };
     let Some(pending) = pending else {
         return Err(format!(
             "nothing ran: this requestState names no question waiting here (it was answered already, it is not one this server asked, or the server restarted since). {AGAIN}"
         ));
     };
-    if pending.owner != owner || pending.code_sha != code_sha(code) {
-        return Err(format!(
-            "nothing ran: this requestState was asked for another program or another client. {AGAIN}"
-        ));
-    }
     if pending.asked.elapsed() >= APPROVAL_TTL {
         return Err(format!(
             "nothing ran: the question expired ({} s without an answer). {AGAIN}",
@@ -143,9 +148,12 @@ pub(super) fn answer(
         .and_then(serde_json::Value::as_bool);
     let word = match (action, allowed) {
         (Some("accept"), Some(true)) => Confirmation::ForExecution,
-        (Some("accept"), _) | (Some("decline"), _) => {
+        (Some("accept"), Some(false)) | (Some("decline"), _) => {
             Confirmation::Denied("the user declined it".into())
         }
+        (Some("accept"), None) => Confirmation::Denied(
+            "the answer carried no `confirm` value, so nothing is taken as approved".into(),
+        ),
         (Some("cancel"), _) => Confirmation::Denied("the user dismissed the confirmation".into()),
         _ => Confirmation::Denied(
             "the retry carried no answer to the confirmation (inputResponses.confirm)".into(),
@@ -174,7 +182,12 @@ impl Confirmer for AnsweringConfirmer {
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         let word = if !request.before_run {
             Confirmation::Denied(match &request.reason {
-                Some(reason) => format!("{reason}; {MID_RUN}"),
+                // The data-flow guard's question only arises mid-run: naming the tool
+                // cannot move it up front.
+                Some(reason) => format!(
+                    "{reason}; the data-flow guard asks the user to confirm such calls, and {}. Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)",
+                    super::confirm::CANNOT_ASK_MODERN
+                ),
                 None => MID_RUN.to_string(),
             })
         } else {

@@ -21,18 +21,35 @@ rmcp::elicit_safe!(Approval);
 /// Arguments shown to the user, at most this long.
 const SHOWN_ARGUMENTS: usize = 2_000;
 
-/// Asks the client's user.
-pub(super) struct ElicitingConfirmer(pub(super) Peer<RoleServer>);
+/// Asks the client's user; `modern` for a request of protocol 2026-07-28, which takes no
+/// server-to-client request (its up-front questions go by `input_required` instead).
+pub(super) struct ElicitingConfirmer(pub(super) Peer<RoleServer>, pub(super) bool);
+
+/// Said where a modern client would have to be asked mid-run.
+pub(super) const CANNOT_ASK_MODERN: &str = "this client (MCP 2026-07-28, no server-to-client requests) cannot be asked in the middle of a run, or at all without elicitation";
 
 impl Confirmer for ElicitingConfirmer {
     fn can_ask(&self) -> bool {
-        self.0
-            .peer_info()
-            .is_some_and(|info| info.capabilities.elicitation.is_some())
+        !self.1
+            && self
+                .0
+                .peer_info()
+                .is_some_and(|info| info.capabilities.elicitation.is_some())
     }
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         let peer = self.0.clone();
+        if self.1 {
+            let why = match &request.reason {
+                Some(reason) => format!(
+                    "{reason}; the data-flow guard asks the user to confirm such calls, and {CANNOT_ASK_MODERN}. Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)"
+                ),
+                None => format!(
+                    "the policy (codemode.policy) asks the user to confirm it, and {CANNOT_ASK_MODERN}. Call the tool by its literal name (tools.ns.tool(...)) from a client with elicitation so that it is asked before the run, or the user can allow it in codemode.policy"
+                ),
+            };
+            return Box::pin(std::future::ready(Confirmation::Denied(why)));
+        }
         Box::pin(async move {
             let mut arguments = request.arguments;
             if arguments.len() > SHOWN_ARGUMENTS {

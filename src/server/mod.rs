@@ -328,13 +328,19 @@ impl CodeModeServer {
         given: Option<&str>,
         context: &RequestContext<RoleServer>,
     ) -> Result<state_scope::StateScope, String> {
-        let origin = self.origin(context);
-        // A session is a store of its own; so is this process over stdio. A modern HTTP
-        // request has neither.
-        let implicit = origin
-            .session
-            .clone()
-            .or_else(|| (self.transport != "http").then(|| self.transport.to_string()));
+        // A session is a store of its own; so is this process over stdio. A modern request
+        // has neither: an `Mcp-Session-Id` it sends is the client's word, not a session.
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
+        let implicit = match (self.transport, modern) {
+            ("http" | "sse", true) => None,
+            ("http" | "sse", false) => self
+                .origin(context)
+                .session
+                .map(|session| format!("session:{session}")),
+            (other, _) => Some(other.to_string()),
+        };
         state_scope::scope(given, &self.owner(context), implicit.as_deref())
     }
 
@@ -438,7 +444,12 @@ impl CodeModeServer {
     fn run_options(&self, context: &RequestContext<RoleServer>) -> RunOptions {
         RunOptions {
             origin: Some(self.origin(context)),
-            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(context.peer.clone()))),
+            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(
+                context.peer.clone(),
+                context
+                    .protocol_version()
+                    .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28),
+            ))),
             depth: context
                 .meta
                 .get(crate::upstream::DEPTH_META)

@@ -1,16 +1,16 @@
 //! Whose `state.*` store an execution sees. A legacy session (stdio, or an HTTP session with
 //! its `Mcp-Session-Id`) has one implicitly, as before. A modern (2026-07-28) HTTP request
 //! has no session: its store is named by a handle the server mints and the client passes
-//! back as `execute_code`'s `state`, bound to its owner (SEP-2567). The store's key is a
-//! hash of owner and handle, so a handle copied to another owner opens an empty store, the
-//! same as a handle nobody ever minted: nothing tells a prober that it exists.
+//! back as `execute_code`'s `state`, bound to its owner (SEP-2567). A handle carries this
+//! process's tag, so one it did not issue is refused; the store's key is a hash of owner
+//! and handle, so a handle copied to another owner opens an empty store.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// What starts every handle, so that a model can tell one from other strings.
 const PREFIX: &str = "cms_";
-/// Random bytes in a handle: 2 x 122 random bits of UUID v4.
+/// Bytes in a handle: 16 random (122 bits of a UUID v4) and a 16-byte tag.
 const RANDOM_BYTES: usize = 32;
 
 /// The store one execution uses.
@@ -56,10 +56,36 @@ pub(super) fn scope(
     }
 }
 
+/// The key this process signs its handles with: a handle it did not issue (one a
+/// prompt-injected program chose, to read later) is refused, not opened.
+static SIGNING_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+});
+
+/// HMAC-SHA256 (RFC 2104) of `message` under the signing key, cut to 16 bytes.
+fn tag(message: &[u8]) -> [u8; 16] {
+    let mut inner = Sha256::new();
+    let mut outer = Sha256::new();
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&*SIGNING_KEY);
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&outer.finalize()[..16]);
+    out
+}
+
+/// 16 random bytes (two UUIDs' worth, 122 random bits each, cut) and their tag.
 fn mint() -> String {
     let mut bytes = Vec::with_capacity(RANDOM_BYTES);
     bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let signature = tag(&bytes);
+    bytes.extend_from_slice(&signature);
     format!(
         "{PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -67,18 +93,24 @@ fn mint() -> String {
 }
 
 fn check(handle: &str) -> Result<(), String> {
-    let encoded_len = RANDOM_BYTES.div_ceil(3) * 4 - (3 - RANDOM_BYTES % 3) % 3;
-    let well_formed = handle.strip_prefix(PREFIX).is_some_and(|rest| {
-        rest.len() == encoded_len
-            && base64::engine::general_purpose::URL_SAFE_NO_PAD
+    let decoded = handle
+        .strip_prefix(PREFIX)
+        .and_then(|rest| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(rest)
-                .is_ok()
+                .ok()
+        })
+        .filter(|bytes| bytes.len() == RANDOM_BYTES);
+    let issued = decoded.is_some_and(|bytes| {
+        let (random, signature) = bytes.split_at(RANDOM_BYTES / 2);
+        // Constant-time: the comparison tells a prober nothing about the tag.
+        subtle::ConstantTimeEq::ct_eq(&tag(random)[..], signature).into()
     });
-    if well_formed {
+    if issued {
         Ok(())
     } else {
         Err(format!(
-            "invalid argument state: {:?} is not a state handle. Pass the `state` string an earlier execute_code result returned (it starts with \"{PREFIX}\"), or omit it to start with an empty store",
+            "invalid argument state: {:?} is not a state handle this server issued. Pass the `state` string an earlier execute_code result returned, or omit it to start with an empty store",
             handle.chars().take(80).collect::<String>()
         ))
     }
@@ -100,7 +132,11 @@ pub(super) fn owner(headers: Option<&http::HeaderMap>) -> String {
     let token = headers
         .and_then(|h| h.get(http::header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            // The scheme's case does not matter (RFC 7235), as at the front door.
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        });
     match token {
         Some(token) => {
             let digest = Sha256::digest(token.trim().as_bytes());

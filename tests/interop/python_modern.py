@@ -40,23 +40,25 @@ async def main(url, confirm_url):
 
     async with Client(url) as bob:
         read = await run(bob, GET)
-        check(read.structured_content["result"] is None, "another modern client reads nothing of it")
+        check(not read.is_error and read.structured_content["result"] is None, "another modern client reads nothing of it")
         again = await run(bob, GET, state=handle)
         check(again.structured_content["result"] == "alice-token", "the handle opens the store again (no token: the handle alone names it)")
         forged = handle[:-4] + ("AAAA" if not handle.endswith("AAAA") else "BBBB")
         guessed = await run(bob, GET, state=forged)
-        check(guessed.structured_content["result"] is None, "a changed handle opens an empty store, like any unknown one")
+        check(guessed.is_error and "not a state handle this server issued" in guessed.content[0].text, "a changed handle is refused")
+        chosen = await run(bob, GET, state="cms_" + "A" * 43)
+        check(chosen.is_error and "not a state handle this server issued" in chosen.content[0].text, "a handle the client chose is refused: an injected program cannot pick a store to read later")
         bad = await run(bob, GET, state="alice")
         check(bad.is_error and "not a state handle" in bad.content[0].text, "a malformed handle is refused, saying what to pass")
 
     async with Client(url, mode="legacy") as legacy:
         await run(legacy, "await tools.state.set({ key: 'secret', value: 'legacy' }); return 1;")
         kept = await run(legacy, GET)
-        check(kept.structured_content["result"] == "legacy", "a legacy session keeps its own store implicitly")
+        check(not kept.is_error and kept.structured_content["result"] == "legacy", "a legacy session keeps its own store implicitly")
         check("state" not in kept.structured_content, "and needs no handle")
     async with Client(url, mode="legacy") as other:
         read = await run(other, GET)
-        check(read.structured_content["result"] is None, "another legacy session reads nothing of it")
+        check(not read.is_error and read.structured_content["result"] is None, "another legacy session reads nothing of it")
     await confirmations(confirm_url)
     print("ok: done", flush=True)
 
@@ -101,6 +103,14 @@ async def confirmations(url):
             allow_input_required=True,
         )
         check(other.is_error and "another program" in other.content[0].text, "a requestState for one program resumes no other")
+        answered = await client.session.call_tool(
+            "execute_code",
+            {"code": ADD},
+            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
+            request_state=state,
+            allow_input_required=True,
+        )
+        check(not answered.is_error and answered.structured_content["result"] == 3, "the wrong program's attempt did not spend the question")
         replay = await client.session.call_tool(
             "execute_code",
             {"code": ADD},
@@ -108,13 +118,13 @@ async def confirmations(url):
             request_state=state,
             allow_input_required=True,
         )
-        check(replay.is_error and "names no question" in replay.content[0].text, "a requestState is used once")
+        check(replay.is_error and "names no question" in replay.content[0].text, "a requestState is used once: a replay after the run runs nothing")
     async with Client(url, elicitation_callback=answering("decline", [])) as client:
         ran = await run(client, ADD)
         check(ran.is_error and "declined" in ran.content[0].text, "a declined confirmation runs nothing and says so")
     async with Client(url) as client:
         ran = await run(client, ADD)
-        check(ran.is_error and "confirm" in ran.content[0].text, "a modern client that cannot be asked gets a clear refusal")
+        check(ran.is_error and "cannot be asked" in ran.content[0].text and "codemode.policy" in ran.content[0].text, f"a modern client that cannot be asked gets a clear refusal ({ran.content[0].text[:300]})")
     async with Client(url, mode="legacy", elicitation_callback=answering("accept", [])) as client:
         ran = await run(client, ADD)
         check(not ran.is_error and ran.structured_content["result"] == 3, "a legacy client is asked by elicitation, as before")
