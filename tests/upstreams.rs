@@ -538,87 +538,23 @@ async fn an_answer_past_the_cap_fails_its_call_over_every_http_transport() {
     }
 }
 
-/// The running codemode-mcp servers (not workers) started below `pid`: pid, parent and
-/// command line.
+/// The running codemode-mcp servers started below `pid`, however they were started:
+/// pid, parent and command line. Workers have no `serve` in their command line.
 fn servers_below(pid: u32) -> Vec<String> {
-    let mut parents = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // The parent is the second field after the parenthesised command name.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        parents.insert(child, parent);
-    }
-    let below = |mut p: u32| {
-        while let Some(&parent) = parents.get(&p) {
-            if parent == pid {
-                return true;
-            }
-            p = parent;
-        }
-        false
-    };
-    parents
-        .keys()
-        .filter(|&&p| below(p))
-        // A child caught between fork and exec still shows its parent's command line and
-        // environment; a started server has its own nesting level.
-        .filter(|p| nesting(**p).is_some() && nesting(**p) != nesting(parents[*p]))
-        .filter_map(|p| Some((p, std::fs::read(format!("/proc/{p}/cmdline")).ok()?)))
-        .map(|(p, c)| {
-            format!(
-                "{p} (of {}): {}",
-                parents[p],
-                String::from_utf8_lossy(&c).replace('\0', " ")
-            )
-        })
-        .filter(|c| c.contains(common::BIN) && c.contains(" serve "))
+    common::descendants(pid)
+        .into_iter()
+        .map(|p| (p, cmdline(p.pid)))
+        // A child caught between fork and exec still shows its parent's command line, but
+        // runs one thread; a server that answered its client runs a runtime of several.
+        .filter(|(p, c)| c.starts_with(common::BIN) && c.contains(" serve ") && threads(p.pid) > 1)
+        .map(|(p, c)| format!("{} (of {}): {c}", p.pid, p.parent))
         .collect()
 }
 
-/// The codemode-mcp servers below `pid` (workers have no `serve` in their command line),
-/// however they were started.
-fn servers_below_any(pid: u32) -> Vec<String> {
-    let mut parents = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        parents.insert(child, parent);
-    }
-    let cmdline = |p: u32| {
-        std::fs::read(format!("/proc/{p}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .unwrap_or_default()
-    };
-    let below = |mut p: u32| {
-        while let Some(&parent) = parents.get(&p) {
-            if parent == pid {
-                return true;
-            }
-            p = parent;
-        }
-        false
-    };
-    parents
-        .keys()
-        .filter(|&&p| below(p))
-        .map(|&p| (p, cmdline(p)))
-        // A child caught between fork and exec has one thread; a server that answered
-        // its client runs a runtime of several.
-        .filter(|(p, c)| c.starts_with(common::BIN) && c.contains(" serve ") && threads(*p) > 1)
-        .map(|(p, c)| format!("{p} (of {}): {c}", parents[&p]))
-        .collect()
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// How many threads `pid` runs.
@@ -631,15 +567,6 @@ fn threads(pid: u32) -> usize {
                 .and_then(|n| n.trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// The `CODEMODE_NESTING` a process was started with.
-fn nesting(pid: u32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    environ
-        .split(|b| *b == 0)
-        .find_map(|v| v.strip_prefix(b"CODEMODE_NESTING="))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 #[tokio::test]
@@ -705,7 +632,7 @@ async fn a_config_that_lists_this_server_starts_a_bounded_tree_and_says_why() {
     )
     .unwrap();
     let server = common::start(&["--config", c.to_str().unwrap()]).await;
-    let below = servers_below_any(server.pid);
+    let below = servers_below(server.pid);
     assert_eq!(below.len(), 3, "{below:#?}");
 }
 

@@ -101,11 +101,22 @@ impl rmcp::ClientHandler for Watcher {
     }
 }
 
-/// `(pid, state, CPU ticks)` of each child process of `parent`.
-pub fn children(parent: u32) -> Vec<(i32, char, u64)> {
+/// One process as `/proc/PID/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    pub pid: u32,
+    pub parent: u32,
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    /// User and system CPU time, in clock ticks.
+    pub ticks: u64,
+}
+
+/// Every process this machine's `/proc` shows.
+pub fn process_table() -> Vec<Process> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -116,14 +127,44 @@ pub fn children(parent: u32) -> Vec<(i32, char, u64)> {
             continue;
         };
         let fields: Vec<&str> = rest.split(' ').collect();
-        let state = fields[0].chars().next().unwrap_or('?');
-        let ppid: u32 = fields[1].parse().unwrap_or(0);
-        let ticks = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-        if ppid == parent {
-            found.push((pid, state, ticks));
-        }
+        let field = |i: usize| fields.get(i).copied().unwrap_or("0");
+        found.push(Process {
+            pid,
+            parent: field(1).parse().unwrap_or(0),
+            state: field(0).chars().next().unwrap_or('?'),
+            ticks: field(11).parse::<u64>().unwrap_or(0) + field(12).parse::<u64>().unwrap_or(0),
+        });
     }
     found
+}
+
+/// Every process below `ancestor` in the process tree, at any depth.
+pub fn descendants(ancestor: u32) -> Vec<Process> {
+    let table = process_table();
+    let parents: std::collections::HashMap<u32, u32> =
+        table.iter().map(|p| (p.pid, p.parent)).collect();
+    let count = table.len();
+    let below = |mut pid: u32| {
+        // Bounded: a pid reused while the table was read must not loop.
+        for _ in 0..count {
+            match parents.get(&pid) {
+                Some(&parent) if parent == ancestor => return true,
+                Some(&parent) => pid = parent,
+                None => return false,
+            }
+        }
+        false
+    };
+    table.into_iter().filter(|p| below(p.pid)).collect()
+}
+
+/// `(pid, state, CPU ticks)` of each child process of `parent`.
+pub fn children(parent: u32) -> Vec<(i32, char, u64)> {
+    process_table()
+        .into_iter()
+        .filter(|p| p.parent == parent)
+        .map(|p| (p.pid as i32, p.state, p.ticks))
+        .collect()
 }
 
 /// The Python with the `mcp` package that the README's test command installs.
