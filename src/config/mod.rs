@@ -1153,6 +1153,17 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// A config's policy rules as (tools, action), in order.
+    fn rules(config: &Config) -> Vec<(&str, PolicyAction)> {
+        config
+            .codemode
+            .policy
+            .rules
+            .iter()
+            .map(|r| (r.tools.as_str(), r.action))
+            .collect()
+    }
+
     #[test]
     fn unknown_key_names_its_path() {
         let err =
@@ -1233,15 +1244,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cline.upstreams[0].call_timeout_ms, Some(2500));
-        let rules: Vec<_> = cline
-            .codemode
-            .policy
-            .rules
-            .iter()
-            .map(|r| (r.tools.as_str(), r.action))
-            .collect();
         assert_eq!(
-            rules,
+            rules(&cline),
             [
                 ("t.c", PolicyAction::Deny),
                 ("t.a[*]b", PolicyAction::Allow),
@@ -1275,15 +1279,8 @@ mod tests {
             "c",
         )
         .unwrap();
-        let rules: Vec<_> = windsurf
-            .codemode
-            .policy
-            .rules
-            .iter()
-            .map(|r| (r.tools.as_str(), r.action))
-            .collect();
         assert_eq!(
-            rules,
+            rules(&windsurf),
             [("w.crash", PolicyAction::Deny), ("*", PolicyAction::Allow)]
         );
         let sandboxed = Config::parse(

@@ -37,6 +37,17 @@ async def main(url, confirm_url):
         check(handle in stored.content[0].text, "the text a model reads names it too")
         plain = await run(alice, "return 1 + 1;")
         check("state" not in (plain.structured_content or {}), "a run that uses no state names no handle")
+        saved = await alice.call_tool("save_skill", {
+            "name": "remember",
+            "description": "Stores its argument under 'note'.",
+            "code": "await tools.state.set({ key: 'note', value: args.text }); return 'kept';",
+        })
+        check(not saved.is_error, f"a skill that uses state is saved ({saved.content})")
+        through = await run(alice, "return await skills.remember({ text: 'via a skill' });")
+        skill_handle = (through.structured_content or {}).get("state")
+        check(isinstance(skill_handle, str) and skill_handle.startswith("cms_"), f"a run whose skill used state names the store's handle ({through.content})")
+        noted = await run(alice, "return await tools.state.get({ key: 'note' });", state=skill_handle)
+        check(noted.structured_content["result"] == "via a skill", "and that handle opens what the skill stored")
 
     async with Client(url) as bob:
         read = await run(bob, GET)
@@ -76,6 +87,16 @@ def answering(action, asked):
     return callback
 
 
+ACCEPT = {"confirm": {"action": "accept", "content": {"confirm": True}}}
+
+
+def resume(client, code, state):
+    """The retry of an input_required result: the user's yes and the requestState."""
+    return client.session.call_tool(
+        "execute_code", {"code": code}, input_responses=ACCEPT, request_state=state, allow_input_required=True
+    )
+
+
 async def confirmations(url):
     asked = []
     async with Client(url, elicitation_callback=answering("accept", asked)) as client:
@@ -84,40 +105,16 @@ async def confirmations(url):
         check(len(asked) == 1 and "tools.toy.add" in asked[0], f"the user was asked once, about the tool ({asked})")
         mid = await run(client, "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });")
         check(mid.is_error and "mid-run" in mid.content[0].text, f"a confirmation reached mid-run is refused, saying how to have it asked first ({mid.content[0].text[:300]})")
-        forged = await client.session.call_tool(
-            "execute_code",
-            {"code": ADD},
-            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
-            request_state="cma_" + "A" * 43,
-            allow_input_required=True,
-        )
+        forged = await resume(client, ADD, "cma_" + "A" * 43)
         check(forged.is_error and "names no question" in forged.content[0].text, "a made-up requestState resumes nothing")
         first = await client.session.call_tool("execute_code", {"code": ADD}, allow_input_required=True)
         state = getattr(first, "request_state", None)
         check(isinstance(state, str) and state.startswith("cma_"), "the first leg is an input_required result with a requestState")
-        other = await client.session.call_tool(
-            "execute_code",
-            {"code": "return 'another program';"},
-            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
-            request_state=state,
-            allow_input_required=True,
-        )
+        other = await resume(client, "return 'another program';", state)
         check(other.is_error and "another program" in other.content[0].text, "a requestState for one program resumes no other")
-        answered = await client.session.call_tool(
-            "execute_code",
-            {"code": ADD},
-            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
-            request_state=state,
-            allow_input_required=True,
-        )
+        answered = await resume(client, ADD, state)
         check(not answered.is_error and answered.structured_content["result"] == 3, "the wrong program's attempt did not spend the question")
-        replay = await client.session.call_tool(
-            "execute_code",
-            {"code": ADD},
-            input_responses={"confirm": {"action": "accept", "content": {"confirm": True}}},
-            request_state=state,
-            allow_input_required=True,
-        )
+        replay = await resume(client, ADD, state)
         check(replay.is_error and "names no question" in replay.content[0].text, "a requestState is used once: a replay after the run runs nothing")
     async with Client(url, elicitation_callback=answering("decline", [])) as client:
         ran = await run(client, ADD)
