@@ -71,6 +71,7 @@ pub use embed::{CodeMode, CodeModeBuilder, EmbedError};
 pub mod audit;
 pub mod catalog;
 pub mod config;
+mod digest;
 pub mod egress;
 pub mod embed;
 pub mod executor;

@@ -40,7 +40,10 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
     let dir = common::scratch_dir("python-modern");
     let config = common::write_config(
         &dir,
-        &serde_json::json!({ "codemode": { "state": { "enabled": true } } }),
+        &serde_json::json!({ "codemode": {
+            "state": { "enabled": true },
+            "skills": { "path": dir.join("skills") }
+        } }),
     );
     let server = common::http::HttpServer::start(&["--config", &config]);
     let confirming_dir = common::scratch_dir("python-modern-confirm");

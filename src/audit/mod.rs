@@ -26,8 +26,8 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use crate::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use self::anchor::{Anchor, Base, Head, anchor_path};
 use crate::executor::{CallRecord, Execution};
@@ -282,13 +282,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `FILE.n`, a rotated file of the log at `path`.

@@ -104,6 +104,9 @@ pub struct Caller {
     /// That execution's data-flow mark: a skill it calls shares it, since the caller's
     /// arguments flow into the skill and the skill's result flows back.
     pub taint: Taint,
+    /// Set once a `state.*` call of that execution (or of a skill it called) opened its
+    /// store: a store named by a fresh handle is then worth naming in the result.
+    pub state_used: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The untrusted source an execution has read from, once it has (the data-flow guard);

@@ -108,6 +108,8 @@ pub(super) struct CallHost {
     depth: u32,
     /// The MCP session of the execution (see [`CallSettings::session`]).
     session: String,
+    /// See [`crate::catalog::Caller::state_used`].
+    state_used: Arc<AtomicBool>,
 }
 
 /// What an execution's calls are answered with, beyond the catalog.
@@ -124,6 +126,8 @@ pub(super) struct CallSettings {
     /// The data-flow mark of the execution that called this one (a skill's caller), to
     /// share; `None`: a fresh one.
     pub(super) taint: Option<crate::catalog::Taint>,
+    /// Whom to tell that the execution used its `state.*` store; `None`: nobody asks.
+    pub(super) state_used: Option<Arc<AtomicBool>>,
 }
 
 /// Why the user approved something for the rest of the execution.
@@ -207,6 +211,7 @@ impl CallHost {
             tainted: settings.taint.unwrap_or_default(),
             depth: settings.depth,
             session: settings.session,
+            state_used: settings.state_used.unwrap_or_default(),
         }
     }
 
@@ -858,6 +863,7 @@ impl ToolHost for CallHost {
         let depth = self.depth;
         let session = self.session.clone();
         let taint = self.tainted.clone();
+        let state_used = self.state_used.clone();
         let learning = tool.clone();
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();
@@ -872,6 +878,7 @@ impl ToolHost for CallHost {
                         session,
                         depth,
                         taint,
+                        state_used,
                     };
                     match crate::catalog::on_behalf_of(caller, handler(arguments)).await {
                         Ok(value) => ToolReply::Ok(value.to_string()),

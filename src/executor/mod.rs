@@ -119,6 +119,9 @@ pub struct RunOptions {
     pub taint: Option<crate::catalog::Taint>,
     /// The key of the `state.*` store the run sees; `None`: its origin's session.
     pub state_key: Option<String>,
+    /// Set when the run (or a skill it calls) uses its `state.*` store; `None`: nobody
+    /// asks.
+    pub state_used: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -136,6 +139,7 @@ impl std::fmt::Debug for RunOptions {
             .field("within_caller", &self.within_caller)
             .field("taint", &self.taint.is_some())
             .field("state_key", &self.state_key.is_some())
+            .field("state_used", &self.state_used)
             .finish()
     }
 }
@@ -394,6 +398,7 @@ impl Executor {
                         .unwrap_or_else(|| origin.transport.clone())
                 }),
                 taint: options.taint.clone(),
+                state_used: options.state_used.clone(),
             },
         ));
         let mut scan = None;

@@ -15,12 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::digest;
 use futures::future::BoxFuture;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
     InputRequiredResult,
 };
-use sha2::{Digest, Sha256};
 
 use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
 
@@ -43,21 +43,18 @@ static PENDING: std::sync::LazyLock<Mutex<HashMap<String, Pending>>> =
     std::sync::LazyLock::new(Mutex::default);
 
 fn code_sha(code: &str) -> String {
-    Sha256::digest(code.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest::sha256_hex(code.as_bytes())
 }
 
 /// The `input_required` result asking `request` (a run's up-front confirmation) of the
 /// user of `owner`, for the program `code`.
 pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputRequiredResult {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     let state = format!(
         "cma_{}",
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            digest::random_bytes::<32>()
+        )
     );
     {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());

@@ -274,20 +274,22 @@ struct Admitted {
 }
 
 impl state_scope::StateScope {
-    /// The handle the result names: the one given, or a new one the run stored under.
-    fn handle_to_show(&self, execution: &Execution) -> Option<&str> {
-        let used = execution.calls.iter().any(|c| c.tool.starts_with("state."));
+    /// The handle the result names: the one given, or a new one whose store the run (or a
+    /// skill it called) used.
+    fn handle_to_show(&self) -> Option<&str> {
+        let used = self.used.load(std::sync::atomic::Ordering::Relaxed);
         self.handle.as_deref().filter(|_| used || self.given)
     }
 }
 
 impl CodeModeServer {
-    /// `execute_code`, with `confirmer` (when given) asking for the user's word.
+    /// `execute_code`; `answering` carries a modern client's answer to the question
+    /// asked before the run (see [`Self::confirmer`]).
     async fn run_program(
         &self,
         arguments: JsonObject,
         context: RequestContext<RoleServer>,
-        confirmer: Option<crate::policy::SharedConfirmer>,
+        answering: Option<approvals::AnsweringConfirmer>,
     ) -> Result<CallToolResult, McpError> {
         let admitted = match self.admit(arguments) {
             Ok(admitted) => admitted,
@@ -307,18 +309,16 @@ impl CodeModeServer {
             progress,
             cancel: Some(context.ct.clone()),
             state_key: Some(scope.key.clone()),
+            state_used: Some(scope.used.clone()),
+            confirmer: Some(self.confirmer(&context, answering)),
             ..self.run_options(&context)
-        };
-        let options = RunOptions {
-            confirmer: confirmer.or(options.confirmer),
-            ..options
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
         let execution = self.codemode.execute_with(&admitted.code, options).await;
         Ok(render::call_tool_result_in(
             &execution,
-            scope.handle_to_show(&execution),
+            scope.handle_to_show(),
         ))
     }
 
@@ -330,10 +330,7 @@ impl CodeModeServer {
     ) -> Result<state_scope::StateScope, String> {
         // A session is a store of its own; so is this process over stdio. A modern request
         // has neither: an `Mcp-Session-Id` it sends is the client's word, not a session.
-        let modern = context
-            .protocol_version()
-            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
-        let implicit = match (self.transport, modern) {
+        let implicit = match (self.transport, is_modern(context)) {
             ("http" | "sse", true) => None,
             ("http" | "sse", false) => self
                 .origin(context)
@@ -402,7 +399,7 @@ impl CodeModeServer {
             asked: asked.clone(),
         };
         let result = self
-            .run_program(arguments, context, Some(Arc::new(confirmer)))
+            .run_program(arguments, context, Some(confirmer))
             .await?;
         let question = asked.lock().unwrap_or_else(|e| e.into_inner()).take();
         Ok(match question {
@@ -439,17 +436,29 @@ impl CodeModeServer {
         })
     }
 
+    /// Who asks the user for a confirmation a run needs: a legacy client by elicitation,
+    /// mid-run; a modern one (no server-to-client requests) only before the run, by an
+    /// `input_required` result, whose retry brings `answering`.
+    fn confirmer(
+        &self,
+        context: &RequestContext<RoleServer>,
+        answering: Option<approvals::AnsweringConfirmer>,
+    ) -> crate::policy::SharedConfirmer {
+        match answering {
+            Some(answering) => Arc::new(answering),
+            None => Arc::new(confirm::ElicitingConfirmer(
+                context.peer.clone(),
+                is_modern(context),
+            )),
+        }
+    }
+
     /// What every run of this session shares: who asks, how to confirm, how deep, which
     /// trace.
     fn run_options(&self, context: &RequestContext<RoleServer>) -> RunOptions {
         RunOptions {
             origin: Some(self.origin(context)),
-            confirmer: Some(Arc::new(confirm::ElicitingConfirmer(
-                context.peer.clone(),
-                context
-                    .protocol_version()
-                    .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28),
-            ))),
+            confirmer: Some(self.confirmer(context, None)),
             depth: context
                 .meta
                 .get(crate::upstream::DEPTH_META)
@@ -459,6 +468,14 @@ impl CodeModeServer {
             ..RunOptions::default()
         }
     }
+}
+
+/// Whether a request speaks protocol 2026-07-28 or later: no session, no server-to-client
+/// requests.
+fn is_modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
 }
 
 /// A `busy` refusal: nothing was run.
@@ -554,11 +571,7 @@ impl ServerHandler for CodeModeServer {
             let arguments = request.arguments.unwrap_or_default();
             return Ok(self.execute_code_as_task(tasks, arguments, &context));
         }
-        if request.name == "execute_code"
-            && context
-                .protocol_version()
-                .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28)
-        {
+        if request.name == "execute_code" && is_modern(&context) {
             return self.execute_code_by_rounds(request, context).await;
         }
         if let Some(code) = self.skill_tool_program(&request.name, request.arguments.clone()) {

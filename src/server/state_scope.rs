@@ -8,13 +8,15 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::digest;
+
 /// What starts every handle, so that a model can tell one from other strings.
 const PREFIX: &str = "cms_";
-/// Bytes in a handle: 16 random (122 bits of a UUID v4) and a 16-byte tag.
+/// Bytes in a handle: 16 random and a 16-byte tag.
 const RANDOM_BYTES: usize = 32;
 
 /// The store one execution uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) struct StateScope {
     /// The key of the store (`tools.state` keeps stores by it).
     pub(super) key: String,
@@ -22,6 +24,8 @@ pub(super) struct StateScope {
     pub(super) handle: Option<String>,
     /// Whether the client passed the handle (it is given back whatever the run did).
     pub(super) given: bool,
+    /// Set by the run's `state.*` calls (a skill's too).
+    pub(super) used: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The store for a run: the `given` handle's (bound to `owner`), else the session's
@@ -38,12 +42,14 @@ pub(super) fn scope(
                 key: key(owner, handle),
                 handle: Some(handle.to_string()),
                 given: true,
+                used: Default::default(),
             })
         }
         (None, Some(session)) => Ok(StateScope {
             key: session.to_string(),
             handle: None,
             given: false,
+            used: Default::default(),
         }),
         (None, None) => {
             let handle = mint();
@@ -51,6 +57,7 @@ pub(super) fn scope(
                 key: key(owner, &handle),
                 handle: Some(handle),
                 given: false,
+                used: Default::default(),
             })
         }
     }
@@ -58,32 +65,19 @@ pub(super) fn scope(
 
 /// The key this process signs its handles with: a handle it did not issue (one a
 /// prompt-injected program chose, to read later) is refused, not opened.
-static SIGNING_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key
-});
+static SIGNING_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(digest::random_bytes);
 
-/// HMAC-SHA256 (RFC 2104) of `message` under the signing key, cut to 16 bytes.
+/// HMAC-SHA256 of `message` under the signing key, cut to 16 bytes.
 fn tag(message: &[u8]) -> [u8; 16] {
-    let mut inner = Sha256::new();
-    let mut outer = Sha256::new();
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(&*SIGNING_KEY);
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
     let mut out = [0u8; 16];
-    out.copy_from_slice(&outer.finalize()[..16]);
+    out.copy_from_slice(&digest::hmac_sha256(&*SIGNING_KEY, message)[..16]);
     out
 }
 
-/// 16 random bytes (two UUIDs' worth, 122 random bits each, cut) and their tag.
+/// 16 random bytes and their tag.
 fn mint() -> String {
     let mut bytes = Vec::with_capacity(RANDOM_BYTES);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(&digest::random_bytes::<16>());
     let signature = tag(&bytes);
     bytes.extend_from_slice(&signature);
     format!(
@@ -121,9 +115,7 @@ fn key(owner: &str, handle: &str) -> String {
     hash.update(owner.as_bytes());
     hash.update([0]);
     hash.update(handle.as_bytes());
-    let digest = hash.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("handle:{hex}")
+    format!("handle:{}", digest::hex(&hash.finalize()))
 }
 
 /// Who an HTTP request comes from: the bearer token it authenticated with (hashed), or
@@ -139,9 +131,8 @@ pub(super) fn owner(headers: Option<&http::HeaderMap>) -> String {
         });
     match token {
         Some(token) => {
-            let digest = Sha256::digest(token.trim().as_bytes());
-            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-            format!("bearer:{hex}")
+            let hash = Sha256::digest(token.trim().as_bytes());
+            format!("bearer:{}", digest::hex(&hash[..16]))
         }
         None => "anonymous".to_string(),
     }

@@ -64,6 +64,7 @@ impl CodeModeServer {
         let token = context.meta.get_progress_token();
         let options = RunOptions {
             state_key: Some(scope.key.clone()),
+            state_used: Some(scope.used.clone()),
             ..self.run_options(context)
         };
         let codemode = self.codemode.clone();
@@ -115,7 +116,7 @@ impl CodeModeServer {
                     }
                     Ok(render::call_tool_result_in(
                         &execution,
-                        scope.handle_to_show(&execution),
+                        scope.handle_to_show(),
                     ))
                 })
             },

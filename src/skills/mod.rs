@@ -24,7 +24,6 @@ use std::{
 use rmcp::model::{JsonObject, Tool};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::{
     audit::Origin,
@@ -257,7 +256,7 @@ impl SkillStore {
             description: description.to_string(),
             input_schema,
             saved_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            code_sha256: hex(&Sha256::digest(code.as_bytes())),
+            code_sha256: crate::digest::sha256_hex(code.as_bytes()),
         };
         let folder = self.dir.join(name);
         let io = |path: &Path| {
@@ -429,6 +428,7 @@ impl SkillStore {
             }),
             depth: caller.as_ref().map_or(1, |c| c.depth.saturating_add(1)),
             within_caller: true,
+            state_used: caller.as_ref().map(|c| c.state_used.clone()),
             taint: caller.map(|c| c.taint),
             ..RunOptions::default()
         };
@@ -554,10 +554,6 @@ fn versions_text(versions: &[u32]) -> String {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -343,7 +343,15 @@ impl SessionState {
 /// The session of the call being answered (its [`crate::catalog::Caller`]); calls made outside one
 /// share the store of no session.
 fn session() -> String {
-    crate::catalog::Caller::current().map_or_else(|| "-".to_string(), |caller| caller.session)
+    crate::catalog::Caller::current().map_or_else(
+        || "-".to_string(),
+        |caller| {
+            caller
+                .state_used
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            caller.session
+        },
+    )
 }
 
 #[cfg(test)]
