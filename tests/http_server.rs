@@ -547,6 +547,50 @@ async fn stateless_mode_serves_without_sessions() {
     );
 }
 
+/// A stateless server issues no session ids, so an `Mcp-Session-Id` a legacy request sends
+/// is only the client's word: two clients sending the same one do not share a `state.*`
+/// store; each run gets a handle of its own instead.
+#[tokio::test]
+async fn stateless_mode_gives_a_client_chosen_session_id_no_store() {
+    let dir = common::scratch_dir("stateless-state");
+    let config = common::write_config(&dir, &json!({"codemode": {"state": {"enabled": true}}}));
+    let server = HttpServer::start(&["--config", &config, "--stateless"]);
+    let call = |id: u32, code: &str| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": code}}});
+        post_mcp(&server, body.to_string())
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-session-id", "everyone-picks-this")
+    };
+    let stored: Value = call(
+        1,
+        "await tools.state.set({ key: 'secret', value: 'alice' }); return 1;",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let handle = stored["result"]["structuredContent"]["state"].as_str();
+    assert!(
+        handle.is_some_and(|h| h.starts_with("cms_")),
+        "a run that stored names its own handle: {stored}"
+    );
+    let read: Value = call(2, "return await tools.state.get({ key: 'secret' });")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        read["result"]["structuredContent"]["result"],
+        Value::Null,
+        "another client sending the same Mcp-Session-Id reads nothing: {read}"
+    );
+}
+
 /// Upstream tools reach HTTP sessions as they reach stdio ones, and so does
 /// `notifications/tools/list_changed` (on the session's GET stream).
 #[tokio::test]

@@ -95,6 +95,9 @@ pub struct CodeModeServer {
     _end_session_on_drop: Arc<tokio_util::sync::DropGuard>,
     /// This session's tasks (`execute_code` run as MCP tasks); `None` when off.
     tasks: Option<SessionTasks>,
+    /// Serving stateless HTTP: no session id was issued, so one a request sends is only
+    /// the client's word.
+    stateless: bool,
     tool_router: ToolRouter<Self>,
 }
 
@@ -164,6 +167,7 @@ impl CodeModeServer {
                 .enabled
                 .then(|| SessionTasks(TaskManager::new())),
             codemode,
+            stateless: false,
             tool_router: if skills_on {
                 Self::tool_router() + Self::skills_router()
             } else {
@@ -172,10 +176,12 @@ impl CodeModeServer {
         }
     }
 
-    /// Offers no tasks: for a transport where no later request reaches this handler
-    /// (stateless HTTP), so a task could never be polled.
-    pub fn without_tasks(mut self) -> Self {
+    /// Serves stateless HTTP: no later request reaches this handler, so it offers no tasks
+    /// (none could be polled), and an `Mcp-Session-Id` a request sends names no `state.*`
+    /// store (no server issued it: two clients sending the same id would share one).
+    pub fn stateless(mut self) -> Self {
         self.tasks = None;
+        self.stateless = true;
         self
     }
 
@@ -329,8 +335,9 @@ impl CodeModeServer {
         context: &RequestContext<RoleServer>,
     ) -> Result<state_scope::StateScope, String> {
         // A session is a store of its own; so is this process over stdio. A modern request
-        // has neither: an `Mcp-Session-Id` it sends is the client's word, not a session.
-        let implicit = match (self.transport, is_modern(context)) {
+        // has neither, nor has a request to a stateless server: an `Mcp-Session-Id` either
+        // sends is the client's word, not a session.
+        let implicit = match (self.transport, is_modern(context) || self.stateless) {
             ("http" | "sse", true) => None,
             ("http" | "sse", false) => self
                 .origin(context)

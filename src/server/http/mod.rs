@@ -189,7 +189,7 @@ impl HttpServer {
                     .with_session_limit(per_session)
                     .with_transport(transport, session);
                 if stateless {
-                    handler.without_tasks()
+                    handler.stateless()
                 } else {
                     handler
                 }
