@@ -1,7 +1,7 @@
 //! The hostile-program suite: each file in `tests/hostile/` is a program whose header
 //! says how it must end (`// expect: ok` or an error kind, or several joined by `|` where
 //! the engine may legitimately end either way; optionally `// result: <JSON>` and
-//! `// timeoutMs: N`, default 1000 for a case that may end `timeout`, else 30,000, so that
+//! `// tool: NAME`, the tool a `tool` error must name, and `// timeoutMs: N`, default 1000 for a case that may end `timeout`, else 30,000, so that
 //! the clock cannot stop first a case that must end otherwise, however slow the machine;
 //! `// deno: <kinds>` replaces `expect` on the deno engine, each such case listed in README
 //! with the reason). Run through the real server (worker processes, a policy that denies
@@ -36,6 +36,7 @@ struct Case {
     code: String,
     expect: String,
     result: Option<Value>,
+    tool: Option<String>,
     timeout_ms: u64,
 }
 
@@ -75,6 +76,7 @@ fn cases() -> Vec<Case> {
             };
             Case {
                 result: header("result").map(|r| serde_json::from_str(&r).unwrap()),
+                tool: header("tool"),
                 timeout_ms: header("timeoutMs").map_or(default_timeout, |t| t.parse().unwrap()),
                 expect,
                 name,
@@ -169,6 +171,14 @@ async fn hostile_programs_end_as_expected_and_the_server_survives() {
                 "{}: result {} instead of {result}",
                 case.name,
                 ran.result()
+            ));
+        }
+        if let Some(tool) = &case.tool
+            && ran.structured["error"]["tool"] != json!(tool)
+        {
+            failures.push(format!(
+                "{}: the error names tool {} instead of {tool}",
+                case.name, ran.structured["error"]["tool"]
             ));
         }
         if ran.duration_ms() > case.timeout_ms + SLACK_MS {

@@ -89,7 +89,8 @@
     try {
       value = await program();
     } catch (error) {
-      if (host.isToolError(error)) host.uncaughtToolError(String(error.tool), error.schemaPath ? String(error.schemaPath) : null);
+      const raised = host.raisedBy(error);
+      if (raised) host.uncaughtToolError(raised.tool, raised.schemaPath);
       throw error;
     }
     const out = plain(value, "result", [], []);

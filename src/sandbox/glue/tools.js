@@ -15,7 +15,7 @@
   const hasOwn = Object.hasOwn;
   const { create, defineProperty, freeze, keys } = Object;
   const regexExec = RegExp.prototype.exec;
-  const weakAdd = WeakSet.prototype.add, weakHas = WeakSet.prototype.has;
+  const weakGet = WeakMap.prototype.get, weakSet = WeakMap.prototype.set;
   const toText = String, toNumber = Number, max = Math.max;
   const stringSlice = String.prototype.slice;
   // A name the program made up, as errors and the host's records show it: its head.
@@ -62,15 +62,17 @@
   }
   Object.defineProperty(globalThis, "ToolError", { value: ToolError, writable: true, configurable: true });
 
-  // ToolErrors this glue raised, so the host can tell an uncaught one from a look-alike.
-  const raised = new WeakSet();
-  host.isToolError = (error) => apply(weakHas, raised, [error]);
+  // ToolErrors this glue raised, with the tool and schema path as the host answered them,
+  // so the host can tell an uncaught one from a look-alike and name its tool from its own
+  // record: a program may rewrite a caught error's `tool` before throwing it on.
+  const raised = new WeakMap();
+  host.raisedBy = (error) => apply(weakGet, raised, [error]);
 
   function failure(message, tool, schemaPath, site) {
     const error = new ToolError(message, tool, schemaPath);
     // Point at the program's line that made the call, not at this glue.
     if (site && site.stack) error.stack = programStack("ToolError", message, site);
-    apply(weakAdd, raised, [error]);
+    apply(weakSet, raised, [error, freeze({ tool: toText(tool), schemaPath: schemaPath ? toText(schemaPath) : null })]);
     return error;
   }
 
