@@ -4,41 +4,27 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{BIN, children, start};
 use serde_json::json;
 
-/// The worker running an endless loop: the child of `server` whose CPU ticks rose in each
-/// of several samples 200 ms apart (a worker starting up burns CPU only for a moment; one
-/// idle in the pool, none at all). Polls for at most 30 s.
+/// The worker running an endless loop: the child of `server` that has used more than a
+/// second of CPU time. A worker starting up or waiting in the pool uses a few milliseconds
+/// of it however slow or loaded the machine is (CPU time, not wall time), so no other
+/// child can be taken for it. Polls for at most 30 s.
 async fn busy_worker(server: u32) -> i32 {
-    // pid -> (ticks at the last sample, samples in a row in which they rose)
-    let mut seen: HashMap<i32, (u64, u32)> = HashMap::new();
-    common::poll_until("a worker burning CPU", || {
-        let mut now: HashMap<i32, (u64, u32)> = HashMap::new();
-        for (pid, state, ticks) in children(server) {
-            if state == 'Z' {
-                continue;
-            }
-            let rising = match seen.get(&pid) {
-                Some(&(before, streak)) if ticks > before => streak + 1,
-                _ => 0,
-            };
-            now.insert(pid, (ticks, rising));
-        }
-        seen = now;
-        let found = seen
-            .iter()
-            .filter(|(_, (_, rising))| *rising >= 3)
-            .max_by_key(|(_, (ticks, _))| *ticks)
-            .map(|(pid, _)| *pid);
+    // SAFETY: sysconf(3) reads a constant of the system.
+    let ticks_per_second =
+        u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    common::poll_until("a worker that used a second of CPU", || {
+        let found = children(server)
+            .into_iter()
+            .find(|(_, state, ticks)| *state != 'Z' && *ticks > ticks_per_second)
+            .map(|(pid, _, _)| pid);
         async move {
             if found.is_none() {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             found
         }
@@ -81,8 +67,8 @@ fn sandbox_check_proves_the_lockdown() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_run_fails_only_that_run() {
-    // Session state gives the program a tool to call: a worker that has called out is
-    // surely mid-run when it is killed (not one that had not yet taken the program).
+    // The program calls a tool first, so it has surely started in its worker; the worker
+    // is found by the CPU time its endless loop uses (see `busy_worker`).
     let dir = common::scratch_dir("isolation-kill");
     let config = common::write_config(
         &dir,
@@ -91,8 +77,11 @@ async fn a_worker_killed_mid_run_fails_only_that_run() {
     let server = start(&["--concurrency", "1", "--config", &config]).await;
     server.assert_alive().await;
     for (signal, name) in [(libc::SIGKILL, "SIGKILL"), (libc::SIGSEGV, "SIGSEGV")] {
-        let run = server
-            .execute("await tools.state.set({ key: 'started', value: true });\nwhile (true) {}");
+        // A wall clock no loaded machine reaches before the loop has used its second of CPU.
+        let run = server.execute_with(json!({
+            "code": "await tools.state.set({ key: 'started', value: true });\nwhile (true) {}",
+            "timeoutMs": 120_000
+        }));
         let killer = async {
             // The worker running the endless loop is the child that keeps burning CPU.
             let busy = busy_worker(server.pid).await;
