@@ -17,6 +17,15 @@ const {
 // Taken now: a program cannot change how the envelope is written.
 const { stringify: jsonStringify, parse: jsonParse } = JSON;
 const toText = String;
+const stringSlice = String.prototype.slice, apply = Reflect.apply;
+// What of a thrown value's texts crosses to the host, which cuts them far shorter for the
+// answer: the envelope of a 40 MB message would not fit the heap (the default engine cuts
+// them on its side too).
+const DESCRIBED_CHARS = 1 << 16;
+function clip(value) {
+  const text = toText(value);
+  return text.length > DESCRIBED_CHARS ? apply(stringSlice, text, [0, DESCRIBED_CHARS]) : text;
+}
 
 // deno_core treats an unhandled rejection as fatal to the event loop; the default engine
 // ignores it, and so must this one (a program that starts a promise and never awaits it
@@ -30,13 +39,13 @@ function describe(error) {
       if (message !== undefined && message !== null) {
         const name = error.name, stack = error.stack;
         return {
-          name: name === undefined || name === null ? null : toText(name),
-          message: toText(message),
-          stack: stack === undefined || stack === null ? null : toText(stack),
+          name: name === undefined || name === null ? null : clip(name),
+          message: clip(message),
+          stack: stack === undefined || stack === null ? null : clip(stack),
         };
       }
     }
-    return { name: null, message: "the program threw a non-Error value: " + toText(error), stack: null };
+    return { name: null, message: "the program threw a non-Error value: " + clip(error), stack: null };
   } catch (ignored) {
     return { name: null, message: "the program threw a value that cannot be shown", stack: null };
   }

@@ -315,6 +315,9 @@ impl Isolate {
         .map_err(|e| format!("could not start an isolate: {e}"))?;
         let state = IsolateState::new(shape.output_bytes);
         runtime.op_state().borrow_mut().put(state.clone());
+        runtime
+            .v8_isolate()
+            .set_prepare_stack_trace_callback(prepare_stack_trace);
 
         // Running out of heap must end the program uncatchably, whatever it catches. The
         // quickjs backend does so by itself when no near-heap-limit callback is set (it
@@ -478,6 +481,47 @@ impl Isolate {
             stack: described.stack,
         }))
     }
+}
+
+/// deno_core's stack formatter, which panics where the engine cannot make the stack's
+/// string (a program that threw a 40 MB message and ran out of heap formatting it): across
+/// the engine's callback a panic aborts the process, the whole server with `--isolation
+/// none`. Such an error gets no stack; the program ends as its limits say.
+fn prepare_stack_trace<'s, 'i>(
+    scope: &mut v8::PinScope<'s, 'i>,
+    error: v8::Local<'s, v8::Value>,
+    callsites: v8::Local<'s, v8::Array>,
+) -> v8::Local<'s, v8::Value> {
+    // Stopped (its heap cap, its deadline), or a message no answer would show whole (the
+    // answer is capped far below): formatting would print the whole message to stderr,
+    // then fail for want of heap.
+    if scope.is_execution_terminating() || message_chars(scope, error) > MAX_STACK_MESSAGE_CHARS {
+        return v8::undefined(scope).into();
+    }
+    let formatted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        deno_core::error::prepare_stack_trace_callback(scope, error, callsites)
+    }));
+    match formatted {
+        Ok(stack) => stack,
+        Err(_) => v8::undefined(scope).into(),
+    }
+}
+
+/// The longest error message whose stack is formatted.
+const MAX_STACK_MESSAGE_CHARS: usize = 1 << 20;
+
+/// How long `error.message` is, if it is a string.
+fn message_chars<'s>(scope: &mut v8::PinScope<'s, '_>, error: v8::Local<'s, v8::Value>) -> usize {
+    let Ok(object) = error.try_cast::<v8::Object>() else {
+        return 0;
+    };
+    let Some(key) = v8::String::new(scope, "message") else {
+        return 0;
+    };
+    object
+        .get(scope, key.into())
+        .and_then(|message| message.try_cast::<v8::String>().ok())
+        .map_or(0, |message| message.length())
 }
 
 /// A compile error as deno_core reports it.

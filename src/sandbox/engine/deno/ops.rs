@@ -132,7 +132,6 @@ extension!(
         codemode_result
     ],
     esm_entry_point = "ext:codemode_glue/bootstrap.js",
-    esm = [dir "src/sandbox/engine/deno", "bootstrap.js"],
 );
 
 /// Every extension an isolate of this engine has, in dependency order. `with_sources`
@@ -140,8 +139,15 @@ extension!(
 /// snapshot already holds them).
 pub(super) fn extensions(with_sources: bool) -> Vec<Extension> {
     let mut glue_extension = codemode_glue::init();
+    let files = glue_extension.esm_files.to_mut();
+    // In the binary, not read from the source tree (as deno_core's `esm = [dir ...]` does
+    // in a build for snapshotting): the binary must run where it was not built, and a
+    // locked-down worker may open no file.
+    files.push(ExtensionFileSource::new_computed(
+        "ext:codemode_glue/bootstrap.js",
+        Arc::from(include_str!("bootstrap.js")),
+    ));
     if with_sources {
-        let files = glue_extension.esm_files.to_mut();
         files.insert(
             0,
             ExtensionFileSource::new_computed(
@@ -165,4 +171,29 @@ pub(super) fn extensions(with_sources: bool) -> Vec<Extension> {
         codemode_result::init(),
         glue_extension,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every script an isolate evaluates is in the binary: one read from the source tree
+    /// fails wherever the binary runs without it (an installed copy, a locked-down worker).
+    #[test]
+    fn every_script_is_in_the_binary() {
+        for with_sources in [true, false] {
+            for extension in super::extensions(with_sources) {
+                for file in extension.esm_files.iter().chain(extension.js_files.iter()) {
+                    #[allow(deprecated)]
+                    let from_disk = matches!(
+                        file.code,
+                        deno_core::ExtensionFileSourceCode::LoadedFromFsDuringSnapshot(_)
+                    );
+                    assert!(
+                        !from_disk,
+                        "{} is read from the source tree",
+                        file.specifier
+                    );
+                }
+            }
+        }
+    }
 }
