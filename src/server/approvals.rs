@@ -28,6 +28,8 @@ use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
 pub(super) const APPROVAL_TTL: Duration = Duration::from_secs(300);
 /// Questions waiting at once; past it the oldest are forgotten.
 const MAX_PENDING: usize = 4096;
+/// Questions one owner may have waiting: past it, its own oldest is dropped.
+const MAX_PENDING_PER_OWNER: usize = 64;
 /// The key of the one input request.
 const KEY: &str = "confirm";
 
@@ -46,6 +48,15 @@ fn code_sha(code: &str) -> String {
     digest::sha256_hex(code.as_bytes())
 }
 
+/// The key of the question asked longest ago among those `which` picks.
+fn oldest(pending: &HashMap<String, Pending>, which: impl Fn(&Pending) -> bool) -> Option<String> {
+    pending
+        .iter()
+        .filter(|(_, p)| which(p))
+        .min_by_key(|(_, p)| p.asked)
+        .map(|(k, _)| k.clone())
+}
+
 /// The `input_required` result asking `request` (a run's up-front confirmation) of the
 /// user of `owner`, for the program `code`.
 pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputRequiredResult {
@@ -59,12 +70,16 @@ pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputReq
     {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|_, p| p.asked.elapsed() < APPROVAL_TTL);
-        if pending.len() >= MAX_PENDING
-            && let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, p)| p.asked)
-                .map(|(k, _)| k.clone())
-        {
+        // One owner asking without end drops its own oldest questions, not others'.
+        let own = pending.values().filter(|p| p.owner == owner).count();
+        let full = if own >= MAX_PENDING_PER_OWNER {
+            oldest(&pending, |p| p.owner == owner)
+        } else if pending.len() >= MAX_PENDING {
+            oldest(&pending, |_| true)
+        } else {
+            None
+        };
+        if let Some(oldest) = full {
             pending.remove(&oldest);
         }
         pending.insert(
@@ -261,5 +276,26 @@ mod tests {
         let no = [(KEY.to_string(), serde_json::json!({"action": "decline"}))].into();
         let (_, word) = answer(&state, Some(&no), "return 1", "alice").unwrap();
         assert!(matches!(word, Confirmation::Denied(_)));
+    }
+
+    #[test]
+    fn one_owner_asking_without_end_drops_only_its_own_questions() {
+        let patient = ask(&request(), "return 1", "patient")
+            .request_state
+            .unwrap();
+        let first = ask(&request(), "return 1", "flooder")
+            .request_state
+            .unwrap();
+        for _ in 0..MAX_PENDING_PER_OWNER * 3 {
+            ask(&request(), "return 1", "flooder");
+        }
+        assert!(
+            answer(&first, Some(&yes()), "return 1", "flooder").is_err(),
+            "the flooder's oldest question was dropped"
+        );
+        assert!(
+            answer(&patient, Some(&yes()), "return 1", "patient").is_ok(),
+            "another owner's question is still there"
+        );
     }
 }

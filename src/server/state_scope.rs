@@ -115,7 +115,8 @@ fn key(owner: &str, handle: &str) -> String {
     hash.update(owner.as_bytes());
     hash.update([0]);
     hash.update(handle.as_bytes());
-    format!("handle:{}", digest::hex(&hash.finalize()))
+    // The owner in the clear too: the store caps how many stores one owner keeps.
+    format!("handle:{owner}/{}", digest::hex(&hash.finalize()))
 }
 
 /// Who an HTTP request comes from: the bearer token it authenticated with (hashed), or

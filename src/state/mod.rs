@@ -27,6 +27,9 @@ pub const NAMESPACE: &str = "state";
 
 /// Sessions kept at once; the least recently used one is dropped past it.
 const MAX_SESSIONS: usize = 4_096;
+/// Stores one owner keeps at once (see [`owner_of`]): past it, the owner's own least
+/// recently used store is dropped, so one client minting handles cannot push out others'.
+const MAX_STORES_PER_OWNER: usize = 256;
 /// Characters in a key.
 const MAX_KEY_CHARS: usize = 256;
 
@@ -250,11 +253,21 @@ impl SessionState {
         let Sessions { by_id, clock, disk } = &mut *sessions;
         *clock += 1;
         let now = *clock;
-        if !by_id.contains_key(session) && by_id.len() >= MAX_SESSIONS {
-            let oldest = by_id
-                .iter()
-                .min_by_key(|(_, entries)| entries.last_used)
-                .map(|(id, _)| id.clone());
+        if !by_id.contains_key(session) {
+            let owner = owner_of(session);
+            let owned = owner.map_or(0, |owner| {
+                by_id
+                    .keys()
+                    .filter(|id| owner_of(id) == Some(owner))
+                    .count()
+            });
+            let oldest = if owned >= MAX_STORES_PER_OWNER {
+                least_recently_used(by_id, |id| owner_of(id) == owner)
+            } else if by_id.len() >= MAX_SESSIONS {
+                least_recently_used(by_id, |_| true)
+            } else {
+                None
+            };
             if let Some(oldest) = oldest
                 && disk.forget(&oldest).is_ok()
             {
@@ -340,6 +353,27 @@ impl SessionState {
     }
 }
 
+/// Who a store belongs to, for stores named by a handle (`handle:OWNER/HASH`, see
+/// `server::state_scope`); a session's store is its session's alone.
+fn owner_of(store: &str) -> Option<&str> {
+    store
+        .strip_prefix("handle:")
+        .and_then(|rest| rest.rsplit_once('/'))
+        .map(|(owner, _)| owner)
+}
+
+/// The least recently used of the stores `which` picks.
+fn least_recently_used(
+    by_id: &HashMap<String, Entries>,
+    which: impl Fn(&str) -> bool,
+) -> Option<String> {
+    by_id
+        .iter()
+        .filter(|(id, _)| which(id))
+        .min_by_key(|(_, entries)| entries.last_used)
+        .map(|(id, _)| id.clone())
+}
+
 /// The session of the call being answered (its [`crate::catalog::Caller`]); calls made outside one
 /// share the store of no session.
 fn session() -> String {
@@ -386,5 +420,33 @@ mod tests {
         assert_eq!(state.delete("a", "j"), Ok(true));
         assert_eq!(state.delete("a", "j"), Ok(false));
         assert_eq!(state.list("a", "k"), ["k"]);
+    }
+
+    #[test]
+    fn one_owner_minting_stores_drops_only_its_own() {
+        let state = store();
+        state
+            .set("handle:bearer:b/1", "k".into(), &json!(1))
+            .unwrap();
+        for n in 0..MAX_STORES_PER_OWNER + 10 {
+            state
+                .set(&format!("handle:bearer:a/{n}"), "k".into(), &json!(n))
+                .unwrap();
+        }
+        assert_eq!(
+            state.get("handle:bearer:b/1", "k"),
+            json!(1),
+            "another owner's store stays"
+        );
+        assert_eq!(
+            state.get("handle:bearer:a/0", "k"),
+            Value::Null,
+            "the owner's oldest went"
+        );
+        let last = MAX_STORES_PER_OWNER + 9;
+        assert_eq!(
+            state.get(&format!("handle:bearer:a/{last}"), "k"),
+            json!(last)
+        );
     }
 }
