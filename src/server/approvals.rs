@@ -15,13 +15,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::digest;
 use futures::future::BoxFuture;
 use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
     InputRequiredResult,
 };
 
+use crate::digest;
 use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
 
 /// How long a question waits for its answer.
