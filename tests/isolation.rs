@@ -72,16 +72,15 @@ async fn a_worker_killed_mid_run_fails_only_that_run() {
     let dir = common::scratch_dir("isolation-kill");
     let config = common::write_config(
         &dir,
-        &json!({ "codemode": { "state": { "enabled": true } } }),
+        // A wall clock no loaded machine reaches before the loop has used its second of
+        // CPU (a call's timeoutMs can only lower the server's).
+        &json!({ "codemode": { "state": { "enabled": true }, "limits": { "timeoutMs": 120_000 } } }),
     );
     let server = start(&["--concurrency", "1", "--config", &config]).await;
     server.assert_alive().await;
     for (signal, name) in [(libc::SIGKILL, "SIGKILL"), (libc::SIGSEGV, "SIGSEGV")] {
-        // A wall clock no loaded machine reaches before the loop has used its second of CPU.
-        let run = server.execute_with(json!({
-            "code": "await tools.state.set({ key: 'started', value: true });\nwhile (true) {}",
-            "timeoutMs": 120_000
-        }));
+        let run = server
+            .execute("await tools.state.set({ key: 'started', value: true });\nwhile (true) {}");
         let killer = async {
             // The worker running the endless loop is the child that keeps burning CPU.
             let busy = busy_worker(server.pid).await;

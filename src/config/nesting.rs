@@ -18,8 +18,8 @@ pub const MAX_DEPTH: u32 = 8;
 
 /// The nesting level of this process: what [`NESTING_VAR`] says, or, if more, how many of
 /// its ancestors run this same program (a wrapper such as `env -i` or `sudo` clears the
-/// variable, but cannot hide its parents). Neither can change within a process, so it is
-/// worked out once: config loads and every upstream (re)start ask for it.
+/// variable, but cannot hide its parents). Worked out once, at the first ask (config loads
+/// and every upstream (re)start ask): what the process was started as is what counts.
 pub fn level() -> u32 {
     static LEVEL: std::sync::LazyLock<u32> = std::sync::LazyLock::new(measured_level);
     *LEVEL

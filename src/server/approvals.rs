@@ -28,8 +28,6 @@ use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
 pub(super) const APPROVAL_TTL: Duration = Duration::from_secs(300);
 /// Questions waiting at once; past it the oldest are forgotten.
 const MAX_PENDING: usize = 4096;
-/// Questions one owner may have waiting: past it, its own oldest is dropped.
-const MAX_PENDING_PER_OWNER: usize = 64;
 /// The key of the one input request.
 const KEY: &str = "confirm";
 
@@ -70,15 +68,20 @@ pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputReq
     {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|_, p| p.asked.elapsed() < APPROVAL_TTL);
-        // One owner asking without end drops its own oldest questions, not others'.
-        let own = pending.values().filter(|p| p.owner == owner).count();
-        let full = if own >= MAX_PENDING_PER_OWNER {
-            oldest(&pending, |p| p.owner == owner)
-        } else if pending.len() >= MAX_PENDING {
-            oldest(&pending, |_| true)
-        } else {
-            None
-        };
+        // Full: the owner with the most questions waiting loses its oldest, so one asking
+        // without end drops its own questions, not others'.
+        let full = (pending.len() >= MAX_PENDING)
+            .then(|| {
+                let mut held: HashMap<&str, usize> = HashMap::new();
+                for p in pending.values() {
+                    *held.entry(p.owner.as_str()).or_default() += 1;
+                }
+                held.into_iter()
+                    .max_by_key(|(_, count)| *count)
+                    .map(|(owner, _)| owner.to_string())
+            })
+            .flatten()
+            .and_then(|heaviest| oldest(&pending, |p| p.owner == heaviest));
         if let Some(oldest) = full {
             pending.remove(&oldest);
         }
@@ -286,7 +289,7 @@ mod tests {
         let first = ask(&request(), "return 1", "flooder")
             .request_state
             .unwrap();
-        for _ in 0..MAX_PENDING_PER_OWNER * 3 {
+        for _ in 0..MAX_PENDING + 10 {
             ask(&request(), "return 1", "flooder");
         }
         assert!(

@@ -3,7 +3,9 @@
 //! has no session: its store is named by a handle the server mints and the client passes
 //! back as `execute_code`'s `state`, bound to its owner (SEP-2567). A handle carries this
 //! process's tag, so one it did not issue is refused; the store's key is a hash of owner
-//! and handle, so a handle copied to another owner opens an empty store.
+//! and handle, so a handle copied to another owner opens an empty store, beside a keyed
+//! tag of the owner (never the token's plain hash: keys reach the disk and the audit log),
+//! by which a full store drops the stores of whoever holds most.
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -115,8 +117,12 @@ fn key(owner: &str, handle: &str) -> String {
     hash.update(owner.as_bytes());
     hash.update([0]);
     hash.update(handle.as_bytes());
-    // The owner in the clear too: the store caps how many stores one owner keeps.
-    format!("handle:{owner}/{}", digest::hex(&hash.finalize()))
+    let owner_tag = digest::hmac_sha256(&*SIGNING_KEY, format!("owner\0{owner}").as_bytes());
+    format!(
+        "handle:{}/{}",
+        digest::hex(&owner_tag[..12]),
+        digest::hex(&hash.finalize())
+    )
 }
 
 /// Who an HTTP request comes from: the bearer token it authenticated with (hashed), or

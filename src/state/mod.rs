@@ -27,9 +27,6 @@ pub const NAMESPACE: &str = "state";
 
 /// Sessions kept at once; the least recently used one is dropped past it.
 const MAX_SESSIONS: usize = 4_096;
-/// Stores one owner keeps at once (see [`owner_of`]): past it, the owner's own least
-/// recently used store is dropped, so one client minting handles cannot push out others'.
-const MAX_STORES_PER_OWNER: usize = 256;
 /// Characters in a key.
 const MAX_KEY_CHARS: usize = 256;
 
@@ -253,21 +250,20 @@ impl SessionState {
         let Sessions { by_id, clock, disk } = &mut *sessions;
         *clock += 1;
         let now = *clock;
-        if !by_id.contains_key(session) {
-            let owner = owner_of(session);
-            let owned = owner.map_or(0, |owner| {
-                by_id
-                    .keys()
-                    .filter(|id| owner_of(id) == Some(owner))
-                    .count()
+        if !by_id.contains_key(session) && by_id.len() >= MAX_SESSIONS {
+            // Full: the owner holding the most stores gives up its least recently used one,
+            // so one client minting handles pushes out its own stores, not others'.
+            let mut held: HashMap<&str, usize> = HashMap::new();
+            for id in by_id.keys() {
+                *held.entry(owner_of(id).unwrap_or(id)).or_default() += 1;
+            }
+            let heaviest = held
+                .into_iter()
+                .max_by_key(|(_, count)| *count)
+                .map(|(owner, _)| owner.to_string());
+            let oldest = heaviest.and_then(|heaviest| {
+                least_recently_used(by_id, |id| owner_of(id).unwrap_or(id) == heaviest)
             });
-            let oldest = if owned >= MAX_STORES_PER_OWNER {
-                least_recently_used(by_id, |id| owner_of(id) == owner)
-            } else if by_id.len() >= MAX_SESSIONS {
-                least_recently_used(by_id, |_| true)
-            } else {
-                None
-            };
             if let Some(oldest) = oldest
                 && disk.forget(&oldest).is_ok()
             {
@@ -353,8 +349,8 @@ impl SessionState {
     }
 }
 
-/// Who a store belongs to, for stores named by a handle (`handle:OWNER/HASH`, see
-/// `server::state_scope`); a session's store is its session's alone.
+/// Who a store belongs to, for stores named by a handle (`handle:OWNER/HASH`, OWNER a tag
+/// of the owner, see `server::state_scope`); a session's store is its session's alone.
 fn owner_of(store: &str) -> Option<&str> {
     store
         .strip_prefix("handle:")
@@ -428,7 +424,7 @@ mod tests {
         state
             .set("handle:bearer:b/1", "k".into(), &json!(1))
             .unwrap();
-        for n in 0..MAX_STORES_PER_OWNER + 10 {
+        for n in 0..MAX_SESSIONS + 10 {
             state
                 .set(&format!("handle:bearer:a/{n}"), "k".into(), &json!(n))
                 .unwrap();
@@ -443,7 +439,7 @@ mod tests {
             Value::Null,
             "the owner's oldest went"
         );
-        let last = MAX_STORES_PER_OWNER + 9;
+        let last = MAX_SESSIONS + 9;
         assert_eq!(
             state.get(&format!("handle:bearer:a/{last}"), "k"),
             json!(last)

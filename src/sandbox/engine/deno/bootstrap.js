@@ -24,7 +24,11 @@ const stringSlice = String.prototype.slice, apply = Reflect.apply;
 const DESCRIBED_CHARS = 1 << 16;
 function clip(value) {
   const text = toText(value);
-  return text.length > DESCRIBED_CHARS ? apply(stringSlice, text, [0, DESCRIBED_CHARS]) : text;
+  if (text.length <= DESCRIBED_CHARS) return text;
+  // Never half a surrogate pair: the host refuses JSON with a lone one.
+  const last = text.charCodeAt(DESCRIBED_CHARS - 1);
+  const end = last >= 0xd800 && last <= 0xdbff ? DESCRIBED_CHARS - 1 : DESCRIBED_CHARS;
+  return apply(stringSlice, text, [0, end]);
 }
 
 // deno_core treats an unhandled rejection as fatal to the event loop; the default engine

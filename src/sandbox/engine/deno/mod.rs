@@ -495,7 +495,10 @@ fn prepare_stack_trace<'s, 'i>(
     // Stopped (its heap cap, its deadline), or a message no answer would show whole (the
     // answer is capped far below): formatting would print the whole message to stderr,
     // then fail for want of heap.
-    if scope.is_execution_terminating() || message_chars(scope, error) > MAX_STACK_MESSAGE_CHARS {
+    if scope.is_execution_terminating()
+        || text_chars(scope, error, "message").saturating_add(text_chars(scope, error, "name"))
+            > MAX_STACK_MESSAGE_CHARS
+    {
         return v8::undefined(scope).into();
     }
     let formatted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -507,15 +510,19 @@ fn prepare_stack_trace<'s, 'i>(
     }
 }
 
-/// The longest error message whose stack is formatted.
+/// The longest error name and message whose stack is formatted.
 const MAX_STACK_MESSAGE_CHARS: usize = 1 << 20;
 
-/// How long `error.message` is, if it is a string.
-fn message_chars<'s>(scope: &mut v8::PinScope<'s, '_>, error: v8::Local<'s, v8::Value>) -> usize {
+/// How long `error[property]` (its name, its message) is, if it is a string.
+fn text_chars<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    error: v8::Local<'s, v8::Value>,
+    property: &str,
+) -> usize {
     let Ok(object) = error.try_cast::<v8::Object>() else {
         return 0;
     };
-    let Some(key) = v8::String::new(scope, "message") else {
+    let Some(key) = v8::String::new(scope, property) else {
         return 0;
     };
     object
