@@ -555,35 +555,37 @@ async fn stateless_mode_gives_a_client_chosen_session_id_no_store() {
     let dir = common::scratch_dir("stateless-state");
     let config = common::write_config(&dir, &json!({"codemode": {"state": {"enabled": true}}}));
     let server = HttpServer::start(&["--config", &config, "--stateless"]);
-    let call = |id: u32, code: &str| {
+    // Both requests send the same made-up session id, as two clients might.
+    async fn call(server: &HttpServer, id: u32, code: &str) -> Value {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "execute_code", "arguments": {"code": code}}});
-        post_mcp(&server, body.to_string())
+        post_mcp(server, body.to_string())
             .header("mcp-protocol-version", "2025-06-18")
             .header("mcp-session-id", "everyone-picks-this")
-    };
-    let stored: Value = call(
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+    let stored = call(
+        &server,
         1,
         "await tools.state.set({ key: 'secret', value: 'alice' }); return 1;",
     )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     let handle = stored["result"]["structuredContent"]["state"].as_str();
     assert!(
         handle.is_some_and(|h| h.starts_with("cms_")),
         "a run that stored names its own handle: {stored}"
     );
-    let read: Value = call(2, "return await tools.state.get({ key: 'secret' });")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = call(
+        &server,
+        2,
+        "return await tools.state.get({ key: 'secret' });",
+    )
+    .await;
     assert_eq!(
         read["result"]["structuredContent"]["result"],
         Value::Null,

@@ -26,10 +26,10 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 
 pub use self::anchor::{Anchor, Base, Head, anchor_path};
+use crate::digest::sha256_hex;
 use crate::executor::{CallRecord, Execution};
 
 /// The `prev` of the first record of a chain.

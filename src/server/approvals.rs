@@ -46,15 +46,6 @@ fn code_sha(code: &str) -> String {
     digest::sha256_hex(code.as_bytes())
 }
 
-/// The key of the question asked longest ago among those `which` picks.
-fn oldest(pending: &HashMap<String, Pending>, which: impl Fn(&Pending) -> bool) -> Option<String> {
-    pending
-        .iter()
-        .filter(|(_, p)| which(p))
-        .min_by_key(|(_, p)| p.asked)
-        .map(|(k, _)| k.clone())
-}
-
 /// The `input_required` result asking `request` (a run's up-front confirmation) of the
 /// user of `owner`, for the program `code`.
 pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputRequiredResult {
@@ -68,20 +59,13 @@ pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputReq
     {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|_, p| p.asked.elapsed() < APPROVAL_TTL);
-        // Full: the owner with the most questions waiting loses its oldest, so one asking
-        // without end drops its own questions, not others'.
-        let full = (pending.len() >= MAX_PENDING)
-            .then(|| {
-                let mut held: HashMap<&str, usize> = HashMap::new();
-                for p in pending.values() {
-                    *held.entry(p.owner.as_str()).or_default() += 1;
-                }
-                held.into_iter()
-                    .max_by_key(|(_, count)| *count)
-                    .map(|(owner, _)| owner.to_string())
-            })
-            .flatten()
-            .and_then(|heaviest| oldest(&pending, |p| p.owner == heaviest));
+        let full = if pending.len() >= MAX_PENDING {
+            crate::state::oldest_of_heaviest_owner(
+                pending.iter().map(|(k, p)| (k, p.owner.as_str(), p.asked)),
+            )
+        } else {
+            None
+        };
         if let Some(oldest) = full {
             pending.remove(&oldest);
         }

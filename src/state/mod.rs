@@ -251,19 +251,11 @@ impl SessionState {
         *clock += 1;
         let now = *clock;
         if !by_id.contains_key(session) && by_id.len() >= MAX_SESSIONS {
-            // Full: the owner holding the most stores gives up its least recently used one,
-            // so one client minting handles pushes out its own stores, not others'.
-            let mut held: HashMap<&str, usize> = HashMap::new();
-            for id in by_id.keys() {
-                *held.entry(owner_of(id).unwrap_or(id)).or_default() += 1;
-            }
-            let heaviest = held
-                .into_iter()
-                .max_by_key(|(_, count)| *count)
-                .map(|(owner, _)| owner.to_string());
-            let oldest = heaviest.and_then(|heaviest| {
-                least_recently_used(by_id, |id| owner_of(id).unwrap_or(id) == heaviest)
-            });
+            let oldest = oldest_of_heaviest_owner(
+                by_id
+                    .iter()
+                    .map(|(id, entries)| (id, owner_of(id).unwrap_or(id), entries.last_used)),
+            );
             if let Some(oldest) = oldest
                 && disk.forget(&oldest).is_ok()
             {
@@ -358,16 +350,23 @@ fn owner_of(store: &str) -> Option<&str> {
         .map(|(owner, _)| owner)
 }
 
-/// The least recently used of the stores `which` picks.
-fn least_recently_used(
-    by_id: &HashMap<String, Entries>,
-    which: impl Fn(&str) -> bool,
+/// What a full table of per-owner entries, `(key, owner, age)`, drops: the oldest entry
+/// of the owner holding the most, so one client minting entries without end pushes out
+/// its own, not others'. Stores use it, and so do waiting approvals.
+pub(crate) fn oldest_of_heaviest_owner<'a, A: Ord>(
+    entries: impl Iterator<Item = (&'a String, &'a str, A)>,
 ) -> Option<String> {
-    by_id
-        .iter()
-        .filter(|(id, _)| which(id))
-        .min_by_key(|(_, entries)| entries.last_used)
-        .map(|(id, _)| id.clone())
+    let entries: Vec<_> = entries.collect();
+    let mut held: HashMap<&str, usize> = HashMap::new();
+    for (_, owner, _) in &entries {
+        *held.entry(owner).or_default() += 1;
+    }
+    let heaviest = held.into_iter().max_by_key(|(_, count)| *count)?.0;
+    entries
+        .into_iter()
+        .filter(|(_, owner, _)| *owner == heaviest)
+        .min_by(|a, b| a.2.cmp(&b.2))
+        .map(|(key, _, _)| key.clone())
 }
 
 /// The session of the call being answered (its [`crate::catalog::Caller`]); calls made outside one

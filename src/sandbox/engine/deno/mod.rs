@@ -527,8 +527,8 @@ fn text_chars<'s>(
     };
     object
         .get(scope, key.into())
-        .and_then(|message| message.try_cast::<v8::String>().ok())
-        .map_or(0, |message| message.length())
+        .and_then(|text| text.try_cast::<v8::String>().ok())
+        .map_or(0, |text| text.length())
 }
 
 /// A compile error as deno_core reports it.
