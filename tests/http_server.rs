@@ -593,6 +593,101 @@ async fn stateless_mode_gives_a_client_chosen_session_id_no_store() {
     );
 }
 
+/// Without `--auth-token` nobody is checked, so an `Authorization` header a modern request
+/// sends is the client's word and names no owner: a handle alone names its store, whatever
+/// header each request carries (were the header taken as the owner, a client could pose as
+/// any principal by naming its token).
+#[tokio::test]
+async fn an_unchecked_authorization_header_names_no_owner() {
+    let dir = common::scratch_dir("unchecked-owner");
+    let config = common::write_config(&dir, &json!({"codemode": {"state": {"enabled": true}}}));
+    let server = HttpServer::start(&["--config", &config]);
+    let run = |id, code: &str, state: Option<&str>, token: &str| {
+        let mut arguments = json!({"code": code});
+        if let Some(state) = state {
+            arguments["state"] = json!(state);
+        }
+        common::http::post_modern(
+            &server,
+            id,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": arguments}),
+        )
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+    };
+    let stored = common::http::answer_of(
+        run(
+            1,
+            "await tools.state.set({ key: 'k', value: 'v' }); return 1;",
+            None,
+            "alice",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let handle = stored["result"]["structuredContent"]["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a handle: {stored}"))
+        .to_string();
+    let read = common::http::answer_of(
+        run(
+            2,
+            "return await tools.state.get({ key: 'k' });",
+            Some(&handle),
+            "bob",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        read["result"]["structuredContent"]["result"],
+        json!("v"),
+        "the handle names the store, not the unchecked header: {read}"
+    );
+}
+
+/// `Mcp-Method` disagreeing with the body is refused with the spec's status and error
+/// (400, -32020, SEP-2243), and the next request is served.
+#[tokio::test]
+async fn an_mcp_method_header_that_disagrees_with_the_body_is_refused() {
+    let server = HttpServer::start(&[]);
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "execute_code", "arguments": {"code": "return 1"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let send = |method: &'static str, name: &'static str| {
+        post_mcp(&server, body.to_string())
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .header("mcp-name", name)
+            .send()
+    };
+    for (method, name, what) in [
+        ("tools/list", "execute_code", "another method"),
+        ("tools/call", "search_tools", "another tool"),
+    ] {
+        let refused = send(method, name).await.unwrap();
+        assert_eq!(refused.status(), 400, "{what}");
+        let error = common::http::answer_of(refused).await;
+        assert_eq!(error["error"]["code"], json!(-32020), "{what}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("does not match")),
+            "{what}: the message says what disagrees: {error}"
+        );
+    }
+    let served = common::http::answer_of(send("tools/call", "execute_code").await.unwrap()).await;
+    assert_eq!(
+        served["result"]["structuredContent"]["result"],
+        json!(1),
+        "the server keeps serving: {served}"
+    );
+}
+
 /// Upstream tools reach HTTP sessions as they reach stdio ones, and so does
 /// `notifications/tools/list_changed` (on the session's GET stream).
 #[tokio::test]

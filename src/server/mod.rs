@@ -5,6 +5,7 @@ mod approvals;
 mod confirm;
 mod describe;
 pub mod http;
+mod principal;
 mod render;
 mod skills;
 mod state_scope;
@@ -41,6 +42,7 @@ use crate::{
 
 use tasks::{SessionTasks, no_tasks};
 
+pub use principal::Principal;
 pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
 
 pub use describe::{EXECUTE_CODE_CONTRACT, execute_code_description, search_answer};
@@ -348,15 +350,15 @@ impl CodeModeServer {
         state_scope::scope(given, &self.owner(context), implicit.as_deref())
     }
 
-    /// Who a request comes from: over HTTP its bearer token (hashed) or nobody in
-    /// particular; over stdio (or in a library) this process's one client.
+    /// Who a request comes from: over HTTP the principal the front door checked, or nobody
+    /// in particular; over stdio (or in a library) this process's one client.
     fn owner(&self, context: &RequestContext<RoleServer>) -> String {
-        let headers = context
+        let extensions = context
             .extensions
             .get::<::http::request::Parts>()
-            .map(|parts| &parts.headers);
+            .map(|parts| &parts.extensions);
         match self.transport {
-            "http" | "sse" => state_scope::owner(headers),
+            "http" | "sse" => principal::owner(extensions),
             other => other.to_string(),
         }
     }

@@ -125,26 +125,6 @@ fn key(owner: &str, handle: &str) -> String {
     )
 }
 
-/// Who an HTTP request comes from: the bearer token it authenticated with (hashed), or
-/// nobody in particular (then a handle alone names a store).
-pub(super) fn owner(headers: Option<&http::HeaderMap>) -> String {
-    let token = headers
-        .and_then(|h| h.get(http::header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            // The scheme's case does not matter (RFC 7235), as at the front door.
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token)
-        });
-    match token {
-        Some(token) => {
-            let hash = Sha256::digest(token.trim().as_bytes());
-            format!("bearer:{}", digest::hex(&hash[..16]))
-        }
-        None => "anonymous".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -214,3 +214,39 @@ pub fn post_mcp(server: &HttpServer, body: String) -> reqwest::RequestBuilder {
         .header("accept", "application/json, text/event-stream")
         .body(body)
 }
+
+/// A POST of protocol 2026-07-28 (no session): `method` with `params`, its `_meta` and
+/// its `Mcp-Method`/`Mcp-Name` headers as a modern client sends them.
+pub fn post_modern(
+    server: &HttpServer,
+    id: u32,
+    method: &str,
+    mut params: Value,
+) -> reqwest::RequestBuilder {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-modern-test", "version": "1"}
+    });
+    let name = params["name"].as_str().map(str::to_string);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let request = post_mcp(server, body.to_string())
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    match name {
+        Some(name) => request.header("mcp-name", name),
+        None => request,
+    }
+}
+
+/// The JSON-RPC answer of a response, whether a JSON body or an event stream.
+pub async fn answer_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    let json = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|data| data.contains("\"id\""))
+        .unwrap_or(&text);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}"))
+}

@@ -258,7 +258,7 @@ pub(super) const HEALTH_PATH: &str = "/healthz";
 
 pub(super) async fn check(
     State(guard): State<Arc<Guard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let host = request
@@ -309,7 +309,10 @@ pub(super) async fn check(
         match bearer(&request) {
             _ if console_admits => {}
             None if console => return console::login_page(false),
-            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {}
+            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {
+                let principal = crate::server::Principal::of_token(given);
+                request.extensions_mut().insert(principal);
+            }
             // RFC 6750: no error attribute when credentials are missing; nothing else is
             // said either way.
             Some(_) => {
