@@ -68,10 +68,23 @@
   const raised = new WeakMap();
   host.raisedBy = (error) => apply(weakGet, raised, [error]);
 
+  // What the glue's own errors are built from, taken before the program runs: a program
+  // may re-parent ToolError (so that `super` calls its function) or put setters on
+  // Error.prototype for the fields set here, and none of that may run, or choose the
+  // object thrown, while the glue reports a failed call.
+  const construct = Reflect.construct;
+  const BaseError = Error;
+  function own(object, key, value, enumerable) {
+    defineProperty(object, key, { value, writable: true, configurable: true, enumerable });
+  }
+
   function failure(message, tool, schemaPath, site) {
-    const error = new ToolError(message, tool, schemaPath);
+    const error = construct(BaseError, [toText(message)], ToolError);
+    own(error, "name", "ToolError", true);
+    own(error, "tool", tool, true);
+    if (schemaPath) own(error, "schemaPath", schemaPath, true);
     // Point at the program's line that made the call, not at this glue.
-    if (site && site.stack) error.stack = programStack("ToolError", message, site);
+    if (site && site.stack) own(error, "stack", programStack("ToolError", message, site), false);
     apply(weakSet, raised, [error, freeze({ tool: toText(tool), schemaPath: schemaPath ? toText(schemaPath) : null })]);
     return error;
   }
@@ -99,7 +112,7 @@
     // Async, so that awaiting the reply uses the engine's own promise machinery: a program
     // that replaces Promise.prototype.then cannot change what a call returns.
     const call = async function (args) {
-      const site = new Error();
+      const site = new BaseError();
       if (args === undefined) args = {};
       if (args === null || typeof args !== "object" || Array.isArray(args)) {
         const message = "tools." + qualified + ": the arguments must be one object, such as { key: value }, not " + describe(args);
@@ -136,7 +149,7 @@
         if (typeof key === "string" && !hasOwn(object, key) && inherited[key] === true) return undefined;
         if (typeof key === "symbol" || hasOwn(object, key)) return object[key];
         const names = keys(object);
-        const site = new Error();
+        const site = new BaseError();
         const shown = clip(toText(key));
         const message = path + "." + shown + " does not exist. " +
           (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.");
