@@ -431,3 +431,128 @@ async fn a_task_ends_with_its_http_session() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A request of protocol 2026-07-28 from a client declaring the tasks extension; its
+/// JSON-RPC answer.
+async fn modern(
+    server: &HttpServer,
+    id: u32,
+    method: &str,
+    params: Value,
+    token: Option<&str>,
+) -> Value {
+    let mut request = common::http::post_modern_with(
+        server,
+        id,
+        method,
+        params,
+        json!({ "extensions": { "io.modelcontextprotocol/tasks": {} } }),
+    );
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    common::http::answer_of(request.send().await.unwrap()).await
+}
+
+/// A legacy streamable HTTP session declaring the tasks extension.
+async fn legacy(
+    server: &HttpServer,
+    token: Option<&str>,
+) -> RunningService<RoleClient, ClientConfig> {
+    let mut transport = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
+    transport.auth_header = token.map(str::to_string);
+    tasks_client()
+        .serve(StreamableHttpClientTransport::from_config(transport))
+        .await
+        .expect("MCP handshake over streamable HTTP")
+}
+
+async fn foreign(client: &RunningService<RoleClient, ClientConfig>, id: &str) -> String {
+    match client
+        .peer()
+        .get_task(GetTaskParams::new(id.to_string()))
+        .await
+    {
+        Ok(task) => panic!("another owner read task {id}: {task:?}"),
+        Err(err) => err.to_string().replace(id, "ID"),
+    }
+}
+
+/// Tasks belong to their owner, not to the session or request that started them, on both
+/// eras. Without a token a legacy session owns its tasks and a modern request's task is
+/// named by its id alone (each modern request has a handler of its own, yet a later one
+/// polls the task); with a token, every session and request of that token owns them. A
+/// task of another owner is answered exactly as an id nobody issued.
+#[tokio::test]
+async fn tasks_belong_to_their_owner_on_both_eras() {
+    let dir = common::scratch_dir("tasks-owners");
+    let config = config(&dir, json!({ "timeoutMs": 20000 }));
+    let server = HttpServer::start(&["--config", &config]);
+    let call_slow = json!({ "name": "execute_code", "arguments": { "code": SLOW } });
+
+    let alice = legacy(&server, None).await;
+    let hers = task_of(call(&alice, json!({ "code": SLOW })).await)
+        .task
+        .task_id;
+    let bob = legacy(&server, None).await;
+    assert_eq!(
+        foreign(&bob, &hers).await,
+        foreign(&bob, "00000000-0000-4000-8000-000000000000")
+            .await
+            .replace("00000000-0000-4000-8000-000000000000", "ID"),
+        "another session's task is answered as one nobody issued"
+    );
+    assert!(
+        bob.peer()
+            .cancel_task(CancelTaskParams::new(hers.clone()))
+            .await
+            .is_err(),
+        "nor can another session cancel it"
+    );
+    let looked = modern(&server, 1, "tasks/get", json!({ "taskId": hers }), None).await;
+    assert_eq!(looked["error"]["code"], json!(-32602), "{looked}");
+
+    let started = modern(&server, 2, "tools/call", call_slow.clone(), None).await;
+    let id = started["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a modern request gets a task: {started}"))
+        .to_string();
+    let deadline = Instant::now() + common::POLL_CEILING;
+    let done = loop {
+        let polled = modern(&server, 3, "tasks/get", json!({ "taskId": id }), None).await;
+        if polled["result"]["status"] == json!("completed") {
+            break polled;
+        }
+        assert!(
+            polled["result"]["status"] == json!("working") && Instant::now() < deadline,
+            "a later modern request polls it: {polled}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(done.to_string().contains("42"), "{done}");
+    foreign(&alice, &id).await;
+    assert_eq!(
+        settled(&alice, &hers, common::POLL_CEILING).await.status(),
+        TaskStatus::Completed,
+        "its own session still reads it"
+    );
+
+    // One token, one principal: its sessions and requests share their tasks.
+    let token = "a-token-long-enough-for-the-server";
+    let guarded = HttpServer::start_with_token(&dir, token, &["--config", &config]);
+    let first = legacy(&guarded, Some(token)).await;
+    let theirs = task_of(call(&first, json!({ "code": SLOW })).await)
+        .task
+        .task_id;
+    let second = legacy(&guarded, Some(token)).await;
+    get(&second, &theirs).await;
+    let polled = modern(
+        &guarded,
+        4,
+        "tasks/get",
+        json!({ "taskId": theirs }),
+        Some(token),
+    )
+    .await;
+    assert!(polled["result"]["status"].is_string(), "{polled}");
+}

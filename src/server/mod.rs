@@ -25,7 +25,7 @@ use rmcp::{
         ResourceContents, Role, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
     },
     service::{NotificationContext, RequestContext},
-    task_manager::{TaskContext, TaskManager},
+    task_manager::TaskContext,
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
@@ -40,7 +40,7 @@ use crate::{
     typegen,
 };
 
-use tasks::{SessionTasks, no_tasks};
+use tasks::{OwnedTasks, no_tasks};
 
 pub use principal::Principal;
 pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
@@ -95,8 +95,9 @@ pub struct CodeModeServer {
     /// Cancelled when the session's last handler is dropped: ends its notification task.
     session_ended: tokio_util::sync::CancellationToken,
     _end_session_on_drop: Arc<tokio_util::sync::DropGuard>,
-    /// This session's tasks (`execute_code` run as MCP tasks); `None` when off.
-    tasks: Option<SessionTasks>,
+    /// The server's tasks (`execute_code` run as MCP tasks), shared by every handler of
+    /// one HTTP server; `None` when off.
+    tasks: Option<OwnedTasks>,
     /// Serving stateless HTTP: no session id was issued, so one a request sends is only
     /// the client's word.
     stateless: bool,
@@ -164,10 +165,7 @@ impl CodeModeServer {
             session_slots: None,
             _end_session_on_drop: Arc::new(session_ended.clone().drop_guard()),
             session_ended,
-            tasks: codemode
-                .tasks()
-                .enabled
-                .then(|| SessionTasks(TaskManager::new())),
+            tasks: codemode.tasks().enabled.then(OwnedTasks::default),
             codemode,
             stateless: false,
             tool_router: if skills_on {
@@ -184,6 +182,15 @@ impl CodeModeServer {
     pub fn stateless(mut self) -> Self {
         self.tasks = None;
         self.stateless = true;
+        self
+    }
+
+    /// Keeps tasks in `tasks`, which other handlers of the same server share: a task
+    /// belongs to its owner, not to the handler that started it.
+    fn with_tasks(mut self, tasks: Option<&OwnedTasks>) -> Self {
+        if self.tasks.is_some() {
+            self.tasks = tasks.cloned();
+        }
         self
     }
 
@@ -360,6 +367,20 @@ impl CodeModeServer {
         match self.transport {
             "http" | "sse" => principal::owner(extensions),
             other => other.to_string(),
+        }
+    }
+
+    /// Who owns a task this request starts or asks about: the checked principal; without
+    /// one, a legacy session (its id the server issued); else this process's client over
+    /// stdio, or nobody in particular over HTTP (then the task id alone names it).
+    fn task_owner(&self, context: &RequestContext<RoleServer>) -> String {
+        let owner = self.owner(context);
+        if owner != principal::ANONYMOUS || is_modern(context) || self.stateless {
+            return owner;
+        }
+        match self.origin(context).session {
+            Some(session) => format!("session:{session}"),
+            None => owner,
         }
     }
 
@@ -572,7 +593,7 @@ impl ServerHandler for CodeModeServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         if request.name == "execute_code"
-            && let Some(SessionTasks(tasks)) = &self.tasks
+            && let Some(tasks) = &self.tasks
             && context
                 .client_capabilities()
                 .is_some_and(|caps| caps.supports_tasks())
@@ -598,28 +619,31 @@ impl ServerHandler for CodeModeServer {
     async fn get_task(
         &self,
         request: GetTaskParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
-        Ok(GetTaskResult::new(tasks.get_task(&request.task_id)?))
+        let tasks = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        let owner = self.task_owner(&context);
+        Ok(GetTaskResult::new(tasks.get(&owner, &request.task_id)?))
     }
 
     async fn update_task(
         &self,
         request: UpdateTaskParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
-        tasks.update_task(&request.task_id, request.input_responses)
+        let tasks = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        let owner = self.task_owner(&context);
+        tasks.update(&owner, &request.task_id, request.input_responses)
     }
 
     async fn cancel_task(
         &self,
         request: CancelTaskParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let SessionTasks(tasks) = self.tasks.as_ref().ok_or_else(no_tasks)?;
-        tasks.cancel_task(&request.task_id)
+        let tasks = self.tasks.as_ref().ok_or_else(no_tasks)?;
+        let owner = self.task_owner(&context);
+        tasks.cancel(&owner, &request.task_id)
     }
 
     async fn list_tools(

@@ -2,9 +2,18 @@
 //! clients that declare it: the handle at once, the result through `tasks/get`, a wall
 //! clock of its own (`codemode.tasks`), cancellation, the tool calls as the task's status.
 
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
 use rmcp::{
     ErrorData as McpError, RoleServer,
-    model::{CallToolResponse, CreateTaskResult, JsonObject},
+    model::{CallToolResponse, CreateTaskResult, DetailedTask, JsonObject},
     service::RequestContext,
     task_manager::{TaskExit, TaskManager, TaskOptions},
 };
@@ -13,15 +22,82 @@ use tokio_util::sync::CancellationToken;
 use super::{CodeModeServer, refusal, render, report_calls};
 use crate::{executor::RunOptions, sandbox::ErrorKind};
 
-/// The tasks of one session, kept by rmcp's task manager.
-#[derive(Clone)]
-pub(super) struct SessionTasks(pub(super) TaskManager);
+/// The tasks of this server, each owned by whoever started it (see
+/// [`CodeModeServer::task_owner`]): a task id another owner sends is answered as unknown,
+/// exactly as one nobody issued.
+#[derive(Clone, Default)]
+pub(super) struct OwnedTasks {
+    manager: TaskManager,
+    owners: Arc<Mutex<HashMap<String, Owned>>>,
+}
 
-impl std::fmt::Debug for SessionTasks {
+/// Whose a task is, and whether its program still runs.
+struct Owned {
+    owner: String,
+    done: Arc<AtomicBool>,
+    /// Past this the manager has dropped the task too.
+    forgotten_at: Instant,
+}
+
+impl std::fmt::Debug for OwnedTasks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionTasks")
-            .field("running", &self.0.running_task_count())
+        f.debug_struct("OwnedTasks")
+            .field("running", &self.manager.running_task_count())
             .finish()
+    }
+}
+
+impl OwnedTasks {
+    /// The manager's answer for a task of `owner`'s, or rmcp's own "unknown task" for any
+    /// other id (the same error, so a prober cannot tell a foreign task from none).
+    fn of<T>(
+        &self,
+        owner: &str,
+        task_id: &str,
+        then: impl FnOnce(&TaskManager) -> Result<T, McpError>,
+    ) -> Result<T, McpError> {
+        let owned = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task_id)
+            .is_some_and(|o| o.owner == owner);
+        if owned {
+            then(&self.manager)
+        } else {
+            Err(McpError::invalid_params(
+                format!("unknown task: {task_id}"),
+                None,
+            ))
+        }
+    }
+
+    pub(super) fn get(&self, owner: &str, task_id: &str) -> Result<DetailedTask, McpError> {
+        self.of(owner, task_id, |m| m.get_task(task_id))
+    }
+
+    pub(super) fn update(
+        &self,
+        owner: &str,
+        task_id: &str,
+        responses: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> Result<(), McpError> {
+        self.of(owner, task_id, |m| m.update_task(task_id, responses))
+    }
+
+    pub(super) fn cancel(&self, owner: &str, task_id: &str) -> Result<(), McpError> {
+        self.of(owner, task_id, |m| m.cancel_task(task_id))
+    }
+
+    /// Programs of `owner` still running as tasks; forgets tasks the manager has dropped.
+    fn running_of(&self, owner: &str) -> usize {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        owners.retain(|_, o| !o.done.load(Ordering::SeqCst) || now < o.forgotten_at);
+        owners
+            .values()
+            .filter(|o| o.owner == owner && !o.done.load(Ordering::SeqCst))
+            .count()
     }
 }
 
@@ -40,7 +116,7 @@ impl CodeModeServer {
     /// `tasks/get`. Bad arguments and a full session are answered at once, as plain results.
     pub(super) fn execute_code_as_task(
         &self,
-        tasks: &TaskManager,
+        tasks: &OwnedTasks,
         arguments: JsonObject,
         context: &RequestContext<RoleServer>,
     ) -> CallToolResponse {
@@ -49,9 +125,10 @@ impl CodeModeServer {
             Ok(admitted) => admitted,
             Err(refusal) => return (*refusal).into(),
         };
-        if tasks.running_task_count() >= settings.max_running {
+        let owner = self.task_owner(context);
+        if tasks.running_of(&owner) >= settings.max_running {
             return refusal(&format!(
-                "this session already has {} programs running as tasks, as many as it may (codemode.tasks.maxRunning); nothing was run. Wait for one to finish (tasks/get), or combine work into fewer executions",
+                "this client already has {} programs running as tasks, as many as it may (codemode.tasks.maxRunning); nothing was run. Wait for one to finish (tasks/get), or combine work into fewer executions",
                 settings.max_running
             ))
             .into();
@@ -68,8 +145,17 @@ impl CodeModeServer {
             ..self.run_options(context)
         };
         let codemode = self.codemode.clone();
-        let session_ended = self.session_ended.clone();
-        let task = tasks.spawn(
+        // A legacy session's task ends with its session; a modern request has none (its
+        // handler ends with the request), so its task runs to its own clock.
+        let session_ended = if super::is_modern(context) {
+            CancellationToken::new()
+        } else {
+            self.session_ended.clone()
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let kept = Duration::from_millis(settings.timeout_ms.saturating_add(settings.keep_ms));
+        let task = tasks.manager.spawn(
             TaskOptions::new()
                 // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
                 // more such window).
@@ -102,6 +188,7 @@ impl CodeModeServer {
                         ..options
                     };
                     let execution = codemode.execute_with(&admitted.code, options).await;
+                    finished.store(true, Ordering::SeqCst);
                     // Ends the watcher above.
                     cancel.cancel();
                     drop(admitted);
@@ -121,6 +208,19 @@ impl CodeModeServer {
                 })
             },
         );
+        tasks
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                task.task_id.clone(),
+                Owned {
+                    owner,
+                    done,
+                    // rmcp keeps a finished task one more `ttl` window.
+                    forgotten_at: Instant::now() + kept.saturating_mul(2),
+                },
+            );
         CallToolResponse::Task(CreateTaskResult::new(task))
     }
 }

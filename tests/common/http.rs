@@ -221,14 +221,29 @@ pub fn post_modern(
     server: &HttpServer,
     id: u32,
     method: &str,
+    params: Value,
+) -> reqwest::RequestBuilder {
+    post_modern_with(server, id, method, params, json!({}))
+}
+
+/// [`post_modern`] from a client declaring `capabilities`.
+pub fn post_modern_with(
+    server: &HttpServer,
+    id: u32,
+    method: &str,
     mut params: Value,
+    capabilities: Value,
 ) -> reqwest::RequestBuilder {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
         "io.modelcontextprotocol/clientInfo": {"name": "raw-modern-test", "version": "1"}
     });
-    let name = params["name"].as_str().map(str::to_string);
+    // SEP-2243: the name a middlebox routes on, where the method has one.
+    let name = ["name", "uri", "taskId"]
+        .iter()
+        .find_map(|key| params[key].as_str())
+        .map(str::to_string);
     let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
     let request = post_mcp(server, body.to_string())
         .header("mcp-protocol-version", "2026-07-28")

@@ -184,8 +184,12 @@ impl HttpServer {
             let codemode = codemode.clone();
             let per_session = options.session_concurrency;
             let stateless = options.stateless;
+            // Holds the tasks every handler shares: a modern client's requests each get a
+            // handler of their own, and a task outlives the one that started it.
+            let tasks = super::tasks::OwnedTasks::default();
             move |transport, session| {
                 let handler = CodeModeServer::new(codemode.clone())
+                    .with_tasks(Some(&tasks))
                     .with_session_limit(per_session)
                     .with_transport(transport, session);
                 if stateless {
