@@ -308,6 +308,7 @@ impl CodeModeBuilder {
             skills,
             lockdown,
             tasks: config.codemode.tasks,
+            approval_timeout: config.codemode.policy.approval_timeout(),
         })
     }
 }
@@ -319,6 +320,7 @@ pub struct CodeMode {
     executor: Arc<Executor>,
     lockdown: Option<LockdownReport>,
     tasks: TaskSettings,
+    approval_timeout: std::time::Duration,
     skills: Option<Arc<SkillStore>>,
 }
 
@@ -367,6 +369,11 @@ impl CodeMode {
     /// How `execute_code` runs as an MCP task.
     pub fn tasks(&self) -> &TaskSettings {
         &self.tasks
+    }
+
+    /// How long a confirmation waits for the user (`codemode.policy.approvalTimeoutMs`).
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        self.approval_timeout
     }
 
     /// The executor underneath: settings, shutdown, the live catalog and its upstreams.

@@ -649,6 +649,54 @@ async fn an_unchecked_authorization_header_names_no_owner() {
     );
 }
 
+/// A run parked at a mid-run confirmation lives only in the server that asked: the retry
+/// reaching that server restarted is told so and to run the program again, and nothing of
+/// the run is guessed at.
+#[tokio::test]
+async fn a_parked_run_does_not_survive_a_restart_and_the_retry_says_so() {
+    let dir = common::scratch_dir("parked-restart");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+        }),
+    );
+    let code = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });";
+    let call = |server: &HttpServer, id, state: Option<&str>| {
+        let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] =
+                json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+        }
+        common::http::post_modern_with(server, id, "tools/call", params, json!({"elicitation": {}}))
+            .send()
+    };
+    let server = HttpServer::start(&["--config", &config]);
+    let first = common::http::answer_of(call(&server, 1, None).await.unwrap()).await;
+    assert_eq!(
+        first["result"]["resultType"],
+        json!("input_required"),
+        "{first}"
+    );
+    let state = first["result"]["requestState"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a requestState: {first}"))
+        .to_string();
+    drop(server);
+    let restarted = HttpServer::start(&["--config", &config]);
+    let retry = common::http::answer_of(call(&restarted, 2, Some(&state)).await.unwrap()).await;
+    let text = retry["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(retry["result"]["isError"], json!(true), "{retry}");
+    assert!(
+        text.contains("restarted") && text.contains("Run the program again"),
+        "the retry is told the run is gone and what to do: {retry}"
+    );
+}
+
 /// `Mcp-Method` disagreeing with the body is refused with the spec's status and error
 /// (400, -32020, SEP-2243), and the next request is served.
 #[tokio::test]

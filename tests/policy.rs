@@ -132,7 +132,8 @@ async fn confirm_without_elicitation_refuses_and_says_why() {
     )
     .await;
     let ran = run(&client, "return await tools.toy.add({ a: 1, b: 2 });").await;
-    assert_eq!(ran.error_kind(), "tool", "{ran:?}");
+    // The policy stopped the call, not the tool.
+    assert_eq!(ran.error_kind(), "policy", "{ran:?}");
     assert!(
         ran.error_message()
             .contains("cannot ask (it does not support elicitation)"),

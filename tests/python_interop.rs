@@ -51,10 +51,31 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
         &confirming_dir,
         &serde_json::json!({
             "mcpServers": { "toy": common::toy() },
-            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+            "codemode": {
+                "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] },
+                "state": { "enabled": true }
+            }
         }),
     );
     let confirming = common::http::HttpServer::start(&["--config", &confirming]);
+    let slow_dir = common::scratch_dir("python-modern-unanswered");
+    let slow = common::write_config(
+        &slow_dir,
+        &serde_json::json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": {
+                "rules": [{ "tools": "toy.add", "action": "confirm" }],
+                "approvalTimeoutMs": 100
+            } }
+        }),
+    );
+    let slow_audit = slow_dir.join("audit.jsonl");
+    let slow = common::http::HttpServer::start(&[
+        "--config",
+        &slow,
+        "--audit-log",
+        slow_audit.to_str().unwrap(),
+    ]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_modern.py"
@@ -63,6 +84,8 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
         .arg(script)
         .arg(server.url("/mcp"))
         .arg(confirming.url("/mcp"))
+        .arg(slow.url("/mcp"))
+        .arg(&slow_audit)
         .output()
         .expect("run the Python modern client");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -623,11 +623,24 @@ pub struct PolicySettings {
     /// (default 2: a program may call a code-mode upstream whose program calls one more).
     #[serde(default = "PolicySettings::default_max_depth")]
     pub max_depth: u32,
+    /// How long a confirmation waits for the user's answer, in milliseconds (default 5
+    /// minutes); past it the call is refused, saying nobody answered.
+    #[serde(default = "PolicySettings::default_approval_timeout_ms")]
+    pub approval_timeout_ms: u64,
 }
 
 impl PolicySettings {
     fn default_max_depth() -> u32 {
         2
+    }
+
+    fn default_approval_timeout_ms() -> u64 {
+        300_000
+    }
+
+    /// How long a confirmation waits for its answer.
+    pub fn approval_timeout(&self) -> Duration {
+        Duration::from_millis(self.approval_timeout_ms)
     }
 }
 
@@ -638,6 +651,7 @@ impl Default for PolicySettings {
             default: DefaultAction::default(),
             data_flow: DataFlowSettings::default(),
             max_depth: Self::default_max_depth(),
+            approval_timeout_ms: Self::default_approval_timeout_ms(),
         }
     }
 }
@@ -1004,6 +1018,16 @@ impl Config {
                 message: format!(
                     "{depth} is out of range: allowed 0 to {}",
                     nesting::MAX_DEPTH
+                ),
+            });
+        }
+        let approval = config.codemode.policy.approval_timeout_ms;
+        if !(100..=86_400_000).contains(&approval) {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: "codemode.policy.approvalTimeoutMs".into(),
+                message: format!(
+                    "{approval} is out of range: allowed 100 to 86400000 (milliseconds a confirmation waits for the user)"
                 ),
             });
         }

@@ -586,6 +586,10 @@ struct Settlement {
     span: Mutex<Option<CallSpan>>,
 }
 
+/// The decision of a call the user did not confirm (declined, dismissed, or nobody
+/// answered in time).
+pub(super) const NOT_CONFIRMED: &str = "refused: not confirmed";
+
 impl Settlement {
     /// Waits for the user's word on a gated call: the decision, or the refusal (recorded).
     async fn confirm(&self, gate: Gate) -> Result<&'static str, ToolReply> {
@@ -602,7 +606,7 @@ impl Settlement {
             }
             Confirmation::Denied(why) => {
                 let reply = fail(format!("{} was not called: {why}", self.shown_as), None);
-                self.record("refused: not confirmed", &reply);
+                self.record(NOT_CONFIRMED, &reply);
                 Err(reply)
             }
         }

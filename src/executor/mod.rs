@@ -455,6 +455,18 @@ impl Executor {
             error.tool = None;
             error.schema_path = None;
         }
+        // A run ended by a call the user did not confirm (declined, or nobody answered in
+        // time) was stopped by the policy, not by the tool.
+        if let Err(error) = &mut outcome.result
+            && error.kind == ErrorKind::Tool
+            && calls.iter().any(|call| {
+                !call.ok
+                    && call.decision == calls::NOT_CONFIRMED
+                    && error.tool.as_deref() == Some(call.tool.as_str())
+            })
+        {
+            error.kind = ErrorKind::Policy;
+        }
         // A run ended by the error of a refused call (a ToolError, or fetch's TypeError)
         // ran out of budget, whatever the program did with the error's message.
         if let Err(error) = &mut outcome.result

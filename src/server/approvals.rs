@@ -1,13 +1,21 @@
 //! Confirmations for clients of protocol 2026-07-28, which take no server-to-client
-//! requests: a run that needs the user's word before it starts is answered with an
-//! `input_required` result (SEP-2322) carrying the question and a `requestState`; the
-//! client asks its user and sends the same call again with the answer and that state.
+//! requests: a run that needs the user's word is answered with an `input_required` result
+//! (SEP-2322) carrying the question and a `requestState`; the client asks its user and
+//! sends the same call again with the answer and that state.
 //!
-//! The state is a random handle (244 bits) to what is kept here: the program's hash, its
-//! owner, the tools asked about and an expiry. It is used once; a changed, replayed,
-//! expired or foreign one, or one from before a restart, resumes nothing. A confirmation a
-//! program reaches mid-run cannot be asked this way yet (the run would have to be parked),
-//! and is refused, saying how to have it asked before the run.
+//! - A confirmation of a tool the program names is asked before anything runs: the run is
+//!   refused at its pre-flight, the question asked, and the retry runs the program with
+//!   the answer.
+//! - One reached mid-run (a computed name, the data-flow guard) parks the run: its isolate
+//!   waits at the call, not yet made, while the server answers `input_required`; the retry
+//!   hands the answer to the waiting call and follows the same run on, so nothing before
+//!   it runs twice. Nobody answering within `codemode.policy.approvalTimeoutMs` refuses the
+//!   call (kind `policy` if the program lets it end the run). The run's own clock
+//!   (`timeoutMs`) keeps running while it waits.
+//!
+//! The state is a random handle (256 bits) to what is kept here: the program's hash, its
+//! owner, the question and an expiry. It is used once; a changed, replayed, expired or
+//! foreign one, or one from before a restart, resumes nothing.
 
 use std::{
     collections::HashMap,
@@ -20,23 +28,72 @@ use rmcp::model::{
     ElicitRequest, ElicitRequestParams, ElicitationSchema, InputRequest, InputRequests,
     InputRequiredResult,
 };
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
+use super::state_scope::StateScope;
 use crate::digest;
+use crate::executor::Execution;
 use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
 
-/// How long a question waits for its answer.
-pub(super) const APPROVAL_TTL: Duration = Duration::from_secs(300);
-/// Questions waiting at once; past it the oldest are forgotten.
+/// How long past its approval timeout a parked run's state still finds the run, so that a
+/// retry arriving just late is told how the run ended rather than that nothing is known.
+const LATE_RETRY: Duration = Duration::from_secs(60);
+/// Questions waiting at once; past it the heaviest owner's oldest are forgotten.
 const MAX_PENDING: usize = 4096;
 /// The key of the one input request.
 const KEY: &str = "confirm";
+/// The optional key of a mid-run answer that approves the tool's later calls too.
+const FOR_REST: &str = "forRestOfExecution";
+/// Arguments shown to the user, at most this long.
+const SHOWN_ARGUMENTS: usize = 2_000;
 
-/// A question asked, waiting for the client's retry.
+/// A question a run asks mid-run, and where its answer goes.
+pub(super) struct Asking {
+    request: ConfirmRequest,
+    reply: oneshot::Sender<Confirmation>,
+}
+
+/// A run a modern request follows: it may end, or stop at a call to ask.
+pub(super) struct Running {
+    pub(super) execution: tokio::task::JoinHandle<Execution>,
+    pub(super) questions: mpsc::UnboundedReceiver<Asking>,
+    /// Stops the run (the client cancelled, or nobody will ever answer).
+    pub(super) cancel: CancellationToken,
+    pub(super) scope: StateScope,
+    /// The question of a pre-flight that refused the run, to ask.
+    pub(super) asked: Arc<Mutex<Option<ConfirmRequest>>>,
+}
+
+/// What a `requestState` names.
+enum Waiting {
+    /// A question asked before the run: nothing ran.
+    Before { tools: String },
+    /// A run stopped at a call until the answer comes.
+    Parked {
+        run: Box<Running>,
+        reply: oneshot::Sender<Confirmation>,
+        /// Past it the call was refused (nobody answered).
+        answer_by: Instant,
+    },
+}
+
 struct Pending {
     code_sha: String,
     owner: String,
-    tools: String,
     asked: Instant,
+    /// Past it the state resumes nothing.
+    forgotten_at: Instant,
+    waiting: Waiting,
+}
+
+impl Pending {
+    /// Forgetting a parked run stops it: nobody can answer its question any more.
+    fn forget(self) {
+        if let Waiting::Parked { run, .. } = self.waiting {
+            run.cancel.cancel();
+        }
+    }
 }
 
 static PENDING: std::sync::LazyLock<Mutex<HashMap<String, Pending>>> =
@@ -46,9 +103,8 @@ fn code_sha(code: &str) -> String {
     digest::sha256_hex(code.as_bytes())
 }
 
-/// The `input_required` result asking `request` (a run's up-front confirmation) of the
-/// user of `owner`, for the program `code`.
-pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputRequiredResult {
+/// Keeps `waiting` under a fresh state; returns the state.
+fn keep(code: &str, owner: &str, waiting: Waiting, forgotten_at: Instant) -> String {
     let state = format!(
         "cma_{}",
         base64::Engine::encode(
@@ -56,29 +112,69 @@ pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputReq
             digest::random_bytes::<32>()
         )
     );
-    {
-        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-        pending.retain(|_, p| p.asked.elapsed() < APPROVAL_TTL);
-        let full = if pending.len() >= MAX_PENDING {
-            crate::state::oldest_of_heaviest_owner(
-                pending.iter().map(|(k, p)| (k, p.owner.as_str(), p.asked)),
-            )
-        } else {
-            None
-        };
-        if let Some(oldest) = full {
-            pending.remove(&oldest);
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let expired: Vec<String> = pending
+        .iter()
+        .filter(|(_, p)| p.forgotten_at <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in expired {
+        if let Some(p) = pending.remove(&key) {
+            p.forget();
         }
-        pending.insert(
-            state.clone(),
-            Pending {
-                code_sha: code_sha(code),
-                owner: owner.to_string(),
-                tools: request.tool.clone(),
-                asked: Instant::now(),
-            },
-        );
     }
+    let full = if pending.len() >= MAX_PENDING {
+        crate::state::oldest_of_heaviest_owner(
+            pending.iter().map(|(k, p)| (k, p.owner.as_str(), p.asked)),
+        )
+    } else {
+        None
+    };
+    if let Some(p) = full.and_then(|oldest| pending.remove(&oldest)) {
+        p.forget();
+    }
+    pending.insert(
+        state.clone(),
+        Pending {
+            code_sha: code_sha(code),
+            owner: owner.to_string(),
+            asked: now,
+            forgotten_at,
+            waiting,
+        },
+    );
+    state
+}
+
+/// The `input_required` result of one question.
+fn question(message: String, schema: ElicitationSchema, state: String) -> InputRequiredResult {
+    let mut requests = InputRequests::new();
+    requests.insert(
+        KEY.into(),
+        InputRequest::Elicitation(ElicitRequest::new(
+            ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message,
+                requested_schema: schema,
+            },
+        )),
+    );
+    InputRequiredResult::new(Some(requests), Some(state))
+}
+
+/// The `input_required` result asking `request` (a run's up-front confirmation) of the
+/// user of `owner`, for the program `code`; the question waits `timeout`.
+pub(super) fn ask(
+    request: &ConfirmRequest,
+    code: &str,
+    owner: &str,
+    timeout: Duration,
+) -> InputRequiredResult {
+    let waiting = Waiting::Before {
+        tools: request.tool.clone(),
+    };
+    let state = keep(code, owner, waiting, Instant::now() + timeout);
     let at = request.site.map_or(String::new(), |site| {
         format!(" (first at line {} of the program)", site.line)
     });
@@ -88,31 +184,107 @@ pub(super) fn ask(request: &ConfirmRequest, code: &str, owner: &str) -> InputReq
     );
     let schema = ElicitationSchema::builder()
         .required_bool_with(KEY, |b| b.title("Allow these calls?"))
-        .build();
-    let mut requests = InputRequests::new();
-    if let Ok(schema) = schema {
-        requests.insert(
-            KEY.into(),
-            InputRequest::Elicitation(ElicitRequest::new(
-                ElicitRequestParams::FormElicitationParams {
-                    meta: None,
-                    message,
-                    requested_schema: schema,
-                },
-            )),
-        );
-    }
-    InputRequiredResult::new(Some(requests), Some(state))
+        .build()
+        .unwrap_or_else(|_| ElicitationSchema::builder().build_unchecked());
+    question(message, schema, state)
 }
 
-/// What the retry answered for the run of `code` by `owner`: the tools asked about and the
-/// user's word, or why the state resumes nothing.
+/// The `input_required` result of a run stopped mid-run at `asking`: the run is kept,
+/// waiting, under the state the result carries.
+pub(super) fn park(
+    asking: Asking,
+    run: Running,
+    code: &str,
+    owner: &str,
+    timeout: Duration,
+) -> InputRequiredResult {
+    let Asking { request, reply } = asking;
+    let answer_by = Instant::now() + timeout;
+    let waiting = Waiting::Parked {
+        run: Box::new(run),
+        reply,
+        answer_by,
+    };
+    let state = keep(code, owner, waiting, answer_by + LATE_RETRY);
+    let mut arguments = request.arguments;
+    if arguments.len() > SHOWN_ARGUMENTS {
+        arguments.truncate(crate::sandbox::floor_char_boundary(
+            &arguments,
+            SHOWN_ARGUMENTS,
+        ));
+        arguments.push_str("...");
+    }
+    let at = request.site.map_or(String::new(), |site| {
+        format!(" (line {} of the program)", site.line)
+    });
+    let mut message = if arguments.is_empty() {
+        format!("A code-mode program{at} is about to call {}.", request.tool)
+    } else {
+        format!(
+            "A code-mode program{at} is about to call {} with {arguments}.",
+            request.tool
+        )
+    };
+    if let Some(reason) = &request.reason {
+        message.push_str(&format!(" Why you are asked: {reason}."));
+    }
+    message.push_str(&format!(
+        " It waits for your answer (at most {} s). Allow this call?",
+        timeout.as_secs().max(1)
+    ));
+    let schema = ElicitationSchema::builder()
+        .required_bool_with(KEY, |b| b.title("Allow this call?"))
+        .optional_bool(FOR_REST, false)
+        .build()
+        .unwrap_or_else(|_| ElicitationSchema::builder().build_unchecked());
+    question(message, schema, state)
+}
+
+/// What a retry's `requestState` resumes.
+pub(super) enum Resumed {
+    /// A question asked before the run: the tools asked about and the user's word.
+    Before(String, Confirmation),
+    /// A parked run, its waiting call given the answer (or, past the approval timeout,
+    /// already refused): follow it on.
+    Parked(Box<Running>),
+}
+
+/// The user's word in a retry's `inputResponses`.
+fn word(responses: Option<&rmcp::model::InputResponses>) -> Confirmation {
+    let reply = responses.and_then(|r| r.get(KEY));
+    let action = reply.and_then(|r| r.get("action")).and_then(|a| a.as_str());
+    let content = reply.and_then(|r| r.get("content"));
+    let allowed = content
+        .and_then(|c| c.get(KEY))
+        .and_then(serde_json::Value::as_bool);
+    let for_rest = content
+        .and_then(|c| c.get(FOR_REST))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    match (action, allowed) {
+        (Some("accept"), Some(true)) if for_rest => Confirmation::ForExecution,
+        (Some("accept"), Some(true)) => Confirmation::Once,
+        (Some("accept"), Some(false)) | (Some("decline"), _) => {
+            Confirmation::Denied("the user declined it".into())
+        }
+        (Some("accept"), None) => Confirmation::Denied(
+            "the answer carried no `confirm` value, so nothing is taken as approved".into(),
+        ),
+        (Some("cancel"), _) => Confirmation::Denied("the user dismissed the confirmation".into()),
+        _ => Confirmation::Denied(
+            "the retry carried no answer to the confirmation (inputResponses.confirm)".into(),
+        ),
+    }
+}
+
+/// What the retry answered for the run of `code` by `owner`, or why the state resumes
+/// nothing.
 pub(super) fn answer(
     state: &str,
     responses: Option<&rmcp::model::InputResponses>,
     code: &str,
     owner: &str,
-) -> Result<(String, Confirmation), String> {
+) -> Result<Resumed, String> {
     const AGAIN: &str = "Run the program again (without requestState) to be asked anew";
     // Checked before it is used up: a wrong program or client must not spend the question
     // another retry may still answer.
@@ -130,48 +302,56 @@ pub(super) fn answer(
     };
     let Some(pending) = pending else {
         return Err(format!(
-            "nothing ran: this requestState names no question waiting here (it was answered already, it is not one this server asked, or the server restarted since). {AGAIN}"
+            "nothing ran: this requestState names no question waiting here (it was answered already, it is not one this server asked, or the server restarted since: a run waiting for an answer lives only in the server that asked). {AGAIN}"
         ));
     };
-    if pending.asked.elapsed() >= APPROVAL_TTL {
+    if pending.forgotten_at <= Instant::now() {
+        let waited = pending
+            .forgotten_at
+            .saturating_duration_since(pending.asked);
+        pending.forget();
         return Err(format!(
-            "nothing ran: the question expired ({} s without an answer). {AGAIN}",
-            APPROVAL_TTL.as_secs()
+            "nothing more ran: the question expired ({} s without an answer). {AGAIN}",
+            waited.as_secs()
         ));
     }
-    let reply = responses.and_then(|r| r.get(KEY));
-    let action = reply.and_then(|r| r.get("action")).and_then(|a| a.as_str());
-    let allowed = reply
-        .and_then(|r| r.get("content"))
-        .and_then(|c| c.get(KEY))
-        .and_then(serde_json::Value::as_bool);
-    let word = match (action, allowed) {
-        (Some("accept"), Some(true)) => Confirmation::ForExecution,
-        (Some("accept"), Some(false)) | (Some("decline"), _) => {
-            Confirmation::Denied("the user declined it".into())
+    match pending.waiting {
+        // Asked before the run, the question was about every call of those tools.
+        Waiting::Before { tools } => Ok(Resumed::Before(
+            tools,
+            match word(responses) {
+                Confirmation::Once => Confirmation::ForExecution,
+                other => other,
+            },
+        )),
+        Waiting::Parked {
+            run,
+            reply,
+            answer_by,
+        } => {
+            // Past `answer_by` the waiting call was refused already; the run went on without
+            // the answer, and the retry learns how it ended.
+            if Instant::now() < answer_by {
+                let _ = reply.send(word(responses));
+            }
+            Ok(Resumed::Parked(run))
         }
-        (Some("accept"), None) => Confirmation::Denied(
-            "the answer carried no `confirm` value, so nothing is taken as approved".into(),
-        ),
-        (Some("cancel"), _) => Confirmation::Denied("the user dismissed the confirmation".into()),
-        _ => Confirmation::Denied(
-            "the retry carried no answer to the confirmation (inputResponses.confirm)".into(),
-        ),
-    };
-    Ok((pending.tools, word))
+    }
 }
 
 /// The confirmer of a modern request: before the run, it notes the question (to be asked
-/// by `input_required`) or gives the answer the retry carried; mid-run, it refuses.
+/// by `input_required`) or gives the answer the retry carried; mid-run, it stops the call
+/// and hands the question to the request following the run, which parks it.
 pub(super) struct AnsweringConfirmer {
     /// The answer a retry carried: the tools asked about and the user's word.
     pub(super) answered: Option<(String, Confirmation)>,
     /// The question of the first leg, to ask.
     pub(super) asked: Arc<Mutex<Option<ConfirmRequest>>>,
+    /// Where mid-run questions go.
+    pub(super) questions: mpsc::UnboundedSender<Asking>,
+    /// How long a mid-run question waits for its answer.
+    pub(super) timeout: Duration,
 }
-
-/// Said of a confirmation reached mid-run on a modern request.
-const MID_RUN: &str = "the policy asks the user to confirm it mid-run, which this client (MCP 2026-07-28, no server-to-client requests) cannot be asked yet. Call the tool by its literal name (tools.ns.tool(...)) so that it is confirmed before the program runs, or the user can allow it in codemode.policy";
 
 impl Confirmer for AnsweringConfirmer {
     fn can_ask(&self) -> bool {
@@ -179,30 +359,45 @@ impl Confirmer for AnsweringConfirmer {
     }
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
-        let word = if !request.before_run {
-            Confirmation::Denied(match &request.reason {
-                // The data-flow guard's question only arises mid-run: naming the tool
-                // cannot move it up front.
-                Some(reason) => format!(
-                    "{reason}; the data-flow guard asks the user to confirm such calls, and {}. Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)",
-                    super::confirm::CANNOT_ASK_MODERN
-                ),
-                None => MID_RUN.to_string(),
-            })
-        } else {
-            match &self.answered {
-                Some((tools, word)) if *tools == request.tool => word.clone(),
-                Some(_) => {
-                    Confirmation::Denied("the answer the retry carried was for other tools".into())
+        if !request.before_run {
+            let (reply, answer) = oneshot::channel();
+            let asked = self.questions.send(Asking { request, reply });
+            let timeout = self.timeout;
+            return Box::pin(async move {
+                if asked.is_err() {
+                    return Confirmation::Denied(
+                        "nobody follows this run any more to ask the user".into(),
+                    );
                 }
-                None => {
-                    *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(request);
-                    Confirmation::Denied(ASKING.into())
+                match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(word)) => word,
+                    Ok(Err(_)) => Confirmation::Denied(
+                        "the confirmation was abandoned (the run's question was forgotten)".into(),
+                    ),
+                    Err(_) => Confirmation::Denied(nobody_answered(timeout)),
                 }
+            });
+        }
+        let word = match &self.answered {
+            Some((tools, word)) if *tools == request.tool => word.clone(),
+            Some(_) => {
+                Confirmation::Denied("the answer the retry carried was for other tools".into())
+            }
+            None => {
+                *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(request);
+                Confirmation::Denied(ASKING.into())
             }
         };
         Box::pin(std::future::ready(word))
     }
+}
+
+/// Why a call nobody confirmed in time was refused.
+pub(super) fn nobody_answered(timeout: Duration) -> String {
+    format!(
+        "nobody answered the confirmation within {} ms (codemode.policy.approvalTimeoutMs)",
+        timeout.as_millis()
+    )
 }
 
 /// The refusal of a first leg, replaced by the `input_required` result.
@@ -211,6 +406,15 @@ pub(super) const ASKING: &str = "the user is being asked";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    fn before(resumed: Result<Resumed, String>) -> Result<(String, Confirmation), String> {
+        resumed.map(|r| match r {
+            Resumed::Before(tools, word) => (tools, word),
+            Resumed::Parked(_) => panic!("a question before the run"),
+        })
+    }
 
     fn request() -> ConfirmRequest {
         ConfirmRequest {
@@ -232,56 +436,60 @@ mod tests {
 
     #[test]
     fn a_state_resumes_once_for_its_program_and_owner_only() {
-        let asked = ask(&request(), "return 1", "alice");
+        let asked = ask(&request(), "return 1", "alice", TTL);
         let state = asked.request_state.clone().unwrap();
         assert!(
-            answer(&state, Some(&yes()), "return 2", "alice").is_err(),
+            before(answer(&state, Some(&yes()), "return 2", "alice")).is_err(),
             "another program"
         );
-        let asked = ask(&request(), "return 1", "alice");
+        let asked = ask(&request(), "return 1", "alice", TTL);
         let state = asked.request_state.clone().unwrap();
         assert!(
-            answer(&state, Some(&yes()), "return 1", "bob").is_err(),
+            before(answer(&state, Some(&yes()), "return 1", "bob")).is_err(),
             "another owner"
         );
-        let state = ask(&request(), "return 1", "alice").request_state.unwrap();
-        let (tools, word) = answer(&state, Some(&yes()), "return 1", "alice").unwrap();
+        let state = ask(&request(), "return 1", "alice", TTL)
+            .request_state
+            .unwrap();
+        let (tools, word) = before(answer(&state, Some(&yes()), "return 1", "alice")).unwrap();
         assert_eq!(
             (tools.as_str(), word),
             ("tools.toy.add", Confirmation::ForExecution)
         );
         assert!(
-            answer(&state, Some(&yes()), "return 1", "alice").is_err(),
+            before(answer(&state, Some(&yes()), "return 1", "alice")).is_err(),
             "used once"
         );
         let changed = format!("{}x", &state[..state.len() - 1]);
         assert!(
-            answer(&changed, Some(&yes()), "return 1", "alice").is_err(),
+            before(answer(&changed, Some(&yes()), "return 1", "alice")).is_err(),
             "changed"
         );
-        let state = ask(&request(), "return 1", "alice").request_state.unwrap();
+        let state = ask(&request(), "return 1", "alice", TTL)
+            .request_state
+            .unwrap();
         let no = [(KEY.to_string(), serde_json::json!({"action": "decline"}))].into();
-        let (_, word) = answer(&state, Some(&no), "return 1", "alice").unwrap();
+        let (_, word) = before(answer(&state, Some(&no), "return 1", "alice")).unwrap();
         assert!(matches!(word, Confirmation::Denied(_)));
     }
 
     #[test]
     fn one_owner_asking_without_end_drops_only_its_own_questions() {
-        let patient = ask(&request(), "return 1", "patient")
+        let patient = ask(&request(), "return 1", "patient", TTL)
             .request_state
             .unwrap();
-        let first = ask(&request(), "return 1", "flooder")
+        let first = ask(&request(), "return 1", "flooder", TTL)
             .request_state
             .unwrap();
         for _ in 0..MAX_PENDING + 10 {
-            ask(&request(), "return 1", "flooder");
+            ask(&request(), "return 1", "flooder", TTL);
         }
         assert!(
-            answer(&first, Some(&yes()), "return 1", "flooder").is_err(),
+            before(answer(&first, Some(&yes()), "return 1", "flooder")).is_err(),
             "the flooder's oldest question was dropped"
         );
         assert!(
-            answer(&patient, Some(&yes()), "return 1", "patient").is_ok(),
+            before(answer(&patient, Some(&yes()), "return 1", "patient")).is_ok(),
             "another owner's question is still there"
         );
     }

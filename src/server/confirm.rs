@@ -21,31 +21,37 @@ rmcp::elicit_safe!(Approval);
 /// Arguments shown to the user, at most this long.
 const SHOWN_ARGUMENTS: usize = 2_000;
 
-/// Asks the client's user; `modern` for a request of protocol 2026-07-28, which takes no
-/// server-to-client request (its up-front questions go by `input_required` instead).
-pub(super) struct ElicitingConfirmer(pub(super) Peer<RoleServer>, pub(super) bool);
+/// Asks the client's user.
+pub(super) struct ElicitingConfirmer {
+    pub(super) peer: Peer<RoleServer>,
+    /// A request of protocol 2026-07-28, which takes no server-to-client request (its
+    /// questions go by `input_required` instead).
+    pub(super) modern: bool,
+    /// How long a question waits for the answer (`codemode.policy.approvalTimeoutMs`).
+    pub(super) timeout: std::time::Duration,
+}
 
-/// Said where a modern client would have to be asked mid-run.
-pub(super) const CANNOT_ASK_MODERN: &str = "this client (MCP 2026-07-28, no server-to-client requests) cannot be asked in the middle of a run, or at all without elicitation";
+/// Said where a modern client cannot be asked.
+pub(super) const CANNOT_ASK_MODERN: &str = "this client cannot be asked (MCP 2026-07-28: it declared no elicitation capability, or the program runs as a task, whose questions this server does not ask yet)";
 
 impl Confirmer for ElicitingConfirmer {
     fn can_ask(&self) -> bool {
-        !self.1
+        !self.modern
             && self
-                .0
+                .peer
                 .peer_info()
                 .is_some_and(|info| info.capabilities.elicitation.is_some())
     }
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
-        let peer = self.0.clone();
-        if self.1 {
+        let (peer, timeout) = (self.peer.clone(), self.timeout);
+        if self.modern {
             let why = match &request.reason {
                 Some(reason) => format!(
                     "{reason}; the data-flow guard asks the user to confirm such calls, and {CANNOT_ASK_MODERN}. Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)"
                 ),
                 None => format!(
-                    "the policy (codemode.policy) asks the user to confirm it, and {CANNOT_ASK_MODERN}. Call the tool by its literal name (tools.ns.tool(...)) from a client with elicitation so that it is asked before the run, or the user can allow it in codemode.policy"
+                    "the policy (codemode.policy) asks the user to confirm it, and {CANNOT_ASK_MODERN}. Run it from a client with elicitation, not as a task, or the user can allow it in codemode.policy"
                 ),
             };
             return Box::pin(std::future::ready(Confirmation::Denied(why)));
@@ -74,7 +80,11 @@ impl Confirmer for ElicitingConfirmer {
                 message.push_str(&format!(" Why you are asked: {reason}."));
             }
             message.push_str(" Allow it?");
-            match peer.elicit::<Approval>(message).await {
+            let Ok(answer) = tokio::time::timeout(timeout, peer.elicit::<Approval>(message)).await
+            else {
+                return Confirmation::Denied(super::approvals::nobody_answered(timeout));
+            };
+            match answer {
                 Ok(Some(approval)) if approval.for_rest_of_execution => Confirmation::ForExecution,
                 Ok(_) => Confirmation::Once,
                 Err(ElicitationError::UserDeclined) => Confirmation::Denied("the user declined it".into()),

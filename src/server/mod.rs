@@ -249,7 +249,7 @@ impl CodeModeServer {
         Parameters(arguments): Parameters<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.run_program(arguments, context, None).await
+        self.run_program(arguments, context).await
     }
 
     #[tool(
@@ -298,13 +298,11 @@ impl state_scope::StateScope {
 }
 
 impl CodeModeServer {
-    /// `execute_code`; `answering` carries a modern client's answer to the question
-    /// asked before the run (see [`Self::confirmer`]).
+    /// `execute_code`, its run followed to the end within the request.
     async fn run_program(
         &self,
         arguments: JsonObject,
         context: RequestContext<RoleServer>,
-        answering: Option<approvals::AnsweringConfirmer>,
     ) -> Result<CallToolResult, McpError> {
         let admitted = match self.admit(arguments) {
             Ok(admitted) => admitted,
@@ -325,7 +323,6 @@ impl CodeModeServer {
             cancel: Some(context.ct.clone()),
             state_key: Some(scope.key.clone()),
             state_used: Some(scope.used.clone()),
-            confirmer: Some(self.confirmer(&context, answering)),
             ..self.run_options(&context)
         };
         // The client's cancellation stops the isolate and its tool calls; the run still
@@ -384,9 +381,9 @@ impl CodeModeServer {
         }
     }
 
-    /// `execute_code` for a client of protocol 2026-07-28: a confirmation needed before
-    /// the run is asked by an `input_required` result, and the retry's answer applied (see
-    /// [`approvals`]).
+    /// `execute_code` for a client of protocol 2026-07-28, which takes no server-to-client
+    /// requests: a confirmation is asked by an `input_required` result, before the run or
+    /// with the run parked at the call, and the retry's answer applied (see [`approvals`]).
     async fn execute_code_by_rounds(
         &self,
         request: CallToolRequestParams,
@@ -402,7 +399,10 @@ impl CodeModeServer {
         let answered = match &request.request_state {
             Some(state) => {
                 match approvals::answer(state, request.input_responses.as_ref(), &code, &owner) {
-                    Ok(answered) => Some(answered),
+                    Ok(approvals::Resumed::Before(tools, word)) => Some((tools, word)),
+                    Ok(approvals::Resumed::Parked(run)) => {
+                        return Ok(self.follow(*run, &code, &owner, &context).await);
+                    }
                     Err(message) => {
                         return Ok(render::call_tool_result(&Execution::refused(
                             ProgramError::new(ErrorKind::Policy, message),
@@ -419,23 +419,101 @@ impl CodeModeServer {
         if !can_ask && answered.is_none() {
             // Today's path: nobody can be asked, and the refusal says so.
             return self
-                .run_program(arguments, context, None)
+                .run_program(arguments, context)
                 .await
                 .map(CallToolResponse::from);
         }
+        match self.start_run(arguments, &context, answered) {
+            Ok(run) => Ok(self.follow(run, &code, &owner, &context).await),
+            Err(refusal) => Ok((*refusal).into()),
+        }
+    }
+
+    /// Starts a modern request's run on its own task, so that it can outlive the request
+    /// while it waits for an answer.
+    fn start_run(
+        &self,
+        arguments: JsonObject,
+        context: &RequestContext<RoleServer>,
+        answered: Option<(String, crate::policy::Confirmation)>,
+    ) -> Result<approvals::Running, Box<CallToolResult>> {
+        let admitted = self.admit(arguments)?;
+        let scope = self
+            .state_scope(admitted.state.as_deref(), context)
+            .map_err(|message| Box::new(tool_error(message)))?;
+        let (questions, asking) = tokio::sync::mpsc::unbounded_channel();
         let asked = Arc::new(std::sync::Mutex::new(None));
         let confirmer = approvals::AnsweringConfirmer {
             answered,
             asked: asked.clone(),
+            questions,
+            timeout: self.codemode.approval_timeout(),
         };
-        let result = self
-            .run_program(arguments, context, Some(confirmer))
-            .await?;
-        let question = asked.lock().unwrap_or_else(|e| e.into_inner()).take();
-        Ok(match question {
-            Some(question) => approvals::ask(&question, &code, &owner).into(),
-            None => result.into(),
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let options = RunOptions {
+            timeout: admitted.timeout,
+            typecheck: admitted.typecheck,
+            progress: context
+                .meta
+                .get_progress_token()
+                .map(|token| report_calls(Some((context.peer.clone(), token)), None)),
+            cancel: Some(cancel.clone()),
+            state_key: Some(scope.key.clone()),
+            state_used: Some(scope.used.clone()),
+            confirmer: Some(Arc::new(confirmer)),
+            ..self.run_options(context)
+        };
+        let codemode = self.codemode.clone();
+        // Holds the session's slot for as long as the run lasts, parked or not.
+        let execution = tokio::spawn(async move {
+            let execution = codemode.execute_with(&admitted.code, options).await;
+            drop(admitted);
+            execution
+        });
+        Ok(approvals::Running {
+            execution,
+            questions: asking,
+            cancel,
+            scope,
+            asked,
         })
+    }
+
+    /// Follows a modern request's run: to its end (the result, or the question its
+    /// pre-flight asks), or to a call it stops at to ask (parked, answered by
+    /// `input_required`). The client cancelling the request stops the run.
+    async fn follow(
+        &self,
+        mut run: approvals::Running,
+        code: &str,
+        owner: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let timeout = self.codemode.approval_timeout();
+        let mut cancelled = false;
+        let ended = loop {
+            tokio::select! {
+                ended = &mut run.execution => break ended,
+                Some(asking) = run.questions.recv() => {
+                    return approvals::park(asking, run, code, owner, timeout).into();
+                }
+                () = context.ct.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    run.cancel.cancel();
+                }
+            }
+        };
+        let execution = ended.unwrap_or_else(|err| {
+            Execution::refused(ProgramError::new(
+                ErrorKind::Runtime,
+                format!("the run stopped without an answer ({err}); the server keeps serving, run the program again"),
+            ))
+        });
+        let question = run.asked.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match question {
+            Some(question) => approvals::ask(&question, code, owner, timeout).into(),
+            None => render::call_tool_result_in(&execution, run.scope.handle_to_show()).into(),
+        }
     }
 
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
@@ -466,21 +544,15 @@ impl CodeModeServer {
         })
     }
 
-    /// Who asks the user for a confirmation a run needs: a legacy client by elicitation,
-    /// mid-run; a modern one (no server-to-client requests) only before the run, by an
-    /// `input_required` result, whose retry brings `answering`.
-    fn confirmer(
-        &self,
-        context: &RequestContext<RoleServer>,
-        answering: Option<approvals::AnsweringConfirmer>,
-    ) -> crate::policy::SharedConfirmer {
-        match answering {
-            Some(answering) => Arc::new(answering),
-            None => Arc::new(confirm::ElicitingConfirmer(
-                context.peer.clone(),
-                is_modern(context),
-            )),
-        }
+    /// Who asks the user for a confirmation a run needs here: a legacy client by
+    /// elicitation; a modern one (no server-to-client requests) is asked by
+    /// `input_required` results instead (see [`Self::start_run`]), so here it cannot be.
+    fn confirmer(&self, context: &RequestContext<RoleServer>) -> crate::policy::SharedConfirmer {
+        Arc::new(confirm::ElicitingConfirmer {
+            peer: context.peer.clone(),
+            modern: is_modern(context),
+            timeout: self.codemode.approval_timeout(),
+        })
     }
 
     /// What every run of this session shares: who asks, how to confirm, how deep, which
@@ -488,7 +560,7 @@ impl CodeModeServer {
     fn run_options(&self, context: &RequestContext<RoleServer>) -> RunOptions {
         RunOptions {
             origin: Some(self.origin(context)),
-            confirmer: Some(self.confirmer(context, None)),
+            confirmer: Some(self.confirmer(context)),
             depth: context
                 .meta
                 .get(crate::upstream::DEPTH_META)

@@ -3,7 +3,8 @@ no handshake, no session) and in `mode="legacy"` against `serve --http`, with st
 Two modern clients never share a `state.*` store: each run without a handle gets a fresh
 one, whose handle the result returns, and only that handle opens it again.
 
-Usage: python_modern.py STATE_URL CONFIRM_URL (a server whose policy confirms toy.add)
+Usage: python_modern.py STATE_URL CONFIRM_URL SLOW_URL SLOW_AUDIT_LOG (servers whose policy
+confirms toy.add; the slow one's approvals time out at once)
 Prints one line per check and exits non-zero on the first failure.
 """
 
@@ -28,7 +29,7 @@ def run(client, code, **extra):
 GET = "return await tools.state.get({ key: 'secret' });"
 
 
-async def main(url, confirm_url):
+async def main(url, confirm_url, slow_url, slow_audit):
     async with Client(url) as alice:
         stored = await run(alice, "await tools.state.set({ key: 'secret', value: 'alice-token' });\nreturn 'stored';")
         check(not stored.is_error, f"a modern client runs a program ({stored.content})")
@@ -71,6 +72,7 @@ async def main(url, confirm_url):
         read = await run(other, GET)
         check(not read.is_error and read.structured_content["result"] is None, "another legacy session reads nothing of it")
     await confirmations(confirm_url)
+    await unanswered(slow_url, slow_audit)
     print("ok: done", flush=True)
 
 
@@ -90,11 +92,73 @@ def answering(action, asked):
 ACCEPT = {"confirm": {"action": "accept", "content": {"confirm": True}}}
 
 
-def resume(client, code, state):
-    """The retry of an input_required result: the user's yes and the requestState."""
+def resume(client, code, request_state, answer=ACCEPT, **extra):
+    """The retry of an input_required result: the user's answer and the requestState."""
     return client.session.call_tool(
-        "execute_code", {"code": code}, input_responses=ACCEPT, request_state=state, allow_input_required=True
+        "execute_code", {"code": code, **extra}, input_responses=answer, request_state=request_state, allow_input_required=True
     )
+
+
+# Counts its runs in the store it is given, then calls a tool whose name it computes: the
+# confirmation can only be asked mid-run, with the count already stored.
+COUNTED = """const n = ((await tools.state.get({ key: 'n' })) ?? 0) + 1;
+await tools.state.set({ key: 'n', value: n });
+const name = 'add';
+const { sum } = await tools.toy[name]({ a: 1, b: 2 });
+return { n, sum };"""
+
+
+async def mid_run(client, asked):
+    """A confirmation reached mid-run parks the run; the retry resumes it where it stopped."""
+    fresh = await run(client, "await tools.state.set({ key: 'n', value: 0 }); return 0;")
+    handle = fresh.structured_content["state"]
+    asked.clear()
+    ran = await run(client, COUNTED, state=handle)
+    check(not ran.is_error and ran.structured_content["result"] == {"n": 1, "sum": 3}, f"a confirmation reached mid-run is asked by input_required and the run goes on ({ran.content[0].text[:300]})")
+    check(len(asked) == 1 and "tools.toy.add" in asked[0] and '"a":1' in asked[0] and "line 4" in asked[0], f"the user is asked about the call, its arguments and its line ({asked})")
+    count = await run(client, "return await tools.state.get({ key: 'n' });", state=handle)
+    check(count.structured_content["result"] == 1, "nothing before the call ran twice: the retry resumed the parked run")
+    first = await client.session.call_tool("execute_code", {"code": COUNTED, "state": handle}, allow_input_required=True)
+    state = getattr(first, "request_state", None)
+    check(isinstance(state, str) and state.startswith("cma_"), "a parked run's first leg is an input_required result")
+    stolen = await resume(client, "return 'another program';", state)
+    check(stolen.is_error and "another program" in stolen.content[0].text, "a parked run's state resumes no other program")
+    declined = await resume(client, COUNTED, state, {"confirm": {"action": "decline"}}, state=handle)
+    text = declined.content[0].text
+    check(declined.is_error and "declined" in text and declined.structured_content["error"]["kind"] == "policy", f"a declined mid-run call fails with kind policy ({text[:300]})")
+    count = await run(client, "return await tools.state.get({ key: 'n' });", state=handle)
+    check(count.structured_content["result"] == 2, "the declined run went on from where it was parked, once")
+    replay = await resume(client, COUNTED, state)
+    check(replay.is_error and "names no question" in replay.content[0].text, "a parked run's state is used once")
+
+
+async def unanswered(url, audit_log):
+    """Nobody answering within codemode.policy.approvalTimeoutMs refuses the parked call."""
+    code = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });"
+    async with Client(url, elicitation_callback=answering("accept", [])) as client:
+        first = await client.session.call_tool("execute_code", {"code": code}, allow_input_required=True)
+        state = getattr(first, "request_state", None)
+        check(isinstance(state, str), "the parked run asks")
+        # The server's own record that the run ended, not a guess at how long that takes.
+        for _ in range(1200):
+            try:
+                with open(audit_log, encoding="utf-8") as log:
+                    if "nobody answered" in log.read():
+                        break
+            except FileNotFoundError:
+                pass
+            await asyncio.sleep(0.05)
+        late = await resume(client, code, state)
+        text = late.content[0].text
+        check(late.is_error and "nobody answered" in text and "approvalTimeoutMs" in text and late.structured_content["error"]["kind"] == "policy", f"an answer after the approval timeout finds the call refused, saying nobody answered ({text[:300]})")
+
+    async def never(context, params):
+        await asyncio.Event().wait()
+
+    async with Client(url, mode="legacy", elicitation_callback=never) as client:
+        ran = await run(client, code)
+        text = ran.content[0].text
+        check(ran.is_error and "nobody answered" in text and ran.structured_content["error"]["kind"] == "policy", f"a legacy client's elicitation nobody answers ends at the approval timeout too ({text[:300]})")
 
 
 async def confirmations(url):
@@ -103,8 +167,7 @@ async def confirmations(url):
         ran = await run(client, ADD)
         check(not ran.is_error and ran.structured_content["result"] == 3, f"a confirmed tool runs once the user accepts, asked by input_required ({ran.content})")
         check(len(asked) == 1 and "tools.toy.add" in asked[0], f"the user was asked once, about the tool ({asked})")
-        mid = await run(client, "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });")
-        check(mid.is_error and "mid-run" in mid.content[0].text, f"a confirmation reached mid-run is refused, saying how to have it asked first ({mid.content[0].text[:300]})")
+        await mid_run(client, asked)
         forged = await resume(client, ADD, "cma_" + "A" * 43)
         check(forged.is_error and "names no question" in forged.content[0].text, "a made-up requestState resumes nothing")
         first = await client.session.call_tool("execute_code", {"code": ADD}, allow_input_required=True)
@@ -128,4 +191,4 @@ async def confirmations(url):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(*sys.argv[1:5]))
