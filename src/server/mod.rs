@@ -17,14 +17,15 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams, GetTaskResult,
-        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams,
+        GetTaskResult, Implementation, JsonObject, ListPromptsResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, Role, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
+        ResourceContents, Role, ServerCapabilities, ServerConfig, ServerNotification,
+        SubscriptionFilter, Tool, UpdateTaskParams,
     },
-    service::{NotificationContext, RequestContext},
+    service::{NotificationContext, RequestContext, SubscriptionContext},
     task_manager::TaskContext,
     tool, tool_handler, tool_router,
 };
@@ -50,6 +51,9 @@ pub use render::{ErrorReport, ExecuteCodeOutput, output as render_output, text a
 
 /// Server instructions sent at initialisation.
 pub const INSTRUCTIONS: &str = include_str!("instructions.md");
+
+/// How long a client may cache the prompt list.
+const PROMPTS_TTL_MS: u64 = 3_600_000;
 
 /// The prompt on writing code-mode programs.
 const WRITING_PROGRAMS_PROMPT: &str = include_str!("../../prompts/write-a-program.md");
@@ -297,7 +301,38 @@ impl state_scope::StateScope {
     }
 }
 
+/// What changes this server's tool list (the `execute_code` description) and resource
+/// list: the upstreams' tools, and the saved skills (a namespace of the catalog, and maybe
+/// tools of their own).
+struct CatalogChanges {
+    catalog: tokio::sync::watch::Receiver<u64>,
+    skills: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl CatalogChanges {
+    /// The next change; `false` once nothing can change any more.
+    async fn changed(&mut self) -> bool {
+        let skills = async {
+            match self.skills.as_mut() {
+                Some(skills) => skills.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = self.catalog.changed() => changed.is_ok(),
+            changed = skills => changed.is_ok(),
+        }
+    }
+}
+
 impl CodeModeServer {
+    fn catalog_changes(&self) -> CatalogChanges {
+        CatalogChanges {
+            catalog: self.codemode.subscribe_changes(),
+            skills: self.codemode.skills().map(|skills| skills.subscribe()),
+        }
+    }
+
     /// `execute_code`, its run followed to the end within the request.
     async fn run_program(
         &self,
@@ -646,6 +681,7 @@ impl ServerHandler for CodeModeServer {
             .enable_tools()
             .enable_tool_list_changed()
             .enable_resources()
+            .enable_resources_list_changed()
             .enable_prompts();
         let capabilities = match &self.tasks {
             Some(_) => capabilities.enable_tasks().build(),
@@ -723,7 +759,12 @@ impl ServerHandler for CodeModeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.tools()))
+        // Never cached: the execute_code description follows the catalog, which changes
+        // without notice to a client that does not listen; and who may call what is the
+        // policy's to say, per client.
+        Ok(ListToolsResult::with_all_items(self.tools())
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private))
     }
 
     // rmcp's HTTP transport looks tools up on every request, for their input schema only:
@@ -736,32 +777,64 @@ impl ServerHandler for CodeModeServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // Our tool list (the execute_code description) follows the upstreams' tools.
-        let mut changes = self.codemode.subscribe_changes();
-        // And the saved skills' (a namespace of the catalog, and maybe tools of their own).
-        let mut skill_changes = self.codemode.skills().map(|skills| skills.subscribe());
+        let mut changes = self.catalog_changes();
         let peer = context.peer;
         // Over HTTP sessions come and go: the task ends with its session, not at the next
         // change after it.
         let ended = self.session_ended.clone();
         tokio::spawn(async move {
             loop {
-                let skill_changed = async {
-                    match skill_changes.as_mut() {
-                        Some(skills) => skills.changed().await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { break },
-                    changed = skill_changed => if changed.is_err() { break },
+                    changed = changes.changed() => if !changed { break },
                     () = ended.cancelled() => break,
                 }
-                if peer.notify_tool_list_changed().await.is_err() {
+                if peer.notify_tool_list_changed().await.is_err()
+                    || peer.notify_resource_list_changed().await.is_err()
+                {
                     break;
                 }
             }
         });
+    }
+
+    // 2026-07-28 clients have no session to be notified on: they open `subscriptions/listen`
+    // and get the same changes on it.
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(
+            SubscriptionFilter::builder()
+                .tools_list_changed()
+                .resources_list_changed()
+                .build(),
+        )
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.catalog_changes();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if !changed { return Ok(()) },
+                () = subscription.cancelled() => return Ok(()),
+            }
+            let accepted = subscription.sink().accepted().clone();
+            let notifications = [
+                (
+                    accepted.tools_list_changed,
+                    ServerNotification::ToolListChangedNotification(Default::default()),
+                ),
+                (
+                    accepted.resources_list_changed,
+                    ServerNotification::ResourceListChangedNotification(Default::default()),
+                ),
+            ];
+            for (wanted, notification) in notifications {
+                if wanted == Some(true) && subscription.sink().send(notification).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     async fn list_resources(
@@ -788,7 +861,10 @@ impl ServerHandler for CodeModeServer {
                 .with_mime_type("application/typescript"),
             );
         }
-        Ok(ListResourcesResult::with_all_items(resources))
+        // A namespace's declarations come and go with its upstream, as the tools do.
+        Ok(ListResourcesResult::with_all_items(resources)
+            .with_ttl_ms(0)
+            .with_cache_scope(CacheScope::Private))
     }
 
     async fn read_resource(
@@ -826,11 +902,14 @@ impl ServerHandler for CodeModeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        // The one prompt is fixed for the life of the server.
         Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
             "write-a-program",
             Some("How to write one code-mode program against the connected tools, with an example"),
             None,
-        )]))
+        )])
+        .with_ttl_ms(PROMPTS_TTL_MS)
+        .with_cache_scope(CacheScope::Public))
     }
 
     async fn get_prompt(

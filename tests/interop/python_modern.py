@@ -72,6 +72,7 @@ async def main(url, confirm_url, slow_url, slow_audit):
         read = await run(other, GET)
         check(not read.is_error and read.structured_content["result"] is None, "another legacy session reads nothing of it")
     await confirmations(confirm_url)
+    await listening(slow_url)
     await unanswered(slow_url, slow_audit)
     print("ok: done", flush=True)
 
@@ -130,6 +131,33 @@ async def mid_run(client, asked):
     check(count.structured_content["result"] == 2, "the declined run went on from where it was parked, once")
     replay = await resume(client, COUNTED, state)
     check(replay.is_error and "names no question" in replay.content[0].text, "a parked run's state is used once")
+
+
+def execute_code_description(listed):
+    return next(t.description for t in listed.tools if t.name == "execute_code")
+
+
+async def listening(url):
+    """subscriptions/listen delivers tools/list_changed to a modern client, and the list's
+    caching hints never let the SDK's cache serve the old execute_code description."""
+    async with Client(url) as client:
+        before = await client.list_tools()
+        check(before.ttl_ms == 0 and before.cache_scope == "private", f"tools/list may not be cached ({before.ttl_ms}, {before.cache_scope})")
+        check("extra(" not in execute_code_description(before), "the description has no tools.toy.extra yet")
+        async with client.listen(tools_list_changed=True, resources_list_changed=True) as subscription:
+            check(subscription.honored.tools_list_changed and subscription.honored.resources_list_changed, f"the server honours the filter ({subscription.honored})")
+            grown = await run(client, "return await tools.toy.grow();")
+            check(not grown.is_error, f"the upstream adds a tool ({grown.content[0].text[:200]})")
+            seen = set()
+            async for event in subscription:
+                seen.add(type(event).__name__)
+                if {"ToolsListChanged", "ResourcesListChanged"} <= seen:
+                    break
+            check({"ToolsListChanged", "ResourcesListChanged"} <= seen, f"both changes arrive on the stream ({seen})")
+        after = await client.list_tools()
+        check("extra(" in execute_code_description(after), "the next tools/list shows the new tool: nothing stale was served")
+        prompts = await client.list_prompts()
+        check(prompts.ttl_ms and prompts.ttl_ms > 0, f"the fixed prompt list may be cached ({prompts.ttl_ms})")
 
 
 async def unanswered(url, audit_log):
