@@ -157,8 +157,11 @@ impl CodeModeBuilder {
     /// returns the host. Needs a tokio runtime.
     pub async fn build(mut self) -> Result<CodeMode, EmbedError> {
         let config = self.config;
+        let mut state_key = None;
         if config.codemode.state.enabled {
-            for tool in crate::state::SessionState::open(config.codemode.state.clone())?.tools() {
+            let state = crate::state::SessionState::open(config.codemode.state.clone())?;
+            state_key = Some(state.signing_key());
+            for tool in state.tools() {
                 self.builtins.add(crate::state::NAMESPACE, tool);
             }
         }
@@ -309,6 +312,7 @@ impl CodeModeBuilder {
             lockdown,
             tasks: config.codemode.tasks,
             approval_timeout: config.codemode.policy.approval_timeout(),
+            state_key: Arc::new(state_key.unwrap_or_else(crate::digest::random_bytes)),
         })
     }
 }
@@ -321,6 +325,8 @@ pub struct CodeMode {
     lockdown: Option<LockdownReport>,
     tasks: TaskSettings,
     approval_timeout: std::time::Duration,
+    /// Signs `state.*` handles (see [`crate::state::SessionState::signing_key`]).
+    state_key: Arc<[u8; 32]>,
     skills: Option<Arc<SkillStore>>,
 }
 
@@ -369,6 +375,11 @@ impl CodeMode {
     /// How `execute_code` runs as an MCP task.
     pub fn tasks(&self) -> &TaskSettings {
         &self.tasks
+    }
+
+    /// The key `state.*` handles are signed with.
+    pub fn state_signing_key(&self) -> &[u8; 32] {
+        &self.state_key
     }
 
     /// How long a confirmation waits for the user (`codemode.policy.approvalTimeoutMs`).

@@ -649,6 +649,79 @@ async fn an_unchecked_authorization_header_names_no_owner() {
     );
 }
 
+/// With `codemode.state.path` a handle outlives a restart: the database keeps the stores and
+/// the key their handles are signed with. Without a path both end with the process.
+#[tokio::test]
+async fn a_state_handle_outlives_a_restart_with_a_state_database() {
+    let dir = common::scratch_dir("handle-restart");
+    let run = |server: &HttpServer, id, code: &str, state: Option<&str>| {
+        let mut arguments = json!({"code": code});
+        if let Some(state) = state {
+            arguments["state"] = json!(state);
+        }
+        common::http::post_modern(
+            server,
+            id,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": arguments}),
+        )
+        .send()
+    };
+    for (persisted, config) in [
+        (
+            true,
+            json!({"codemode": {"state": {"enabled": true, "path": dir.join("state.db")}}}),
+        ),
+        (false, json!({"codemode": {"state": {"enabled": true}}})),
+    ] {
+        let config = common::write_config(&dir, &config);
+        let server = HttpServer::start(&["--config", &config]);
+        let stored = common::http::answer_of(
+            run(
+                &server,
+                1,
+                "await tools.state.set({ key: 'k', value: 'kept' }); return 1;",
+                None,
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        let handle = stored["result"]["structuredContent"]["state"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a handle: {stored}"))
+            .to_string();
+        drop(server);
+        let restarted = HttpServer::start(&["--config", &config]);
+        let read = common::http::answer_of(
+            run(
+                &restarted,
+                2,
+                "return await tools.state.get({ key: 'k' });",
+                Some(&handle),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        if persisted {
+            assert_eq!(
+                read["result"]["structuredContent"]["result"],
+                json!("kept"),
+                "the handle opens its store after the restart: {read}"
+            );
+        } else {
+            let text = read["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                text.contains("not a state handle this server issued"),
+                "in memory, the handle ends with the process: {read}"
+            );
+        }
+    }
+}
+
 /// A run parked at a mid-run confirmation lives only in the server that asked: the retry
 /// reaching that server restarted is told so and to run the program again, and nothing of
 /// the run is guessed at.

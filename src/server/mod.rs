@@ -386,7 +386,12 @@ impl CodeModeServer {
                 .map(|session| format!("session:{session}")),
             (other, _) => Some(other.to_string()),
         };
-        state_scope::scope(given, &self.owner(context), implicit.as_deref())
+        state_scope::scope(
+            given,
+            &self.owner(context),
+            implicit.as_deref(),
+            self.codemode.state_signing_key(),
+        )
     }
 
     /// Who a request comes from: over HTTP the principal the front door checked, or nobody

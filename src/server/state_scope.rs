@@ -36,12 +36,13 @@ pub(super) fn scope(
     given: Option<&str>,
     owner: &str,
     implicit: Option<&str>,
+    signing: &[u8; 32],
 ) -> Result<StateScope, String> {
     match (given, implicit) {
         (Some(handle), _) => {
-            check(handle)?;
+            check(handle, signing)?;
             Ok(StateScope {
-                key: key(owner, handle),
+                key: key(owner, handle, signing),
                 handle: Some(handle.to_string()),
                 given: true,
                 used: Default::default(),
@@ -54,9 +55,9 @@ pub(super) fn scope(
             used: Default::default(),
         }),
         (None, None) => {
-            let handle = mint();
+            let handle = mint(signing);
             Ok(StateScope {
-                key: key(owner, &handle),
+                key: key(owner, &handle, signing),
                 handle: Some(handle),
                 given: false,
                 used: Default::default(),
@@ -65,22 +66,20 @@ pub(super) fn scope(
     }
 }
 
-/// The key this process signs its handles with: a handle it did not issue (one a
+/// HMAC-SHA256 of `message` under the signing key, cut to 16 bytes. The key is the state
+/// database's (or this process's, for stores in memory): a handle it did not issue (one a
 /// prompt-injected program chose, to read later) is refused, not opened.
-static SIGNING_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(digest::random_bytes);
-
-/// HMAC-SHA256 of `message` under the signing key, cut to 16 bytes.
-fn tag(message: &[u8]) -> [u8; 16] {
+fn tag(signing: &[u8; 32], message: &[u8]) -> [u8; 16] {
     let mut out = [0u8; 16];
-    out.copy_from_slice(&digest::hmac_sha256(&*SIGNING_KEY, message)[..16]);
+    out.copy_from_slice(&digest::hmac_sha256(signing, message)[..16]);
     out
 }
 
 /// 16 random bytes and their tag.
-fn mint() -> String {
+fn mint(signing: &[u8; 32]) -> String {
     let mut bytes = Vec::with_capacity(RANDOM_BYTES);
     bytes.extend_from_slice(&digest::random_bytes::<16>());
-    let signature = tag(&bytes);
+    let signature = tag(signing, &bytes);
     bytes.extend_from_slice(&signature);
     format!(
         "{PREFIX}{}",
@@ -88,7 +87,7 @@ fn mint() -> String {
     )
 }
 
-fn check(handle: &str) -> Result<(), String> {
+fn check(handle: &str, signing: &[u8; 32]) -> Result<(), String> {
     let decoded = handle
         .strip_prefix(PREFIX)
         .and_then(|rest| {
@@ -100,7 +99,7 @@ fn check(handle: &str) -> Result<(), String> {
     let issued = decoded.is_some_and(|bytes| {
         let (random, signature) = bytes.split_at(RANDOM_BYTES / 2);
         // Constant-time: the comparison tells a prober nothing about the tag.
-        subtle::ConstantTimeEq::ct_eq(&tag(random)[..], signature).into()
+        subtle::ConstantTimeEq::ct_eq(&tag(signing, random)[..], signature).into()
     });
     if issued {
         Ok(())
@@ -112,12 +111,12 @@ fn check(handle: &str) -> Result<(), String> {
     }
 }
 
-fn key(owner: &str, handle: &str) -> String {
+fn key(owner: &str, handle: &str, signing: &[u8; 32]) -> String {
     let mut hash = Sha256::new();
     hash.update(owner.as_bytes());
     hash.update([0]);
     hash.update(handle.as_bytes());
-    let owner_tag = digest::hmac_sha256(&*SIGNING_KEY, format!("owner\0{owner}").as_bytes());
+    let owner_tag = digest::hmac_sha256(signing, format!("owner\0{owner}").as_bytes());
     format!(
         "handle:{}/{}",
         digest::hex(&owner_tag[..12]),
@@ -129,28 +128,34 @@ fn key(owner: &str, handle: &str) -> String {
 mod tests {
     use super::*;
 
+    const KEY: [u8; 32] = [7; 32];
+
     #[test]
     fn handles_are_fresh_checked_and_bound_to_their_owner() {
-        let fresh = scope(None, "bearer:a", None).unwrap();
+        let fresh = scope(None, "bearer:a", None, &KEY).unwrap();
         let handle = fresh.handle.clone().unwrap();
         assert!(handle.starts_with(PREFIX));
         assert_ne!(
-            scope(None, "bearer:a", None).unwrap().handle,
+            scope(None, "bearer:a", None, &KEY).unwrap().handle,
             Some(handle.clone())
         );
-        let again = scope(Some(&handle), "bearer:a", None).unwrap();
+        let again = scope(Some(&handle), "bearer:a", None, &KEY).unwrap();
         assert_eq!(again.key, fresh.key);
-        let stolen = scope(Some(&handle), "bearer:b", None).unwrap();
+        let stolen = scope(Some(&handle), "bearer:b", None, &KEY).unwrap();
         assert_ne!(
             stolen.key, fresh.key,
             "another owner's store is another store"
         );
         assert!(
-            scope(Some("cms_short"), "x", None)
+            scope(Some("cms_short"), "x", None, &KEY)
                 .unwrap_err()
                 .contains("not a state handle")
         );
-        let session = scope(None, "x", Some("session-1")).unwrap();
+        let session = scope(None, "x", Some("session-1"), &KEY).unwrap();
         assert_eq!((session.key.as_str(), session.handle), ("session-1", None));
+        assert!(
+            scope(Some(&handle), "bearer:a", None, &[8; 32]).is_err(),
+            "a handle signed under another key is not this store's"
+        );
     }
 }

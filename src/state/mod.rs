@@ -52,6 +52,7 @@ pub struct StateError {
 pub struct SessionState {
     sessions: Mutex<Sessions>,
     settings: StateSettings,
+    signing_key: [u8; 32],
 }
 
 #[derive(Default)]
@@ -76,6 +77,10 @@ impl Disk {
                  key TEXT NOT NULL,
                  value TEXT NOT NULL,
                  PRIMARY KEY (session, key)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS secrets (
+                 name TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
              ) WITHOUT ROWID;",
         )?;
         let mut by_id: HashMap<String, Entries> = HashMap::new();
@@ -96,6 +101,27 @@ impl Disk {
             }
         }
         Ok((Disk(Some(connection)), by_id))
+    }
+
+    /// The key handles to these stores are signed with: the database's own, made on its
+    /// first open, so that a handle outlives a restart (and every process sharing the
+    /// database accepts the others' handles).
+    fn signing_key(&self) -> Result<Option<[u8; 32]>, rusqlite::Error> {
+        let Some(connection) = &self.0 else {
+            return Ok(None);
+        };
+        let fresh: [u8; 32] = crate::digest::random_bytes();
+        // Only the first process to get here stores its key; every one reads the stored key.
+        connection.execute(
+            "INSERT OR IGNORE INTO secrets (name, value) VALUES ('handle-signing-key', ?1)",
+            [&fresh[..]],
+        )?;
+        let stored: Vec<u8> = connection.query_row(
+            "SELECT value FROM secrets WHERE name = 'handle-signing-key'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(<[u8; 32]>::try_from(stored.as_slice()).ok())
     }
 
     fn put(&self, session: &str, key: &str, value: &str) -> Result<(), String> {
@@ -183,7 +209,14 @@ impl SessionState {
         Arc::new(Self {
             sessions: Mutex::new(Sessions::default()),
             settings,
+            signing_key: crate::digest::random_bytes(),
         })
+    }
+
+    /// The key that signs handles to these stores: random for stores in memory (they end
+    /// with the process, and so do their handles), the database's own for stores on disk.
+    pub fn signing_key(&self) -> [u8; 32] {
+        self.signing_key
     }
 
     /// The store as `settings` say: in memory, or read from and written to the SQLite
@@ -192,10 +225,15 @@ impl SessionState {
         let Some(path) = &settings.path else {
             return Ok(Self::new(settings));
         };
-        let (disk, by_id) = Disk::open(path).map_err(|source| StateError {
+        let failed = |source| StateError {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let (disk, by_id) = Disk::open(path).map_err(failed)?;
+        let signing_key = disk
+            .signing_key()
+            .map_err(failed)?
+            .unwrap_or_else(crate::digest::random_bytes);
         Ok(Arc::new(Self {
             sessions: Mutex::new(Sessions {
                 by_id,
@@ -203,6 +241,7 @@ impl SessionState {
                 disk,
             }),
             settings,
+            signing_key,
         }))
     }
 
