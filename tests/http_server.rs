@@ -722,6 +722,49 @@ async fn a_state_handle_outlives_a_restart_with_a_state_database() {
     }
 }
 
+/// The first leg of an up-front confirmation is audited as what it is, a run waiting for the
+/// user (`input_required`), not as a policy refusal that the anomaly flags and metrics would
+/// count against the client.
+#[tokio::test]
+async fn the_first_leg_of_a_confirmation_is_audited_as_asking() {
+    let dir = common::scratch_dir("first-leg-audit");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+        }),
+    );
+    let log = dir.join("audit.jsonl");
+    let server = HttpServer::start(&["--config", &config, "--audit-log", log.to_str().unwrap()]);
+    let params = json!({"name": "execute_code",
+        "arguments": {"code": "return await tools.toy.add({ a: 1, b: 2 });"}});
+    let first = common::http::answer_of(
+        common::http::post_modern_with(
+            &server,
+            1,
+            "tools/call",
+            params,
+            json!({"elicitation": {}}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        first["result"]["resultType"],
+        json!("input_required"),
+        "{first}"
+    );
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        audit.contains(r#""errorKind":"input_required""#)
+            && !audit.contains(r#""errorKind":"policy""#),
+        "{audit}"
+    );
+}
+
 /// A run parked at a mid-run confirmation lives only in the server that asked: the retry
 /// reaching that server restarted is told so and to run the program again, and nothing of
 /// the run is guessed at.

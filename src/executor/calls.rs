@@ -604,7 +604,12 @@ impl Settlement {
                 }
                 Ok("confirmed for the execution")
             }
-            Confirmation::Denied(why) => {
+            denied @ (Confirmation::Denied(_) | Confirmation::Deferred) => {
+                let why = match denied {
+                    Confirmation::Denied(why) => why,
+                    _ => "the confirmation cannot wait for a later request in the middle of a run"
+                        .into(),
+                };
                 let reply = fail(format!("{} was not called: {why}", self.shown_as), None);
                 self.record(NOT_CONFIRMED, &reply);
                 Err(reply)

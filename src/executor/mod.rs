@@ -647,6 +647,17 @@ impl Executor {
                         ),
                     ));
                 }
+                Confirmation::Deferred => {
+                    let mut asking = ProgramError::new(
+                        ErrorKind::InputRequired,
+                        format!(
+                            "nothing ran yet: the program calls {}, which the user is being asked to confirm",
+                            names.join(", ")
+                        ),
+                    );
+                    asking.position = Some(first.position);
+                    return Err(asking);
+                }
             }
         }
         Ok(transpiled.js)

@@ -223,6 +223,10 @@ pub enum Confirmation {
     ForExecution,
     /// No; why, for the program's `ToolError`.
     Denied(String),
+    /// Not yet: the question goes to the client in the answer to this request (an MCP
+    /// 2026-07-28 `input_required` result), and nothing runs until its retry brings the
+    /// word. Only a question asked before the run can wait so.
+    Deferred,
 }
 
 /// Asks the user to confirm a call.

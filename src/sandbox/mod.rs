@@ -206,6 +206,11 @@ pub enum ErrorKind {
     Policy,
     /// The type check asked for found errors (or could not run); nothing ran.
     Type,
+    /// Not a failure: nothing ran yet because the user is being asked to confirm the
+    /// program's tools (a 2026-07-28 client, asked by an `input_required` result whose
+    /// retry runs it). Only records show it; the client gets the question.
+    #[serde(rename = "input_required")]
+    InputRequired,
 }
 
 impl ErrorKind {
@@ -224,6 +229,7 @@ impl ErrorKind {
             Self::Budget => "budget",
             Self::Policy => "policy",
             Self::Type => "type",
+            Self::InputRequired => "input_required",
         }
     }
 }

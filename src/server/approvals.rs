@@ -385,7 +385,7 @@ impl Confirmer for AnsweringConfirmer {
             }
             None => {
                 *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(request);
-                Confirmation::Denied(ASKING.into())
+                Confirmation::Deferred
             }
         };
         Box::pin(std::future::ready(word))
@@ -399,9 +399,6 @@ pub(super) fn nobody_answered(timeout: Duration) -> String {
         timeout.as_millis()
     )
 }
-
-/// The refusal of a first leg, replaced by the `input_required` result.
-pub(super) const ASKING: &str = "the user is being asked";
 
 #[cfg(test)]
 mod tests {
