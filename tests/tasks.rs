@@ -556,3 +556,103 @@ async fn tasks_belong_to_their_owner_on_both_eras() {
     .await;
     assert!(polled["result"]["status"].is_string(), "{polled}");
 }
+
+/// A task of a modern client asks its confirmations through the task's own
+/// `input_required` state: `tasks/get` shows the question, `tasks/update` answers it, and
+/// the program goes on from where it waited; a declined call fails the run with kind
+/// `policy`. Up-front and mid-run questions alike.
+#[tokio::test]
+async fn a_modern_task_asks_its_confirmations_through_the_task() {
+    let dir = common::scratch_dir("tasks-confirm");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": {
+                "tasks": { "timeoutMs": 60000 },
+                "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] }
+            }
+        }),
+    );
+    let server = HttpServer::start(&["--config", &config]);
+    let capabilities = json!({
+        "extensions": { "io.modelcontextprotocol/tasks": {} },
+        "elicitation": {}
+    });
+    let send = |id, method: &str, params: Value| {
+        common::http::post_modern_with(&server, id, method, params, capabilities.clone()).send()
+    };
+    for (code, answer, expected) in [
+        (
+            "return (await tools.toy.add({ a: 1, b: 2 })).sum;",
+            json!({"action": "accept", "content": {"confirm": true}}),
+            r#""result":3"#,
+        ),
+        (
+            "const name = 'add';\nreturn (await tools.toy[name]({ a: 2, b: 2 })).sum;",
+            json!({"action": "accept", "content": {"confirm": true}}),
+            r#""result":4"#,
+        ),
+        (
+            "const name = 'add';\nreturn (await tools.toy[name]({ a: 2, b: 2 })).sum;",
+            json!({"action": "decline"}),
+            r#""kind":"policy""#,
+        ),
+    ] {
+        let started = common::http::answer_of(
+            send(
+                1,
+                "tools/call",
+                json!({"name": "execute_code", "arguments": {"code": code}}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        let id = started["result"]["taskId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a task: {started}"))
+            .to_string();
+        let deadline = Instant::now() + common::POLL_CEILING;
+        let mut answered = false;
+        let done = loop {
+            let polled =
+                common::http::answer_of(send(2, "tasks/get", json!({"taskId": id})).await.unwrap())
+                    .await;
+            let status = polled["result"]["status"].as_str().unwrap_or_default();
+            if status == "completed" || status == "failed" {
+                break polled;
+            }
+            if status == "input_required" && !answered {
+                let requests = polled["result"]["inputRequests"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("the question: {polled}"));
+                let (key, request) = requests.iter().next().unwrap();
+                assert!(
+                    request.to_string().contains("tools.toy.add"),
+                    "the question names the tool: {request}"
+                );
+                let updated = common::http::answer_of(
+                    send(
+                        3,
+                        "tasks/update",
+                        json!({"taskId": id, "inputResponses": {key.clone(): answer.clone()}}),
+                    )
+                    .await
+                    .unwrap(),
+                )
+                .await;
+                assert!(updated.get("error").is_none(), "{updated}");
+                answered = true;
+            }
+            assert!(Instant::now() < deadline, "task {id} still {polled}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(answered, "the task asked: {done}");
+        let text = done.to_string();
+        assert!(
+            text.contains(expected),
+            "{code}: expected {expected} in {done}"
+        );
+    }
+}

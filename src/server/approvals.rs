@@ -150,16 +150,7 @@ fn keep(code: &str, owner: &str, waiting: Waiting, forgotten_at: Instant) -> Str
 /// The `input_required` result of one question.
 fn question(message: String, schema: ElicitationSchema, state: String) -> InputRequiredResult {
     let mut requests = InputRequests::new();
-    requests.insert(
-        KEY.into(),
-        InputRequest::Elicitation(ElicitRequest::new(
-            ElicitRequestParams::FormElicitationParams {
-                meta: None,
-                message,
-                requested_schema: schema,
-            },
-        )),
-    );
+    requests.insert(KEY.into(), elicitation(message, schema));
     InputRequiredResult::new(Some(requests), Some(state))
 }
 
@@ -175,6 +166,12 @@ pub(super) fn ask(
         tools: request.tool.clone(),
     };
     let state = keep(code, owner, waiting, Instant::now() + timeout);
+    let (message, schema) = before_run_question(request);
+    question(message, schema, state)
+}
+
+/// What the user is asked about the tools a program names, before it runs.
+fn before_run_question(request: &ConfirmRequest) -> (String, ElicitationSchema) {
     let at = request.site.map_or(String::new(), |site| {
         format!(" (first at line {} of the program)", site.line)
     });
@@ -186,26 +183,11 @@ pub(super) fn ask(
         .required_bool_with(KEY, |b| b.title("Allow these calls?"))
         .build()
         .unwrap_or_else(|_| ElicitationSchema::builder().build_unchecked());
-    question(message, schema, state)
+    (message, schema)
 }
 
-/// The `input_required` result of a run stopped mid-run at `asking`: the run is kept,
-/// waiting, under the state the result carries.
-pub(super) fn park(
-    asking: Asking,
-    run: Running,
-    code: &str,
-    owner: &str,
-    timeout: Duration,
-) -> InputRequiredResult {
-    let Asking { request, reply } = asking;
-    let answer_by = Instant::now() + timeout;
-    let waiting = Waiting::Parked {
-        run: Box::new(run),
-        reply,
-        answer_by,
-    };
-    let state = keep(code, owner, waiting, answer_by + LATE_RETRY);
+/// What the user is asked about one call a running program is about to make.
+fn call_question(request: ConfirmRequest, timeout: Duration) -> (String, ElicitationSchema) {
     let mut arguments = request.arguments;
     if arguments.len() > SHOWN_ARGUMENTS {
         arguments.truncate(crate::sandbox::floor_char_boundary(
@@ -237,6 +219,38 @@ pub(super) fn park(
         .optional_bool(FOR_REST, false)
         .build()
         .unwrap_or_else(|_| ElicitationSchema::builder().build_unchecked());
+    (message, schema)
+}
+
+/// An elicitation of `message` in `schema`, as an input request.
+fn elicitation(message: String, schema: ElicitationSchema) -> InputRequest {
+    InputRequest::Elicitation(ElicitRequest::new(
+        ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message,
+            requested_schema: schema,
+        },
+    ))
+}
+
+/// The `input_required` result of a run stopped mid-run at `asking`: the run is kept,
+/// waiting, under the state the result carries.
+pub(super) fn park(
+    asking: Asking,
+    run: Running,
+    code: &str,
+    owner: &str,
+    timeout: Duration,
+) -> InputRequiredResult {
+    let Asking { request, reply } = asking;
+    let answer_by = Instant::now() + timeout;
+    let waiting = Waiting::Parked {
+        run: Box::new(run),
+        reply,
+        answer_by,
+    };
+    let state = keep(code, owner, waiting, answer_by + LATE_RETRY);
+    let (message, schema) = call_question(request, timeout);
     question(message, schema, state)
 }
 
@@ -251,7 +265,11 @@ pub(super) enum Resumed {
 
 /// The user's word in a retry's `inputResponses`.
 fn word(responses: Option<&rmcp::model::InputResponses>) -> Confirmation {
-    let reply = responses.and_then(|r| r.get(KEY));
+    word_in(responses.and_then(|r| r.get(KEY)))
+}
+
+/// The user's word in an elicitation's answer (`{action, content}`).
+fn word_in(reply: Option<&serde_json::Value>) -> Confirmation {
     let action = reply.and_then(|r| r.get("action")).and_then(|a| a.as_str());
     let content = reply.and_then(|r| r.get("content"));
     let allowed = content
@@ -389,6 +407,48 @@ impl Confirmer for AnsweringConfirmer {
             }
         };
         Box::pin(std::future::ready(word))
+    }
+}
+
+/// The confirmer of a task run for a 2026-07-28 client: a question, before the run or at
+/// a call, becomes the task's `input_required` state (its `inputRequests` in `tasks/get`),
+/// and the client's `tasks/update` brings the answer; the run waits meanwhile.
+pub(super) struct TaskConfirmer {
+    pub(super) task: rmcp::task_manager::TaskContext,
+    pub(super) timeout: Duration,
+    /// Numbers the questions: a task's input keys are used once.
+    pub(super) asked: std::sync::atomic::AtomicU32,
+}
+
+impl Confirmer for TaskConfirmer {
+    fn can_ask(&self) -> bool {
+        true
+    }
+
+    fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
+        let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let key = format!("{KEY}-{n}");
+        let before_run = request.before_run;
+        let (message, schema) = if before_run {
+            before_run_question(&request)
+        } else {
+            call_question(request, self.timeout)
+        };
+        let (task, timeout) = (self.task.clone(), self.timeout);
+        Box::pin(async move {
+            let asked = task.request_input(key, elicitation(message, schema));
+            match tokio::time::timeout(timeout, asked).await {
+                Err(_) => Confirmation::Denied(nobody_answered(timeout)),
+                Ok(Err(_)) => Confirmation::Denied(
+                    "the task was cancelled while the user was being asked".into(),
+                ),
+                Ok(Ok(reply)) => match word_in(Some(&reply)) {
+                    // Asked before the run, the question was about every call of those tools.
+                    Confirmation::Once if before_run => Confirmation::ForExecution,
+                    word => word,
+                },
+            }
+        })
     }
 }
 

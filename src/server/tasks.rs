@@ -147,7 +147,9 @@ impl CodeModeServer {
         let codemode = self.codemode.clone();
         // A legacy session's task ends with its session; a modern request has none (its
         // handler ends with the request), so its task runs to its own clock.
-        let session_ended = if super::is_modern(context) {
+        let modern = super::is_modern(context);
+        let approval_timeout = codemode.approval_timeout();
+        let session_ended = if modern {
             CancellationToken::new()
         } else {
             self.session_ended.clone()
@@ -176,7 +178,19 @@ impl CodeModeServer {
                         }
                     };
                     tokio::spawn(stop);
+                    // A modern client takes no server-to-client request: its task asks
+                    // through its own input_required state instead.
+                    let confirmer: Option<crate::policy::SharedConfirmer> = if modern {
+                        Some(Arc::new(super::approvals::TaskConfirmer {
+                            task: task.clone(),
+                            timeout: approval_timeout,
+                            asked: Default::default(),
+                        }))
+                    } else {
+                        options.confirmer.clone()
+                    };
                     let options = RunOptions {
+                        confirmer,
                         timeout: admitted.timeout,
                         typecheck: admitted.typecheck,
                         wall_clock: Some(settings.timeout()),
