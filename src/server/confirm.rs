@@ -32,7 +32,7 @@ pub(super) struct ElicitingConfirmer {
 }
 
 /// Said where a modern client cannot be asked.
-pub(super) const CANNOT_ASK_MODERN: &str = "this client cannot be asked (MCP 2026-07-28: it declared no elicitation capability, or the program runs as a task, whose questions this server does not ask yet)";
+pub(super) const CANNOT_ASK_MODERN: &str = "this client cannot be asked (MCP 2026-07-28, and it declared no elicitation capability)";
 
 impl Confirmer for ElicitingConfirmer {
     fn can_ask(&self) -> bool {
@@ -51,7 +51,7 @@ impl Confirmer for ElicitingConfirmer {
                     "{reason}; the data-flow guard asks the user to confirm such calls, and {CANNOT_ASK_MODERN}. Make the call in an execution that reads no untrusted data, or the user can mark the source trusted (dataFlow.notSources)"
                 ),
                 None => format!(
-                    "the policy (codemode.policy) asks the user to confirm it, and {CANNOT_ASK_MODERN}. Run it from a client with elicitation, not as a task, or the user can allow it in codemode.policy"
+                    "the policy (codemode.policy) asks the user to confirm it, and {CANNOT_ASK_MODERN}. Run it from a client with elicitation, or the user can allow it in codemode.policy"
                 ),
             };
             return Box::pin(std::future::ready(Confirmation::Denied(why)));
