@@ -32,7 +32,8 @@ pub(super) struct ElicitingConfirmer {
 }
 
 /// Said where a modern client cannot be asked.
-pub(super) const CANNOT_ASK_MODERN: &str = "this client cannot be asked (MCP 2026-07-28, and it declared no elicitation capability)";
+pub(super) const CANNOT_ASK_MODERN: &str =
+    "this client cannot be asked (MCP 2026-07-28, and it declared no elicitation capability)";
 
 impl Confirmer for ElicitingConfirmer {
     fn can_ask(&self) -> bool {
