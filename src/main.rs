@@ -124,9 +124,12 @@ struct HttpArgs {
     /// share clients; no server notifications (tools/list_changed).
     #[arg(long, requires = "http")]
     stateless: bool,
-    /// File holding the bearer token every request must carry (`Authorization: Bearer
-    /// TOKEN`; the console asks for it once). The environment variable CODEMODE_AUTH_TOKEN
-    /// may hold it instead. Also guards --metrics.
+    /// File holding the bearer tokens, one per line, of which every request must carry one
+    /// (`Authorization: Bearer TOKEN`). Each token is a principal of its own: its clients
+    /// see their own state, tasks and approvals only. The first is the operator's, the only
+    /// one that opens the console (which asks for it once) and the metrics. The
+    /// environment variable CODEMODE_AUTH_TOKEN may hold them instead. Also guards
+    /// --metrics.
     #[arg(long, value_name = "FILE")]
     auth_token_file: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics beside the MCP server (for a server

@@ -813,6 +813,185 @@ async fn a_parked_run_does_not_survive_a_restart_and_the_retry_says_so() {
     );
 }
 
+/// Several tokens are several principals: what one token's clients keep (a store, a task,
+/// a question waiting for its answer) is another token's to ask about only as something
+/// unknown, whatever handle, task id or requestState it copies; and only the operator's
+/// token (the first) opens the console and the metrics.
+#[tokio::test]
+async fn each_token_is_a_principal_of_its_own() {
+    let dir = common::scratch_dir("two-tokens");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": {
+                "state": { "enabled": true },
+                "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] }
+            }
+        }),
+    );
+    let (alice, bob) = (
+        "alice-token-long-enough-0001",
+        "bob-token-long-enough-00002",
+    );
+    let server = HttpServer::start_with_token(
+        &dir,
+        &format!("# the operator first\n{alice}\n\n{bob}"),
+        &["--config", &config],
+    );
+    let capabilities =
+        json!({"elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let send = |token: &str, id, method: &str, params: Value| {
+        common::http::post_modern_with(&server, id, method, params, capabilities.clone())
+            .bearer_auth(token)
+            .send()
+    };
+    let run = |token: &'static str, code: &'static str, state: Option<String>| {
+        let mut arguments = json!({"code": code});
+        if let Some(state) = state {
+            arguments["state"] = json!(state);
+        }
+        // Without the tasks extension: a plain call.
+        common::http::post_modern_with(
+            &server,
+            1,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": arguments}),
+            json!({"elicitation": {}}),
+        )
+        .bearer_auth(token)
+        .send()
+    };
+    let stored = common::http::answer_of(
+        run(
+            alice,
+            "await tools.state.set({ key: 'k', value: 'alice' }); return 1;",
+            None,
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let handle = stored["result"]["structuredContent"]["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a handle: {stored}"))
+        .to_string();
+    let get = "return await tools.state.get({ key: 'k' });";
+    let mine = common::http::answer_of(run(alice, get, Some(handle.clone())).await.unwrap()).await;
+    assert_eq!(
+        mine["result"]["structuredContent"]["result"],
+        json!("alice"),
+        "{mine}"
+    );
+    let copied = common::http::answer_of(run(bob, get, Some(handle)).await.unwrap()).await;
+    assert_eq!(
+        copied["result"]["structuredContent"]["result"],
+        Value::Null,
+        "a handle copied to another token opens an empty store: {copied}"
+    );
+
+    let started = common::http::answer_of(
+        send(
+            alice,
+            2,
+            "tools/call",
+            json!({"name": "execute_code",
+            "arguments": {"code": "await new Promise(r => setTimeout(r, 200)); return 1;"}}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let task = started["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {started}"))
+        .to_string();
+    let theirs = common::http::answer_of(
+        send(bob, 3, "tasks/get", json!({"taskId": task}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let none = common::http::answer_of(
+        send(
+            bob,
+            3,
+            "tasks/get",
+            json!({"taskId": "00000000-0000-4000-8000-000000000000"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        theirs["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&task, "ID")),
+        none["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("00000000-0000-4000-8000-000000000000", "ID")),
+        "another token's task is answered as one nobody issued: {theirs}"
+    );
+    let own = common::http::answer_of(
+        send(alice, 4, "tasks/get", json!({"taskId": task}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(own["result"]["status"].is_string(), "{own}");
+
+    let add = "return await tools.toy.add({ a: 1, b: 2 });";
+    let asked = common::http::answer_of(run(alice, add, None).await.unwrap()).await;
+    let state = asked["result"]["requestState"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a question: {asked}"))
+        .to_string();
+    let answer = json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+    let retry = |token: &'static str| {
+        common::http::post_modern_with(
+            &server,
+            5,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": {"code": add},
+                "requestState": state, "inputResponses": answer}),
+            json!({"elicitation": {}}),
+        )
+        .bearer_auth(token)
+        .send()
+    };
+    let stolen = common::http::answer_of(retry(bob).await.unwrap()).await;
+    assert!(
+        stolen["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("another client")),
+        "another token's requestState resumes nothing: {stolen}"
+    );
+    let answered = common::http::answer_of(retry(alice).await.unwrap()).await;
+    assert_eq!(
+        answered["result"]["structuredContent"]["result"],
+        json!({"sum": 3}),
+        "and the owner's retry still finds the question: {answered}"
+    );
+
+    let http = reqwest::Client::new();
+    for path in ["/metrics", "/console"] {
+        let refused = http
+            .get(server.url(path))
+            .bearer_auth(bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path} is the operator's");
+        let allowed = http
+            .get(server.url(path))
+            .bearer_auth(alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allowed.status(), 200, "{path} opens to the operator");
+    }
+}
+
 /// `Mcp-Method` disagreeing with the body is refused with the spec's status and error
 /// (400, -32020, SEP-2243), and the next request is served.
 #[tokio::test]

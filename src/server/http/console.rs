@@ -81,7 +81,7 @@ fn cookie(headers: &http::HeaderMap) -> Option<&str> {
 /// What the console pages read.
 pub(super) struct Console {
     codemode: CodeMode,
-    token: Option<String>,
+    token: Option<super::guard::Tokens>,
     sessions: Arc<ConsoleSessions>,
     /// The last verification of the audit chain, with the live file's size it saw.
     chain: Mutex<Option<(u64, ChainState)>>,
@@ -103,7 +103,7 @@ enum ChainState {
 impl Console {
     pub(super) fn new(
         codemode: CodeMode,
-        token: Option<String>,
+        token: Option<super::guard::Tokens>,
         sessions: Arc<ConsoleSessions>,
     ) -> Self {
         Self {
@@ -154,7 +154,7 @@ pub(super) fn login_page(failed: bool) -> Response {
         "Sign in",
         html! {
             h1 { "codemode-mcp console" }
-            @if failed { p.error role="alert" { "That token is not this server's token." } }
+            @if failed { p.error role="alert" { "That token is not this server's token (the operator's: the first in its token file)." } }
             p { "This server needs its bearer token (the one given with --auth-token-file or CODEMODE_AUTH_TOKEN)." }
             form method="post" action=(LOGIN_PATH) {
                 label { "Token " input type="password" name="token" autocomplete="off" autofocus; }
@@ -174,7 +174,8 @@ struct LoginForm {
 async fn login(State(console): State<Arc<Console>>, Form(form): Form<LoginForm>) -> Response {
     let admitted = match &console.token {
         None => true,
-        Some(expected) => bool::from(form.token.trim().as_bytes().ct_eq(expected.as_bytes())),
+        // Only the operator's: the console shows every principal's executions.
+        Some(tokens) => tokens.is_operator(form.token.trim()),
     };
     if !admitted {
         return login_page(true);

@@ -227,9 +227,50 @@ impl Drop for InFlightGuard {
 pub(super) type SessionCount =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, usize> + Send + Sync>;
 
+/// The bearer tokens a server takes, one per line of the token file (blank lines and lines
+/// starting with `#` aside). Each token is a principal of its own: its clients share state,
+/// tasks and approvals, and no other token's. The first is the operator's, the only one
+/// that opens the console and `/metrics`, which show every principal's executions.
+#[derive(Clone)]
+pub(super) struct Tokens(Arc<Vec<String>>);
+
+impl Tokens {
+    /// The tokens in `text`; an error if it holds none.
+    pub(super) fn parse(text: &str) -> Result<Self, HttpError> {
+        let tokens: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(str::to_string)
+            .collect();
+        if tokens.is_empty() {
+            return Err(HttpError::EmptyToken);
+        }
+        Ok(Self(Arc::new(tokens)))
+    }
+
+    /// The operator's token.
+    pub(super) fn operator(&self) -> &str {
+        &self.0[0]
+    }
+
+    /// Whether `given` is one of the tokens; every one is compared, in constant time, so
+    /// the answer's timing says nothing about which or how close.
+    pub(super) fn admits(&self, given: &str) -> bool {
+        self.0.iter().fold(false, |found, token| {
+            found | bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+        })
+    }
+
+    /// Whether `given` is the operator's token.
+    pub(super) fn is_operator(&self, given: &str) -> bool {
+        bool::from(given.as_bytes().ct_eq(self.operator().as_bytes()))
+    }
+}
+
 /// The shared state of the guard layer.
 pub(super) struct Guard {
-    pub(super) token: Option<String>,
+    pub(super) token: Option<Tokens>,
     pub(super) hosts: HostPolicy,
     pub(super) origins: OriginPolicy,
     pub(super) draining: AtomicBool,
@@ -244,7 +285,7 @@ pub(super) struct Guard {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("auth", &self.token.is_some())
+            .field("auth", &self.token.as_ref().map(|t| t.0.len()))
             .field("hosts", &self.hosts)
             .field("origins", &self.origins)
             .field("draining", &self.draining)
@@ -298,9 +339,11 @@ pub(super) async fn check(
             );
         }
     }
-    if let Some(expected) = &guard.token {
+    if let Some(tokens) = &guard.token {
         let path = request.uri().path();
         let console = path == CONSOLE_PATH || path.starts_with("/console/");
+        // What shows every principal's executions is the operator's alone.
+        let operators_only = console || path == super::METRICS_PATH;
         // The console's login form checks the token itself; a browser signed in to the
         // console carries its session cookie instead of a bearer header.
         let console_admits = console
@@ -309,7 +352,13 @@ pub(super) async fn check(
         match bearer(&request) {
             _ if console_admits => {}
             None if console => return console::login_page(false),
-            Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {
+            Some(given) if operators_only && !tokens.is_operator(given) => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "this token may not open the console or the metrics, which show every client's executions: only the operator's (the first in the token file) does".into(),
+                );
+            }
+            Some(given) if tokens.admits(given) => {
                 let principal = crate::server::Principal::of_token(given);
                 request.extensions_mut().insert(principal);
             }

@@ -47,7 +47,9 @@ pub struct HttpOptions {
     /// No sessions: every request stands alone, so replicas behind a load balancer can
     /// share clients. Server-initiated notifications are not sent.
     pub stateless: bool,
-    /// Bearer token every request must carry; required unless `bind` is loopback.
+    /// Bearer tokens, one per line: every request must carry one of them, each token is a
+    /// principal of its own, and the first is the operator's (the only one that opens the
+    /// console and `/metrics`). Required unless `bind` is loopback.
     pub auth_token: Option<String>,
     /// Host names (or `name:port`) accepted beside loopback ones; `*` accepts any.
     pub allowed_hosts: Vec<String>,
@@ -135,13 +137,9 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Checks the options and binds the address.
-    pub async fn bind(mut options: HttpOptions) -> Result<Self, HttpError> {
-        if let Some(token) = &options.auth_token {
-            let token = token.trim();
-            if token.is_empty() {
-                return Err(HttpError::EmptyToken);
-            }
-            options.auth_token = Some(token.to_string());
+    pub async fn bind(options: HttpOptions) -> Result<Self, HttpError> {
+        if let Some(tokens) = &options.auth_token {
+            guard::Tokens::parse(tokens)?;
         } else if !options.bind.ip().is_loopback() {
             return Err(HttpError::Unauthenticated { bind: options.bind });
         }
@@ -230,15 +228,20 @@ impl HttpServer {
                 Box::pin(async move { streamable.sessions.read().await.len() + legacy.len() })
             })
         };
+        let tokens = options
+            .auth_token
+            .as_deref()
+            .map(guard::Tokens::parse)
+            .transpose()?;
         let console_sessions = Arc::new(console::ConsoleSessions::default());
         let console = Arc::new(console::Console::new(
             codemode.clone(),
-            options.auth_token.clone(),
+            tokens.clone(),
             console_sessions.clone(),
         ));
         let guard = Arc::new(Guard {
             console_sessions,
-            token: options.auth_token.clone(),
+            token: tokens,
             hosts,
             origins,
             draining: Default::default(),
@@ -302,7 +305,7 @@ impl HttpServer {
 }
 
 /// Where Prometheus scrapes.
-const METRICS_PATH: &str = "/metrics";
+pub(super) const METRICS_PATH: &str = "/metrics";
 
 /// `GET /metrics`: the metrics in OpenMetrics text.
 async fn metrics(State(codemode): State<CodeMode>) -> Response {
@@ -329,10 +332,10 @@ pub async fn serve_metrics(
     auth_token: Option<String>,
     codemode: CodeMode,
 ) -> Result<SocketAddr, HttpError> {
-    let auth_token = auth_token.map(|t| t.trim().to_string());
-    if auth_token.as_deref() == Some("") {
-        return Err(HttpError::EmptyToken);
-    }
+    let auth_token = auth_token
+        .as_deref()
+        .map(guard::Tokens::parse)
+        .transpose()?;
     if auth_token.is_none() && !bind.ip().is_loopback() {
         return Err(HttpError::Unauthenticated { bind });
     }
