@@ -57,7 +57,7 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
             }
         }),
     );
-    let confirming = common::http::HttpServer::start(&["--config", &confirming]);
+    let confirming_server = common::http::HttpServer::start(&["--config", &confirming]);
     let slow_dir = common::scratch_dir("python-modern-unanswered");
     let slow = common::write_config(
         &slow_dir,
@@ -83,9 +83,11 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
     let out = Command::new(&python)
         .arg(script)
         .arg(server.url("/mcp"))
-        .arg(confirming.url("/mcp"))
+        .arg(confirming_server.url("/mcp"))
         .arg(slow.url("/mcp"))
         .arg(&slow_audit)
+        .arg(common::BIN)
+        .arg(&confirming)
         .output()
         .expect("run the Python modern client");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,8 +3,9 @@ no handshake, no session) and in `mode="legacy"` against `serve --http`, with st
 Two modern clients never share a `state.*` store: each run without a handle gets a fresh
 one, whose handle the result returns, and only that handle opens it again.
 
-Usage: python_modern.py STATE_URL CONFIRM_URL SLOW_URL SLOW_AUDIT_LOG (servers whose policy
-confirms toy.add; the slow one's approvals time out at once)
+Usage: python_modern.py STATE_URL CONFIRM_URL SLOW_URL SLOW_AUDIT_LOG BINARY CONFIRM_CONFIG
+(servers whose policy confirms toy.add, the slow one's approvals timing out at once; the
+binary and the confirming config for stdio)
 Prints one line per check and exits non-zero on the first failure.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import sys
 
 import mcp_types as types
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 
 def check(condition, what):
@@ -29,7 +30,7 @@ def run(client, code, **extra):
 GET = "return await tools.state.get({ key: 'secret' });"
 
 
-async def main(url, confirm_url, slow_url, slow_audit):
+async def main(url, confirm_url, slow_url, slow_audit, binary, confirm_config):
     async with Client(url) as alice:
         stored = await run(alice, "await tools.state.set({ key: 'secret', value: 'alice-token' });\nreturn 'stored';")
         check(not stored.is_error, f"a modern client runs a program ({stored.content})")
@@ -74,6 +75,7 @@ async def main(url, confirm_url, slow_url, slow_audit):
     await confirmations(confirm_url)
     await listening(slow_url)
     await unanswered(slow_url, slow_audit)
+    await over_stdio(binary, confirm_config)
     print("ok: done", flush=True)
 
 
@@ -160,6 +162,20 @@ async def listening(url):
         check(prompts.ttl_ms and prompts.ttl_ms > 0, f"the fixed prompt list may be cached ({prompts.ttl_ms})")
 
 
+async def over_stdio(binary, config):
+    """The same modern client over stdio: one client per process, whose store is implicit;
+    a confirmation reached mid-run parks the run there too."""
+    server = StdioServerParameters(command=binary, args=["serve", "--config", config], env={"CODEMODE_LOG": "warn"})
+    asked = []
+    async with Client(server, elicitation_callback=answering("accept", asked)) as client:
+        stored = await run(client, "await tools.state.set({ key: 'n', value: 1 }); return 'stored';")
+        check(not stored.is_error and "state" not in (stored.structured_content or {}), f"stdio: a modern client's store is the process's, no handle needed ({stored.content[0].text[:200]})")
+        read = await run(client, "return await tools.state.get({ key: 'n' });")
+        check(read.structured_content["result"] == 1, "stdio: a later run reads it")
+        mid = await run(client, "const name = 'add';\nreturn (await tools.toy[name]({ a: 2, b: 3 })).sum;")
+        check(not mid.is_error and mid.structured_content["result"] == 5 and len(asked) == 1, f"stdio: a mid-run confirmation parks the run and the retry resumes it ({mid.content[0].text[:200]}, {asked})")
+
+
 async def unanswered(url, audit_log):
     """Nobody answering within codemode.policy.approvalTimeoutMs refuses the parked call."""
     code = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });"
@@ -219,4 +235,4 @@ async def confirmations(url):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:7]))
