@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz), and for
-//! `tests/fuzz_corpora.rs`, which replays their committed corpora on every test run. Each
+//! `tests/it/fuzz_corpora.rs`, which replays their committed corpora on every test run. Each
 //! takes the fuzzer's raw bytes and must never panic, whatever they are: they are the
 //! places where bytes from outside (a compromised worker, an upstream, a config file, a
 //! program) are decoded.

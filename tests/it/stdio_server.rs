@@ -1,6 +1,6 @@
 //! `execute_code` through the real binary over stdio, with rmcp's client.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ async fn lists_execute_code_with_the_schemas_in_tool_schemas() {
             on_file == served_text,
             "the served schemas of {} differ from tool-schemas/{}.json.\n\
              If the change is intended, rewrite the files with:\n  \
-             UPDATE_TOOL_SCHEMAS=1 cargo test --release --test stdio_server lists_execute_code\n\
+             UPDATE_TOOL_SCHEMAS=1 cargo test --release --test it stdio_server::lists_execute_code\n\
              served:\n{served_text}",
             tool.name,
             tool.name

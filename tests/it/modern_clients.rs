@@ -4,7 +4,7 @@
 //! client cannot be asked (it offers no elicitation) is refused saying so. (The Python
 //! SDK's modern client covers streamable HTTP: tests/interop/python_modern.py.)
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! `--metrics` listener beside stdio, and each anomaly flag raised by a scripted burst and
 //! found where operators look (the audit record, the metrics, the log).
 
-mod common;
+use crate::common;
 
 use std::{path::Path, process::Stdio};
 

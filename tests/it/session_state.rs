@@ -2,7 +2,7 @@
 //! execution to the next within a session (stdio, and one streamable HTTP session), never
 //! across sessions, its caps, its audit record, and off by default.
 
-mod common;
+use crate::common;
 
 use common::{http::HttpServer, start};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! locked themselves down. These tests prove the lockdown from outside, kill workers
 //! mid-run, and count what 1,000 runs leave behind.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

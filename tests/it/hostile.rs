@@ -12,7 +12,7 @@
 //! audit chain verifies. `${WEB}` in a program is the web server's
 //! `http://127.0.0.1:PORT`, `${NAMED}` the same through `localhost`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! fetches count against their own budget. The pre-flight scan refuses literal URLs
 //! outside the rules before anything runs.
 
-mod common;
+use crate::common;
 
 use common::{BIN, Server, scratch_dir, web, write_config};
 use serde_json::{Value, json};

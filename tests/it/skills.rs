@@ -4,7 +4,7 @@
 //! limit as any program; offered as MCP tools of their own when configured; bad input
 //! refused with what is wrong; and absent when not configured.
 
-mod common;
+use crate::common;
 
 use common::{Server, start};
 use rmcp::model::{CallToolRequestParams, CallToolResult};

@@ -3,7 +3,7 @@
 //! raw HTTP for what clients must be refused), with its security checks, caps and
 //! graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! task's status; a streamable HTTP session; and clients without the extension (and
 //! stateless HTTP) keeping the plain behaviour.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

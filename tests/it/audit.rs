@@ -3,7 +3,7 @@
 //! chain too (against its anchor, `FILE.anchor`), and the server refusing at start to
 //! continue a chain whose end does not verify.
 
-mod common;
+use crate::common;
 
 use std::{path::Path, process::Command};
 

@@ -3,7 +3,7 @@
 //! playwright-core, which the README's test command installs) signs in and checks what a
 //! person sees. Screenshots are kept in the test's target folder.
 
-mod common;
+use crate::common;
 
 use std::{path::PathBuf, process::Command};
 

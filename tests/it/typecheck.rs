@@ -4,7 +4,7 @@
 //! override, names the sandbox lacks, a program that tries to make the checker read a host
 //! file, the checker's wall clock, and a server without a checker.
 
-mod common;
+use crate::common;
 
 use common::{BIN, Server, start, toy};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! The library API as an embedding program uses it: built-in tools from Rust, progress,
 //! cancellation, worker processes, and the errors of a bad setup.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

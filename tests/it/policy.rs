@@ -2,7 +2,7 @@
 //! elicitation (or are refused when the client cannot ask), defaults follow the tools'
 //! annotations, and a bad rule stops the server at start.
 
-mod common;
+use crate::common;
 
 use std::sync::{
     Arc,

@@ -1,6 +1,6 @@
 //! `codemode-mcp run` and the command line, through the real binary.
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write,

@@ -2,7 +2,7 @@
 //! from PyPI as upstreams, through a real client talking to the real binary. The test
 //! command installs them and names where (CODEMODE_TEST_NPM_BIN, CODEMODE_TEST_PYTHON).
 
-mod common;
+use crate::common;
 
 use std::{
     net::TcpListener,

@@ -3,7 +3,7 @@
 //! The README's test command installs both (and Node 22, which the suite needs) and
 //! points CODEMODE_TEST_NODE_MODULES at them.
 
-mod common;
+use crate::common;
 
 use std::{path::PathBuf, process::Command};
 

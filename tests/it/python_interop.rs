@@ -1,7 +1,7 @@
 //! Interop: the official Python SDK client (`mcp` from PyPI) against the real binary.
 //! The README's test command installs it into a venv and points CODEMODE_TEST_PYTHON there.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

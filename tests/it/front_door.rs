@@ -3,7 +3,7 @@
 //! connections than the server allows. Nothing here races a clock against work: a slow
 //! client is one that never finishes, so only the header timeout can end it.
 
-mod common;
+use crate::common;
 
 use std::{
     io::{Read, Write},

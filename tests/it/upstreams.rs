@@ -2,7 +2,7 @@
 //! which talks to real upstream processes (the toy server in tests/upstreams and
 //! mcp-server-time from PyPI, both run by the Python the test command installs).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
