@@ -81,6 +81,7 @@ pub mod isolation;
 pub mod oversight;
 pub mod policy;
 pub mod preflight;
+pub mod record;
 pub mod sandbox;
 pub mod server;
 pub mod skills;

@@ -30,24 +30,14 @@ use serde::{Deserialize, Serialize};
 
 pub use self::anchor::{Anchor, Base, Head, anchor_path};
 use crate::digest::sha256_hex;
-use crate::executor::{CallRecord, Execution};
+pub use crate::record::Origin;
+use crate::record::{CallRecord, Execution};
 
 /// The `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Rotated files kept beside the live one.
 const KEEP_ROTATED: u32 = 9;
-
-/// Who ran an execution, and over what.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// The MCP client, as `name/version`, when known.
-    pub client: Option<String>,
-    /// The session id (streamable HTTP, legacy SSE), when there is one.
-    pub session: Option<String>,
-    /// `stdio`, `http`, `sse`, `cli` (`codemode-mcp run`) or `library`.
-    pub transport: String,
-}
 
 /// One tool call in a record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +72,7 @@ impl From<&CallRecord> for AuditCall {
             result_bytes: call.result_bytes,
             ms: call.ms,
             ok: call.ok,
-            decision: call.decision.to_string(),
+            decision: call.decision.as_str().to_string(),
             error: call.error.clone(),
         }
     }

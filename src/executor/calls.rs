@@ -15,8 +15,6 @@ use std::{
 };
 
 use rmcp::model::{CallToolResult, ContentBlock};
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::{runtime::Handle, sync::mpsc, task::JoinHandle};
 
@@ -27,37 +25,11 @@ use crate::{
     egress::{Egress, FetchRequest},
     oversight::{CallSpan, ExecutionTrace},
     policy::{Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer},
+    record::{CallRecord, Decision},
     sandbox::{Limits, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes},
     transpile::Position,
     upstream::{Upstream, Upstreams},
 };
-
-/// One tool call of an execution, as listed in the reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct CallRecord {
-    /// `namespace.tool`, or `fetch`.
-    pub tool: String,
-    /// For a fetch: `METHOD URL` without the query.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Milliseconds from the call to its answer.
-    pub ms: u64,
-    /// Whether it produced a result (false: the program got a `ToolError`).
-    pub ok: bool,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Bytes of the arguments as JSON (for the audit log, not the model).
-    #[serde(skip)]
-    pub args_bytes: usize,
-    /// Bytes of the result as JSON (for the audit log, not the model).
-    #[serde(skip)]
-    pub result_bytes: usize,
-    /// What the policy and budgets decided: `allowed`, `confirmed by the user`,
-    /// `refused: budget`, ... (for the audit log).
-    #[serde(skip)]
-    pub decision: &'static str,
-}
 
 /// Characters of a refusal the glue reports that are kept (the name in it is the
 /// program's, of any length).
@@ -169,7 +141,7 @@ struct Pending<'a> {
 /// What must happen before a call goes out.
 struct Gate {
     confirmation: Option<(BoxFuture<'static, Confirmation>, Vec<Approval>)>,
-    decision: &'static str,
+    decision: Decision,
 }
 
 impl CallHost {
@@ -254,7 +226,7 @@ impl CallHost {
                 call.target,
                 call.started,
                 call.args_bytes,
-                "abandoned: the program ended first",
+                Decision::Abandoned,
                 &reply,
                 None,
             );
@@ -272,7 +244,7 @@ impl CallHost {
                 )),
                 args_bytes: 0,
                 result_bytes: 0,
-                decision: "not listed: past the budgets",
+                decision: Decision::NotListed,
             });
         }
         records
@@ -298,7 +270,7 @@ impl CallHost {
 
     /// Decides whether a call may go out now, or after the user's word, or not at all
     /// (then the refusal message and the decision for the record).
-    fn gate(&self, call: Pending<'_>) -> Result<Gate, (&'static str, String)> {
+    fn gate(&self, call: Pending<'_>) -> Result<Gate, (Decision, String)> {
         let Pending {
             name,
             shown_as,
@@ -328,7 +300,7 @@ impl CallHost {
             );
             if self.data_flow == DataFlowMode::Deny {
                 return Err((
-                    "refused: data flow",
+                    Decision::DataFlow,
                     format!(
                         "{shown_as} was not called: {why}; the data-flow guard (codemode.policy.dataFlow) refuses such calls. Make the call in an execution that reads no untrusted data, or ask the user to mark the source as trusted (dataFlow.notSources)"
                     ),
@@ -339,11 +311,11 @@ impl CallHost {
         }
         if approvals.is_empty() {
             let decision = if up_front {
-                "confirmed before the run"
+                Decision::ConfirmedBeforeRun
             } else if needs_rule {
-                "confirmed earlier in the execution"
+                Decision::ConfirmedEarlier
             } else {
-                "allowed"
+                Decision::Allowed
             };
             return Ok(Gate {
                 confirmation: None,
@@ -365,7 +337,7 @@ impl CallHost {
                 )
             };
             return Err((
-                "refused: nobody to confirm",
+                Decision::NobodyToConfirm,
                 format!("{shown_as} was not called: {why}"),
             ));
         };
@@ -378,7 +350,7 @@ impl CallHost {
         };
         Ok(Gate {
             confirmation: Some((confirmer.confirm(request), approvals)),
-            decision: "allowed",
+            decision: Decision::Allowed,
         })
     }
 
@@ -432,7 +404,7 @@ impl CallHost {
             target,
             started,
             args_bytes,
-            "refused: budget",
+            Decision::Budget,
             &reply,
             None,
         );
@@ -493,7 +465,7 @@ impl Recorder {
         target: Option<String>,
         started: Instant,
         args_bytes: usize,
-        decision: &'static str,
+        decision: Decision,
         reply: &ToolReply,
         span: Option<CallSpan>,
     ) {
@@ -516,7 +488,7 @@ impl Recorder {
         target: Option<String>,
         started: Instant,
         args_bytes: usize,
-        decision: &'static str,
+        decision: Decision,
         reply: &ToolReply,
         span: Option<CallSpan>,
     ) {
@@ -586,23 +558,19 @@ struct Settlement {
     span: Mutex<Option<CallSpan>>,
 }
 
-/// The decision of a call the user did not confirm (declined, dismissed, or nobody
-/// answered in time).
-pub(super) const NOT_CONFIRMED: &str = "refused: not confirmed";
-
 impl Settlement {
     /// Waits for the user's word on a gated call: the decision, or the refusal (recorded).
-    async fn confirm(&self, gate: Gate) -> Result<&'static str, ToolReply> {
+    async fn confirm(&self, gate: Gate) -> Result<Decision, ToolReply> {
         let Some((confirmation, approvals)) = gate.confirmation else {
             return Ok(gate.decision);
         };
         match confirmation.await {
-            Confirmation::Once => Ok("confirmed by the user"),
+            Confirmation::Once => Ok(Decision::ConfirmedByUser),
             Confirmation::ForExecution => {
                 if let Ok(mut approved) = self.approved.lock() {
                     approved.extend(approvals.into_iter().map(|a| approval_key(a, &self.name)));
                 }
-                Ok("confirmed for the execution")
+                Ok(Decision::ConfirmedForExecution)
             }
             denied @ (Confirmation::Denied(_) | Confirmation::Deferred) => {
                 let why = match denied {
@@ -611,7 +579,7 @@ impl Settlement {
                         .into(),
                 };
                 let reply = fail(format!("{} was not called: {why}", self.shown_as), None);
-                self.record(NOT_CONFIRMED, &reply);
+                self.record(Decision::NotConfirmed, &reply);
                 Err(reply)
             }
         }
@@ -619,7 +587,7 @@ impl Settlement {
 
     /// Counts the result against the execution's byte budget (past it, the result is
     /// withheld), marks the execution if the result is untrusted, records the call.
-    fn finish(self, reply: ToolReply, decision: &'static str) -> ToolReply {
+    fn finish(self, reply: ToolReply, decision: Decision) -> ToolReply {
         let (reply, decision) = match reply {
             ToolReply::Ok(json) => {
                 let total = self.received.fetch_add(json.len(), Ordering::SeqCst) + json.len();
@@ -634,7 +602,7 @@ impl Settlement {
                         ),
                         None,
                     );
-                    (withheld, "result withheld: budget")
+                    (withheld, Decision::ResultWithheld)
                 } else {
                     (ToolReply::Ok(json), decision)
                 }
@@ -644,7 +612,7 @@ impl Settlement {
         // A source's error text is as untrusted as its result (an upstream's `isError`
         // message, the `Location` of a refused redirect): only a result the host itself
         // withheld carries nothing from outside.
-        let from_outside = decision != "result withheld: budget";
+        let from_outside = decision != Decision::ResultWithheld;
         if self.is_source && from_outside {
             let mut tainted = self.tainted.lock().unwrap_or_else(|e| e.into_inner());
             // The first untrusted source is the one named.
@@ -654,7 +622,7 @@ impl Settlement {
         reply
     }
 
-    fn record(&self, decision: &'static str, reply: &ToolReply) {
+    fn record(&self, decision: Decision, reply: &ToolReply) {
         let span = self.span.lock().ok().and_then(|mut span| span.take());
         self.recorder.settle(
             self.id,
@@ -704,7 +672,7 @@ impl ToolHost for CallHost {
             None,
             Instant::now(),
             call.arguments.len(),
-            "not sent: the program ended first",
+            Decision::NotSent,
             &reply,
             None,
         );
@@ -719,7 +687,7 @@ impl ToolHost for CallHost {
             .collect();
         let shown_as = format!("tools.{qualified}");
         let args_bytes = call.arguments.len();
-        let immediate = |decision: &'static str, reply: ToolReply| -> ReplyFuture {
+        let immediate = |decision: Decision, reply: ToolReply| -> ReplyFuture {
             self.recorder.record(
                 &qualified, None, started, args_bytes, decision, &reply, None,
             );
@@ -755,15 +723,8 @@ impl ToolHost for CallHost {
                 ));
             }
             let reply = fail(message, None);
-            self.recorder.record(
-                &name,
-                None,
-                started,
-                0,
-                "refused: invalid call",
-                &reply,
-                None,
-            );
+            self.recorder
+                .record(&name, None, started, 0, Decision::InvalidCall, &reply, None);
             return Box::pin(std::future::ready(reply));
         }
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
@@ -791,7 +752,7 @@ impl ToolHost for CallHost {
         }
         let Some(tool) = self.catalog.find(&call.namespace, &call.tool).cloned() else {
             return immediate(
-                "refused: no such tool",
+                Decision::NoSuchTool,
                 fail(format!("{shown_as} does not exist"), None),
             );
         };
@@ -799,7 +760,7 @@ impl ToolHost for CallHost {
             Ok(Value::Object(arguments)) => Value::Object(arguments),
             _ => {
                 return immediate(
-                    "refused: invalid arguments",
+                    Decision::InvalidArguments,
                     fail(
                         format!("{shown_as}: the arguments must be one JSON object"),
                         None,
@@ -809,7 +770,7 @@ impl ToolHost for CallHost {
         };
         if let Err(invalid) = tool.validate(&arguments) {
             return immediate(
-                "refused: invalid arguments",
+                Decision::InvalidArguments,
                 fail(
                     format!(
                         "{shown_as}: invalid arguments: {} (search_tools shows its declaration)",
@@ -821,7 +782,7 @@ impl ToolHost for CallHost {
         }
         let Value::Object(arguments) = arguments else {
             return immediate(
-                "refused: invalid arguments",
+                Decision::InvalidArguments,
                 fail(format!("{shown_as}: bad arguments"), None),
             );
         };
@@ -830,7 +791,7 @@ impl ToolHost for CallHost {
                 Some(handler) => Target::Builtin(handler),
                 None => {
                     return immediate(
-                        "refused: unavailable",
+                        Decision::Unavailable,
                         fail(format!("{shown_as} is gone"), None),
                     );
                 }
@@ -840,7 +801,7 @@ impl ToolHost for CallHost {
                 Some(upstream) => Target::Upstream(upstream.clone(), tool.mcp_name.clone()),
                 None => {
                     return immediate(
-                        "refused: unavailable",
+                        Decision::Unavailable,
                         fail(format!("{shown_as}: its server is gone"), None),
                     );
                 }
@@ -916,7 +877,7 @@ impl ToolHost for CallHost {
         let started = Instant::now();
         let args_bytes = request.len();
         let immediate =
-            |target: Option<String>, decision: &'static str, reply: ToolReply| -> ReplyFuture {
+            |target: Option<String>, decision: Decision, reply: ToolReply| -> ReplyFuture {
                 self.recorder
                     .record(FETCH, target, started, args_bytes, decision, &reply, None);
                 Box::pin(std::future::ready(reply))
@@ -924,7 +885,7 @@ impl ToolHost for CallHost {
         let Ok(request) = serde_json::from_str::<FetchRequest>(&request) else {
             return immediate(
                 None,
-                "refused: invalid arguments",
+                Decision::InvalidArguments,
                 fail("fetch: the request could not be read".into(), None),
             );
         };
@@ -932,7 +893,7 @@ impl ToolHost for CallHost {
         let Some(egress) = self.egress.clone() else {
             return immediate(
                 Some(target),
-                "refused: egress off",
+                Decision::EgressOff,
                 fail(
                     "fetch is off: the server allows no URLs (codemode.egress.rules)".into(),
                     None,
@@ -1005,7 +966,7 @@ impl ToolHost for CallHost {
                     Ok(json) => (ToolReply::Ok(json), decision),
                     Err(err) => (fail(format!("fetch failed: {err}"), None), decision),
                 },
-                Err(failure) if failure.refused => (fail(failure.message, None), "refused: egress"),
+                Err(failure) if failure.refused => (fail(failure.message, None), Decision::Egress),
                 Err(failure) => (fail(failure.message, None), decision),
             };
             settlement.finish(reply, decision)

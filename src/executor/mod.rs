@@ -22,7 +22,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub use calls::CallRecord;
+// The record types live below everything that reads them; here for the paths users know.
+pub use crate::record::{CallRecord, Execution};
 pub(crate) use calls::program_value;
 
 use crate::{
@@ -144,37 +145,12 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// The result of one execution.
-#[derive(Debug, Clone)]
-pub struct Execution {
-    /// What the program produced.
-    pub outcome: RunOutcome,
-    /// Its tool calls, in the order they finished.
-    pub calls: Vec<CallRecord>,
-    /// Wall-clock time from the request to the outcome, queueing included.
-    pub duration: Duration,
-    /// What the pre-flight scan found, when the program parsed.
-    pub scan: Option<Scan>,
-}
-
 struct Job {
     request: RunRequest,
     cancel: CancelHandle,
     host: Arc<dyn ToolHost>,
     started: oneshot::Sender<()>,
     reply: oneshot::Sender<RunOutcome>,
-}
-
-impl Execution {
-    /// An execution that never ran, ended by `error` (e.g. `busy`).
-    pub fn refused(error: ProgramError) -> Self {
-        Self {
-            outcome: RunOutcome::failed(error),
-            calls: Vec::new(),
-            duration: Duration::ZERO,
-            scan: None,
-        }
-    }
 }
 
 /// Runs programs in fresh isolates under the configured limits.
@@ -461,7 +437,7 @@ impl Executor {
             && error.kind == ErrorKind::Tool
             && calls.iter().any(|call| {
                 !call.ok
-                    && call.decision == calls::NOT_CONFIRMED
+                    && call.decision == crate::record::Decision::NotConfirmed
                     && error.tool.as_deref() == Some(call.tool.as_str())
             })
         {

@@ -17,6 +17,7 @@ use std::{
 use crate::{
     audit::{AuditRecord, Flag},
     config::AnomalySettings,
+    record::Decision,
 };
 
 /// Past this many tracked sessions, the quietest are forgotten.
@@ -27,16 +28,15 @@ const MAX_EVENTS: usize = 2_000;
 /// How far back a session's norm looks.
 const NORM_SPAN: Duration = Duration::from_secs(600);
 
-/// Decisions that mean the policy refused a call (budgets and bad arguments are not
-/// refusals of the policy).
-const DENIALS: [&str; 6] = [
-    "refused: data flow",
-    "refused: not confirmed",
-    "refused: nobody to confirm",
-    "refused: no such tool",
-    "refused: egress",
-    "refused: egress off",
-];
+/// Whether a recorded decision is the policy's refusal (budgets and bad arguments are not).
+fn denied(decision: &str) -> bool {
+    Decision::parse(decision).is_some_and(Decision::is_policy_refusal)
+}
+
+/// Whether a recorded decision refused the call.
+fn refused(decision: &str) -> bool {
+    Decision::parse(decision).is_some_and(Decision::is_refusal)
+}
 
 /// Error kinds that mean a limit was hit.
 const LIMIT_KINDS: [&str; 4] = ["timeout", "memory", "budget", "busy"];
@@ -106,7 +106,7 @@ impl Anomalies {
             denied: record
                 .calls
                 .iter()
-                .filter(|call| DENIALS.contains(&call.decision.as_str()))
+                .filter(|call| denied(&call.decision))
                 .count() as u32
                 + u32::from(record.error_kind.as_deref() == Some("policy")),
         };
@@ -334,7 +334,7 @@ fn fetches(record: &AuditRecord) -> impl Iterator<Item = (String, bool)> + '_ {
         let target = call.target.as_deref().filter(|_| call.tool == "fetch")?;
         let url = target.split_once(' ').map_or(target, |(_, url)| url);
         let host = url::Url::parse(url).ok()?.host_str()?.to_ascii_lowercase();
-        Some((host, !call.decision.starts_with("refused")))
+        Some((host, !refused(&call.decision)))
     })
 }
 

@@ -17,8 +17,8 @@ use prometheus_client::{
 
 use crate::{
     audit::{AuditRecord, Flag},
-    executor::Execution,
     isolation::WorkerPool,
+    record::Execution,
     sandbox::ErrorKind,
     upstream::{Status, Upstreams},
 };

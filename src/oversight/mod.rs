@@ -19,7 +19,7 @@ pub use trace::{CallSpan, ExecutionTrace, TraceError, Tracing};
 use crate::{
     audit::{AuditRecord, Flag},
     config::{AnomalySettings, TelemetrySettings},
-    executor::Execution,
+    record::Execution,
 };
 
 /// One execution as the console shows it.

@@ -29,7 +29,7 @@ use opentelemetry_sdk::{
 use crate::{
     audit::{AuditRecord, Origin},
     config::{TelemetrySettings, expand_vars},
-    executor::CallRecord,
+    record::CallRecord,
 };
 
 /// Why traces could not be set up.
@@ -254,7 +254,7 @@ impl CallSpan {
             .unwrap_or((record.tool.as_str(), ""));
         self.0.set_attributes([
             KeyValue::new("codemode.namespace", namespace.to_string()),
-            KeyValue::new("codemode.decision", record.decision),
+            KeyValue::new("codemode.decision", record.decision.as_str()),
             KeyValue::new("codemode.args_bytes", record.args_bytes as i64),
             KeyValue::new("codemode.result_bytes", record.result_bytes as i64),
         ]);
@@ -267,7 +267,7 @@ impl CallSpan {
         } else {
             self.0.set_attribute(KeyValue::new(
                 "error.type",
-                if record.decision.starts_with("refused") {
+                if record.decision.is_refusal() {
                     "refused"
                 } else {
                     "tool_error"

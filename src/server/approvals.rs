@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::state_scope::StateScope;
 use crate::digest;
-use crate::executor::Execution;
 use crate::policy::{ConfirmRequest, Confirmation, Confirmer};
+use crate::record::Execution;
 
 /// How long past its approval timeout a parked run's state still finds the run, so that a
 /// retry arriving just late is told how the run ended rather than that nothing is known.

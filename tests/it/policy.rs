@@ -433,7 +433,7 @@ async fn after_untrusted_data_sinks_need_the_users_word() {
         reason.contains("untrusted data (from tools.web.read)"),
         "{reason}"
     );
-    let decisions: Vec<&str> = run.calls.iter().map(|c| c.decision).collect();
+    let decisions: Vec<&str> = run.calls.iter().map(|c| c.decision.as_str()).collect();
     assert_eq!(
         decisions,
         ["allowed", "allowed", "allowed", "confirmed by the user"]
@@ -445,7 +445,10 @@ async fn after_untrusted_data_sinks_need_the_users_word() {
     let error = run.outcome.result.unwrap_err();
     assert!(error.message.contains("data-flow guard"), "{error:?}");
     assert_eq!(error.position.map(|p| p.line), Some(4));
-    assert_eq!(run.calls.last().unwrap().decision, "refused: data flow");
+    assert_eq!(
+        run.calls.last().unwrap().decision,
+        codemode_mcp::record::Decision::DataFlow
+    );
     let codemode = build("off").await.unwrap();
     assert!(codemode.execute(code).await.outcome.result.is_ok());
 }
@@ -487,5 +490,8 @@ async fn an_untrusted_tools_error_text_taints_like_its_result() {
     let error = run.outcome.result.unwrap_err();
     assert!(error.message.contains("data-flow guard"), "{error:?}");
     assert_eq!(error.position.map(|p| p.line), Some(3));
-    assert_eq!(run.calls.last().unwrap().decision, "refused: data flow");
+    assert_eq!(
+        run.calls.last().unwrap().decision,
+        codemode_mcp::record::Decision::DataFlow
+    );
 }

@@ -81,7 +81,7 @@ fn cookie(headers: &http::HeaderMap) -> Option<&str> {
 /// What the console pages read.
 pub(super) struct Console {
     codemode: CodeMode,
-    token: Option<super::guard::Tokens>,
+    token: Option<super::tokens::Tokens>,
     sessions: Arc<ConsoleSessions>,
     /// The last verification of the audit chain, with the live file's size it saw.
     chain: Mutex<Option<(u64, ChainState)>>,
@@ -103,7 +103,7 @@ enum ChainState {
 impl Console {
     pub(super) fn new(
         codemode: CodeMode,
-        token: Option<super::guard::Tokens>,
+        token: Option<super::tokens::Tokens>,
         sessions: Arc<ConsoleSessions>,
     ) -> Self {
         Self {
@@ -365,7 +365,7 @@ async fn execution(State(console): State<Arc<Console>>, Path(id): Path<String>) 
                             @for call in &r.calls {
                                 tr {
                                     td { (call.tool) @if let Some(target) = &call.target { " " code { (target) } } }
-                                    td class=(if call.decision.starts_with("refused") { "error" } else { "ok" }) { (call.decision) }
+                                    td class=(if crate::record::Decision::parse(&call.decision).is_some_and(crate::record::Decision::is_refusal) { "error" } else { "ok" }) { (call.decision) }
                                     td { (if call.ok { "yes" } else { "no" }) }
                                     td { (call.ms) }
                                     td { (call.args_bytes) }

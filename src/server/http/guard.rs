@@ -18,13 +18,11 @@ use axum::{
 };
 use futures::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header, uri::Authority};
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use super::{
-    HttpError,
+    HEALTH_PATH, HttpError, METRICS_PATH, SSE_PATH, STREAMABLE_PATH,
     console::{self, CONSOLE_PATH, ConsoleSessions, LOGIN_PATH},
-    legacy_sse::SSE_PATH,
 };
 
 /// Host names every server answers to: loopback ones.
@@ -227,50 +225,9 @@ impl Drop for InFlightGuard {
 pub(super) type SessionCount =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, usize> + Send + Sync>;
 
-/// The bearer tokens a server takes, one per line of the token file (blank lines and lines
-/// starting with `#` aside). Each token is a principal of its own: its clients share state,
-/// tasks and approvals, and no other token's. The first is the operator's, the only one
-/// that opens the console and `/metrics`, which show every principal's executions.
-#[derive(Clone)]
-pub(super) struct Tokens(Arc<Vec<String>>);
-
-impl Tokens {
-    /// The tokens in `text`; an error if it holds none.
-    pub(super) fn parse(text: &str) -> Result<Self, HttpError> {
-        let tokens: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        if tokens.is_empty() {
-            return Err(HttpError::EmptyToken);
-        }
-        Ok(Self(Arc::new(tokens)))
-    }
-
-    /// The operator's token.
-    pub(super) fn operator(&self) -> &str {
-        &self.0[0]
-    }
-
-    /// Whether `given` is one of the tokens; every one is compared, in constant time, so
-    /// the answer's timing says nothing about which or how close.
-    pub(super) fn admits(&self, given: &str) -> bool {
-        self.0.iter().fold(false, |found, token| {
-            found | bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-        })
-    }
-
-    /// Whether `given` is the operator's token.
-    pub(super) fn is_operator(&self, given: &str) -> bool {
-        bool::from(given.as_bytes().ct_eq(self.operator().as_bytes()))
-    }
-}
-
 /// The shared state of the guard layer.
 pub(super) struct Guard {
-    pub(super) token: Option<Tokens>,
+    pub(super) token: Option<super::tokens::Tokens>,
     pub(super) hosts: HostPolicy,
     pub(super) origins: OriginPolicy,
     pub(super) draining: AtomicBool,
@@ -285,17 +242,16 @@ pub(super) struct Guard {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("auth", &self.token.as_ref().map(|t| t.0.len()))
+            .field(
+                "tokens",
+                &self.token.as_ref().map(super::tokens::Tokens::len),
+            )
             .field("hosts", &self.hosts)
             .field("origins", &self.origins)
             .field("draining", &self.draining)
             .finish_non_exhaustive()
     }
 }
-
-/// The health probe: the Host check like every endpoint, but no token (it tells nothing
-/// but the state).
-pub(super) const HEALTH_PATH: &str = "/healthz";
 
 pub(super) async fn check(
     State(guard): State<Arc<Guard>>,
@@ -343,7 +299,7 @@ pub(super) async fn check(
         let path = request.uri().path();
         let console = path == CONSOLE_PATH || path.starts_with("/console/");
         // What shows every principal's executions is the operator's alone.
-        let operators_only = console || path == super::METRICS_PATH;
+        let operators_only = console || path == METRICS_PATH;
         // The console's login form checks the token itself; a browser signed in to the
         // console carries its session cookie instead of a bearer header.
         let console_admits = console
@@ -428,9 +384,6 @@ pub(super) async fn check(
     });
     Response::from_parts(parts, Body::from_stream(body))
 }
-
-/// The streamable HTTP endpoint.
-pub(super) const STREAMABLE_PATH: &str = "/mcp";
 
 /// Reads a JSON body whole, so that an oversized one gets 413 and one that is not JSON
 /// gets a JSON-RPC parse error (400) here rather than a bare deserialisation message.

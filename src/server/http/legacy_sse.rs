@@ -31,14 +31,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::MESSAGES_PATH;
 use super::guard::{InFlight, InFlightGuard, is_json, parse_error, read_body, refuse};
 use crate::server::CodeModeServer;
-
-/// Where clients open a session.
-pub(super) const SSE_PATH: &str = "/sse";
-
-/// Where clients POST their messages.
-pub(super) const MESSAGES_PATH: &str = "/messages";
 
 /// Messages a session may have waiting in either direction before the sender waits.
 const CHANNEL_CAPACITY: usize = 64;

@@ -10,6 +10,7 @@ mod console;
 mod guard;
 mod legacy_sse;
 mod listener;
+mod tokens;
 
 pub use listener::ConnectionLimits;
 
@@ -34,8 +35,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::{
-    guard::{Guard, HEALTH_PATH, HostPolicy, InFlight, OriginPolicy, STREAMABLE_PATH},
-    legacy_sse::{LegacySse, MESSAGES_PATH, SSE_PATH},
+    guard::{Guard, HostPolicy, InFlight, OriginPolicy},
+    legacy_sse::LegacySse,
 };
 use crate::{embed::CodeMode, server::CodeModeServer};
 
@@ -139,7 +140,7 @@ impl HttpServer {
     /// Checks the options and binds the address.
     pub async fn bind(options: HttpOptions) -> Result<Self, HttpError> {
         if let Some(tokens) = &options.auth_token {
-            guard::Tokens::parse(tokens)?;
+            tokens::Tokens::parse(tokens)?;
         } else if !options.bind.ip().is_loopback() {
             return Err(HttpError::Unauthenticated { bind: options.bind });
         }
@@ -231,7 +232,7 @@ impl HttpServer {
         let tokens = options
             .auth_token
             .as_deref()
-            .map(guard::Tokens::parse)
+            .map(tokens::Tokens::parse)
             .transpose()?;
         let console_sessions = Arc::new(console::ConsoleSessions::default());
         let console = Arc::new(console::Console::new(
@@ -305,6 +306,14 @@ impl HttpServer {
 }
 
 /// Where Prometheus scrapes.
+/// Where each endpoint is served: the MCP transports, the probe, the metrics.
+pub(super) const STREAMABLE_PATH: &str = "/mcp";
+/// The legacy HTTP+SSE transport's stream, and where its clients post.
+pub(super) const SSE_PATH: &str = "/sse";
+pub(super) const MESSAGES_PATH: &str = "/messages";
+/// The health probe: the Host check like every endpoint, but no token (it tells nothing
+/// but the state).
+pub(super) const HEALTH_PATH: &str = "/healthz";
 pub(super) const METRICS_PATH: &str = "/metrics";
 
 /// `GET /metrics`: the metrics in OpenMetrics text.
@@ -334,7 +343,7 @@ pub async fn serve_metrics(
 ) -> Result<SocketAddr, HttpError> {
     let auth_token = auth_token
         .as_deref()
-        .map(guard::Tokens::parse)
+        .map(tokens::Tokens::parse)
         .transpose()?;
     if auth_token.is_none() && !bind.ip().is_loopback() {
         return Err(HttpError::Unauthenticated { bind });

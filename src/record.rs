@@ -1,0 +1,244 @@
+//! The record of one execution: what it produced, the calls it made and what the policy
+//! decided about each, and who asked. The executor fills it; the audit log, the oversight
+//! (metrics, traces, anomaly flags), the console and the answers read it. It depends on
+//! none of them, so none of them depends on another through it.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    preflight::Scan,
+    sandbox::{ProgramError, RunOutcome},
+};
+
+/// What the policy and the budgets decided about one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Decision {
+    /// No rule stopped it.
+    Allowed,
+    /// The user confirmed its tool before the program ran.
+    ConfirmedBeforeRun,
+    /// The user confirmed its tool for the rest of the execution, at an earlier call.
+    ConfirmedEarlier,
+    /// The user confirmed this call.
+    ConfirmedByUser,
+    /// The user confirmed this call and the tool's later ones.
+    ConfirmedForExecution,
+    /// Not made: the user declined, dismissed, or nobody answered in time.
+    NotConfirmed,
+    /// Not made: the policy asks for confirmation and nobody can be asked.
+    NobodyToConfirm,
+    /// Not made: the data-flow guard refused a sink after untrusted data was read.
+    DataFlow,
+    /// Not made: past the execution's call budget.
+    Budget,
+    /// Made, but its result was withheld: past the execution's received-bytes budget.
+    ResultWithheld,
+    /// Not made: past the budgets, and not listed one by one either.
+    NotListed,
+    /// Not made: the call itself was malformed (the glue's refusal).
+    InvalidCall,
+    /// Not made: no such tool.
+    NoSuchTool,
+    /// Not made: the arguments do not match the tool's schema.
+    InvalidArguments,
+    /// Not made: the tool's upstream is down.
+    Unavailable,
+    /// Not made: `fetch` is off (no egress rules).
+    EgressOff,
+    /// Not made: the egress rules refuse the URL.
+    Egress,
+    /// Made, but the program ended before its answer came.
+    Abandoned,
+    /// Not sent: the program ended before the call left the isolate.
+    NotSent,
+}
+
+impl Decision {
+    /// Every decision, for parsing.
+    const ALL: [Decision; 19] = [
+        Self::Allowed,
+        Self::ConfirmedBeforeRun,
+        Self::ConfirmedEarlier,
+        Self::ConfirmedByUser,
+        Self::ConfirmedForExecution,
+        Self::NotConfirmed,
+        Self::NobodyToConfirm,
+        Self::DataFlow,
+        Self::Budget,
+        Self::ResultWithheld,
+        Self::NotListed,
+        Self::InvalidCall,
+        Self::NoSuchTool,
+        Self::InvalidArguments,
+        Self::Unavailable,
+        Self::EgressOff,
+        Self::Egress,
+        Self::Abandoned,
+        Self::NotSent,
+    ];
+
+    /// As the audit log, the metrics and the console write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::ConfirmedBeforeRun => "confirmed before the run",
+            Self::ConfirmedEarlier => "confirmed earlier in the execution",
+            Self::ConfirmedByUser => "confirmed by the user",
+            Self::ConfirmedForExecution => "confirmed for the execution",
+            Self::NotConfirmed => "refused: not confirmed",
+            Self::NobodyToConfirm => "refused: nobody to confirm",
+            Self::DataFlow => "refused: data flow",
+            Self::Budget => "refused: budget",
+            Self::ResultWithheld => "result withheld: budget",
+            Self::NotListed => "not listed: past the budgets",
+            Self::InvalidCall => "refused: invalid call",
+            Self::NoSuchTool => "refused: no such tool",
+            Self::InvalidArguments => "refused: invalid arguments",
+            Self::Unavailable => "refused: unavailable",
+            Self::EgressOff => "refused: egress off",
+            Self::Egress => "refused: egress",
+            Self::Abandoned => "abandoned: the program ended first",
+            Self::NotSent => "not sent: the program ended first",
+        }
+    }
+
+    /// The decision an audit record names (`None` for a text no decision has).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+
+    /// Whether a rule, a budget or a check refused the call (it was not made).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::NotConfirmed
+                | Self::NobodyToConfirm
+                | Self::DataFlow
+                | Self::Budget
+                | Self::InvalidCall
+                | Self::NoSuchTool
+                | Self::InvalidArguments
+                | Self::Unavailable
+                | Self::EgressOff
+                | Self::Egress
+        )
+    }
+
+    /// Whether the policy (a rule, a confirmation, the data-flow guard, the egress rules)
+    /// refused it, as opposed to a budget or a malformed call: what the `denied-burst`
+    /// anomaly counts.
+    pub fn is_policy_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::DataFlow
+                | Self::NotConfirmed
+                | Self::NobodyToConfirm
+                | Self::NoSuchTool
+                | Self::Egress
+                | Self::EgressOff
+        )
+    }
+
+    /// Whether the user was asked and said yes.
+    pub fn is_confirmed(self) -> bool {
+        matches!(
+            self,
+            Self::ConfirmedBeforeRun
+                | Self::ConfirmedEarlier
+                | Self::ConfirmedByUser
+                | Self::ConfirmedForExecution
+        )
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One tool call of an execution, as listed in the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CallRecord {
+    /// `namespace.tool`, or `fetch`.
+    pub tool: String,
+    /// For a fetch: `METHOD URL` without the query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Milliseconds from the call to its answer.
+    pub ms: u64,
+    /// Whether it produced a result (false: the program got a `ToolError`).
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Bytes of the arguments as JSON (for the audit log, not the model).
+    #[serde(skip)]
+    pub args_bytes: usize,
+    /// Bytes of the result as JSON (for the audit log, not the model).
+    #[serde(skip)]
+    pub result_bytes: usize,
+    /// What the policy and budgets decided (for the audit log, not the model).
+    #[serde(skip)]
+    pub decision: Decision,
+}
+
+/// The result of one execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// What the program produced.
+    pub outcome: RunOutcome,
+    /// Its tool calls, in the order they finished.
+    pub calls: Vec<CallRecord>,
+    /// Wall-clock time from the request to the outcome, queueing included.
+    pub duration: Duration,
+    /// What the pre-flight scan found, when the program parsed.
+    pub scan: Option<Scan>,
+}
+
+impl Execution {
+    /// An execution that never ran, ended by `error` (e.g. `busy`).
+    pub fn refused(error: ProgramError) -> Self {
+        Self {
+            outcome: RunOutcome::failed(error),
+            calls: Vec::new(),
+            duration: Duration::ZERO,
+            scan: None,
+        }
+    }
+}
+
+/// Who ran an execution, and over what.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The MCP client, as `name/version`, when known.
+    pub client: Option<String>,
+    /// The session id (streamable HTTP, legacy SSE), when there is one.
+    pub session: Option<String>,
+    /// `stdio`, `http`, `sse`, `cli` (`codemode-mcp run`) or `library`.
+    pub transport: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_decision_reads_back_and_the_refusals_are_the_refused_ones() {
+        for decision in Decision::ALL {
+            assert_eq!(Decision::parse(decision.as_str()), Some(decision));
+            assert_eq!(
+                decision.is_refusal(),
+                decision.as_str().starts_with("refused"),
+                "{decision}"
+            );
+            assert!(!decision.is_policy_refusal() || decision.is_refusal());
+            assert!(!decision.is_confirmed() || !decision.is_refusal());
+        }
+        assert_eq!(Decision::parse("allowed "), None);
+    }
+}
