@@ -388,7 +388,48 @@ impl CodeMode {
     }
 
     /// The executor underneath: settings, shutdown, the live catalog and its upstreams.
+    /// What a server needs of it is offered below; this is for embedders that go further.
     pub fn executor(&self) -> &Arc<Executor> {
         &self.executor
+    }
+
+    /// The executor's settings (engine, limits, concurrency).
+    pub fn settings(&self) -> &crate::executor::ExecutorSettings {
+        self.executor.settings()
+    }
+
+    /// The audit log, when one is kept.
+    pub fn audit(&self) -> Option<&Arc<crate::audit::AuditLog>> {
+        self.executor.audit()
+    }
+
+    /// Metrics, traces, anomaly flags and the recent executions.
+    pub fn oversight(&self) -> &Arc<crate::oversight::Oversight> {
+        self.executor.oversight()
+    }
+
+    /// What `fetch` may reach, when programs get it.
+    pub fn egress(&self) -> Option<&Arc<crate::egress::Egress>> {
+        self.executor.egress()
+    }
+
+    /// The worker processes, with process isolation.
+    pub fn worker_pool(&self) -> Option<&crate::isolation::WorkerPool> {
+        self.executor.worker_pool()
+    }
+
+    /// The upstream servers and their state.
+    pub fn upstreams(&self) -> &Arc<crate::upstream::Upstreams> {
+        self.executor.tools().upstreams()
+    }
+
+    /// Takes no new executions (those running go on).
+    pub fn close(&self) {
+        self.executor.close();
+    }
+
+    /// Stops every execution still running (they answer `cancelled`).
+    pub fn stop_all(&self) {
+        self.executor.stop_all();
     }
 }

@@ -119,11 +119,11 @@ pub(crate) async fn codemode(common: &CommonArgs) -> Result<CodeMode> {
 /// The startup self-test: workers that try forbidden things must be refused. Runs in the
 /// background; its report is logged.
 pub(crate) fn self_test_in_background(codemode: &CodeMode) {
-    let Some(pool) = codemode.executor().worker_pool().cloned() else {
+    let Some(pool) = codemode.worker_pool().cloned() else {
         tracing::warn!(
             "--isolation none: programs run inside this process, with no second sandbox around the engine"
         );
-        if let Some(kept) = codemode.executor().settings().engine.kept_per_isolate() {
+        if let Some(kept) = codemode.settings().engine.kept_per_isolate() {
             tracing::warn!(
                 "--isolation none: this engine keeps ~{} of every isolate for the life of the process (a defect of deno_core's QuickJS-ng backend); a server that runs many programs needs the default process isolation, where a worker's memory goes with it",
                 codemode_mcp::sandbox::human_bytes(kept)
@@ -192,8 +192,8 @@ pub(crate) async fn serve_http(args: ServeArgs, bind: SocketAddr) -> Result<()> 
 
 /// Sends the traces still buffered before the process ends.
 pub(crate) async fn flush_telemetry(codemode: &CodeMode) {
-    let executor = codemode.executor().clone();
-    let _ = tokio::task::spawn_blocking(move || executor.oversight().shutdown()).await;
+    let oversight = codemode.oversight().clone();
+    let _ = tokio::task::spawn_blocking(move || oversight.shutdown()).await;
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
@@ -216,15 +216,14 @@ pub(crate) async fn shutdown_signal() {
 }
 
 pub(crate) fn log_settings(codemode: &CodeMode, message: &str) {
-    let executor = codemode.executor();
-    let settings = executor.settings();
+    let settings = codemode.settings();
     tracing::info!(
         engine = ?settings.engine.kind(),
         timeout_ms = settings.limits.timeout.as_millis() as u64,
         heap_bytes = settings.limits.heap_bytes,
         concurrency = settings.concurrency,
         queue = settings.queue,
-        isolation = if executor.worker_pool().is_some() { "process" } else { "none" },
+        isolation = if codemode.worker_pool().is_some() { "process" } else { "none" },
         "{message}"
     );
 }

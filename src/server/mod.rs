@@ -949,7 +949,7 @@ impl CodeModeServer {
     /// The tools as served now: `execute_code`'s description follows the catalog.
     fn tools(&self) -> Vec<Tool> {
         let catalog = self.codemode.catalog();
-        let egress = self.codemode.executor().egress().cloned();
+        let egress = self.codemode.egress().cloned();
         self.tool_router
             .list_all()
             .into_iter()

@@ -116,7 +116,7 @@ impl Console {
 
     /// Verifies the chain again when the live file changed since the last time.
     async fn chain_state(&self) -> ChainState {
-        let Some(log) = self.codemode.executor().audit().cloned() else {
+        let Some(log) = self.codemode.audit().cloned() else {
             return ChainState::Off;
         };
         let size = std::fs::metadata(log.path()).map_or(0, |m| m.len());
@@ -193,11 +193,9 @@ async fn login(State(console): State<Arc<Console>>, Form(form): Form<LoginForm>)
 
 async fn overview(State(console): State<Arc<Console>>) -> Response {
     let chain = console.chain_state().await;
-    let recent = console.codemode.executor().oversight().recent();
+    let recent = console.codemode.oversight().recent();
     let upstreams: Vec<_> = console
         .codemode
-        .executor()
-        .tools()
         .upstreams()
         .iter()
         .map(|u| u.snapshot())
@@ -311,7 +309,7 @@ async fn execution(State(console): State<Arc<Console>>, Path(id): Path<String>) 
     let found = id
         .parse::<u64>()
         .ok()
-        .and_then(|id| console.codemode.executor().oversight().find(id));
+        .and_then(|id| console.codemode.oversight().find(id));
     let Some(o) = found else {
         let page = layout(
             "Not found",

@@ -281,7 +281,7 @@ impl HttpServer {
             "shutting down: no new connections or requests; waiting for requests in flight"
         );
         guard.draining.store(true, Ordering::SeqCst);
-        codemode.executor().close();
+        codemode.close();
         stop_accepting.cancel();
         if tokio::time::timeout(options.shutdown_grace, guard.in_flight.idle())
             .await
@@ -291,7 +291,7 @@ impl HttpServer {
                 in_flight = guard.in_flight.count(),
                 "grace period over: stopping the executions still running"
             );
-            codemode.executor().stop_all();
+            codemode.stop_all();
             let _ = tokio::time::timeout(STOP_MARGIN, guard.in_flight.idle()).await;
         }
         sessions_end.cancel();
@@ -318,11 +318,10 @@ pub(super) const METRICS_PATH: &str = "/metrics";
 
 /// `GET /metrics`: the metrics in OpenMetrics text.
 async fn metrics(State(codemode): State<CodeMode>) -> Response {
-    let executor = codemode.executor();
-    let text = executor
+    let text = codemode
         .oversight()
         .metrics()
-        .render(executor.tools().upstreams(), executor.worker_pool());
+        .render(codemode.upstreams(), codemode.worker_pool());
     (
         [(
             http::header::CONTENT_TYPE,
