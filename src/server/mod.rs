@@ -6,7 +6,9 @@ mod confirm;
 mod describe;
 pub mod http;
 mod principal;
+mod prompts;
 mod render;
+mod resources;
 mod skills;
 mod state_scope;
 mod tasks;
@@ -18,11 +20,10 @@ use rmcp::{
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
         CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
-        ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult, GetTaskParams,
-        GetTaskResult, Implementation, JsonObject, ListPromptsResult, ListResourcesResult,
-        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, Prompt, PromptMessage,
-        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, Role, ServerCapabilities, ServerConfig, ServerNotification,
+        ContentBlock, GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult,
+        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+        ReadResourceResponse, ServerCapabilities, ServerConfig, ServerNotification,
         SubscriptionFilter, Tool, UpdateTaskParams,
     },
     service::{NotificationContext, RequestContext, SubscriptionContext},
@@ -38,7 +39,6 @@ use crate::{
     embed::CodeMode,
     executor::{CallRecord, Execution, RunOptions},
     sandbox::{ErrorKind, ProgramError},
-    typegen,
 };
 
 use tasks::{OwnedTasks, no_tasks};
@@ -51,12 +51,6 @@ pub use render::{ErrorReport, ExecuteCodeOutput, output as render_output, text a
 
 /// Server instructions sent at initialisation.
 pub const INSTRUCTIONS: &str = include_str!("instructions.md");
-
-/// How long a client may cache the prompt list.
-const PROMPTS_TTL_MS: u64 = 3_600_000;
-
-/// The prompt on writing code-mode programs.
-const WRITING_PROGRAMS_PROMPT: &str = include_str!("../../prompts/write-a-program.md");
 
 /// Input of `execute_code`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -661,9 +655,6 @@ fn report_calls(
     sender
 }
 
-/// URI of the declarations of every namespace.
-const ALL_TYPES_URI: &str = "codemode://types/all.d.ts";
-
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for CodeModeServer {
     fn get_info(&self) -> ServerConfig {
@@ -847,29 +838,7 @@ impl ServerHandler for CodeModeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let catalog = self.codemode.catalog();
-        let mut resources = vec![
-            Resource::new(ALL_TYPES_URI, "all.d.ts")
-                .with_description("TypeScript declarations of every tool programs can call")
-                .with_mime_type("application/typescript"),
-        ];
-        for namespace in catalog.namespaces() {
-            resources.push(
-                Resource::new(
-                    format!("codemode://types/{}.d.ts", namespace.name),
-                    format!("{}.d.ts", namespace.name),
-                )
-                .with_description(format!(
-                    "TypeScript declarations of tools.{}",
-                    namespace.name
-                ))
-                .with_mime_type("application/typescript"),
-            );
-        }
-        // A namespace's declarations come and go with its upstream, as the tools do.
-        Ok(ListResourcesResult::with_all_items(resources)
-            .with_ttl_ms(0)
-            .with_cache_scope(CacheScope::Private))
+        Ok(resources::list(&self.codemode.catalog()))
     }
 
     async fn read_resource(
@@ -877,29 +846,7 @@ impl ServerHandler for CodeModeServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let catalog = self.codemode.catalog();
-        let text = if request.uri == ALL_TYPES_URI {
-            Some(typegen::all_declarations(&catalog))
-        } else {
-            request
-                .uri
-                .strip_prefix("codemode://types/")
-                .and_then(|rest| rest.strip_suffix(".d.ts"))
-                .and_then(|name| catalog.namespaces().iter().find(|n| n.name == name))
-                .map(typegen::namespace_declarations)
-        };
-        match text {
-            Some(text) => {
-                Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
-            }
-            None => Err(McpError::resource_not_found(
-                format!(
-                    "no resource {}; resources/list shows what exists",
-                    request.uri
-                ),
-                None,
-            )),
-        }
+        resources::read(&self.codemode.catalog(), request.uri).map(Into::into)
     }
 
     async fn list_prompts(
@@ -907,14 +854,7 @@ impl ServerHandler for CodeModeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        // The one prompt is fixed for the life of the server.
-        Ok(ListPromptsResult::with_all_items(vec![Prompt::new(
-            "write-a-program",
-            Some("How to write one code-mode program against the connected tools, with an example"),
-            None,
-        )])
-        .with_ttl_ms(PROMPTS_TTL_MS)
-        .with_cache_scope(CacheScope::Public))
+        Ok(prompts::list())
     }
 
     async fn get_prompt(
@@ -922,26 +862,7 @@ impl ServerHandler for CodeModeServer {
         request: GetPromptRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        if request.name != "write-a-program" {
-            return Err(McpError::invalid_params(
-                format!(
-                    "no prompt \"{}\"; the prompts are: write-a-program",
-                    request.name
-                ),
-                None,
-            ));
-        }
-        let catalog = self.codemode.catalog();
-        let text = format!(
-            "{}\n\n## The tools connected now\n\n```ts\n{}```",
-            WRITING_PROGRAMS_PROMPT.trim_end(),
-            typegen::all_declarations(&catalog)
-        );
-        Ok(
-            GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
-                .with_description("Writing code-mode programs")
-                .into(),
-        )
+        prompts::get(&self.codemode.catalog(), &request.name).map(Into::into)
     }
 }
 
