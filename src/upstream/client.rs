@@ -122,7 +122,8 @@ pub(super) async fn connect(
             }
         }
         Transport::Http { url, headers } => {
-            let transport = StreamableHttpClientTransport::from_config(
+            let transport = StreamableHttpClientTransport::with_client(
+                super::streamable::AdmittingClient::new(&config.name)?,
                 StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(header_map(headers)?)
                     .max_sse_event_size(max_message_bytes)

@@ -3,13 +3,14 @@
 //! Every upstream connects on its own task, in parallel with the others; a failing or slow
 //! one is reported and retried with backoff while the rest serve. A connection that closes
 //! (the server crashed or exited) is reconnected the same way. Credentials (env, headers)
-//! live here and nowhere else. What stdio and SSE upstreams send passes `wire` before rmcp
-//! reads it, so that one tool too deeply nested to parse cannot take its list with it.
+//! live here and nowhere else. What upstreams send, on every transport, passes `wire` before
+//! rmcp reads it, so that one tool too deeply nested to parse cannot take its list with it.
 
 mod child;
 mod client;
 mod environment;
 mod sse;
+mod streamable;
 mod wire;
 
 use std::{
@@ -258,8 +259,8 @@ impl Upstream {
                 "upstream result exceeds {cap} KiB, the most one answer may be (codemode.upstream.maxResultKiB); it was dropped unread. Ask the tool for less (a page, a filter, fewer fields)"
             );
         }
-        // Over streamable HTTP an event past the cap ends the stream that carried it, and
-        // that is all rmcp says.
+        // Over HTTP an event far past the cap (four times) ends the stream that carried
+        // it, and that is all rmcp says.
         if matches!(
             self.config.transport,
             crate::config::Transport::Http { .. } | crate::config::Transport::Sse { .. }
@@ -485,13 +486,18 @@ mod tests {
         );
     }
 
-    /// An upstream (a shell script) whose `tools/list` holds one tool nested past what
-    /// serde_json reads, beside a plain one.
-    fn deep_upstream() -> UpstreamConfig {
+    /// A `tools/list` answer's tools: one plain, one nested 300 levels (past what
+    /// serde_json reads).
+    fn deep_tools() -> String {
         let deep = format!("{}{{}}{}", "{\"anyOf\":[".repeat(150), "]}".repeat(150));
-        let tools = format!(
+        format!(
             "[{{\"name\":\"fine\",\"inputSchema\":{{\"type\":\"object\"}}}},{{\"name\":\"bomb\",\"inputSchema\":{deep}}}]"
-        );
+        )
+    }
+
+    /// An upstream (a shell script) whose `tools/list` holds [`deep_tools`].
+    fn deep_upstream() -> UpstreamConfig {
+        let tools = deep_tools();
         let script = format!(
             r#"while read -r line; do
   id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p')
@@ -527,5 +533,107 @@ done"#
         .expect("connected");
         let names: Vec<&str> = connection.tools.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, ["fine"]);
+    }
+
+    /// How the streamable HTTP upstream of [`deep_http_upstream`] answers a request.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        Json,
+        EventStream,
+    }
+
+    /// A streamable HTTP upstream on a free port whose `tools/list` holds [`deep_tools`],
+    /// answering `answer`'s way. It turns away a request without the `Authorization` header
+    /// of its config or, after `initialize`, without the session id it gave.
+    async fn deep_http_upstream(answer: Answer) -> (UpstreamConfig, JoinHandle<()>) {
+        use axum::{
+            Router,
+            body::Bytes,
+            http::{HeaderMap, StatusCode, header},
+            response::IntoResponse,
+            routing::post,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("bound");
+        let respond = move |headers: HeaderMap, body: Bytes| async move {
+            let request: serde_json::Value = serde_json::from_slice(&body).expect("JSON-RPC");
+            let method = request["method"].as_str().unwrap_or_default().to_string();
+            let authorized = headers
+                .get(header::AUTHORIZATION)
+                .is_some_and(|v| v == "Bearer secret");
+            let in_session =
+                method == "initialize" || headers.get("mcp-session-id").is_some_and(|v| v == "s-1");
+            if !authorized || !in_session {
+                return StatusCode::BAD_REQUEST.into_response();
+            }
+            let result = match method.as_str() {
+                "initialize" => "{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"deep\",\"version\":\"1\"}}".to_string(),
+                "tools/list" => format!("{{\"tools\":{}}}", deep_tools()),
+                _ => return StatusCode::ACCEPTED.into_response(),
+            };
+            let message = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result}}}",
+                request["id"]
+            );
+            let (content_type, body) = match answer {
+                Answer::Json => ("application/json", message),
+                Answer::EventStream => (
+                    "text/event-stream",
+                    format!("event: message\ndata: {message}\n\n"),
+                ),
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::HeaderName::from_static("mcp-session-id"), "s-1"),
+                ],
+                body,
+            )
+                .into_response()
+        };
+        let app = Router::new().route(
+            "/mcp",
+            post(respond)
+                .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+                .delete(|| async { StatusCode::OK }),
+        );
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let config = UpstreamConfig {
+            name: "deep".into(),
+            transport: Transport::Http {
+                url: format!("http://{address}/mcp"),
+                headers: BTreeMap::from([("Authorization".into(), "Bearer secret".into())]),
+            },
+            call_timeout_ms: None,
+            auto_approve: Vec::new(),
+            disabled_tools: Vec::new(),
+        };
+        (config, server)
+    }
+
+    async fn connects_listing_only_the_fine_tool(answer: Answer) {
+        let (config, server) = deep_http_upstream(answer).await;
+        let connection =
+            tokio::time::timeout(Duration::from_secs(20), client::connect(&config, 8 << 20))
+                .await
+                .unwrap_or_else(|_| panic!("{answer:?}: listed within the timeout"))
+                .unwrap_or_else(|e| panic!("{answer:?}: connected: {}", e.reason));
+        let names: Vec<&str> = connection.tools.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, ["fine"], "{answer:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_tool_too_deep_to_parse_leaves_its_http_upstream_up_answering_json() {
+        connects_listing_only_the_fine_tool(Answer::Json).await;
+    }
+
+    #[tokio::test]
+    async fn a_tool_too_deep_to_parse_leaves_its_http_upstream_up_answering_an_event_stream() {
+        connects_listing_only_the_fine_tool(Answer::EventStream).await;
     }
 }

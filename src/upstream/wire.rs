@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use futures::{Stream, StreamExt};
+
 use crate::catalog::{MAX_SCHEMA_DEPTH, SchemaLimit};
 
 /// Nesting serde_json reads whole (its limit is 128); a deeper message is looked into.
@@ -130,6 +132,72 @@ pub(super) fn too_large(upstream: &str, dropped: &Dropping, max_bytes: usize) ->
         },
     });
     serde_json::to_vec(&error).unwrap_or_default()
+}
+
+/// One message that came whole (the data of an SSE event): past `max_bytes`, the cap's
+/// error answering the request it answered, as over stdio (empty if it answered none);
+/// otherwise [`admit`]ted.
+pub(super) fn admit_whole<'a>(
+    upstream: &str,
+    message: &'a [u8],
+    max_bytes: usize,
+) -> Cow<'a, [u8]> {
+    if message.len() <= max_bytes {
+        return admit(upstream, message);
+    }
+    let mut dropped = Dropping::default();
+    dropped.take(message);
+    Cow::Owned(too_large(upstream, &dropped, max_bytes))
+}
+
+/// The most bytes one SSE event may run to before its stream is closed.
+pub(super) fn event_limit(max_bytes: usize) -> usize {
+    max_bytes.saturating_mul(4).saturating_add(64 << 10)
+}
+
+/// An event stream's bytes, ended once one event passes [`event_limit`]: sse-stream holds
+/// an event whole before it yields it, so one endless event would grow this process
+/// without bound. Below that, an event past `max_bytes` is answered with the cap's error
+/// ([`admit_whole`]) and the stream goes on; past it, the stream reads as closed by the
+/// server, and the calls waiting on it fail.
+pub(super) fn capped<S, B, E>(
+    upstream: &str,
+    bytes: S,
+    max_bytes: usize,
+) -> impl Stream<Item = Result<B, E>> + use<S, B, E>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+{
+    let limit = event_limit(max_bytes);
+    let upstream = upstream.to_string();
+    let mut in_event = 0usize;
+    let mut last = 0u8;
+    bytes.take_while(move |chunk| {
+        let keep = match chunk {
+            Ok(chunk) => {
+                for &byte in chunk.as_ref() {
+                    // A blank line ends an event ("\n\n"; "\r\n\r\n" ends in "\n\n" too
+                    // once the "\r"s are skipped).
+                    if byte == b'\r' {
+                        continue;
+                    }
+                    in_event = if byte == b'\n' && last == b'\n' { 0 } else { in_event + 1 };
+                    last = byte;
+                }
+                in_event <= limit
+            }
+            Err(_) => true,
+        };
+        if !keep {
+            tracing::warn!(
+                upstream = %upstream,
+                "an event of the upstream's SSE stream passed {} KiB (4 x codemode.upstream.maxResultKiB); the stream was closed",
+                limit >> 10
+            );
+        }
+        std::future::ready(keep)
+    })
 }
 
 /// The `id` of a JSON-RPC response, from its first bytes (where it comes before the result)
