@@ -1,7 +1,5 @@
 //! One client connection to an upstream, over the transport its config names.
 
-use std::collections::HashMap;
-
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
     model::{ClientCapabilities, ClientConfig, Implementation, Tool},
@@ -125,7 +123,7 @@ pub(super) async fn connect(
             let transport = StreamableHttpClientTransport::with_client(
                 super::streamable::AdmittingClient::new(&config.name)?,
                 StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(header_map(headers)?)
+                    .custom_headers(super::headers::header_map(headers)?)
                     .max_sse_event_size(max_message_bytes)
                     .max_json_response_size(max_message_bytes),
             );
@@ -279,19 +277,4 @@ impl StderrTail {
         let joined: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
         format!("; its last words on stderr: {}", joined.join(" | "))
     }
-}
-
-pub(super) fn header_map(
-    headers: &std::collections::BTreeMap<String, String>,
-) -> Result<HashMap<http::HeaderName, http::HeaderValue>, String> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            let name = http::HeaderName::try_from(k.as_str())
-                .map_err(|e| format!("header name \"{k}\": {e}"))?;
-            let value = http::HeaderValue::try_from(v.as_str())
-                .map_err(|e| format!("header \"{k}\" has an invalid value: {e}"))?;
-            Ok((name, value))
-        })
-        .collect()
 }

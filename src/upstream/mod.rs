@@ -9,6 +9,7 @@
 mod child;
 mod client;
 mod environment;
+mod headers;
 mod sse;
 mod streamable;
 mod wire;

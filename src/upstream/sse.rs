@@ -20,7 +20,7 @@ pub(super) async fn connect(
     headers: &BTreeMap<String, String>,
     max_bytes: usize,
 ) -> Result<(Outgoing, Incoming), String> {
-    let headers = super::client::header_map(headers)?;
+    let headers = super::headers::header_map(headers)?;
     let headers: reqwest::header::HeaderMap = headers.into_iter().collect();
     let client = reqwest::Client::new();
     let response = client
