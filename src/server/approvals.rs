@@ -369,6 +369,19 @@ pub(super) struct AnsweringConfirmer {
     pub(super) questions: mpsc::UnboundedSender<Asking>,
     /// How long a mid-run question waits for its answer.
     pub(super) timeout: Duration,
+    /// Runs that may wait parked at once, server-wide: each holds an execution slot, and
+    /// parked runs must never hold them all.
+    pub(super) max_parked: usize,
+}
+
+/// Runs parked now, waiting for an answer.
+fn parked() -> usize {
+    PENDING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|p| matches!(p.waiting, Waiting::Parked { .. }))
+        .count()
 }
 
 impl Confirmer for AnsweringConfirmer {
@@ -378,6 +391,12 @@ impl Confirmer for AnsweringConfirmer {
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         if !request.before_run {
+            let waiting = parked();
+            if waiting >= self.max_parked {
+                return Box::pin(std::future::ready(Confirmation::Denied(format!(
+                    "the user could not be asked: {waiting} runs already wait for their users' answers, as many as may (each holds one of the server's execution slots). Try again once they are answered, or call the tool by its literal name (tools.ns.tool(...)) so that it is confirmed before the run"
+                ))));
+            }
             let (reply, answer) = oneshot::channel();
             let asked = self.questions.send(Asking { request, reply });
             let timeout = self.timeout;

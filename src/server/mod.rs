@@ -482,6 +482,13 @@ impl CodeModeServer {
             asked: asked.clone(),
             questions,
             timeout: self.codemode.approval_timeout(),
+            // One slot at least stays free of parked runs.
+            max_parked: self
+                .codemode
+                .settings()
+                .concurrency
+                .saturating_sub(1)
+                .max(1),
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let options = RunOptions {

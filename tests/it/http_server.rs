@@ -765,6 +765,68 @@ async fn the_first_leg_of_a_confirmation_is_audited_as_asking() {
     );
 }
 
+/// Parked runs hold execution slots, so they may never hold them all: past concurrency - 1
+/// parked, a further mid-run question is refused (kind `policy`, saying why), and plain
+/// programs still run.
+#[tokio::test]
+async fn parked_runs_never_take_every_slot() {
+    let dir = common::scratch_dir("parked-cap");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+        }),
+    );
+    let server = HttpServer::start(&["--config", &config, "--concurrency", "2"]);
+    let computed = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });";
+    let call = |id, code: &str, state: Option<&str>| {
+        let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] =
+                json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+        }
+        common::http::post_modern_with(
+            &server,
+            id,
+            "tools/call",
+            params,
+            json!({"elicitation": {}}),
+        )
+        .send()
+    };
+    let first = common::http::answer_of(call(1, computed, None).await.unwrap()).await;
+    let state = first["result"]["requestState"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the first run parks: {first}"))
+        .to_string();
+    let second = common::http::answer_of(call(2, computed, None).await.unwrap()).await;
+    assert_eq!(
+        second["result"]["structuredContent"]["error"]["kind"],
+        json!("policy"),
+        "{second}"
+    );
+    assert!(
+        second["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("already wait")),
+        "{second}"
+    );
+    let plain = common::http::answer_of(call(3, "return 1", None).await.unwrap()).await;
+    assert_eq!(
+        plain["result"]["structuredContent"]["result"],
+        json!(1),
+        "{plain}"
+    );
+    let answered = common::http::answer_of(call(4, computed, Some(&state)).await.unwrap()).await;
+    assert_eq!(
+        answered["result"]["structuredContent"]["result"],
+        json!({"sum": 3}),
+        "{answered}"
+    );
+}
+
 /// A run parked at a mid-run confirmation lives only in the server that asked: the retry
 /// reaching that server restarted is told so and to run the program again, and nothing of
 /// the run is guessed at.
