@@ -54,6 +54,18 @@ pub(super) struct Asking {
     reply: oneshot::Sender<Confirmation>,
 }
 
+impl Asking {
+    /// Whether the waiting call gave up on its answer already.
+    pub(super) fn is_settled(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    /// Answers the waiting call with a refusal instead of asking.
+    pub(super) fn refuse(self, why: &str) {
+        let _ = self.reply.send(Confirmation::Denied(why.into()));
+    }
+}
+
 /// A run a modern request follows: it may end, or stop at a call to ask.
 pub(super) struct Running {
     pub(super) execution: tokio::task::JoinHandle<Execution>,
@@ -211,7 +223,7 @@ fn call_question(request: ConfirmRequest, timeout: Duration) -> (String, Elicita
         message.push_str(&format!(" Why you are asked: {reason}."));
     }
     message.push_str(&format!(
-        " It waits for your answer (at most {} s). Allow this call?",
+        " It waits for your answer (at most {} s, less if the program's own time limit comes first). Allow this call?",
         timeout.as_secs().max(1)
     ));
     let schema = ElicitationSchema::builder()
@@ -309,18 +321,15 @@ pub(super) fn answer(
     let pending = {
         let mut waiting = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         match waiting.get(state) {
-            None => None,
-            Some(p) if p.owner != owner || p.code_sha != code_sha(code) => {
-                return Err(format!(
-                    "nothing ran: this requestState was asked for another program or another client. {AGAIN}"
-                ));
-            }
-            Some(_) => waiting.remove(state),
+            Some(p) if p.owner == owner && p.code_sha == code_sha(code) => waiting.remove(state),
+            _ => None,
         }
     };
+    // One answer for a state that is unknown, spent, or another program's or client's: a
+    // leaked state must not tell whoever holds it that it is still live.
     let Some(pending) = pending else {
         return Err(format!(
-            "nothing ran: this requestState names no question waiting here (it was answered already, it is not one this server asked, or the server restarted since: a run waiting for an answer lives only in the server that asked). {AGAIN}"
+            "nothing ran: this requestState names no question waiting here for this program and this client (it was answered already, it was asked for another program or client, it is not one this server asked, or the server restarted since: a run waiting for an answer lives only in the server that asked). {AGAIN}"
         ));
     };
     if pending.forgotten_at <= Instant::now() {
@@ -372,16 +381,48 @@ pub(super) struct AnsweringConfirmer {
     /// Runs that may wait parked at once, server-wide: each holds an execution slot, and
     /// parked runs must never hold them all.
     pub(super) max_parked: usize,
+    /// Whose run this is.
+    pub(super) owner: String,
 }
 
-/// Runs parked now, waiting for an answer.
-fn parked() -> usize {
-    PENDING
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .filter(|p| matches!(p.waiting, Waiting::Parked { .. }))
-        .count()
+/// Runs waiting for a user's answer now (parked, or a task's question), by owner: each
+/// holds an execution slot, so their number is capped server-wide and per owner.
+static WAITING: std::sync::LazyLock<Mutex<HashMap<String, usize>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// A place among the runs waiting for an answer, held until the question settles.
+#[derive(Debug)]
+pub(super) struct Waiter(String);
+
+impl Waiter {
+    /// A place for `owner`'s run, or why there is none: `most` may wait server-wide, and
+    /// one owner may take half of them (at least one), so that one client cannot keep every
+    /// other from being asked.
+    pub(super) fn reserve(owner: &str, most: usize) -> Result<Self, String> {
+        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = waiting.values().sum();
+        let own = waiting.get(owner).copied().unwrap_or(0);
+        let share = most.div_ceil(2).max(1).min(most);
+        if total >= most || own >= share {
+            return Err(format!(
+                "the user could not be asked: {total} runs already wait for their users' answers ({own} of them this client's; at most {most} may, {share} per client, since each holds one of the server's execution slots). Try again once they are answered, or call the tool by its literal name (tools.ns.tool(...)) so that it is confirmed before the run"
+            ));
+        }
+        *waiting.entry(owner.to_string()).or_default() += 1;
+        Ok(Self(owner.to_string()))
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = waiting.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                waiting.remove(&self.0);
+            }
+        }
+    }
 }
 
 impl Confirmer for AnsweringConfirmer {
@@ -391,16 +432,16 @@ impl Confirmer for AnsweringConfirmer {
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         if !request.before_run {
-            let waiting = parked();
-            if waiting >= self.max_parked {
-                return Box::pin(std::future::ready(Confirmation::Denied(format!(
-                    "the user could not be asked: {waiting} runs already wait for their users' answers, as many as may (each holds one of the server's execution slots). Try again once they are answered, or call the tool by its literal name (tools.ns.tool(...)) so that it is confirmed before the run"
-                ))));
-            }
+            let place = match Waiter::reserve(&self.owner, self.max_parked) {
+                Ok(place) => place,
+                Err(why) => return Box::pin(std::future::ready(Confirmation::Denied(why))),
+            };
             let (reply, answer) = oneshot::channel();
             let asked = self.questions.send(Asking { request, reply });
             let timeout = self.timeout;
             return Box::pin(async move {
+                // Held while the question waits, whatever ends it.
+                let _place = place;
                 if asked.is_err() {
                     return Confirmation::Denied(
                         "nobody follows this run any more to ask the user".into(),
@@ -435,6 +476,9 @@ impl Confirmer for AnsweringConfirmer {
 pub(super) struct TaskConfirmer {
     pub(super) task: rmcp::task_manager::TaskContext,
     pub(super) timeout: Duration,
+    /// Whose task this is, and how many runs may wait for answers (see [`Waiter`]).
+    pub(super) owner: String,
+    pub(super) max_waiting: usize,
     /// Numbers the questions: a task's input keys are used once.
     pub(super) asked: std::sync::atomic::AtomicU32,
 }
@@ -454,7 +498,12 @@ impl Confirmer for TaskConfirmer {
             call_question(request, self.timeout)
         };
         let (task, timeout) = (self.task.clone(), self.timeout);
+        let place = match Waiter::reserve(&self.owner, self.max_waiting) {
+            Ok(place) => place,
+            Err(why) => return Box::pin(std::future::ready(Confirmation::Denied(why))),
+        };
         Box::pin(async move {
+            let _place = place;
             let asked = task.request_input(key, elicitation(message, schema));
             match tokio::time::timeout(timeout, asked).await {
                 Err(_) => Confirmation::Denied(nobody_answered(timeout)),
@@ -547,6 +596,27 @@ mod tests {
         let no = [(KEY.to_string(), serde_json::json!({"action": "decline"}))].into();
         let (_, word) = before(answer(&state, Some(&no), "return 1", "alice")).unwrap();
         assert!(matches!(word, Confirmation::Denied(_)));
+    }
+
+    #[test]
+    fn waiting_runs_are_capped_in_total_and_per_owner_and_freed_when_settled() {
+        let first = Waiter::reserve("waiter-a", 3).unwrap();
+        let second = Waiter::reserve("waiter-a", 3).unwrap();
+        assert!(
+            Waiter::reserve("waiter-a", 3).is_err(),
+            "one owner takes half"
+        );
+        let third = Waiter::reserve("waiter-b", 3).unwrap();
+        let full = Waiter::reserve("waiter-c", 3).unwrap_err();
+        assert!(full.contains("3 runs already wait"), "{full}");
+        drop(first);
+        let fourth = Waiter::reserve("waiter-c", 3);
+        assert!(fourth.is_ok(), "a settled question frees its place");
+        assert!(
+            Waiter::reserve("anyone", 0).is_err(),
+            "with one slot, nobody waits"
+        );
+        drop((second, third, fourth));
     }
 
     #[test]

@@ -482,13 +482,8 @@ impl CodeModeServer {
             asked: asked.clone(),
             questions,
             timeout: self.codemode.approval_timeout(),
-            // One slot at least stays free of parked runs.
-            max_parked: self
-                .codemode
-                .settings()
-                .concurrency
-                .saturating_sub(1)
-                .max(1),
+            max_parked: self.max_waiting(),
+            owner: self.owner(context),
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let options = RunOptions {
@@ -520,6 +515,12 @@ impl CodeModeServer {
         })
     }
 
+    /// Runs that may wait for a user's answer at once: one execution slot at least stays
+    /// free of them (with one slot, none may wait).
+    pub(super) fn max_waiting(&self) -> usize {
+        self.codemode.settings().concurrency.saturating_sub(1)
+    }
+
     /// Follows a modern request's run: to its end (the result, or the question its
     /// pre-flight asks), or to a call it stops at to ask (parked, answered by
     /// `input_required`). The client cancelling the request stops the run.
@@ -536,6 +537,12 @@ impl CodeModeServer {
             tokio::select! {
                 ended = &mut run.execution => break ended,
                 Some(asking) = run.questions.recv() => {
+                    // Nobody will see a question the client cancelled, or one already
+                    // given up on.
+                    if cancelled || asking.is_settled() {
+                        asking.refuse("the request was cancelled, so the user was not asked");
+                        continue;
+                    }
                     return approvals::park(asking, run, code, owner, timeout).into();
                 }
                 () = context.ct.cancelled(), if !cancelled => {
@@ -718,6 +725,12 @@ impl ServerHandler for CodeModeServer {
         if let Some(code) = self.skill_tool_program(&request.name, request.arguments.clone()) {
             let mut call = JsonObject::new();
             call.insert("code".into(), code.into());
+            // A modern client is asked its confirmations the modern way here too.
+            if is_modern(&context) {
+                let mut request = request;
+                request.arguments = Some(call);
+                return self.execute_code_by_rounds(request, context).await;
+            }
             return self
                 .execute_code(Parameters(call), context)
                 .await

@@ -101,6 +101,15 @@ impl OwnedTasks {
     }
 }
 
+/// Sets its flag when dropped: a task's future may end, or be dropped, anywhere.
+struct Finished(Arc<AtomicBool>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Suggested interval between a client's `tasks/get` polls.
 const TASK_POLL_INTERVAL_MS: u64 = 500;
 
@@ -149,6 +158,10 @@ impl CodeModeServer {
         // handler ends with the request), so its task runs to its own clock.
         let modern = super::is_modern(context);
         let approval_timeout = codemode.approval_timeout();
+        let can_ask = context
+            .client_capabilities()
+            .is_some_and(|caps| caps.elicitation.is_some());
+        let (confirming_owner, max_waiting) = (self.owner(context), self.max_waiting());
         let session_ended = if modern {
             CancellationToken::new()
         } else {
@@ -156,16 +169,22 @@ impl CodeModeServer {
         };
         let done = Arc::new(AtomicBool::new(false));
         let finished = done.clone();
-        let kept = Duration::from_millis(settings.timeout_ms.saturating_add(settings.keep_ms));
+        // A question before the run is outside the run's clock: the task lasts that long too.
+        let kept = Duration::from_millis(settings.timeout_ms.saturating_add(settings.keep_ms))
+            .saturating_add(approval_timeout);
         let task = tasks.manager.spawn(
             TaskOptions::new()
                 // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
                 // more such window).
-                .with_ttl_ms(settings.timeout_ms.saturating_add(settings.keep_ms))
+                .with_ttl_ms(u64::try_from(kept.as_millis()).unwrap_or(u64::MAX))
                 .with_poll_interval_ms(TASK_POLL_INTERVAL_MS)
                 .with_status_message("running"),
             move |task| {
+                // Marks the task done however its future ends, polled or not (rmcp may drop
+                // it at its TTL).
+                let finished = Finished(finished);
                 Box::pin(async move {
+                    let _finished = finished;
                     let cancel = CancellationToken::new();
                     let stop = {
                         let (task, cancel) = (task.clone(), cancel.clone());
@@ -180,10 +199,12 @@ impl CodeModeServer {
                     tokio::spawn(stop);
                     // A modern client takes no server-to-client request: its task asks
                     // through its own input_required state instead.
-                    let confirmer: Option<crate::policy::SharedConfirmer> = if modern {
+                    let confirmer: Option<crate::policy::SharedConfirmer> = if modern && can_ask {
                         Some(Arc::new(super::approvals::TaskConfirmer {
                             task: task.clone(),
                             timeout: approval_timeout,
+                            owner: confirming_owner,
+                            max_waiting,
                             asked: Default::default(),
                         }))
                     } else {
@@ -202,7 +223,6 @@ impl CodeModeServer {
                         ..options
                     };
                     let execution = codemode.execute_with(&admitted.code, options).await;
-                    finished.store(true, Ordering::SeqCst);
                     // Ends the watcher above.
                     cancel.cancel();
                     drop(admitted);

@@ -121,7 +121,17 @@ impl Disk {
             [],
             |row| row.get(0),
         )?;
-        Ok(<[u8; 32]>::try_from(stored.as_slice()).ok())
+        // A key of another length is not ours to guess at: replacing it would quietly void
+        // every handle, and make processes sharing the database disagree.
+        <[u8; 32]>::try_from(stored.as_slice())
+            .map(Some)
+            .map_err(|_| {
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    "handle-signing-key (not 32 bytes)".into(),
+                    rusqlite::types::Type::Blob,
+                )
+            })
     }
 
     fn put(&self, session: &str, key: &str, value: &str) -> Result<(), String> {

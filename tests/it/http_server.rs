@@ -1025,7 +1025,7 @@ async fn each_token_is_a_principal_of_its_own() {
     assert!(
         stolen["result"]["content"][0]["text"]
             .as_str()
-            .is_some_and(|t| t.contains("another client")),
+            .is_some_and(|t| t.contains("for this program and this client")),
         "another token's requestState resumes nothing: {stolen}"
     );
     let answered = common::http::answer_of(retry(alice).await.unwrap()).await;
@@ -1051,6 +1051,17 @@ async fn each_token_is_a_principal_of_its_own() {
             .await
             .unwrap();
         assert_eq!(allowed.status(), 200, "{path} opens to the operator");
+        let unknown = http
+            .get(server.url(path))
+            .bearer_auth("made-up")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            unknown.status(),
+            401,
+            "{path}: a token nobody issued is told no more"
+        );
     }
 }
 

@@ -308,7 +308,7 @@ pub(super) async fn check(
         match bearer(&request) {
             _ if console_admits => {}
             None if console => return console::login_page(false),
-            Some(given) if operators_only && !tokens.is_operator(given) => {
+            Some(given) if operators_only && tokens.admits(given) && !tokens.is_operator(given) => {
                 return refuse(
                     StatusCode::FORBIDDEN,
                     "this token may not open the console or the metrics, which show every client's executions: only the operator's (the first in the token file) does".into(),
