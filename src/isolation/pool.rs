@@ -305,7 +305,10 @@ impl Inner {
             .spawn()
             .map_err(IsolationError::Spawn)?;
         forward_messages(&mut child);
+        // Every way out below reaps the child: one dropped unreaped after it died stays a
+        // zombie until some later child's exit happens to make tokio look again.
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill().await;
             return Err(IsolationError::Spawn(std::io::Error::other("no pipes")));
         };
         let mut messages = protocol::frames(stdout);
@@ -323,10 +326,13 @@ impl Inner {
         match ready {
             Ok(Ok(FromWorker::Ready(report))) => {
                 let template = self.template.lock().ok().and_then(|t| t.clone());
-                if let Some(template) = template {
-                    protocol::write(&mut stdin, &ToWorker::Prepare(template))
-                        .await
-                        .map_err(|e| IsolationError::WorkerFailed(e.to_string()))?;
+                if let Some(template) = template
+                    && let Err(err) =
+                        protocol::write(&mut stdin, &ToWorker::Prepare(template)).await
+                {
+                    // It died right after it was ready (killed, say).
+                    let _ = child.kill().await;
+                    return Err(IsolationError::WorkerFailed(err.to_string()));
                 }
                 Ok((
                     Worker {
@@ -359,10 +365,13 @@ impl Inner {
             .map_err(IsolationError::Spawn)?;
         forward_messages(&mut child);
         drop(child.stdin.take());
-        tokio::time::timeout(START_TIMEOUT, child.wait())
-            .await
-            .map_err(|_| IsolationError::WorkerFailed("the probe did not end".into()))?
-            .map_err(IsolationError::Spawn)
+        match tokio::time::timeout(START_TIMEOUT, child.wait()).await {
+            Ok(status) => status.map_err(IsolationError::Spawn),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(IsolationError::WorkerFailed("the probe did not end".into()))
+            }
+        }
     }
 }
 
