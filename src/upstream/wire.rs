@@ -173,15 +173,27 @@ where
     let upstream = upstream.to_string();
     let mut in_event = 0usize;
     let mut last = 0u8;
+    let mut after_cr = false;
     bytes.take_while(move |chunk| {
         let keep = match chunk {
             Ok(chunk) => {
                 for &byte in chunk.as_ref() {
-                    // A blank line ends an event ("\n\n"; "\r\n\r\n" ends in "\n\n" too
-                    // once the "\r"s are skipped).
-                    if byte == b'\r' {
-                        continue;
-                    }
+                    // Lines end in CRLF, LF or CR alone (the SSE grammar), here all read as
+                    // LF; a blank line ends an event.
+                    let byte = match byte {
+                        b'\n' if after_cr => {
+                            after_cr = false;
+                            continue;
+                        }
+                        b'\r' => {
+                            after_cr = true;
+                            b'\n'
+                        }
+                        other => {
+                            after_cr = false;
+                            other
+                        }
+                    };
                     in_event = if byte == b'\n' && last == b'\n' { 0 } else { in_event + 1 };
                     last = byte;
                 }
@@ -457,6 +469,37 @@ impl Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many bytes of `stream` [`capped`] lets through, in chunks of 1 KiB.
+    fn passed(stream: &[u8], max_bytes: usize) -> usize {
+        let chunks: Vec<Result<Vec<u8>, ()>> =
+            stream.chunks(1024).map(|c| Ok(c.to_vec())).collect();
+        let capped = capped("u", futures::stream::iter(chunks), max_bytes);
+        futures::executor::block_on(futures::StreamExt::collect::<Vec<_>>(capped))
+            .into_iter()
+            .map(|c| c.map_or(0, |c| c.len()))
+            .sum()
+    }
+
+    #[test]
+    fn the_event_cap_counts_each_event_whatever_its_line_endings() {
+        let max = 1024;
+        let total = 4 * event_limit(max);
+        for end in ["\n\n", "\r\n\r\n", "\r\r"] {
+            let event = format!("data: {}{end}", "x".repeat(200));
+            let stream = event.repeat(total / event.len() + 1);
+            assert_eq!(
+                passed(stream.as_bytes(), max),
+                stream.len(),
+                "{end:?}: small events pass"
+            );
+        }
+        let endless = format!("data: {}", "x".repeat(total));
+        assert!(
+            passed(endless.as_bytes(), max) < endless.len(),
+            "one endless event is cut"
+        );
+    }
 
     #[test]
     fn an_over_long_answer_holding_a_method_key_is_still_answered() {
