@@ -45,8 +45,6 @@ const MAX_PENDING: usize = 4096;
 const KEY: &str = "confirm";
 /// The optional key of a mid-run answer that approves the tool's later calls too.
 const FOR_REST: &str = "forRestOfExecution";
-/// Arguments shown to the user, at most this long.
-const SHOWN_ARGUMENTS: usize = 2_000;
 
 /// A question a run asks mid-run, and where its answer goes.
 pub(super) struct Asking {
@@ -199,29 +197,8 @@ fn before_run_question(request: &ConfirmRequest) -> (String, ElicitationSchema) 
 }
 
 /// What the user is asked about one call a running program is about to make.
-fn call_question(request: ConfirmRequest, timeout: Duration) -> (String, ElicitationSchema) {
-    let mut arguments = request.arguments;
-    if arguments.len() > SHOWN_ARGUMENTS {
-        arguments.truncate(crate::sandbox::floor_char_boundary(
-            &arguments,
-            SHOWN_ARGUMENTS,
-        ));
-        arguments.push_str("...");
-    }
-    let at = request.site.map_or(String::new(), |site| {
-        format!(" (line {} of the program)", site.line)
-    });
-    let mut message = if arguments.is_empty() {
-        format!("A code-mode program{at} is about to call {}.", request.tool)
-    } else {
-        format!(
-            "A code-mode program{at} is about to call {} with {arguments}.",
-            request.tool
-        )
-    };
-    if let Some(reason) = &request.reason {
-        message.push_str(&format!(" Why you are asked: {reason}."));
-    }
+fn call_question(request: &ConfirmRequest, timeout: Duration) -> (String, ElicitationSchema) {
+    let mut message = super::confirm::describe_call(request);
     message.push_str(&format!(
         " It waits for your answer (at most {} s, less if the program's own time limit comes first). Allow this call?",
         timeout.as_secs().max(1)
@@ -262,7 +239,7 @@ pub(super) fn park(
         answer_by,
     };
     let state = keep(code, owner, waiting, answer_by + LATE_RETRY);
-    let (message, schema) = call_question(request, timeout);
+    let (message, schema) = call_question(&request, timeout);
     question(message, schema, state)
 }
 
@@ -495,7 +472,7 @@ impl Confirmer for TaskConfirmer {
         let (message, schema) = if before_run {
             before_run_question(&request)
         } else {
-            call_question(request, self.timeout)
+            call_question(&request, self.timeout)
         };
         let (task, timeout) = (self.task.clone(), self.timeout);
         let place = match Waiter::reserve(&self.owner, self.max_waiting) {

@@ -21,6 +21,35 @@ rmcp::elicit_safe!(Approval);
 /// Arguments shown to the user, at most this long.
 const SHOWN_ARGUMENTS: usize = 2_000;
 
+/// What the user is told of one call a running program is about to make: the tool, its
+/// arguments (cut to [`SHOWN_ARGUMENTS`]), the program's line, and why they are asked.
+/// Both ways of asking (elicitation, `input_required`) say it so.
+pub(super) fn describe_call(request: &ConfirmRequest) -> String {
+    let mut arguments = request.arguments.clone();
+    if arguments.len() > SHOWN_ARGUMENTS {
+        arguments.truncate(crate::sandbox::floor_char_boundary(
+            &arguments,
+            SHOWN_ARGUMENTS,
+        ));
+        arguments.push_str("...");
+    }
+    let at = request.site.map_or(String::new(), |site| {
+        format!(" (line {} of the program)", site.line)
+    });
+    let mut message = if arguments.is_empty() {
+        format!("A code-mode program{at} will call {}.", request.tool)
+    } else {
+        format!(
+            "A code-mode program wants to call {}{at} with {arguments}.",
+            request.tool
+        )
+    };
+    if let Some(reason) = &request.reason {
+        message.push_str(&format!(" Why you are asked: {reason}."));
+    }
+    message
+}
+
 /// Asks the client's user.
 pub(super) struct ElicitingConfirmer {
     pub(super) peer: Peer<RoleServer>,
@@ -58,28 +87,7 @@ impl Confirmer for ElicitingConfirmer {
             return Box::pin(std::future::ready(Confirmation::Denied(why)));
         }
         Box::pin(async move {
-            let mut arguments = request.arguments;
-            if arguments.len() > SHOWN_ARGUMENTS {
-                arguments.truncate(crate::sandbox::floor_char_boundary(
-                    &arguments,
-                    SHOWN_ARGUMENTS,
-                ));
-                arguments.push_str("...");
-            }
-            let at = request.site.map_or(String::new(), |site| {
-                format!(" (line {} of the program)", site.line)
-            });
-            let mut message = if arguments.is_empty() {
-                format!("A code-mode program{at} will call {}.", request.tool)
-            } else {
-                format!(
-                    "A code-mode program wants to call {}{at} with {arguments}.",
-                    request.tool
-                )
-            };
-            if let Some(reason) = &request.reason {
-                message.push_str(&format!(" Why you are asked: {reason}."));
-            }
+            let mut message = describe_call(&request);
             message.push_str(" Allow it?");
             let Ok(answer) = tokio::time::timeout(timeout, peer.elicit::<Approval>(message)).await
             else {
