@@ -722,34 +722,50 @@ async fn a_state_handle_outlives_a_restart_with_a_state_database() {
     }
 }
 
+/// A config with the toy upstream, whose `add` the policy asks the user to confirm.
+fn confirming_toy(dir: &std::path::Path) -> String {
+    common::write_config(
+        dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
+        }),
+    )
+}
+
+/// `execute_code` of `code` from a 2026-07-28 client that declares elicitation; with
+/// `state`, the retry of that `requestState` answering yes. Its JSON-RPC answer.
+async fn modern_execute(server: &HttpServer, id: u32, code: &str, state: Option<&str>) -> Value {
+    let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
+    if let Some(state) = state {
+        params["requestState"] = json!(state);
+        params["inputResponses"] =
+            json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+    }
+    let request = common::http::post_modern_with(
+        server,
+        id,
+        "tools/call",
+        params,
+        json!({"elicitation": {}}),
+    );
+    common::http::answer_of(request.send().await.unwrap()).await
+}
+
 /// The first leg of an up-front confirmation is audited as what it is, a run waiting for the
 /// user (`input_required`), not as a policy refusal that the anomaly flags and metrics would
 /// count against the client.
 #[tokio::test]
 async fn the_first_leg_of_a_confirmation_is_audited_as_asking() {
     let dir = common::scratch_dir("first-leg-audit");
-    let config = common::write_config(
-        &dir,
-        &json!({
-            "mcpServers": { "toy": common::toy() },
-            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
-        }),
-    );
+    let config = confirming_toy(&dir);
     let log = dir.join("audit.jsonl");
     let server = HttpServer::start(&["--config", &config, "--audit-log", log.to_str().unwrap()]);
-    let params = json!({"name": "execute_code",
-        "arguments": {"code": "return await tools.toy.add({ a: 1, b: 2 });"}});
-    let first = common::http::answer_of(
-        common::http::post_modern_with(
-            &server,
-            1,
-            "tools/call",
-            params,
-            json!({"elicitation": {}}),
-        )
-        .send()
-        .await
-        .unwrap(),
+    let first = modern_execute(
+        &server,
+        1,
+        "return await tools.toy.add({ a: 1, b: 2 });",
+        None,
     )
     .await;
     assert_eq!(
@@ -771,37 +787,15 @@ async fn the_first_leg_of_a_confirmation_is_audited_as_asking() {
 #[tokio::test]
 async fn parked_runs_never_take_every_slot() {
     let dir = common::scratch_dir("parked-cap");
-    let config = common::write_config(
-        &dir,
-        &json!({
-            "mcpServers": { "toy": common::toy() },
-            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
-        }),
-    );
+    let config = confirming_toy(&dir);
     let server = HttpServer::start(&["--config", &config, "--concurrency", "2"]);
     let computed = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });";
-    let call = |id, code: &str, state: Option<&str>| {
-        let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
-        if let Some(state) = state {
-            params["requestState"] = json!(state);
-            params["inputResponses"] =
-                json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
-        }
-        common::http::post_modern_with(
-            &server,
-            id,
-            "tools/call",
-            params,
-            json!({"elicitation": {}}),
-        )
-        .send()
-    };
-    let first = common::http::answer_of(call(1, computed, None).await.unwrap()).await;
+    let first = modern_execute(&server, 1, computed, None).await;
     let state = first["result"]["requestState"]
         .as_str()
         .unwrap_or_else(|| panic!("the first run parks: {first}"))
         .to_string();
-    let second = common::http::answer_of(call(2, computed, None).await.unwrap()).await;
+    let second = modern_execute(&server, 2, computed, None).await;
     assert_eq!(
         second["result"]["structuredContent"]["error"]["kind"],
         json!("policy"),
@@ -813,13 +807,13 @@ async fn parked_runs_never_take_every_slot() {
             .is_some_and(|t| t.contains("already wait")),
         "{second}"
     );
-    let plain = common::http::answer_of(call(3, "return 1", None).await.unwrap()).await;
+    let plain = modern_execute(&server, 3, "return 1", None).await;
     assert_eq!(
         plain["result"]["structuredContent"]["result"],
         json!(1),
         "{plain}"
     );
-    let answered = common::http::answer_of(call(4, computed, Some(&state)).await.unwrap()).await;
+    let answered = modern_execute(&server, 4, computed, Some(&state)).await;
     assert_eq!(
         answered["result"]["structuredContent"]["result"],
         json!({"sum": 3}),
@@ -833,26 +827,10 @@ async fn parked_runs_never_take_every_slot() {
 #[tokio::test]
 async fn a_parked_run_does_not_survive_a_restart_and_the_retry_says_so() {
     let dir = common::scratch_dir("parked-restart");
-    let config = common::write_config(
-        &dir,
-        &json!({
-            "mcpServers": { "toy": common::toy() },
-            "codemode": { "policy": { "rules": [{ "tools": "toy.add", "action": "confirm" }] } }
-        }),
-    );
+    let config = confirming_toy(&dir);
     let code = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });";
-    let call = |server: &HttpServer, id, state: Option<&str>| {
-        let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
-        if let Some(state) = state {
-            params["requestState"] = json!(state);
-            params["inputResponses"] =
-                json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
-        }
-        common::http::post_modern_with(server, id, "tools/call", params, json!({"elicitation": {}}))
-            .send()
-    };
     let server = HttpServer::start(&["--config", &config]);
-    let first = common::http::answer_of(call(&server, 1, None).await.unwrap()).await;
+    let first = modern_execute(&server, 1, code, None).await;
     assert_eq!(
         first["result"]["resultType"],
         json!("input_required"),
@@ -864,7 +842,7 @@ async fn a_parked_run_does_not_survive_a_restart_and_the_retry_says_so() {
         .to_string();
     drop(server);
     let restarted = HttpServer::start(&["--config", &config]);
-    let retry = common::http::answer_of(call(&restarted, 2, Some(&state)).await.unwrap()).await;
+    let retry = modern_execute(&restarted, 2, code, Some(&state)).await;
     let text = retry["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();
