@@ -372,20 +372,17 @@ impl CodeModeServer {
         // A session is a store of its own; so is this process over stdio. A modern request
         // has neither, nor has a request to a stateless server: an `Mcp-Session-Id` either
         // sends is the client's word, not a session.
+        let owner = self.owner(context);
+        let signing = self.codemode.state_signing_key();
         let implicit = match (self.transport, is_modern(context) || self.stateless) {
             ("http" | "sse", true) => None,
             ("http" | "sse", false) => self
                 .origin(context)
                 .session
-                .map(|session| format!("session:{session}")),
+                .map(|session| state_scope::session_key(&owner, &session, signing)),
             (other, _) => Some(other.to_string()),
         };
-        state_scope::scope(
-            given,
-            &self.owner(context),
-            implicit.as_deref(),
-            self.codemode.state_signing_key(),
-        )
+        state_scope::scope(given, &owner, implicit.as_deref(), signing)
     }
 
     /// Who a request comes from: over HTTP the principal the front door checked, or nobody

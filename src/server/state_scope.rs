@@ -116,12 +116,24 @@ fn key(owner: &str, handle: &str, signing: &[u8; 32]) -> String {
     hash.update(owner.as_bytes());
     hash.update([0]);
     hash.update(handle.as_bytes());
-    let owner_tag = digest::hmac_sha256(signing, format!("owner\0{owner}").as_bytes());
     format!(
         "handle:{}/{}",
-        digest::hex(&owner_tag[..12]),
+        owner_tag(owner, signing),
         digest::hex(&hash.finalize())
     )
+}
+
+/// The store key of a legacy session's implicit store: the session's id under its owner,
+/// so that an id used by anyone but the principal that opened the session (which the
+/// front door already refuses) would open another, empty store.
+pub(super) fn session_key(owner: &str, session: &str, signing: &[u8; 32]) -> String {
+    format!("session:{}/{session}", owner_tag(owner, signing))
+}
+
+/// Who a store belongs to, as it may be written to disk and the audit log.
+fn owner_tag(owner: &str, signing: &[u8; 32]) -> String {
+    let tag = digest::hmac_sha256(signing, format!("owner\0{owner}").as_bytes());
+    digest::hex(&tag[..12])
 }
 
 #[cfg(test)]
@@ -150,6 +162,11 @@ mod tests {
             scope(Some("cms_short"), "x", None, &KEY)
                 .unwrap_err()
                 .contains("not a state handle")
+        );
+        assert_ne!(
+            session_key("bearer:a", "s1", &KEY),
+            session_key("bearer:b", "s1", &KEY),
+            "a session id is its owner's store only"
         );
         let session = scope(None, "x", Some("session-1"), &KEY).unwrap();
         assert_eq!((session.key.as_str(), session.handle), ("session-1", None));

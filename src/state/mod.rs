@@ -390,12 +390,14 @@ impl SessionState {
     }
 }
 
-/// Who a store belongs to, for stores named by a handle (`handle:OWNER/HASH`, OWNER a tag
-/// of the owner, see `server::state_scope`); a session's store is its session's alone.
+/// Who a store belongs to, for stores named by a handle or a session under its owner
+/// (`handle:OWNER/HASH`, `session:OWNER/ID`, OWNER a tag of the owner, see
+/// `server::state_scope`); another store (stdio's) is its own owner.
 fn owner_of(store: &str) -> Option<&str> {
     store
         .strip_prefix("handle:")
-        .and_then(|rest| rest.rsplit_once('/'))
+        .or_else(|| store.strip_prefix("session:"))
+        .and_then(|rest| rest.split_once('/'))
         .map(|(owner, _)| owner)
 }
 

@@ -265,3 +265,91 @@ pub async fn answer_of(response: reqwest::Response) -> Value {
         .unwrap_or(&text);
     serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {text}"))
 }
+
+/// A legacy HTTP+SSE session (protocol 2024-11-05) spoken by hand: its open `GET /sse`
+/// stream and the endpoint the stream announced.
+pub struct SseSession {
+    stream: reqwest::Response,
+    pending: String,
+    /// Where this session's messages are posted (`/messages?sessionId=...`).
+    pub endpoint: String,
+}
+
+impl SseSession {
+    /// Opens `GET /sse`, with `token` as the bearer if given, and reads its endpoint.
+    pub async fn open(server: &HttpServer, token: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new().get(server.url("/sse"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let stream = request.send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let mut session = Self {
+            stream,
+            pending: String::new(),
+            endpoint: String::new(),
+        };
+        let (event, data) = session.event().await;
+        assert_eq!(event, "endpoint", "{data}");
+        session.endpoint = data;
+        session
+    }
+
+    /// A POST of `body` to this session's endpoint as `token`.
+    pub fn post(
+        &self,
+        server: &HttpServer,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new()
+            .post(server.url(&self.endpoint))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// The next event: its name and its data.
+    async fn event(&mut self) -> (String, String) {
+        loop {
+            let normalized = self.pending.replace("\r\n", "\n");
+            if let Some((block, rest)) = normalized.split_once("\n\n") {
+                let (block, rest) = (block.to_string(), rest.to_string());
+                self.pending = rest;
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix(name))
+                        .map(|v| v.strip_prefix(' ').unwrap_or(v))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let data = field("data:");
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (field("event:"), data);
+            }
+            let chunk = tokio::time::timeout(super::POLL_CEILING, self.stream.chunk())
+                .await
+                .expect("an event within the poll ceiling")
+                .unwrap()
+                .expect("the stream stays open");
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The message answering request `id`, skipping notifications and other answers.
+    pub async fn answer(&mut self, id: u64) -> Value {
+        loop {
+            let (_, data) = self.event().await;
+            let message: Value = serde_json::from_str(&data).unwrap();
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    }
+}

@@ -1212,3 +1212,169 @@ async fn a_cancelled_request_frees_its_slot_at_once() {
     );
     common::assert_slot_frees(|| execute(&client, "return 'slot free'")).await;
 }
+
+/// A legacy session is its opener's: over streamable HTTP and legacy SSE alike, another
+/// token holding the session's id is answered as if the id never existed (whatever it
+/// sends: a call, the stream, the session's end), and the opener's session goes on.
+/// Over legacy SSE the handler sees the principal of each POST, so a task started there
+/// belongs to the token, as over `/mcp`.
+#[tokio::test]
+async fn a_legacy_session_is_its_openers_alone() {
+    let dir = common::scratch_dir("session-binding");
+    let config = common::write_config(&dir, &json!({"codemode": {"state": {"enabled": true}}}));
+    let (alice, bob) = (
+        "alice-token-long-enough-0001",
+        "bob-token-long-enough-00002",
+    );
+    let server =
+        HttpServer::start_with_token(&dir, &format!("{alice}\n{bob}"), &["--config", &config]);
+    let call = |id: u32, code: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": {"code": code}}})
+    };
+    let in_session = |token: &str, session: &str, body: &Value| {
+        post_mcp(&server, body.to_string())
+            .bearer_auth(token)
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .send()
+    };
+    let opened = post_mcp(&server, initialize_body().to_string())
+        .bearer_auth(alice)
+        .send()
+        .await
+        .unwrap();
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    drop(opened);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    in_session(alice, &session, &initialized).await.unwrap();
+    let set = call(
+        2,
+        "await tools.state.set({ key: 'k', value: 'alice' }); return 1;",
+    );
+    let stored = common::http::answer_of(in_session(alice, &session, &set).await.unwrap()).await;
+    assert_eq!(stored["result"]["isError"], json!(false), "{stored}");
+
+    let get = call(3, "return await tools.state.get({ key: 'k' });");
+    let refusal = |response: reqwest::Response| async move {
+        (response.status(), response.text().await.unwrap())
+    };
+    let made_up = refusal(
+        in_session(bob, "0123456789abcdef0123456789abcdef", &get)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(made_up.0, 404, "{made_up:?}");
+    let stolen = refusal(in_session(bob, &session, &get).await.unwrap()).await;
+    assert_eq!(
+        stolen, made_up,
+        "another token's session is one that never existed"
+    );
+    let verb = |method: reqwest::Method, session: &str| {
+        reqwest::Client::new()
+            .request(method, server.url("/mcp"))
+            .bearer_auth(bob)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .send()
+    };
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let made_up = refusal(
+            verb(method.clone(), "0123456789abcdef0123456789abcdef")
+                .await
+                .unwrap(),
+        )
+        .await;
+        let stolen = refusal(verb(method.clone(), &session).await.unwrap()).await;
+        assert_eq!(stolen, made_up, "{method} of another token's session");
+    }
+    let hers = common::http::answer_of(in_session(alice, &session, &get).await.unwrap()).await;
+    assert_eq!(
+        hers["result"]["structuredContent"]["result"],
+        json!("alice"),
+        "the opener's session and store are untouched: {hers}"
+    );
+
+    // Legacy SSE.
+    let mut sse = common::http::SseSession::open(&server, Some(alice)).await;
+    let mut initialize = initialize_body();
+    initialize["params"]["capabilities"] =
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let made_up_post = reqwest::Client::new()
+        .post(server.url("/messages?sessionId=0123456789abcdef0123456789abcdef"))
+        .bearer_auth(bob)
+        .header("content-type", "application/json")
+        .body(initialize.to_string())
+        .send()
+        .await
+        .unwrap();
+    let made_up = refusal(made_up_post).await;
+    assert_eq!(made_up.0, 404, "{made_up:?}");
+    let stolen = refusal(
+        sse.post(&server, Some(bob), &initialize)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        stolen.1.replace(
+            sse.endpoint.rsplit('=').next().unwrap(),
+            "0123456789abcdef0123456789abcdef"
+        ),
+        made_up.1,
+        "another token's SSE session is one that never existed"
+    );
+    assert_eq!(stolen.0, made_up.0);
+    let sent = sse
+        .post(&server, Some(alice), &initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    sse.answer(1).await;
+    sse.post(&server, Some(alice), &initialized)
+        .send()
+        .await
+        .unwrap();
+    sse.post(
+        &server,
+        Some(alice),
+        &call(
+            2,
+            "await new Promise(r => setTimeout(r, 100)); return 'sse';",
+        ),
+    )
+    .send()
+    .await
+    .unwrap();
+    let started = sse.answer(2).await;
+    let task = started["result"]["task"]["taskId"]
+        .as_str()
+        .or_else(|| started["result"]["taskId"].as_str())
+        .unwrap_or_else(|| panic!("a task: {started}"))
+        .to_string();
+    let poll = |token: &str| {
+        common::http::post_modern_with(
+            &server,
+            9,
+            "tasks/get",
+            json!({"taskId": task}),
+            json!({"extensions": {"io.modelcontextprotocol/tasks": {}}}),
+        )
+        .bearer_auth(token)
+        .send()
+    };
+    let own = common::http::answer_of(poll(alice).await.unwrap()).await;
+    assert!(
+        own["result"]["status"].is_string(),
+        "a task started over SSE is the token's, polled over /mcp: {own}"
+    );
+    let theirs = common::http::answer_of(poll(bob).await.unwrap()).await;
+    assert!(theirs["error"].is_object(), "{theirs}");
+}

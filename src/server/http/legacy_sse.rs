@@ -3,7 +3,9 @@
 //! event, where to POST; each `POST /messages?sessionId=...` carries one JSON-RPC message
 //! (or a batch) and is answered `202 Accepted`; replies travel as `message` events on the
 //! stream. rmcp has no server side for it, so this is a transport over rmcp's `Transport`
-//! trait serving the same handler as `/mcp`.
+//! trait serving the same handler as `/mcp`. A session is its opener's: a POST from
+//! another principal is answered as one to a session that never existed, and each message
+//! carries its POST's request head, so the handler sees the principal as over `/mcp`.
 
 use std::{
     collections::HashMap,
@@ -13,9 +15,9 @@ use std::{
 };
 
 use axum::{
-    body::Body,
-    extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    Extension,
+    extract::{Query, Request, State},
+    http::StatusCode,
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -24,7 +26,7 @@ use axum::{
 use futures::Stream;
 use rmcp::{
     RoleServer, ServiceExt,
-    model::{ClientJsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, GetExtensions as _, RequestId, ServerJsonRpcMessage},
     transport::Transport,
 };
 use serde::Deserialize;
@@ -33,14 +35,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::MESSAGES_PATH;
 use super::guard::{InFlight, InFlightGuard, is_json, parse_error, read_body, refuse};
-use crate::server::CodeModeServer;
+use crate::server::{CodeModeServer, Principal};
 
 /// Messages a session may have waiting in either direction before the sender waits.
 const CHANNEL_CAPACITY: usize = 64;
 
+/// An open session: where its messages go, and who opened it (`None`: anonymous).
+struct Session {
+    to_handler: mpsc::Sender<ClientJsonRpcMessage>,
+    opener: Option<Principal>,
+}
+
 /// The open legacy-SSE sessions.
 pub(super) struct LegacySse {
-    sessions: Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>,
+    sessions: Mutex<HashMap<String, Session>>,
     new_handler: Box<dyn Fn(&'static str, Option<String>) -> CodeModeServer + Send + Sync>,
     shutdown: CancellationToken,
     in_flight: InFlight,
@@ -76,8 +84,15 @@ impl LegacySse {
         self.sessions.lock().map_or(0, |s| s.len())
     }
 
-    fn sender(&self, id: &str) -> Option<mpsc::Sender<ClientJsonRpcMessage>> {
-        self.sessions.lock().ok()?.get(id).cloned()
+    /// Where session `id`'s messages go, if `principal` opened it.
+    fn sender(
+        &self,
+        id: &str,
+        principal: Option<&Principal>,
+    ) -> Option<mpsc::Sender<ClientJsonRpcMessage>> {
+        let sessions = self.sessions.lock().ok()?;
+        let session = sessions.get(id)?;
+        (session.opener.as_ref() == principal).then(|| session.to_handler.clone())
     }
 }
 
@@ -100,12 +115,14 @@ impl Drop for SessionGuard {
 /// `GET /sse`: a new session, its handler, and the stream of its messages.
 pub(super) async fn open(
     State(legacy): State<Arc<LegacySse>>,
+    opener: Option<Extension<Principal>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (to_handler, from_client) = mpsc::channel(CHANNEL_CAPACITY);
     let (to_client, from_handler) = mpsc::channel(CHANNEL_CAPACITY);
     if let Ok(mut sessions) = legacy.sessions.lock() {
-        sessions.insert(id.clone(), to_handler);
+        let opener = opener.map(|Extension(principal)| principal);
+        sessions.insert(id.clone(), Session { to_handler, opener });
     }
     let transport = SessionTransport {
         from_client,
@@ -164,20 +181,21 @@ pub(super) struct MessagesQuery {
     session_id: Option<String>,
 }
 
-/// `POST /messages?sessionId=...`: hands the message to the session's handler.
+/// `POST /messages?sessionId=...`: hands the message, with the request's head, to the
+/// session's handler.
 pub(super) async fn post(
     State(legacy): State<Arc<LegacySse>>,
     Query(query): Query<MessagesQuery>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    let (head, body) = request.into_parts();
     let Some(id) = query.session_id else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "the sessionId query parameter is missing; POST to the endpoint URL the GET /sse stream announced".into(),
         );
     };
-    let Some(session) = legacy.sender(&id) else {
+    let Some(session) = legacy.sender(&id, head.extensions.get::<Principal>()) else {
         return refuse(
             StatusCode::NOT_FOUND,
             format!(
@@ -185,7 +203,7 @@ pub(super) async fn post(
             ),
         );
     };
-    if !is_json(&headers) {
+    if !is_json(&head.headers) {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be a JSON-RPC message sent with Content-Type: application/json".into(),
@@ -199,7 +217,21 @@ pub(super) async fn post(
         Ok(messages) => messages,
         Err(refusal) => return *refusal,
     };
-    for message in messages {
+    for mut message in messages {
+        // As rmcp's own transport does: the handler reads the principal, the trace
+        // context and the headers from the request's extensions.
+        match &mut message {
+            ClientJsonRpcMessage::Request(request) => {
+                request.request.extensions_mut().insert(head.clone());
+            }
+            ClientJsonRpcMessage::Notification(notification) => {
+                notification
+                    .notification
+                    .extensions_mut()
+                    .insert(head.clone());
+            }
+            _ => {}
+        }
         if session.send(message).await.is_err() {
             return refuse(
                 StatusCode::NOT_FOUND,

@@ -2,10 +2,12 @@
 //! stateless), the legacy HTTP+SSE transport at `/sse` + `/messages`, `/healthz`, and for
 //! operators `/metrics` (Prometheus) and the console at `/console`.
 //! Every request first passes [`guard`]: Host and Origin checks, bearer authentication,
-//! the session cap. [`HttpServer::serve`] drains on shutdown: it stops accepting, lets
+//! the session cap; then [`binding`], which keeps each session to the principal that
+//! opened it. [`HttpServer::serve`] drains on shutdown: it stops accepting, lets
 //! requests in flight finish within the grace period, then stops the executions left,
 //! which answer with a clear error.
 
+mod binding;
 mod console;
 mod guard;
 mod legacy_sse;
@@ -216,6 +218,7 @@ impl HttpServer {
                 .with_json_response(options.stateless)
                 .with_cancellation_token(sessions_end.child_token()),
         );
+        let session_owners = Arc::new(binding::SessionOwners::new(session_manager.clone()));
         let legacy = Arc::new(LegacySse::new(
             new_handler,
             sessions_end.clone(),
@@ -261,6 +264,11 @@ impl HttpServer {
             .route(METRICS_PATH, get(metrics).with_state(codemode.clone()))
             .merge(console::routes(console))
             .nest_service(STREAMABLE_PATH, streamable)
+            // Inside the guard: it reads the principal the guard found.
+            .layer(axum::middleware::from_fn_with_state(
+                session_owners,
+                binding::check,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 guard.clone(),
                 guard::check,
