@@ -313,6 +313,7 @@ impl CodeModeBuilder {
             tasks: config.codemode.tasks,
             approval_timeout: config.codemode.policy.approval_timeout(),
             state_key: Arc::new(state_key.unwrap_or_else(crate::digest::random_bytes)),
+            approvals: Arc::default(),
         })
     }
 }
@@ -327,6 +328,8 @@ pub struct CodeMode {
     approval_timeout: std::time::Duration,
     /// Signs `state.*` handles (see [`crate::state::SessionState::signing_key`]).
     state_key: Arc<[u8; 32]>,
+    /// Questions waiting for answers, and the runs waiting on them.
+    approvals: Arc<crate::server::Approvals>,
     skills: Option<Arc<SkillStore>>,
 }
 
@@ -380,6 +383,11 @@ impl CodeMode {
     /// The key `state.*` handles are signed with.
     pub fn state_signing_key(&self) -> &[u8; 32] {
         &self.state_key
+    }
+
+    /// The questions this server's runs wait on, shared by all its handlers.
+    pub(crate) fn approvals(&self) -> &Arc<crate::server::Approvals> {
+        &self.approvals
     }
 
     /// How long a confirmation waits for the user (`codemode.policy.approvalTimeoutMs`).

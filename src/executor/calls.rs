@@ -26,7 +26,9 @@ use crate::{
     oversight::{CallSpan, ExecutionTrace},
     policy::{Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer},
     record::{CallRecord, Decision},
-    sandbox::{Limits, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes},
+    sandbox::{
+        Limits, ReplyFuture, RunClock, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes,
+    },
     transpile::Position,
     upstream::{Upstream, Upstreams},
 };
@@ -67,6 +69,8 @@ pub(super) struct CallHost {
     recorder: Recorder,
     /// Asks the user about calls the policy wants confirmed; none: they are refused.
     confirmer: Option<SharedConfirmer>,
+    /// The run's wall clock, held while the user is asked.
+    clock: RunClock,
     /// Tools the user approved for the rest of this execution (keys from [`approval_key`]).
     approved: Arc<Mutex<HashSet<String>>>,
     /// What `fetch` may reach; none: programs have no `fetch`.
@@ -89,6 +93,8 @@ pub(super) struct CallSettings {
     pub(super) limits: Limits,
     pub(super) progress: Option<mpsc::UnboundedSender<CallRecord>>,
     pub(super) confirmer: Option<SharedConfirmer>,
+    /// The run's wall clock, which stands still while the user is asked.
+    pub(super) clock: RunClock,
     pub(super) egress: Option<Arc<Egress>>,
     pub(super) depth: u32,
     pub(super) trace: Option<ExecutionTrace>,
@@ -159,6 +165,7 @@ impl CallHost {
             received: Arc::default(),
             over_budget: Arc::default(),
             confirmer: settings.confirmer,
+            clock: settings.clock,
             approved: Arc::default(),
             made: AtomicU32::new(0),
             catalog,
@@ -349,7 +356,10 @@ impl CallHost {
             before_run: false,
         };
         Ok(Gate {
-            confirmation: Some((confirmer.confirm(request), approvals)),
+            confirmation: Some((
+                held_while(&self.clock, confirmer.confirm(request)),
+                approvals,
+            )),
             decision: Decision::Allowed,
         })
     }
@@ -530,6 +540,19 @@ fn fail(message: String, schema_path: Option<String>) -> ToolReply {
     ToolReply::Err(ToolFailure {
         message,
         schema_path,
+    })
+}
+
+/// `asked`, with the run's clock standing still while it is awaited: the user's time to
+/// answer is the approval timeout's, not the program's.
+fn held_while(
+    clock: &RunClock,
+    asked: BoxFuture<'static, Confirmation>,
+) -> BoxFuture<'static, Confirmation> {
+    let clock = clock.clone();
+    Box::pin(async move {
+        let _held = clock.hold();
+        asked.await
     })
 }
 

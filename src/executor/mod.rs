@@ -35,8 +35,8 @@ use crate::{
     policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
     preflight::{self, Reference, Scan},
     sandbox::{
-        Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunOutcome,
-        RunRequest, SPIN, ToolHost, cancel_message, spin_then_sleep,
+        Binding, CancelHandle, CancelReason, Engine, ErrorKind, Limits, ProgramError, RunClock,
+        RunOutcome, RunRequest, SPIN, ToolHost, cancel_message, spin_then_sleep,
     },
     transpile::{Position, line_count, transpile},
     typecheck::{self, CheckError, Checker},
@@ -355,6 +355,7 @@ impl Executor {
             .tracing()
             .map(|tracing| tracing.execution(options.traceparent.as_deref(), &origin));
         let catalog = self.tools.current();
+        let clock = RunClock::default();
         let host = Arc::new(calls::CallHost::new(
             &self.tools,
             catalog.clone(),
@@ -363,6 +364,7 @@ impl Executor {
                 limits: self.settings.limits,
                 progress: options.progress,
                 confirmer: options.confirmer.clone(),
+                clock: clock.clone(),
                 egress: self.egress.clone(),
                 depth: options.depth,
                 trace: trace.clone(),
@@ -399,7 +401,7 @@ impl Executor {
                     code,
                     (options.wall_clock, options.timeout),
                     catalog.bindings(),
-                    host.clone(),
+                    (host.clone(), clock),
                     options.within_caller.then_some(options.depth),
                 );
                 match options.cancel {
@@ -670,7 +672,7 @@ impl Executor {
         code: &str,
         (wall_clock, timeout): (Option<Duration>, Option<Duration>),
         bindings: Vec<Binding>,
-        host: Arc<dyn ToolHost>,
+        (host, clock): (Arc<dyn ToolHost>, RunClock),
         nested: Option<u32>,
     ) -> RunOutcome {
         let within_caller = nested.is_some();
@@ -716,7 +718,7 @@ impl Executor {
                 ));
             }
         }
-        let cancel = CancelHandle::default();
+        let cancel = CancelHandle::with_clock(clock);
         let (reply, answer) = oneshot::channel();
         let (started, on_start) = oneshot::channel();
         let job = Job {
@@ -799,11 +801,20 @@ impl Executor {
             () = self.stopped.cancelled() => return shut_down(),
         }
         let mut receiver = answer;
+        // The run's clock (standing still while the user is asked about a call), then the
+        // grace: the backstop for isolates stuck where their own deadline cannot reach.
+        let clock = stop_on_drop.0.clock().clone();
+        clock.start(limits.timeout);
+        let backstop = async {
+            clock.expiry().await;
+            tokio::time::sleep(HOST_GRACE).await;
+        };
         let answer = tokio::select! {
-            answer = tokio::time::timeout(limits.timeout + HOST_GRACE, &mut receiver) => answer,
+            answer = &mut receiver => Ok(answer),
+            () = backstop => Err(()),
             () = self.stopped.cancelled() => {
                 stop_on_drop.0.cancel_for(CancelReason::Shutdown);
-                tokio::time::timeout(HOST_GRACE, &mut receiver).await
+                tokio::time::timeout(HOST_GRACE, &mut receiver).await.map_err(drop)
             }
         };
         match answer {

@@ -502,8 +502,17 @@ async fn exchange(
     host: Arc<dyn ToolHost>,
     outbox: &tokio::sync::mpsc::UnboundedSender<ToWorker>,
 ) -> Ran {
-    let deadline = tokio::time::sleep(request.limits.timeout + KILL_GRACE);
+    // The run's clock, which stands still while the host waits for a person's answer to
+    // one of its calls: the kill timer waits with it, and the worker is told.
+    let clock = cancel.clock();
+    clock.start(request.limits.timeout);
+    let deadline = async {
+        clock.expiry().await;
+        tokio::time::sleep(KILL_GRACE).await;
+    };
     tokio::pin!(deadline);
+    let mut clock_changes = clock.watch();
+    let mut told_held = false;
     // Polled here rather than spawned: a reply is queued the moment it exists.
     let mut replies = FuturesUnordered::new();
     loop {
@@ -532,6 +541,13 @@ async fn exchange(
             },
             Some((id, reply)) = replies.next() => {
                 let _ = outbox.send(ToWorker::Reply { id, reply });
+            }
+            Ok(()) = clock_changes.changed() => {
+                let held = clock.is_held();
+                if held != told_held {
+                    told_held = held;
+                    let _ = outbox.send(ToWorker::Clock { held });
+                }
             }
             () = &mut deadline => {
                 let _ = worker.child.start_kill();

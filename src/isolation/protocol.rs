@@ -25,6 +25,9 @@ pub(super) enum ToWorker {
     Glue(String),
     /// The answer to the worker's call `id`.
     Reply { id: u64, reply: ToolReply },
+    /// The run's clock stands still (`held`: the host waits for a person's answer to one
+    /// of its calls) or runs on; the worker holds its own clock alike.
+    Clock { held: bool },
 }
 
 /// Worker to host.

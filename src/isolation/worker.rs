@@ -332,8 +332,9 @@ async fn serve_runs(
                 }
                 // The host closed the pipe: the pool is shutting down.
                 Err(ProtocolError::Closed) => return 0,
-                // A late reply to a call of the program before: nobody waits for it.
-                Ok(ToWorker::Reply { .. }) => {}
+                // A late reply to a call of the program before, or word of its clock:
+                // nobody waits for it.
+                Ok(ToWorker::Reply { .. } | ToWorker::Clock { .. }) => {}
                 Ok(ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
             }
         };
@@ -344,6 +345,8 @@ async fn serve_runs(
         tokio::pin!(run);
         let mut pending: HashMap<u64, oneshot::Sender<ToolReply>> = HashMap::new();
         let mut next_id = 0u64;
+        // Open while the host says the run's clock stands still.
+        let mut held = None;
         let (outcome, retired) = loop {
             tokio::select! {
                 ran = &mut run => break ran,
@@ -365,6 +368,10 @@ async fn serve_runs(
                             let _ = waiting.send(reply);
                         }
                     }
+                    Ok(ToWorker::Clock { held: true }) => {
+                        held.get_or_insert_with(|| cancel.clock().hold());
+                    }
+                    Ok(ToWorker::Clock { held: false }) => held = None,
                     Err(ProtocolError::Closed) => return 0,
                     Ok(ToWorker::Run(_) | ToWorker::Prepare(_) | ToWorker::Glue(_)) | Err(_) => return exit::PROTOCOL,
                 },

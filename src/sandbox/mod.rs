@@ -5,6 +5,7 @@
 //! process without the callers noticing. Engine-specific code lives in `engine/<name>/`;
 //! the JS glue every engine installs (console, timers, result conversion) is in `glue/`.
 
+mod clock;
 mod engine;
 pub(crate) mod glue;
 mod host;
@@ -27,6 +28,7 @@ pub use engine::{
 pub fn glue_module_source() -> String {
     glue::module_source()
 }
+pub use clock::{Held, RunClock};
 pub use host::{Alias, Binding, NoTools, ReplyFuture, ToolCall, ToolFailure, ToolHost, ToolReply};
 pub(crate) use logs::floor_char_boundary;
 pub use logs::{LogEntry, LogLevel};
@@ -256,6 +258,8 @@ pub struct CancelHandle(std::sync::Arc<CancelState>);
 
 #[derive(Debug, Default)]
 struct CancelState {
+    /// The run's wall clock: every deadline of the run reads it.
+    clock: RunClock,
     reason: std::sync::atomic::AtomicU8,
     // Wakes an isolate that waits on the host (a timer, a tool call): the engine's
     // interrupt only runs while JS runs.
@@ -263,6 +267,20 @@ struct CancelState {
 }
 
 impl CancelHandle {
+    /// A handle for a run whose wall clock is `clock` (which the host holds while the run
+    /// waits for a person).
+    pub fn with_clock(clock: RunClock) -> Self {
+        Self(std::sync::Arc::new(CancelState {
+            clock,
+            ..CancelState::default()
+        }))
+    }
+
+    /// The run's wall clock.
+    pub fn clock(&self) -> &RunClock {
+        &self.0.clock
+    }
+
     /// Asks the isolate to stop: the client cancelled.
     pub fn cancel(&self) {
         self.cancel_for(CancelReason::Client);

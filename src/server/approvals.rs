@@ -11,7 +11,7 @@
 //!   hands the answer to the waiting call and follows the same run on, so nothing before
 //!   it runs twice. Nobody answering within `codemode.policy.approvalTimeoutMs` refuses the
 //!   call (kind `policy` if the program lets it end the run). The run's own clock
-//!   (`timeoutMs`) keeps running while it waits.
+//!   (`timeoutMs`) stands still while it waits (see [`crate::sandbox::RunClock`]).
 //!
 //! The state is a random handle (256 bits) to what is kept here: the program's hash, its
 //! owner, the question and an expiry. It is used once; a changed, replayed, expired or
@@ -106,15 +106,39 @@ impl Pending {
     }
 }
 
-static PENDING: std::sync::LazyLock<Mutex<HashMap<String, Pending>>> =
-    std::sync::LazyLock::new(Mutex::default);
+/// The questions waiting for answers and the runs waiting on them, of one server (one
+/// [`crate::CodeMode`]): every handler of it shares them, since a retry, or a task's
+/// answer, may reach another handler than the one that asked, while another server in the
+/// same process keeps its own.
+#[derive(Debug, Default)]
+pub(crate) struct Approvals {
+    /// By `requestState`.
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Runs waiting for a user's answer now (parked, or a task's question), by owner:
+    /// each holds an execution slot, so their number is capped server-wide and per owner.
+    waiting: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
 
 fn code_sha(code: &str) -> String {
     digest::sha256_hex(code.as_bytes())
 }
 
 /// Keeps `waiting` under a fresh state; returns the state.
-fn keep(code: &str, owner: &str, waiting: Waiting, forgotten_at: Instant) -> String {
+fn keep(
+    approvals: &Approvals,
+    code: &str,
+    owner: &str,
+    waiting: Waiting,
+    forgotten_at: Instant,
+) -> String {
     let state = format!(
         "cma_{}",
         base64::Engine::encode(
@@ -122,7 +146,7 @@ fn keep(code: &str, owner: &str, waiting: Waiting, forgotten_at: Instant) -> Str
             digest::random_bytes::<32>()
         )
     );
-    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pending = approvals.pending.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     let expired: Vec<String> = pending
         .iter()
@@ -167,6 +191,7 @@ fn question(message: String, schema: ElicitationSchema, state: String) -> InputR
 /// The `input_required` result asking `request` (a run's up-front confirmation) of the
 /// user of `owner`, for the program `code`; the question waits `timeout`.
 pub(super) fn ask(
+    approvals: &Approvals,
     request: &ConfirmRequest,
     code: &str,
     owner: &str,
@@ -175,7 +200,7 @@ pub(super) fn ask(
     let waiting = Waiting::Before {
         tools: request.tool.clone(),
     };
-    let state = keep(code, owner, waiting, Instant::now() + timeout);
+    let state = keep(approvals, code, owner, waiting, Instant::now() + timeout);
     let (message, schema) = before_run_question(request);
     question(message, schema, state)
 }
@@ -200,7 +225,7 @@ fn before_run_question(request: &ConfirmRequest) -> (String, ElicitationSchema) 
 fn call_question(request: &ConfirmRequest, timeout: Duration) -> (String, ElicitationSchema) {
     let mut message = super::confirm::describe_call(request);
     message.push_str(&format!(
-        " It waits for your answer (at most {} s, less if the program's own time limit comes first). Allow this call?",
+        " It waits for your answer (at most {} s). Allow this call?",
         timeout.as_secs().max(1)
     ));
     let schema = ElicitationSchema::builder()
@@ -225,6 +250,7 @@ fn elicitation(message: String, schema: ElicitationSchema) -> InputRequest {
 /// The `input_required` result of a run stopped mid-run at `asking`: the run is kept,
 /// waiting, under the state the result carries.
 pub(super) fn park(
+    approvals: &Approvals,
     asking: Asking,
     run: Running,
     code: &str,
@@ -238,7 +264,7 @@ pub(super) fn park(
         reply,
         answer_by,
     };
-    let state = keep(code, owner, waiting, answer_by + LATE_RETRY);
+    let state = keep(approvals, code, owner, waiting, answer_by + LATE_RETRY);
     let (message, schema) = call_question(&request, timeout);
     question(message, schema, state)
 }
@@ -287,6 +313,7 @@ fn word_in(reply: Option<&serde_json::Value>) -> Confirmation {
 /// What the retry answered for the run of `code` by `owner`, or why the state resumes
 /// nothing.
 pub(super) fn answer(
+    approvals: &Approvals,
     state: &str,
     responses: Option<&rmcp::model::InputResponses>,
     code: &str,
@@ -296,7 +323,7 @@ pub(super) fn answer(
     // Checked before it is used up: a wrong program or client must not spend the question
     // another retry may still answer.
     let pending = {
-        let mut waiting = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = approvals.pending.lock().unwrap_or_else(|e| e.into_inner());
         match waiting.get(state) {
             Some(p) if p.owner == owner && p.code_sha == code_sha(code) => waiting.remove(state),
             _ => None,
@@ -360,23 +387,23 @@ pub(super) struct AnsweringConfirmer {
     pub(super) max_parked: usize,
     /// Whose run this is.
     pub(super) owner: String,
+    /// The server's questions and waiting runs.
+    pub(super) approvals: Arc<Approvals>,
 }
-
-/// Runs waiting for a user's answer now (parked, or a task's question), by owner: each
-/// holds an execution slot, so their number is capped server-wide and per owner.
-static WAITING: std::sync::LazyLock<Mutex<HashMap<String, usize>>> =
-    std::sync::LazyLock::new(Mutex::default);
 
 /// A place among the runs waiting for an answer, held until the question settles.
 #[derive(Debug)]
-pub(super) struct Waiter(String);
+pub(super) struct Waiter {
+    owner: String,
+    waiting: Arc<Mutex<HashMap<String, usize>>>,
+}
 
 impl Waiter {
     /// A place for `owner`'s run, or why there is none: `most` may wait server-wide, and
     /// one owner may take half of them (at least one), so that one client cannot keep every
     /// other from being asked.
-    pub(super) fn reserve(owner: &str, most: usize) -> Result<Self, String> {
-        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+    pub(super) fn reserve(approvals: &Approvals, owner: &str, most: usize) -> Result<Self, String> {
+        let mut waiting = approvals.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = waiting.values().sum();
         let own = waiting.get(owner).copied().unwrap_or(0);
         let share = most.div_ceil(2).max(1).min(most);
@@ -386,17 +413,20 @@ impl Waiter {
             ));
         }
         *waiting.entry(owner.to_string()).or_default() += 1;
-        Ok(Self(owner.to_string()))
+        Ok(Self {
+            owner: owner.to_string(),
+            waiting: approvals.waiting.clone(),
+        })
     }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        let mut waiting = WAITING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = waiting.get_mut(&self.0) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = waiting.get_mut(&self.owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                waiting.remove(&self.0);
+                waiting.remove(&self.owner);
             }
         }
     }
@@ -409,7 +439,7 @@ impl Confirmer for AnsweringConfirmer {
 
     fn confirm(&self, request: ConfirmRequest) -> BoxFuture<'static, Confirmation> {
         if !request.before_run {
-            let place = match Waiter::reserve(&self.owner, self.max_parked) {
+            let place = match Waiter::reserve(&self.approvals, &self.owner, self.max_parked) {
                 Ok(place) => place,
                 Err(why) => return Box::pin(std::future::ready(Confirmation::Denied(why))),
             };
@@ -452,12 +482,16 @@ impl Confirmer for AnsweringConfirmer {
 /// and the client's `tasks/update` brings the answer; the run waits meanwhile.
 pub(super) struct TaskConfirmer {
     pub(super) task: rmcp::task_manager::TaskContext,
+    /// The task's manager, to withdraw a question nobody answered.
+    pub(super) manager: rmcp::task_manager::TaskManager,
     pub(super) timeout: Duration,
     /// Whose task this is, and how many runs may wait for answers (see [`Waiter`]).
     pub(super) owner: String,
     pub(super) max_waiting: usize,
     /// Numbers the questions: a task's input keys are used once.
     pub(super) asked: std::sync::atomic::AtomicU32,
+    /// The server's questions and waiting runs.
+    pub(super) approvals: Arc<Approvals>,
 }
 
 impl Confirmer for TaskConfirmer {
@@ -475,12 +509,20 @@ impl Confirmer for TaskConfirmer {
             call_question(&request, self.timeout)
         };
         let (task, timeout) = (self.task.clone(), self.timeout);
-        let place = match Waiter::reserve(&self.owner, self.max_waiting) {
+        let place = match Waiter::reserve(&self.approvals, &self.owner, self.max_waiting) {
             Ok(place) => place,
             Err(why) => return Box::pin(std::future::ready(Confirmation::Denied(why))),
         };
+        let withdraw = Withdraw {
+            manager: self.manager.clone(),
+            task: task.task_id().to_string(),
+            key: key.clone(),
+        };
         Box::pin(async move {
             let _place = place;
+            // However the wait ends (no answer in time, the run stopped), `tasks/get` no
+            // longer shows the question.
+            let _withdraw = withdraw;
             let asked = task.request_input(key, elicitation(message, schema));
             match tokio::time::timeout(timeout, asked).await {
                 Err(_) => Confirmation::Denied(nobody_answered(timeout)),
@@ -494,6 +536,26 @@ impl Confirmer for TaskConfirmer {
                 },
             }
         })
+    }
+}
+
+/// Takes a task's question back when dropped: rmcp keeps a question until it is answered
+/// or the task is cancelled, so one nobody answered in time would show in `tasks/get` as
+/// waiting until the task ended. An answered question is gone already; this is then a
+/// no-op.
+struct Withdraw {
+    manager: rmcp::task_manager::TaskManager,
+    task: String,
+    key: String,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        // Delivered to nobody: the wait for it has ended.
+        let _ = self.manager.update_task(
+            &self.task,
+            [(std::mem::take(&mut self.key), serde_json::Value::Null)],
+        );
     }
 }
 
@@ -538,59 +600,89 @@ mod tests {
 
     #[test]
     fn a_state_resumes_once_for_its_program_and_owner_only() {
-        let asked = ask(&request(), "return 1", "alice", TTL);
+        let approvals = Approvals::default();
+        let asked = ask(&approvals, &request(), "return 1", "alice", TTL);
         let state = asked.request_state.clone().unwrap();
         assert!(
-            before(answer(&state, Some(&yes()), "return 2", "alice")).is_err(),
+            before(answer(
+                &approvals,
+                &state,
+                Some(&yes()),
+                "return 2",
+                "alice"
+            ))
+            .is_err(),
             "another program"
         );
-        let asked = ask(&request(), "return 1", "alice", TTL);
+        let asked = ask(&approvals, &request(), "return 1", "alice", TTL);
         let state = asked.request_state.clone().unwrap();
         assert!(
-            before(answer(&state, Some(&yes()), "return 1", "bob")).is_err(),
+            before(answer(&approvals, &state, Some(&yes()), "return 1", "bob")).is_err(),
             "another owner"
         );
-        let state = ask(&request(), "return 1", "alice", TTL)
+        let state = ask(&approvals, &request(), "return 1", "alice", TTL)
             .request_state
             .unwrap();
-        let (tools, word) = before(answer(&state, Some(&yes()), "return 1", "alice")).unwrap();
+        let (tools, word) = before(answer(
+            &approvals,
+            &state,
+            Some(&yes()),
+            "return 1",
+            "alice",
+        ))
+        .unwrap();
         assert_eq!(
             (tools.as_str(), word),
             ("tools.toy.add", Confirmation::ForExecution)
         );
         assert!(
-            before(answer(&state, Some(&yes()), "return 1", "alice")).is_err(),
+            before(answer(
+                &approvals,
+                &state,
+                Some(&yes()),
+                "return 1",
+                "alice"
+            ))
+            .is_err(),
             "used once"
         );
         let changed = format!("{}x", &state[..state.len() - 1]);
         assert!(
-            before(answer(&changed, Some(&yes()), "return 1", "alice")).is_err(),
+            before(answer(
+                &approvals,
+                &changed,
+                Some(&yes()),
+                "return 1",
+                "alice"
+            ))
+            .is_err(),
             "changed"
         );
-        let state = ask(&request(), "return 1", "alice", TTL)
+        let state = ask(&approvals, &request(), "return 1", "alice", TTL)
             .request_state
             .unwrap();
         let no = [(KEY.to_string(), serde_json::json!({"action": "decline"}))].into();
-        let (_, word) = before(answer(&state, Some(&no), "return 1", "alice")).unwrap();
+        let (_, word) = before(answer(&approvals, &state, Some(&no), "return 1", "alice")).unwrap();
         assert!(matches!(word, Confirmation::Denied(_)));
     }
 
     #[test]
     fn waiting_runs_are_capped_in_total_and_per_owner_and_freed_when_settled() {
-        let first = Waiter::reserve("waiter-a", 3).unwrap();
-        let second = Waiter::reserve("waiter-a", 3).unwrap();
+        let approvals = Approvals::default();
+        let first = Waiter::reserve(&approvals, "waiter-a", 3).unwrap();
+        let second = Waiter::reserve(&approvals, "waiter-a", 3).unwrap();
         assert!(
-            Waiter::reserve("waiter-a", 3).is_err(),
+            Waiter::reserve(&approvals, "waiter-a", 3).is_err(),
             "one owner takes half"
         );
-        let third = Waiter::reserve("waiter-b", 3).unwrap();
-        let full = Waiter::reserve("waiter-c", 3).unwrap_err();
+        let third = Waiter::reserve(&approvals, "waiter-b", 3).unwrap();
+        let full = Waiter::reserve(&approvals, "waiter-c", 3).unwrap_err();
         assert!(full.contains("3 runs already wait"), "{full}");
         drop(first);
-        let fourth = Waiter::reserve("waiter-c", 3);
+        let fourth = Waiter::reserve(&approvals, "waiter-c", 3);
         assert!(fourth.is_ok(), "a settled question frees its place");
         assert!(
-            Waiter::reserve("anyone", 0).is_err(),
+            Waiter::reserve(&approvals, "anyone", 0).is_err(),
             "with one slot, nobody waits"
         );
         drop((second, third, fourth));
@@ -598,21 +690,36 @@ mod tests {
 
     #[test]
     fn one_owner_asking_without_end_drops_only_its_own_questions() {
-        let patient = ask(&request(), "return 1", "patient", TTL)
+        let approvals = Approvals::default();
+        let patient = ask(&approvals, &request(), "return 1", "patient", TTL)
             .request_state
             .unwrap();
-        let first = ask(&request(), "return 1", "flooder", TTL)
+        let first = ask(&approvals, &request(), "return 1", "flooder", TTL)
             .request_state
             .unwrap();
         for _ in 0..MAX_PENDING + 10 {
-            ask(&request(), "return 1", "flooder", TTL);
+            ask(&approvals, &request(), "return 1", "flooder", TTL);
         }
         assert!(
-            before(answer(&first, Some(&yes()), "return 1", "flooder")).is_err(),
+            before(answer(
+                &approvals,
+                &first,
+                Some(&yes()),
+                "return 1",
+                "flooder"
+            ))
+            .is_err(),
             "the flooder's oldest question was dropped"
         );
         assert!(
-            before(answer(&patient, Some(&yes()), "return 1", "patient")).is_ok(),
+            before(answer(
+                &approvals,
+                &patient,
+                Some(&yes()),
+                "return 1",
+                "patient"
+            ))
+            .is_ok(),
             "another owner's question is still there"
         );
     }

@@ -43,6 +43,7 @@ use crate::{
 
 use tasks::{OwnedTasks, no_tasks};
 
+pub(crate) use approvals::Approvals;
 pub use principal::Principal;
 pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
 
@@ -429,7 +430,13 @@ impl CodeModeServer {
         let owner = self.owner(&context);
         let answered = match &request.request_state {
             Some(state) => {
-                match approvals::answer(state, request.input_responses.as_ref(), &code, &owner) {
+                match approvals::answer(
+                    self.codemode.approvals(),
+                    state,
+                    request.input_responses.as_ref(),
+                    &code,
+                    &owner,
+                ) {
                     Ok(approvals::Resumed::Before(tools, word)) => Some((tools, word)),
                     Ok(approvals::Resumed::Parked(run)) => {
                         return Ok(self.follow(*run, &code, &owner, &context).await);
@@ -481,6 +488,7 @@ impl CodeModeServer {
             timeout: self.codemode.approval_timeout(),
             max_parked: self.max_waiting(),
             owner: self.owner(context),
+            approvals: self.codemode.approvals().clone(),
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let options = RunOptions {
@@ -540,7 +548,7 @@ impl CodeModeServer {
                         asking.refuse("the request was cancelled, so the user was not asked");
                         continue;
                     }
-                    return approvals::park(asking, run, code, owner, timeout).into();
+                    return approvals::park(self.codemode.approvals(), asking, run, code, owner, timeout).into();
                 }
                 () = context.ct.cancelled(), if !cancelled => {
                     cancelled = true;
@@ -556,7 +564,9 @@ impl CodeModeServer {
         });
         let question = run.asked.lock().unwrap_or_else(|e| e.into_inner()).take();
         match question {
-            Some(question) => approvals::ask(&question, code, owner, timeout).into(),
+            Some(question) => {
+                approvals::ask(self.codemode.approvals(), &question, code, owner, timeout).into()
+            }
             None => render::call_tool_result_in(&execution, run.scope.handle_to_show()).into(),
         }
     }

@@ -172,6 +172,8 @@ impl CodeModeServer {
         // A question before the run is outside the run's clock: the task lasts that long too.
         let kept = Duration::from_millis(settings.timeout_ms.saturating_add(settings.keep_ms))
             .saturating_add(approval_timeout);
+        let manager = tasks.manager.clone();
+        let approvals = self.codemode.approvals().clone();
         let task = tasks.manager.spawn(
             TaskOptions::new()
                 // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
@@ -202,10 +204,12 @@ impl CodeModeServer {
                     let confirmer: Option<crate::policy::SharedConfirmer> = if modern && can_ask {
                         Some(Arc::new(super::approvals::TaskConfirmer {
                             task: task.clone(),
+                            manager,
                             timeout: approval_timeout,
                             owner: confirming_owner,
                             max_waiting,
                             asked: Default::default(),
+                            approvals: approvals.clone(),
                         }))
                     } else {
                         options.confirmer.clone()

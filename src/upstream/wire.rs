@@ -158,57 +158,70 @@ pub(super) fn event_limit(max_bytes: usize) -> usize {
 /// An event stream's bytes, ended once one event passes [`event_limit`]: sse-stream holds
 /// an event whole before it yields it, so one endless event would grow this process
 /// without bound. Below that, an event past `max_bytes` is answered with the cap's error
-/// ([`admit_whole`]) and the stream goes on; past it, the stream reads as closed by the
-/// server, and the calls waiting on it fail.
-pub(super) fn capped<S, B, E>(
+/// ([`admit_whole`]) and the stream goes on. Past it, the event is ended where it was cut
+/// (a blank line), so that it too reaches [`admit_whole`] and the call waiting on it is
+/// answered with the cap's error, and then the stream ends: a bare end would read as a
+/// close the client may resume from, the call still waiting.
+pub(super) fn capped<S, E>(
     upstream: &str,
     bytes: S,
     max_bytes: usize,
-) -> impl Stream<Item = Result<B, E>> + use<S, B, E>
+) -> impl Stream<Item = Result<bytes::Bytes, E>> + use<S, E>
 where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
+    S: Stream<Item = Result<bytes::Bytes, E>>,
 {
     let limit = event_limit(max_bytes);
     let upstream = upstream.to_string();
     let mut in_event = 0usize;
     let mut last = 0u8;
     let mut after_cr = false;
-    bytes.take_while(move |chunk| {
-        let keep = match chunk {
-            Ok(chunk) => {
-                for &byte in chunk.as_ref() {
-                    // Lines end in CRLF, LF or CR alone (the SSE grammar), here all read as
-                    // LF; a blank line ends an event.
-                    let byte = match byte {
-                        b'\n' if after_cr => {
-                            after_cr = false;
-                            continue;
-                        }
-                        b'\r' => {
-                            after_cr = true;
-                            b'\n'
-                        }
-                        other => {
-                            after_cr = false;
-                            other
-                        }
-                    };
-                    in_event = if byte == b'\n' && last == b'\n' { 0 } else { in_event + 1 };
-                    last = byte;
-                }
-                in_event <= limit
-            }
-            Err(_) => true,
-        };
-        if !keep {
-            tracing::warn!(
-                upstream = %upstream,
-                "an event of the upstream's SSE stream passed {} KiB (4 x codemode.upstream.maxResultKiB); the stream was closed",
-                limit >> 10
-            );
+    let mut cut = false;
+    bytes.scan((), move |(), chunk| {
+        if cut {
+            return std::future::ready(None);
         }
-        std::future::ready(keep)
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => return std::future::ready(Some(Err(error))),
+        };
+        let mut over = None;
+        for (at, &byte) in chunk.iter().enumerate() {
+            // Lines end in CRLF, LF or CR alone (the SSE grammar), here all read as LF; a
+            // blank line ends an event.
+            let byte = match byte {
+                b'\n' if after_cr => {
+                    after_cr = false;
+                    continue;
+                }
+                b'\r' => {
+                    after_cr = true;
+                    b'\n'
+                }
+                other => {
+                    after_cr = false;
+                    other
+                }
+            };
+            in_event = if byte == b'\n' && last == b'\n' { 0 } else { in_event + 1 };
+            last = byte;
+            if in_event > limit {
+                over = Some(at);
+                break;
+            }
+        }
+        let Some(at) = over else {
+            return std::future::ready(Some(Ok(chunk)));
+        };
+        cut = true;
+        tracing::warn!(
+            upstream = %upstream,
+            "an event of the upstream's SSE stream passed {} KiB (4 x codemode.upstream.maxResultKiB); it was cut there and the stream closed",
+            limit >> 10
+        );
+        let mut ended = Vec::with_capacity(at + 2);
+        ended.extend_from_slice(&chunk[..at]);
+        ended.extend_from_slice(b"\n\n");
+        std::future::ready(Some(Ok(bytes::Bytes::from(ended))))
     })
 }
 
@@ -470,15 +483,21 @@ impl Scan<'_> {
 mod tests {
     use super::*;
 
-    /// How many bytes of `stream` [`capped`] lets through, in chunks of 1 KiB.
-    fn passed(stream: &[u8], max_bytes: usize) -> usize {
-        let chunks: Vec<Result<Vec<u8>, ()>> =
-            stream.chunks(1024).map(|c| Ok(c.to_vec())).collect();
+    /// What [`capped`] lets through of `stream`, given in chunks of 1 KiB.
+    fn through(stream: &[u8], max_bytes: usize) -> Vec<u8> {
+        let chunks: Vec<Result<bytes::Bytes, ()>> = stream
+            .chunks(1024)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
         let capped = capped("u", futures::stream::iter(chunks), max_bytes);
         futures::executor::block_on(futures::StreamExt::collect::<Vec<_>>(capped))
             .into_iter()
-            .map(|c| c.map_or(0, |c| c.len()))
-            .sum()
+            .flat_map(|c| c.map_or_else(|()| Vec::new(), |c| c.to_vec()))
+            .collect()
+    }
+
+    fn passed(stream: &[u8], max_bytes: usize) -> usize {
+        through(stream, max_bytes).len()
     }
 
     #[test]
@@ -498,6 +517,28 @@ mod tests {
         assert!(
             passed(endless.as_bytes(), max) < endless.len(),
             "one endless event is cut"
+        );
+    }
+
+    /// An answer cut past the stream's bound still answers its call: the cut event ends
+    /// (so the SSE reader yields it), too large, and is answered with the cap's error.
+    #[test]
+    fn an_answer_cut_at_the_streams_bound_is_answered_with_the_caps_error() {
+        let max = 1024;
+        let endless = format!(
+            "id: 7\ndata: {{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{{\"text\":\"{}",
+            "x".repeat(4 * event_limit(max))
+        );
+        let cut = through(endless.as_bytes(), max);
+        assert!(cut.ends_with(b"\n\n"), "the cut event is ended");
+        let data = cut
+            .strip_prefix(b"id: 7\ndata: ".as_slice())
+            .and_then(|rest| rest.strip_suffix(b"\n\n".as_slice()))
+            .expect("one event");
+        let answer = String::from_utf8(admit_whole("u", data, max).into_owned()).unwrap();
+        assert!(
+            answer.contains("\"id\":5") && answer.contains("\"error\""),
+            "{answer}"
         );
     }
 

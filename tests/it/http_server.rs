@@ -1378,3 +1378,95 @@ async fn a_legacy_session_is_its_openers_alone() {
     let theirs = common::http::answer_of(poll(bob).await.unwrap()).await;
     assert!(theirs["error"].is_object(), "{theirs}");
 }
+
+/// `execute_code` of `code` with a `timeoutMs`, from a 2026-07-28 client that declares
+/// elicitation; with `state`, the retry answering yes.
+async fn modern_execute_within(
+    server: &HttpServer,
+    id: u32,
+    code: &str,
+    timeout_ms: u64,
+    state: Option<&str>,
+) -> Value {
+    let mut params = json!({"name": "execute_code",
+        "arguments": {"code": code, "timeoutMs": timeout_ms}});
+    if let Some(state) = state {
+        params["requestState"] = json!(state);
+        params["inputResponses"] =
+            json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
+    }
+    let request = common::http::post_modern_with(
+        server,
+        id,
+        "tools/call",
+        params,
+        json!({"elicitation": {}}),
+    );
+    common::http::answer_of(request.send().await.unwrap()).await
+}
+
+/// A parked run's own clock stands still while the user is asked: the user has the
+/// approval timeout to answer, however short the program's `timeoutMs`. It does not buy
+/// CPU: a program that computes on timers while parked is stopped once it has used its
+/// time limit in CPU time. Both with a worker process per program and in process.
+#[tokio::test]
+async fn a_parked_runs_clock_stands_still_but_its_cpu_does_not() {
+    for isolation in ["process", "none"] {
+        let dir = common::scratch_dir(&format!("parked-clock-{isolation}"));
+        let config = confirming_toy(&dir);
+        let log = dir.join("audit.jsonl");
+        let server = HttpServer::start(&[
+            "--config",
+            &config,
+            "--isolation",
+            isolation,
+            "--audit-log",
+            log.to_str().unwrap(),
+        ]);
+        let state_of = |answer: &Value| {
+            assert_eq!(
+                answer["result"]["resultType"],
+                json!("input_required"),
+                "{isolation}: {answer}"
+            );
+            answer["result"]["requestState"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a requestState: {answer}"))
+                .to_string()
+        };
+
+        let idle = "const name = 'add';\nreturn await tools.toy[name]({ a: 1, b: 2 });";
+        let first = modern_execute_within(&server, 1, idle, 1000, None).await;
+        let state = state_of(&first);
+        // Twice the program's time limit, spent waiting for the user.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let answered = modern_execute_within(&server, 2, idle, 1000, Some(&state)).await;
+        assert_eq!(
+            answered["result"]["structuredContent"]["result"],
+            json!({"sum": 3}),
+            "{isolation}: the run waited past its timeoutMs for the answer, then ran on: {answered}"
+        );
+
+        let burning = "let spins = 0;\n\
+            (async () => { for (;;) { for (let i = 0; i < 100000; i++) spins++; await new Promise(r => setTimeout(r, 0)); } })();\n\
+            const name = 'add';\n\
+            return await tools.toy[name]({ a: 1, b: 2 });";
+        let first = modern_execute_within(&server, 3, burning, 1000, None).await;
+        let state = state_of(&first);
+        // Ends on CPU time used, not on time waited: nobody answers.
+        common::wait_for("the burning run's audit record", || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|audit| audit.contains(r#""errorKind":"timeout""#))
+        })
+        .await;
+        let retry = modern_execute_within(&server, 4, burning, 1000, Some(&state)).await;
+        let text = retry["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            retry["result"]["isError"] == json!(true) && text.contains("time limit"),
+            "{isolation}: a parked run computing on timers is stopped at its time limit in CPU time: {retry}"
+        );
+    }
+}

@@ -656,3 +656,74 @@ async fn a_modern_task_asks_its_confirmations_through_the_task() {
         );
     }
 }
+
+/// A task's question nobody answers in time is taken back: the call is refused, and
+/// `tasks/get` no longer shows the task as waiting for input while the program goes on.
+#[tokio::test]
+async fn a_task_question_nobody_answered_is_withdrawn() {
+    let dir = common::scratch_dir("tasks-withdrawn");
+    let config = common::write_config(
+        &dir,
+        &json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": {
+                "tasks": { "timeoutMs": 600000 },
+                "policy": {
+                    "rules": [{ "tools": "toy.add", "action": "confirm" }],
+                    "approvalTimeoutMs": 200
+                }
+            }
+        }),
+    );
+    let server = HttpServer::start(&["--config", &config]);
+    let capabilities = json!({
+        "extensions": { "io.modelcontextprotocol/tasks": {} },
+        "elicitation": {}
+    });
+    let send = |id, method: &str, params: Value| {
+        common::http::post_modern_with(&server, id, method, params, capabilities.clone()).send()
+    };
+    // Goes on, long after the refusal, until cancelled.
+    let code = "const name = 'add';\n\
+        try { await tools.toy[name]({ a: 1, b: 2 }); } catch (e) { console.log(e.message); }\n\
+        await new Promise(r => setTimeout(r, 300000));\n\
+        return 1;";
+    let started = common::http::answer_of(
+        send(
+            1,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": {"code": code}}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let id = started["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {started}"))
+        .to_string();
+    let status = || async {
+        let polled =
+            common::http::answer_of(send(2, "tasks/get", json!({"taskId": id})).await.unwrap())
+                .await;
+        polled["result"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    common::poll_until("the task's question", || async {
+        (status().await == "input_required").then_some(())
+    })
+    .await;
+    common::poll_until("the unanswered question withdrawn", || async {
+        (status().await == "working").then_some(())
+    })
+    .await;
+    let cancelled = common::http::answer_of(
+        send(3, "tasks/cancel", json!({"taskId": id}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(cancelled.get("error").is_none(), "{cancelled}");
+}

@@ -19,12 +19,9 @@
 mod ops;
 mod watchdog;
 
-use std::{
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU8, Ordering},
-    },
-    time::Instant,
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicBool, AtomicU8, Ordering},
 };
 
 use deno_core::{JsRuntime, JsRuntimeForSnapshot, PollEventLoopOptions, RuntimeOptions, v8};
@@ -202,12 +199,8 @@ pub(super) async fn run(
         watch,
         shape: _,
     } = warm;
-    let _watching = watchdog::watch(
-        Instant::now() + request.limits.timeout,
-        terminate,
-        watch.clone(),
-        cancel.clone(),
-    );
+    cancel.clock().start(request.limits.timeout);
+    let _watching = watchdog::watch(terminate, watch.clone(), cancel.clone());
     match place {
         Place::Here(mut isolate) => {
             let outcome = isolate.run(request.clone(), cancel, host, &watch).await;
@@ -373,12 +366,13 @@ impl Isolate {
         watch: &Watch,
     ) -> RunOutcome {
         self.state.host.replace(Some(host));
-        let deadline = Instant::now() + request.limits.timeout;
+        // This thread's CPU time bounds the run while its clock is held.
+        cancel.clock().measure_cpu_of_this_thread();
         let settled = {
             let evaluate = self.evaluate(&request.js);
             tokio::select! {
                 settled = evaluate => settled,
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = cancel.clock().expiry() => {
                     watch.stop(Stop::Timeout);
                     None
                 }

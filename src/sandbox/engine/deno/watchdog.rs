@@ -1,11 +1,11 @@
 //! Stops isolates whose JS keeps its own thread busy: such a thread cannot look at a clock,
 //! so one watchdog thread per process does, and calls `terminate_execution` on the isolate
-//! at its deadline or once its program is cancelled. It is started before a worker locks
+//! once its run's clock ([`crate::sandbox::RunClock`]) runs out or its program is cancelled. It is started before a worker locks
 //! itself down (a locked-down worker may not start threads).
 
 use std::{
     sync::{Arc, Condvar, Mutex, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use deno_core::v8;
@@ -13,12 +13,11 @@ use deno_core::v8;
 use super::{Stop, Watch};
 use crate::sandbox::CancelHandle;
 
-/// How often cancellations are looked at while some program runs.
+/// How often cancellations and clocks are looked at while some program runs.
 const CANCEL_POLL: Duration = Duration::from_millis(2);
 
 struct Entry {
     id: u64,
-    deadline: Instant,
     terminate: v8::IsolateHandle,
     watch: Arc<Watch>,
     cancel: CancelHandle,
@@ -72,11 +71,10 @@ impl Watchdog {
     fn watch(&self) {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let now = Instant::now();
             watched.entries.retain(|entry| {
                 let stop = if entry.cancel.is_cancelled() {
                     Some(Stop::Cancelled)
-                } else if now >= entry.deadline {
+                } else if entry.cancel.clock().expired() {
                     Some(Stop::Timeout)
                 } else {
                     None
@@ -95,17 +93,8 @@ impl Watchdog {
                     .wait(watched)
                     .unwrap_or_else(|e| e.into_inner())
             } else {
-                let nearest = watched
-                    .entries
-                    .iter()
-                    .map(|entry| entry.deadline)
-                    .min()
-                    .unwrap_or(now);
-                let wait = nearest
-                    .saturating_duration_since(Instant::now())
-                    .min(CANCEL_POLL);
                 self.changed
-                    .wait_timeout(watched, wait)
+                    .wait_timeout(watched, CANCEL_POLL)
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             };
@@ -118,7 +107,6 @@ pub(super) struct Watching(u64);
 
 /// Watches an isolate until the returned guard is dropped.
 pub(super) fn watch(
-    deadline: Instant,
     terminate: v8::IsolateHandle,
     watch: Arc<Watch>,
     cancel: CancelHandle,
@@ -129,7 +117,6 @@ pub(super) fn watch(
     let id = watched.next_id;
     watched.entries.push(Entry {
         id,
-        deadline,
         terminate,
         watch,
         cancel,

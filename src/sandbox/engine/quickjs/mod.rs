@@ -14,7 +14,6 @@ use std::{
     cell::{Cell, RefCell},
     rc::Rc,
     sync::{Arc, OnceLock, atomic::Ordering},
-    time::Instant,
 };
 
 use rquickjs::{
@@ -55,11 +54,10 @@ impl IsolateState {
     }
 }
 
-/// The program's deadline and cancellation, which the interrupt handler reads; unset while
-/// the isolate waits for its program.
+/// The program's cancellation and wall clock (its [`CancelHandle`]), which the interrupt
+/// handler reads; unset while the isolate waits for its program.
 #[derive(Default)]
 struct Clock {
-    deadline: Cell<Option<Instant>>,
     cancel: RefCell<Option<CancelHandle>>,
 }
 
@@ -166,20 +164,20 @@ pub(super) async fn run(
         shape: _,
     } = warm;
     state.host.replace(Some(host));
-    let deadline = Instant::now() + limits.timeout;
-    clock.deadline.set(Some(deadline));
+    cancel.clock().start(limits.timeout);
+    cancel.clock().measure_cpu_of_this_thread();
     clock.cancel.replace(Some(cancel.clone()));
 
     let settled = {
         let evaluate = evaluate(&ctx, request, run);
-        let deadline = tokio::time::Instant::from_std(deadline);
         // Both branches catch a program that waits on the host (a timer, a tool call)
         // when time runs out or it is cancelled; the interrupt catches running JS.
         let settled = tokio::select! {
-            settled = tokio::time::timeout_at(deadline, evaluate) => settled.unwrap_or_else(|_| {
+            settled = evaluate => settled,
+            () = cancel.clock().expiry() => {
                 stop.set(Some(Stop::Timeout));
                 None
-            }),
+            }
             () = cancel.cancelled() => {
                 stop.set(Some(Stop::Cancelled));
                 None
@@ -226,16 +224,18 @@ async fn start_isolate(
     rt.set_max_stack_size(template.limits.stack_bytes).await;
     let (cap_hit, clock, stop) = (gauge.cap_hit.clone(), clock.clone(), stop.clone());
     rt.set_interrupt_handler(Some(Box::new(move || {
-        let cancelled = clock
+        let (cancelled, expired) = clock
             .cancel
             .borrow()
             .as_ref()
-            .is_some_and(CancelHandle::is_cancelled);
+            .map_or((false, false), |cancel| {
+                (cancel.is_cancelled(), cancel.clock().expired())
+            });
         let reason = if cap_hit.load(Ordering::Relaxed) {
             Some(Stop::Memory)
         } else if cancelled {
             Some(Stop::Cancelled)
-        } else if clock.deadline.get().is_some_and(|d| Instant::now() >= d) {
+        } else if expired {
             Some(Stop::Timeout)
         } else {
             None
