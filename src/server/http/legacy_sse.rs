@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::MESSAGES_PATH;
-use super::guard::{InFlight, InFlightGuard, is_json, parse_error, read_body, refuse};
+use super::guard::{InFlight, InFlightGuard, Refusal, is_json, read_body, refuse};
 use crate::server::{CodeModeServer, Principal};
 
 /// Messages a session may have waiting in either direction before the sender waits.
@@ -211,7 +211,7 @@ pub(super) async fn post(
     }
     let body = match read_body(body, legacy.max_body_bytes).await {
         Ok(body) => body,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let messages = match parse_messages(&body) {
         Ok(messages) => messages,
@@ -244,8 +244,8 @@ pub(super) async fn post(
 
 /// One message or a batch (which the 2024-11-05 protocol allows).
 fn parse_messages(body: &[u8]) -> Result<Vec<ClientJsonRpcMessage>, Box<Response>> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|err| Box::new(parse_error(&err)))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|err| Box::new(Refusal::NotJson(err).into_response()))?;
     let items = match value {
         serde_json::Value::Array(items) if items.is_empty() => {
             return Err(Box::new(refuse(

@@ -268,11 +268,8 @@ impl HttpServer {
             .layer(axum::middleware::from_fn_with_state(
                 session_owners,
                 binding::check,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                guard.clone(),
-                guard::check,
             ));
+        let app = guard::layered(app, &guard);
 
         let stop_accepting = CancellationToken::new();
         let server = tokio::spawn(listener::serve(
@@ -370,10 +367,12 @@ pub async fn serve_metrics(
         max_body_bytes: 0,
         console_sessions: Default::default(),
     });
-    let app = Router::new()
-        .route(HEALTH_PATH, get(health).with_state(guard.clone()))
-        .route(METRICS_PATH, get(metrics).with_state(codemode))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::check));
+    let app = guard::layered(
+        Router::new()
+            .route(HEALTH_PATH, get(health).with_state(guard.clone()))
+            .route(METRICS_PATH, get(metrics).with_state(codemode)),
+        &guard,
+    );
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!("the metrics listener stopped: {err}");
