@@ -3,9 +3,9 @@
 //! path, so a typo never silently disables anything.
 //!
 //! This module reads and checks the file; each section's settings live in a module of
-//! their own ([`limits`] also holds `codemode.upstream`, [`policy`], [`egress`],
-//! [`oversight`] for anomalies, telemetry and the audit, [`runs`] for skills, the type
-//! check, tasks, state and learned types), and `mcpServers` entries in [`servers`], all
+//! their own (`limits` also holds `codemode.upstream`, `policy`, `egress`,
+//! `oversight` for anomalies, telemetry and the audit, `runs` for skills, the type
+//! check, tasks, state and learned types), and `mcpServers` entries in `servers`, all
 //! re-exported here.
 
 mod egress;
