@@ -151,6 +151,28 @@ struct Gate {
 }
 
 impl CallHost {
+    /// A host with the default limits and nobody to ask, for the stages' unit tests.
+    #[cfg(test)]
+    pub(super) fn for_tests(tools: &LiveCatalog, catalog: Arc<Catalog>) -> Self {
+        Self::new(
+            tools,
+            catalog,
+            Handle::current(),
+            CallSettings {
+                limits: Limits::default(),
+                progress: None,
+                confirmer: None,
+                clock: RunClock::default(),
+                egress: None,
+                depth: 0,
+                trace: None,
+                session: "-".into(),
+                taint: None,
+                state_used: None,
+            },
+        )
+    }
+
     pub(super) fn new(
         tools: &LiveCatalog,
         catalog: Arc<Catalog>,
