@@ -5,8 +5,8 @@
 
 use crate::{
     catalog::Catalog,
-    policy::{Access, ConfirmRequest, Confirmation, SharedConfirmer},
-    preflight::{self, Reference, Scan},
+    policy::{ConfirmRequest, Confirmation, SharedConfirmer, gate},
+    preflight::{self, Scan},
     sandbox::{ErrorKind, ProgramError},
     transpile::{Position, line_count, transpile},
     typecheck::{self, CheckError},
@@ -75,21 +75,23 @@ impl Executor {
             error.position = Some(position);
             error
         };
-        for reference in &scan.tools {
-            if let Some((namespace, tool)) = reference.name.split_once('.')
-                && catalog.is_denied(namespace, tool)
-            {
-                let mut error = refuse(
-                    reference.position,
-                    format!(
-                        "nothing ran: line {} calls tools.{}, which the policy (codemode.policy) denies. Do the task without it, or ask the user to allow it",
-                        reference.position.line, reference.name
-                    ),
-                );
-                error.tool = Some(reference.name.clone());
+        let named = |namespace: &str, tool: &str| {
+            if catalog.is_denied(namespace, tool) {
+                gate::Named::Denied
+            } else {
+                catalog
+                    .find(namespace, tool)
+                    .map_or(gate::Named::Unknown, |t| gate::Named::Shown(t.access))
+            }
+        };
+        let to_confirm = match gate::before_run(&scan.tools, named) {
+            Ok(to_confirm) => to_confirm,
+            Err((denied, message)) => {
+                let mut error = refuse(denied.position, message);
+                error.tool = Some(denied.name.clone());
                 return Err(error);
             }
-        }
+        };
         for reference in &scan.urls {
             let why = match &self.egress {
                 None => Some(
@@ -108,17 +110,6 @@ impl Executor {
                 ));
             }
         }
-        let to_confirm: Vec<&Reference> = scan
-            .tools
-            .iter()
-            .filter(|r| {
-                r.name.split_once('.').is_some_and(|(namespace, tool)| {
-                    catalog
-                        .find(namespace, tool)
-                        .is_some_and(|t| t.access == Access::Confirm)
-                })
-            })
-            .collect();
         if let (Some(confirmer), Some(first)) = (confirmer.as_ref(), to_confirm.first())
             && confirmer.can_ask()
         {

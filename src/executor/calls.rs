@@ -24,7 +24,10 @@ use crate::{
     catalog::{BuiltinHandler, Builtins, Catalog, LiveCatalog},
     egress::{Egress, FetchRequest},
     oversight::{CallSpan, ExecutionTrace},
-    policy::{Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer},
+    policy::{
+        Access, ConfirmRequest, Confirmation, DataFlowMode, FETCH, Flow, SharedConfirmer,
+        gate::{self, Approval, Verdict},
+    },
     record::{CallRecord, Decision},
     sandbox::{
         Limits, ReplyFuture, RunClock, ToolCall, ToolFailure, ToolHost, ToolReply, human_bytes,
@@ -106,25 +109,6 @@ pub(super) struct CallSettings {
     pub(super) taint: Option<crate::catalog::Taint>,
     /// Whom to tell that the execution used its `state.*` store; `None`: nobody asks.
     pub(super) state_used: Option<Arc<AtomicBool>>,
-}
-
-/// Why the user approved something for the rest of the execution.
-#[derive(Clone, Copy)]
-enum Approval {
-    /// The tool's own `confirm` rule.
-    Rule,
-    /// The data-flow guard.
-    DataFlow,
-    /// The tool's own `confirm` rule, asked before the program ran.
-    UpFront,
-}
-
-fn approval_key(approval: Approval, name: &str) -> String {
-    match approval {
-        Approval::Rule => name.to_string(),
-        Approval::DataFlow => format!("data flow: {name}"),
-        Approval::UpFront => format!("before the run: {name}"),
-    }
 }
 
 /// A call (or fetch) about to go out, as the gate sees it.
@@ -282,23 +266,12 @@ impl CallHost {
     /// Approves `names` for the rest of the execution (the pre-flight confirmation).
     pub(super) fn approve(&self, names: impl IntoIterator<Item = String>) {
         if let Ok(mut approved) = self.approved.lock() {
-            approved.extend(
-                names
-                    .into_iter()
-                    .map(|name| approval_key(Approval::UpFront, &name)),
-            );
+            approved.extend(names.into_iter().map(|name| Approval::UpFront.key(&name)));
         }
     }
 
-    fn is_approved(&self, approval: Approval, name: &str) -> bool {
-        self.approved
-            .lock()
-            .map(|a| a.contains(&approval_key(approval, name)))
-            .unwrap_or(false)
-    }
-
-    /// Decides whether a call may go out now, or after the user's word, or not at all
-    /// (then the refusal message and the decision for the record).
+    /// Asks the policy's gate about a call: it goes out now, or after the user's word, or
+    /// not at all (then the decision for the record and the refusal message).
     fn gate(&self, call: Pending<'_>) -> Result<Gate, (Decision, String)> {
         let Pending {
             name,
@@ -309,72 +282,49 @@ impl CallHost {
             flow,
             allow_rule,
         } = call;
-        let mut approvals = Vec::new();
-        let mut reasons = Vec::new();
-        let up_front = needs_rule && self.is_approved(Approval::UpFront, name);
-        if needs_rule && !up_front && !self.is_approved(Approval::Rule, name) {
-            approvals.push(Approval::Rule);
-        }
         // A poisoned mark still marks: a panic elsewhere must not let a sink call through.
         let tainted_by = self
             .tainted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let (true, Some(source)) = (flow.sink && self.data_flow != DataFlowMode::Off, tainted_by)
-            && !self.is_approved(Approval::DataFlow, name)
-        {
-            let why = format!(
-                "this execution has read untrusted data (from {source}), and {shown_as} can send data out"
-            );
-            if self.data_flow == DataFlowMode::Deny {
-                return Err((
-                    Decision::DataFlow,
-                    format!(
-                        "{shown_as} was not called: {why}; the data-flow guard (codemode.policy.dataFlow) refuses such calls. Make the call in an execution that reads no untrusted data, or ask the user to mark the source as trusted (dataFlow.notSources)"
-                    ),
-                ));
+        let approved = self.approved.lock().map(|a| a.clone()).unwrap_or_default();
+        let verdict = gate::decide(
+            &gate::Call {
+                name,
+                shown_as,
+                needs_rule,
+                sink: flow.sink,
+                allow_rule,
+            },
+            &gate::Run {
+                approved: &approved,
+                tainted_by: tainted_by.as_deref(),
+                data_flow: self.data_flow,
+                can_ask: self.confirmer.is_some(),
+            },
+        );
+        let (approvals, reason) = match verdict {
+            Verdict::Go(decision) => {
+                return Ok(Gate {
+                    confirmation: None,
+                    decision,
+                });
             }
-            reasons.push(why);
-            approvals.push(Approval::DataFlow);
-        }
-        if approvals.is_empty() {
-            let decision = if up_front {
-                Decision::ConfirmedBeforeRun
-            } else if needs_rule {
-                Decision::ConfirmedEarlier
-            } else {
-                Decision::Allowed
-            };
-            return Ok(Gate {
-                confirmation: None,
-                decision,
-            });
-        }
+            Verdict::Refuse(decision, message) => return Err((decision, message)),
+            Verdict::Ask { approvals, reason } => (approvals, reason),
+        };
         let Some(confirmer) = &self.confirmer else {
-            let rule = allow_rule.map_or(String::new(), |rule| {
-                format!(". The user can allow it with the rule {rule}")
-            });
-            let why = if reasons.is_empty() {
-                format!(
-                    "the policy (codemode.policy) asks the user to confirm it, and nobody can be asked here{rule}"
-                )
-            } else {
-                format!(
-                    "{}; the data-flow guard (codemode.policy.dataFlow) asks the user to confirm such calls, and nobody can be asked here",
-                    reasons.join("; ")
-                )
-            };
             return Err((
                 Decision::NobodyToConfirm,
-                format!("{shown_as} was not called: {why}"),
+                format!("{shown_as} was not called: nobody can be asked here"),
             ));
         };
         let request = ConfirmRequest {
             tool: shown_as.to_string(),
             arguments: arguments.to_string(),
             site,
-            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            reason,
             before_run: false,
         };
         Ok(Gate {
@@ -613,7 +563,7 @@ impl Settlement {
             Confirmation::Once => Ok(Decision::ConfirmedByUser),
             Confirmation::ForExecution => {
                 if let Ok(mut approved) = self.approved.lock() {
-                    approved.extend(approvals.into_iter().map(|a| approval_key(a, &self.name)));
+                    approved.extend(approvals.into_iter().map(|a| a.key(&self.name)));
                 }
                 Ok(Decision::ConfirmedForExecution)
             }

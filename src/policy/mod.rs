@@ -10,6 +10,10 @@
 //! not the value, so it cannot be fooled by copying data around, and it cannot tell a
 //! harmless sink call from a leak either; it does not see what a tool does with its
 //! arguments, nor data that reached the program before the execution (in its code).
+//!
+//! What is decided of each call, from all of that, is decided in [`gate`].
+
+pub mod gate;
 
 use std::sync::Arc;
 
