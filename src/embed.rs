@@ -314,6 +314,8 @@ impl CodeModeBuilder {
             approval_timeout: config.codemode.policy.approval_timeout(),
             state_key: Arc::new(state_key.unwrap_or_else(crate::digest::random_bytes)),
             approvals: Arc::default(),
+            answer_chars: limits.answer_chars(),
+            outputs: Arc::new(crate::server::Outputs::new(limits.output_keeping())),
         })
     }
 }
@@ -330,6 +332,10 @@ pub struct CodeMode {
     state_key: Arc<[u8; 32]>,
     /// Questions waiting for answers, and the runs waiting on them.
     approvals: Arc<crate::server::Approvals>,
+    /// Characters of an answer a model reads (`codemode.limits.outputChars`).
+    answer_chars: usize,
+    /// Whole outputs of answers the budget cut.
+    outputs: Arc<crate::server::Outputs>,
     skills: Option<Arc<SkillStore>>,
 }
 
@@ -383,6 +389,16 @@ impl CodeMode {
     /// The key `state.*` handles are signed with.
     pub fn state_signing_key(&self) -> &[u8; 32] {
         &self.state_key
+    }
+
+    /// Characters of one execution's answer a model reads (`codemode.limits.outputChars`).
+    pub fn answer_chars(&self) -> usize {
+        self.answer_chars
+    }
+
+    /// Whole outputs of answers the budget cut, by execution.
+    pub(crate) fn outputs(&self) -> &Arc<crate::server::Outputs> {
+        &self.outputs
     }
 
     /// The questions this server's runs wait on, shared by all its handlers.

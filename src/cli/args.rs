@@ -339,6 +339,11 @@ pub(crate) struct LimitArgs {
     /// Default 200.
     #[arg(long, value_name = "US")]
     pub(crate) spin_us: Option<u64>,
+    /// Characters of one execution's answer a model reads (result, logs, error, calls);
+    /// past it each part keeps its head and tail, the notice comes first, and the whole
+    /// output stays readable for a while as a resource. Default 24000.
+    #[arg(long, value_name = "CHARS")]
+    pub(crate) output_chars: Option<u64>,
 }
 
 impl LimitArgs {
@@ -357,6 +362,9 @@ impl LimitArgs {
             fetches: self.max_fetches,
             warm_isolates: self.warm_isolates,
             spin_micros: self.spin_us,
+            output_chars: self.output_chars,
+            output_keep_ms: None,
+            output_keep_mib: None,
         }
     }
 }

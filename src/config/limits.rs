@@ -100,6 +100,17 @@ pub struct LimitSettings {
     /// before the thread sleeps; 0 sleeps at once (saves CPU, costs each reply a wake).
     /// Default 200.
     pub spin_micros: Option<u64>,
+    /// Characters of one execution's answer a model reads (result, logs, error, calls), in
+    /// the text and the structured content each; past it, each part keeps its head and
+    /// tail. Default 24,000 (about 6,000 tokens).
+    pub output_chars: Option<u64>,
+    /// How long the whole output of an answer the budget cut stays readable at
+    /// `codemode://executions/ID/output`, in milliseconds. Default 600,000 (10 minutes).
+    pub output_keep_ms: Option<u64>,
+    /// Bytes of whole outputs kept at once, in MiB; past it, the oldest go first.
+    /// Default 64.
+    #[serde(rename = "outputKeepMiB")]
+    pub output_keep_mib: Option<u64>,
 }
 
 /// Bounds of each limit: (key, least, most).
@@ -117,6 +128,9 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("fetches", 1, 1_000_000),
     ("warmIsolates", 0, 4_096),
     ("spinMicros", 0, 10_000),
+    ("outputChars", 2_000, 10_000_000),
+    ("outputKeepMs", 0, 86_400_000),
+    ("outputKeepMiB", 0, 65_536),
 ];
 
 impl LimitSettings {
@@ -136,10 +150,13 @@ impl LimitSettings {
             fetches: self.fetches.or(base.fetches),
             warm_isolates: self.warm_isolates.or(base.warm_isolates),
             spin_micros: self.spin_micros.or(base.spin_micros),
+            output_chars: self.output_chars.or(base.output_chars),
+            output_keep_ms: self.output_keep_ms.or(base.output_keep_ms),
+            output_keep_mib: self.output_keep_mib.or(base.output_keep_mib),
         }
     }
 
-    fn entries(&self) -> [(&'static str, Option<u64>); 13] {
+    fn entries(&self) -> [(&'static str, Option<u64>); 16] {
         [
             ("timeoutMs", self.timeout_ms),
             ("heapMiB", self.heap_mib),
@@ -154,6 +171,9 @@ impl LimitSettings {
             ("fetches", self.fetches),
             ("warmIsolates", self.warm_isolates),
             ("spinMicros", self.spin_micros),
+            ("outputChars", self.output_chars),
+            ("outputKeepMs", self.output_keep_ms),
+            ("outputKeepMiB", self.output_keep_mib),
         ]
     }
 
@@ -171,6 +191,19 @@ impl LimitSettings {
             }
         }
         Ok(())
+    }
+
+    /// The answer budget, in characters (see [`Self::output_chars`]).
+    pub fn answer_chars(&self) -> usize {
+        self.output_chars.map_or(24_000, to_usize)
+    }
+
+    /// How long whole outputs are kept, and how many bytes of them at once.
+    pub fn output_keeping(&self) -> (Duration, usize) {
+        (
+            Duration::from_millis(self.output_keep_ms.unwrap_or(600_000)),
+            self.output_keep_mib.map_or(64 << 20, |m| to_usize(m) << 20),
+        )
     }
 
     /// The per-execution limits, defaults filled in.

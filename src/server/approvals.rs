@@ -73,6 +73,8 @@ pub(super) struct Running {
     pub(super) scope: StateScope,
     /// The question of a pre-flight that refused the run, to ask.
     pub(super) asked: Arc<Mutex<Option<ConfirmRequest>>>,
+    /// Characters of the answer the model reads.
+    pub(super) answer_chars: usize,
 }
 
 /// What a `requestState` names.

@@ -2,9 +2,11 @@
 //! the prompts, over rmcp: on stdio, or over HTTP ([`http`]).
 
 mod approvals;
+mod budget;
 mod confirm;
 mod describe;
 pub mod http;
+mod outputs;
 mod principal;
 mod prompts;
 mod render;
@@ -44,6 +46,7 @@ use crate::{
 use tasks::{OwnedTasks, no_tasks};
 
 pub(crate) use approvals::Approvals;
+pub(crate) use outputs::Outputs;
 pub use principal::Principal;
 pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
 
@@ -66,6 +69,9 @@ pub struct ExecuteCodeInput {
     pub typecheck: Option<bool>,
     /// The `state` handle an earlier result returned: this run's `state.*` calls see what was stored under it. Omitted: a session's own store (stdio, HTTP sessions), else a new, empty one whose handle the result returns.
     pub state: Option<String>,
+    /// Characters of the answer to read at most (result, logs, error, calls), below the server's own budget; past it each part keeps its head and tail and the whole output is kept as a resource. Omitted: the server's budget.
+    #[schemars(range(min = 1))]
+    pub max_output_chars: Option<u64>,
 }
 
 /// Input of `search_tools`.
@@ -284,6 +290,8 @@ struct Admitted {
     timeout: Option<Duration>,
     typecheck: Option<bool>,
     state: Option<String>,
+    /// Characters of the answer (the server's budget, or less if the call asked).
+    answer_chars: usize,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -358,9 +366,11 @@ impl CodeModeServer {
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
         let execution = self.codemode.execute_with(&admitted.code, options).await;
+        let owner = self.owner(&context);
         Ok(render::call_tool_result_in(
             &execution,
             scope.handle_to_show(),
+            &self.budget(admitted.answer_chars, &owner),
         ))
     }
 
@@ -476,6 +486,7 @@ impl CodeModeServer {
         answered: Option<(String, crate::policy::Confirmation)>,
     ) -> Result<approvals::Running, Box<CallToolResult>> {
         let admitted = self.admit(arguments)?;
+        let answer_chars = admitted.answer_chars;
         let scope = self
             .state_scope(admitted.state.as_deref(), context)
             .map_err(|message| Box::new(tool_error(message)))?;
@@ -517,6 +528,7 @@ impl CodeModeServer {
             cancel,
             scope,
             asked,
+            answer_chars,
         })
     }
 
@@ -567,14 +579,19 @@ impl CodeModeServer {
             Some(question) => {
                 approvals::ask(self.codemode.approvals(), &question, code, owner, timeout).into()
             }
-            None => render::call_tool_result_in(&execution, run.scope.handle_to_show()).into(),
+            None => render::call_tool_result_in(
+                &execution,
+                run.scope.handle_to_show(),
+                &self.budget(run.answer_chars, owner),
+            )
+            .into(),
         }
     }
 
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
     /// the tool result to answer with.
     fn admit(&self, arguments: JsonObject) -> Result<Admitted, Box<CallToolResult>> {
-        const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean, \"state\"?: string}";
+        const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean, \"state\"?: string, \"maxOutputChars\"?: integer >= 1}";
         let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED)
             .map_err(|message| Box::new(tool_error(message)))?;
         if input.timeout_ms == Some(0) {
@@ -595,8 +612,23 @@ impl CodeModeServer {
             timeout: input.timeout_ms.map(Duration::from_millis),
             typecheck: input.typecheck,
             state: input.state,
+            answer_chars: input
+                .max_output_chars
+                .map_or(self.codemode.answer_chars(), |asked| {
+                    usize::try_from(asked)
+                        .unwrap_or(usize::MAX)
+                        .min(self.codemode.answer_chars())
+                }),
             _slot: slot,
         })
+    }
+
+    /// How much of an answer `owner` reads, and where its whole output is kept.
+    fn budget<'a>(&'a self, chars: usize, owner: &'a str) -> render::Budget<'a> {
+        render::Budget {
+            chars,
+            keep: Some((self.codemode.outputs(), owner)),
+        }
     }
 
     /// Who asks the user for a confirmation a run needs here: a legacy client by
@@ -871,8 +903,12 @@ impl ServerHandler for CodeModeServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let owner = self.owner(&context);
+        if let Some(whole) = self.codemode.outputs().read(&owner, &request.uri) {
+            return resources::whole_output(whole, request.uri).map(Into::into);
+        }
         resources::read(&self.codemode.catalog(), request.uri).map(Into::into)
     }
 

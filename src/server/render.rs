@@ -1,20 +1,24 @@
 //! An execution as the model reads it: a text block (result JSON, then logs) and the same
 //! facts as `structuredContent`.
 
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, Resource};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::Outputs;
 use crate::{
     executor::{CallRecord, Execution},
     sandbox::{ErrorKind, LogEntry, Truncation, human_bytes},
 };
 
 /// Structured output of `execute_code`.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecuteCodeOutput {
-    /// The value the program returned, as JSON. `null` when it returned nothing or failed. When the result cap cut it, the kept beginning of its JSON text, as a string.
+    /// What the output budget and the caps cut, one notice each; first, so that a reader cutting from the end still sees it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
+    /// The value the program returned, as JSON. `null` when it returned nothing or failed. When the result cap cut it, the kept beginning of its JSON text, as a string; when the output budget cut it, the head and tail of its JSON text, as a string.
     pub result: serde_json::Value,
     /// Console output in order.
     pub logs: Vec<LogEntry>,
@@ -25,16 +29,17 @@ pub struct ExecuteCodeOutput {
     /// Why the program failed; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
-    /// What the output and result caps cut, one notice each.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub truncated: Vec<String>,
+    /// Whether the output budget cut `result` (the text then shows the string it holds).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) result_cut: bool,
     /// The handle of the `state.*` store this run used, to pass as `state` to the next execute_code that should see the same values; absent when the session keeps the store.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
 
 /// A failure, for the model to act on.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
     /// `syntax`, `runtime`, `timeout`, `memory`, `output`, `busy` or `cancelled`.
@@ -96,25 +101,57 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
         calls: execution.calls.clone(),
         error,
         truncated,
+        result_cut: false,
         state: None,
     }
 }
 
-/// The tool result: text for the model, structured content for programs.
+/// The tool result of a refusal: short, never cut.
 pub(super) fn call_tool_result(execution: &Execution) -> CallToolResult {
-    call_tool_result_in(execution, None)
+    call_tool_result_in(
+        execution,
+        None,
+        &Budget {
+            chars: usize::MAX,
+            keep: None,
+        },
+    )
 }
 
-/// [`call_tool_result`] of a run that used the `state.*` store named by `handle`.
-pub(super) fn call_tool_result_in(execution: &Execution, handle: Option<&str>) -> CallToolResult {
+/// How much of an answer a model reads, and where the whole of one cut to it is kept.
+pub(super) struct Budget<'a> {
+    /// Characters of each block (`codemode.limits.outputChars`, or less for this call).
+    pub(super) chars: usize,
+    /// The store of whole outputs and the owner of this one; `None`: not kept.
+    pub(super) keep: Option<(&'a Outputs, &'a str)>,
+}
+
+/// The tool result of a run that used the `state.*` store named by `handle` (if any):
+/// text for the model, structured content for programs, both within `budget`.
+pub(super) fn call_tool_result_in(
+    execution: &Execution,
+    handle: Option<&str>,
+    budget: &Budget<'_>,
+) -> CallToolResult {
     let mut output = output(execution);
     output.state = handle.map(str::to_string);
-    let mut text = text(execution, &output);
-    if let Some(handle) = handle {
-        text.push_str(&format!(
-            "\n\nstate: {handle} (pass it as execute_code's `state` to see these state.* values again)"
-        ));
+    let render = |output: &ExecuteCodeOutput| text_with_state(execution, output, handle);
+    let mut link = None;
+    let whole = render(&output);
+    let whole_json = serde_json::to_string(&output).unwrap_or_default();
+    if whole.chars().count().max(whole_json.chars().count())
+        > budget.chars.max(super::budget::MIN_CHARS)
+    {
+        link = budget.keep.and_then(|(outputs, owner)| {
+            outputs
+                .keep(owner, whole, whole_json)
+                .map(|uri| (uri, outputs.keep_for()))
+        });
+        super::budget::fit(&mut output, budget.chars, render, |cut| {
+            truncation_notice(cut, link.as_ref())
+        });
     }
+    let text = render(&output);
     let is_error = output.error.is_some();
     let structured = serde_json::to_value(&output).unwrap_or(serde_json::Value::Null);
     let mut result = if is_error {
@@ -123,12 +160,60 @@ pub(super) fn call_tool_result_in(execution: &Execution, handle: Option<&str>) -
         CallToolResult::structured(structured)
     };
     result.content = vec![ContentBlock::text(text)];
+    if let Some((uri, _)) = link {
+        result.content.push(ContentBlock::resource_link(
+            Resource::new(uri, "output")
+                .with_description("The whole output of this execution, before the budget cut it")
+                .with_mime_type("text/plain"),
+        ));
+    }
     result
 }
 
-/// The text a model reads: the result (or the error) first, then the logs, then notices.
+/// The text block, with the state handle's line.
+fn text_with_state(
+    execution: &Execution,
+    output: &ExecuteCodeOutput,
+    handle: Option<&str>,
+) -> String {
+    let mut text = text(execution, output);
+    if let Some(handle) = handle {
+        text.push_str(&format!(
+            "\n\nstate: {handle} (pass it as execute_code's `state` to see these state.* values again)"
+        ));
+    }
+    text
+}
+
+/// What the model is told first when the budget cut its answer.
+fn truncation_notice(
+    cut: &super::budget::Cut,
+    link: Option<&(String, std::time::Duration)>,
+) -> String {
+    let counts = format!(
+        "output truncated: {} characters, {} shown (the head and tail of each part)",
+        super::budget::thousands(cut.total),
+        super::budget::thousands(cut.shown)
+    );
+    match link {
+        Some((uri, keep)) => format!(
+            "{counts}; the whole output is at {uri} for {} minutes (resources/read). Return less to see it all here: filter, count or summarise inside the program",
+            keep.as_secs().div_ceil(60)
+        ),
+        None => format!("{counts}. Return less: filter, count or summarise inside the program"),
+    }
+}
+
+/// The text a model reads: what was cut first (a reader cutting from the end still sees
+/// it), then the result (or the error), the logs, the calls.
 pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
-    let mut text = match (&output.error, &execution.outcome.result) {
+    let mut text = String::new();
+    for notice in &output.truncated {
+        text.push('[');
+        text.push_str(notice);
+        text.push_str("]\n\n");
+    }
+    text.push_str(&match (&output.error, &execution.outcome.result) {
         (Some(error), _) => {
             let mut head = format!("{} error", error.kind);
             if let (Some(line), Some(column)) = (error.line, error.column) {
@@ -147,9 +232,12 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             }
             head
         }
+        (None, Ok(_)) if output.result_cut => {
+            output.result.as_str().unwrap_or_default().to_string()
+        }
         (None, Ok(value)) => value.json.clone(),
         (None, Err(_)) => String::new(),
-    };
+    });
     if !output.logs.is_empty() {
         text.push_str(if output.error.is_some() {
             "\n\nlogs so far:"
@@ -167,11 +255,6 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             output.calls.len(),
             failed
         ));
-    }
-    for notice in &output.truncated {
-        text.push_str("\n\n[");
-        text.push_str(notice);
-        text.push(']');
     }
     text
 }

@@ -1,5 +1,6 @@
-//! The declaration resources: `codemode://types/all.d.ts` and one `.d.ts` per namespace,
-//! for clients that show or cache what programs can call.
+//! The resources: the declarations (`codemode://types/all.d.ts` and one `.d.ts` per namespace,
+//! for clients that show or cache what programs can call), and the whole outputs of answers
+//! the budget cut, each its owner's (`codemode://executions/ID/output`).
 
 use rmcp::{
     ErrorData as McpError,
@@ -35,6 +36,21 @@ pub(super) fn list(catalog: &Catalog) -> ListResourcesResult {
     ListResourcesResult::with_all_items(resources)
         .with_ttl_ms(0)
         .with_cache_scope(CacheScope::Private)
+}
+
+/// `resources/read` of a whole output the budget cut (see [`super::outputs`]): the text
+/// block and the structured content, whole.
+pub(super) fn whole_output(
+    whole: Result<super::outputs::Whole, String>,
+    uri: String,
+) -> Result<ReadResourceResult, McpError> {
+    match whole {
+        Ok(whole) => Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(whole.text, uri.clone()).with_mime_type("text/plain"),
+            ResourceContents::text(whole.structured, uri).with_mime_type("application/json"),
+        ])),
+        Err(message) => Err(McpError::resource_not_found(message, None)),
+    }
 }
 
 /// `resources/read`.

@@ -174,6 +174,8 @@ impl CodeModeServer {
             .saturating_add(approval_timeout);
         let manager = tasks.manager.clone();
         let approvals = self.codemode.approvals().clone();
+        let (outputs, answer_owner) = (self.codemode.outputs().clone(), self.owner(context));
+        let answer_chars = admitted.answer_chars;
         let task = tasks.manager.spawn(
             TaskOptions::new()
                 // Readable for `keepMs` past the deadline (rmcp keeps a finished task one
@@ -242,6 +244,10 @@ impl CodeModeServer {
                     Ok(render::call_tool_result_in(
                         &execution,
                         scope.handle_to_show(),
+                        &render::Budget {
+                            chars: answer_chars,
+                            keep: Some((&outputs, &answer_owner)),
+                        },
                     ))
                 })
             },

@@ -1,0 +1,168 @@
+//! What a model reads of one execution fits its budget (`codemode.limits.outputChars`,
+//! 24,000 characters by default, lowerable per call): the notice first, the head and
+//! tail of each part, the text and the structured content alike; the whole output stays
+//! readable for a while, by its owner only, at the resource the answer links.
+
+use crate::common;
+
+use serde_json::{Value, json};
+
+const BUDGET: usize = 24_000;
+
+/// Characters of the structured content as JSON.
+fn structured_chars(ran: &common::Ran) -> usize {
+    ran.structured.to_string().chars().count()
+}
+
+/// Through the real binary over stdio: a program that logs 200,000 lines, one returning
+/// 20 MB or a 10,000-element array, and one throwing a 40 MB error each answer within the
+/// budget, the notice first; a call may lower the budget, not raise it.
+#[tokio::test]
+async fn every_answer_fits_the_budget_with_the_notice_first() {
+    let server = common::start(&[]).await;
+    for (what, code) in [
+        (
+            "200,000 log lines",
+            "for (let i = 0; i < 200000; i++) console.log('line ' + i);\nreturn 'done';",
+        ),
+        ("a 20 MB result", "return 'x'.repeat(20_000_000);"),
+        (
+            "a 10,000-element array",
+            "return Array.from({ length: 10000 }, (_, i) => ({ i, name: 'item ' + i }));",
+        ),
+    ] {
+        let ran = server.execute(code).await;
+        let text = ran.text.chars().count();
+        assert!(
+            text <= BUDGET && structured_chars(&ran) <= BUDGET,
+            "{what}: {text} characters of text, {} structured",
+            structured_chars(&ran)
+        );
+        assert!(
+            ran.text.starts_with("[output truncated:"),
+            "{what}: the notice comes first: {}",
+            &ran.text[..200.min(ran.text.len())]
+        );
+        assert!(
+            ran.structured["truncated"][0].as_str().is_some_and(|n| n
+                .starts_with("output truncated:")
+                && n.contains("codemode://executions/")),
+            "{what}: {}",
+            ran.structured["truncated"]
+        );
+    }
+    let logs = server
+        .execute("for (let i = 0; i < 200000; i++) console.log('line ' + i);\nreturn 'done';")
+        .await;
+    assert_eq!(logs.result(), &json!("done"), "a small result stays whole");
+    assert!(
+        logs.text.contains("log lines cut here") && logs.text.contains("line 0"),
+        "logs keep their head and say how many were cut"
+    );
+
+    let error = server
+        .execute("throw new Error('x'.repeat(40_000_000));")
+        .await;
+    assert_eq!(error.error_kind(), "runtime");
+    assert!(
+        error.text.chars().count() <= BUDGET && error.error_message().contains("more bytes cut"),
+        "a 40 MB error is cut where it is made: {} characters",
+        error.text.len()
+    );
+
+    let lowered = server
+        .execute_with(json!({
+            "code": "return Array.from({ length: 2000 }, (_, i) => i);",
+            "maxOutputChars": 3000
+        }))
+        .await;
+    assert!(
+        lowered.text.chars().count() <= 3000 && lowered.text.starts_with("[output truncated:"),
+        "{}",
+        lowered.text.len()
+    );
+    let raised = server
+        .execute_with(json!({
+            "code": "return Array.from({ length: 10000 }, (_, i) => i);",
+            "maxOutputChars": 10_000_000
+        }))
+        .await;
+    assert!(
+        raised.text.chars().count() <= BUDGET,
+        "a call cannot raise the server's budget"
+    );
+    server.assert_alive().await;
+}
+
+/// The whole output of a cut answer is its owner's: over HTTP with two tokens, the
+/// linked resource gives alice everything the server kept, and bob, holding the same
+/// URI, what anyone gets for one that never existed.
+#[tokio::test]
+async fn the_whole_output_is_its_owners_alone() {
+    let dir = common::scratch_dir("answers-owner");
+    let (alice, bob) = (
+        "alice-token-long-enough-0001",
+        "bob-token-long-enough-00002",
+    );
+    let server = common::http::HttpServer::start_with_token(&dir, &format!("{alice}\n{bob}"), &[]);
+    let post = |token: &str, id: u32, method: &str, params: Value| {
+        common::http::post_modern(&server, id, method, params)
+            .bearer_auth(token)
+            .send()
+    };
+    let ran = common::http::answer_of(
+        post(
+            alice,
+            1,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": {"code": "return Array.from({ length: 10000 }, (_, i) => ({ i, name: 'item ' + i }));"}}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let content = ran["result"]["content"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let uri = content
+        .iter()
+        .find(|c| c["type"] == json!("resource_link"))
+        .and_then(|c| c["uri"].as_str())
+        .unwrap_or_else(|| panic!("a resource link: {ran}"))
+        .to_string();
+    assert!(uri.starts_with("codemode://executions/") && uri.ends_with("/output"));
+    let read = |token: &'static str, uri: String| {
+        let post = &post;
+        async move {
+            common::http::answer_of(
+                post(token, 2, "resources/read", json!({"uri": uri}))
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let whole = read(alice, uri.clone()).await;
+    let text = whole["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.chars().count() > BUDGET && text.contains("item 0"),
+        "the owner reads the whole output: {} characters",
+        text.len()
+    );
+    let theirs = read(bob, uri.clone()).await;
+    let made_up = "codemode://executions/AAAAAAAAAAAAAAAAAAAAAA/output".to_string();
+    let none = read(bob, made_up.clone()).await;
+    assert!(theirs["result"].is_null(), "{theirs}");
+    assert_eq!(
+        theirs["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&uri, "URI")),
+        none["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(&made_up, "URI")),
+        "another token's output reads as one that never existed"
+    );
+}
