@@ -316,7 +316,16 @@ async fn deep_recursion_is_a_runtime_error_not_a_crash() {
 
 #[tokio::test]
 async fn output_and_result_caps_cut_with_a_notice() {
-    let server = start(&["--output-kib", "64", "--result-kib", "16"]).await;
+    // The isolate's caps, with the answer budget out of their way (tests/it/answers.rs).
+    let server = start(&[
+        "--output-kib",
+        "64",
+        "--result-kib",
+        "16",
+        "--output-chars",
+        "10000000",
+    ])
+    .await;
     let ran = server
         .execute("for (let i = 0; i < 2000; i++) console.log('line', i, 'x'.repeat(100));\nreturn 'done';")
         .await;
