@@ -1274,6 +1274,21 @@ async fn a_legacy_session_is_its_openers_alone() {
         stolen, made_up,
         "another token's session is one that never existed"
     );
+    // Paths below /mcp reach the same transport: the same refusal there.
+    for below in ["/mcp/", "/mcp/x"] {
+        let sideways = reqwest::Client::new()
+            .post(server.url(below))
+            .bearer_auth(bob)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(get.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refusal(sideways).await, made_up, "{below}");
+    }
     let verb = |method: reqwest::Method, session: &str| {
         reqwest::Client::new()
             .request(method, server.url("/mcp"))

@@ -19,7 +19,7 @@ use axum::{
 use http::Method;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
-use super::STREAMABLE_PATH;
+use super::is_streamable;
 use crate::server::Principal;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -47,39 +47,39 @@ impl SessionOwners {
         }
     }
 
-    /// Whether `principal` may use session `id`. A session this table does not know (one
-    /// the transport does not know either) passes, for the transport to answer.
+    /// Whether `principal` may use session `id`: only the principal that opened it. An id
+    /// this table does not hold is no session a client learned here (the table holds every
+    /// one before its id is answered), so it is refused, and the transport answers it as
+    /// unknown either way.
     fn admits(&self, id: &str, principal: Option<&Principal>) -> bool {
         self.owners
             .lock()
             .map(|owners| {
                 owners
                     .get(id)
-                    .is_none_or(|owner| owner.as_ref() == principal)
+                    .is_some_and(|owner| owner.as_ref() == principal)
             })
             .unwrap_or(false)
     }
 
     async fn bind(&self, id: String, principal: Option<Principal>) {
-        let live: Option<Vec<String>> = {
-            let full = self
-                .owners
-                .lock()
-                .map(|owners| owners.len() >= PRUNE_AT && owners.len().is_power_of_two())
-                .unwrap_or(false);
-            if full {
-                let sessions = self.sessions.sessions.read().await;
-                Some(sessions.keys().map(|id| id.to_string()).collect())
-            } else {
-                None
-            }
+        let full = self
+            .owners
+            .lock()
+            .map(|owners| owners.len() >= PRUNE_AT && owners.len().is_power_of_two())
+            .unwrap_or(false);
+        // The transport's sessions stay locked while ended ones are dropped from here: a
+        // session it opens meanwhile is not dropped for missing from a stale copy.
+        let live = if full {
+            Some(self.sessions.sessions.read().await)
+        } else {
+            None
         };
         if let Ok(mut owners) = self.owners.lock() {
             // Ended sessions go (a DELETE forgets its own at once; one closed for being
             // idle is forgotten here), at sizes that double, so the cost is amortised.
-            if let Some(live) = live {
-                let live: std::collections::HashSet<String> = live.into_iter().collect();
-                owners.retain(|id, _| live.contains(id));
+            if let Some(live) = &live {
+                owners.retain(|id, _| live.contains_key(id.as_str()));
             }
             owners.insert(id, principal);
         }
@@ -102,7 +102,7 @@ pub(super) async fn check(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() != STREAMABLE_PATH {
+    if !is_streamable(request.uri().path()) {
         return next.run(request).await;
     }
     let principal = request.extensions().get::<Principal>().cloned();
@@ -160,12 +160,12 @@ mod tests {
         assert!(owners.admits("s2", None));
         assert!(!owners.admits("s2", Some(&bob)));
         assert!(
-            owners.admits("never-issued", Some(&bob)),
-            "the transport answers it"
+            !owners.admits("never-issued", Some(&bob)),
+            "refused, as unknown"
         );
         owners.forget("s1");
         assert!(
-            owners.admits("s1", Some(&bob)),
+            !owners.admits("s1", Some(&alice)),
             "an ended session is unknown"
         );
     }

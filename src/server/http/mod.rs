@@ -313,6 +313,14 @@ impl HttpServer {
 /// Where Prometheus scrapes.
 /// Where each endpoint is served: the MCP transports, the probe, the metrics.
 pub(super) const STREAMABLE_PATH: &str = "/mcp";
+
+/// Whether `path` reaches the streamable transport: `/mcp`, and (as the service is nested)
+/// every path below it, which the transport serves alike. Every check of streamable
+/// requests asks this, so that `/mcp/x` passes none of them by.
+pub(super) fn is_streamable(path: &str) -> bool {
+    path.strip_prefix(STREAMABLE_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 /// The legacy HTTP+SSE transport's stream, and where its clients post.
 pub(super) const SSE_PATH: &str = "/sse";
 pub(super) const MESSAGES_PATH: &str = "/messages";

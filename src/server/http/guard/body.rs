@@ -14,7 +14,7 @@ use futures::StreamExt;
 use http::{Method, StatusCode, header};
 
 use super::{Guard, Refusal};
-use crate::server::http::STREAMABLE_PATH;
+use crate::server::http::is_streamable;
 
 /// The layer.
 pub(in crate::server::http) async fn check(
@@ -25,7 +25,7 @@ pub(in crate::server::http) async fn check(
     if request.method() != Method::POST {
         return Ok(next.run(request).await);
     }
-    let streamable = request.uri().path() == STREAMABLE_PATH;
+    let streamable = is_streamable(request.uri().path());
     let request = if streamable {
         parsed_body(request, guard.max_body_bytes).await?
     } else {

@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use tokio::sync::watch;
 
 use super::{Guard, Refusal};
-use crate::server::http::{SSE_PATH, STREAMABLE_PATH};
+use crate::server::http::{SSE_PATH, is_streamable};
 
 /// The layer: refuses new work while draining, and new sessions past the cap.
 pub(in crate::server::http) async fn check(
@@ -21,7 +21,7 @@ pub(in crate::server::http) async fn check(
     next: Next,
 ) -> Result<Response, Refusal> {
     let opens_session = (request.method() == Method::POST
-        && request.uri().path() == STREAMABLE_PATH
+        && is_streamable(request.uri().path())
         && !request.headers().contains_key("mcp-session-id"))
         || (request.method() == Method::GET && request.uri().path() == SSE_PATH);
     if guard.draining.load(Ordering::SeqCst) && (request.method() == Method::POST || opens_session)
@@ -42,7 +42,7 @@ pub(in crate::server::http) async fn check(
             ));
         }
     }
-    if request.method() == Method::DELETE && request.uri().path() == STREAMABLE_PATH {
+    if request.method() == Method::DELETE && is_streamable(request.uri().path()) {
         let mut response = next.run(request).await;
         // The transport answers a session's end with 202; the official SDK clients expect
         // 200 (or 204) and log anything else as a failure.
