@@ -71,10 +71,24 @@ pub(super) fn fit(
         }
         room = room.saturating_mul(3) / 4;
     }
-    Some(Cut {
-        total,
-        shown: sizes(output, &render),
-    })
+    // Still over (what no round cuts, such as many cap notices, filled it): the parts go
+    // down to their heads, the logs and calls to their counts.
+    *output = whole;
+    output.truncated.insert(0, String::new());
+    cut_parts(output, 0);
+    if let Some(error) = &mut output.error {
+        error.message = head_and_tail(&error.message, 500);
+        error.stack = None;
+    }
+    if output.result_cut {
+        output.result = serde_json::Value::String(head_and_tail(
+            output.result.as_str().unwrap_or_default(),
+            500,
+        ));
+    }
+    let shown = sizes(output, &render);
+    output.truncated[0] = notice(&Cut { total, shown });
+    Some(Cut { total, shown })
 }
 
 /// Shares `room` among the result, the error, the logs and the calls, the smaller ones

@@ -248,11 +248,12 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             text.push_str(&format!("\n[{}] {}", entry.level.as_str(), entry.message));
         }
     }
-    if !output.calls.is_empty() {
-        let failed = output.calls.iter().filter(|c| !c.ok).count();
+    // Counted from the execution: the budget may have cut the list.
+    if !execution.calls.is_empty() {
+        let failed = execution.calls.iter().filter(|c| !c.ok).count();
         text.push_str(&format!(
             "\n\ntool calls: {} ({} failed)",
-            output.calls.len(),
+            execution.calls.len(),
             failed
         ));
     }

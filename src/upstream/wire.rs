@@ -175,6 +175,8 @@ where
     let mut in_event = 0usize;
     let mut last = 0u8;
     let mut after_cr = false;
+    // Whether the line so far is a field's name (no `:` yet).
+    let mut in_name = true;
     let mut cut = false;
     bytes.scan((), move |(), chunk| {
         if cut {
@@ -208,6 +210,11 @@ where
                 over = Some(at);
                 break;
             }
+            match byte {
+                b'\n' => in_name = true,
+                b':' => in_name = false,
+                _ => {}
+            }
         }
         let Some(at) = over else {
             return std::future::ready(Some(Ok(chunk)));
@@ -218,8 +225,25 @@ where
             "an event of the upstream's SSE stream passed {} KiB (4 x codemode.upstream.maxResultKiB); it was cut there and the stream closed",
             limit >> 10
         );
-        let mut ended = Vec::with_capacity(at + 2);
+        // The reader takes each line as UTF-8: a character the cut would split goes, or,
+        // begun in an earlier chunk (so already passed on), is completed.
+        let continues = |at: usize| chunk.get(at).is_some_and(|b| b & 0xC0 == 0x80);
+        let mut start = at;
+        while start > 0 && continues(start) {
+            start -= 1;
+        }
+        let mut at = start;
+        if continues(at) {
+            while continues(at) {
+                at += 1;
+            }
+        }
+        let mut ended = Vec::with_capacity(at + 3);
         ended.extend_from_slice(&chunk[..at]);
+        // A cut field name becomes a field nobody reads; a cut value ends where it is.
+        if in_name {
+            ended.push(b':');
+        }
         ended.extend_from_slice(b"\n\n");
         std::future::ready(Some(Ok(bytes::Bytes::from(ended))))
     })
@@ -518,6 +542,25 @@ mod tests {
             passed(endless.as_bytes(), max) < endless.len(),
             "one endless event is cut"
         );
+    }
+
+    /// A cut never splits a character, nor leaves a field name without its colon: the
+    /// reader would refuse either line, and the call would wait on.
+    #[test]
+    fn the_cut_keeps_characters_whole_and_lines_readable() {
+        let max = 1024;
+        let limit = event_limit(max);
+        for pad in 0..4 {
+            let endless = format!("data: {}{}", "x".repeat(pad), "é€😀".repeat(limit));
+            let cut = through(endless.as_bytes(), max);
+            assert!(
+                std::str::from_utf8(&cut).is_ok(),
+                "pad {pad}: a character was split"
+            );
+        }
+        let names = "a".repeat(2 * limit);
+        let cut = through(names.as_bytes(), max);
+        assert!(cut.ends_with(b":\n\n"), "a cut name gets its colon");
     }
 
     /// An answer cut past the stream's bound still answers its call: the cut event ends
