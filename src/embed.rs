@@ -362,7 +362,10 @@ impl CodeMode {
 
     /// Runs `code` with options: a lower timeout, a progress channel receiving each tool
     /// call as it finishes, a cancellation token.
-    pub async fn execute_with(&self, code: &str, options: RunOptions) -> Execution {
+    /// A run's clock stands still while its user is asked, for the approval timeout at
+    /// most (unless `options` says otherwise).
+    pub async fn execute_with(&self, code: &str, mut options: RunOptions) -> Execution {
+        options.max_hold.get_or_insert(self.approval_timeout);
         self.executor.execute_with(code, options).await
     }
 

@@ -258,7 +258,7 @@ impl Executor {
             .tracing()
             .map(|tracing| tracing.execution(options.traceparent.as_deref(), &origin));
         let catalog = self.tools.current();
-        let clock = RunClock::default();
+        let clock = RunClock::with_max_hold(options.max_hold.unwrap_or(Duration::ZERO));
         let host = Arc::new(calls::CallHost::new(
             &self.tools,
             catalog.clone(),

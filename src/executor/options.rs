@@ -73,6 +73,9 @@ pub struct RunOptions {
     /// server's), so nesting cannot starve and a program calling a skill in a loop cannot
     /// start more isolates at once than that.
     pub within_caller: bool,
+    /// How long in all the run's clock may stand still while the user is asked about its
+    /// calls (the approval timeout); `None`: it never stands still.
+    pub max_hold: Option<Duration>,
     /// The caller's data-flow mark, shared (a skill's run): untrusted data its caller read
     /// marks it, and what it reads marks its caller.
     pub taint: Option<crate::catalog::Taint>,
@@ -96,6 +99,7 @@ impl std::fmt::Debug for RunOptions {
             .field("traceparent", &self.traceparent)
             .field("typecheck", &self.typecheck)
             .field("within_caller", &self.within_caller)
+            .field("max_hold", &self.max_hold)
             .field("taint", &self.taint.is_some())
             .field("state_key", &self.state_key.is_some())
             .field("state_used", &self.state_used)

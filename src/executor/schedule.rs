@@ -177,11 +177,21 @@ impl Executor {
         let mut receiver = answer;
         // The run's clock (standing still while the user is asked about a call), then the
         // grace: the backstop for isolates stuck where their own deadline cannot reach.
+        // The clock starts where the program is handed over (the engine, or the worker
+        // pool once it has a worker): making an isolate or a worker is not the program's
+        // time. Should nothing ever start it, the backstop counts from here.
         let clock = stop_on_drop.0.clock().clone();
-        clock.start(limits.timeout);
         let backstop = async {
-            clock.expiry().await;
-            tokio::time::sleep(HOST_GRACE).await;
+            let unstarted = async {
+                tokio::time::sleep(limits.timeout + HOST_GRACE).await;
+                if clock.is_started() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = clock.expiry() => tokio::time::sleep(HOST_GRACE).await,
+                () = unstarted => {}
+            }
         };
         let answer = tokio::select! {
             answer = &mut receiver => Ok(answer),

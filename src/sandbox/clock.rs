@@ -4,11 +4,13 @@
 //! approval timeout to answer, and the program keeps its `timeoutMs` for its own work.
 //!
 //! A clock standing still must not buy CPU: a program could compute on timers, or in a
-//! loop beside the awaited call, for as long as nobody answers. So while it is held, the
-//! run is bounded by the CPU time of the thread its JS runs on (which the engine names
-//! with [`RunClock::measure_cpu_of_this_thread`]): past the time limit in CPU seconds, the
-//! run has expired as if its wall clock had run on. In a worker process, the process's
-//! own CPU limit bounds it too.
+//! loop beside the awaited call, for as long as nobody answers. So a hold pauses the clock
+//! only by the time the run's thread did not compute meanwhile (its CPU time, where the
+//! engine names the thread with [`RunClock::measure_cpu_of_this_thread`]): a run computing
+//! while held runs out as if it had not been held. And the holds of one run pause it by
+//! at most [`RunClock::with_max_hold`] in all (the approval timeout): a program asking
+//! again and again keeps its slot no longer than that past its own limit. In a worker
+//! process, the process's own CPU limit bounds it too.
 //!
 //! Every deadline of a run reads one clock: the engine's (its interrupt, its wait for the
 //! program), the host's backstop, the worker pool's kill timer, and across the process
@@ -18,9 +20,6 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-/// How often a held clock looks at the CPU time of its run.
-const HELD_POLL: Duration = Duration::from_millis(50);
 
 /// One run's clock; clones share it.
 #[derive(Debug, Clone, Default)]
@@ -33,40 +32,67 @@ struct Inner {
     changed: tokio::sync::watch::Sender<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    /// The time limit, once started.
-    limit: Option<Duration>,
-    /// When the limit runs out, counting the holds that ended so far.
+    /// When the limit runs out, not counting the pause holds earned.
     deadline: Option<Instant>,
-    /// Holds open now, and since when the first of them.
+    /// The pause earned by the holds that ended.
+    paused: Duration,
+    /// The most pause all holds may earn.
+    max_hold: Duration,
+    /// Holds open now, since when the first of them, and the thread's CPU time then.
     holds: usize,
     held_since: Option<Instant>,
-    /// The thread whose CPU time bounds the run while it is held, and its CPU time when
-    /// the run started.
-    cpu: Option<(libc::clockid_t, Duration)>,
+    cpu_at_hold: Option<Duration>,
+    /// The thread whose CPU time a hold does not pause.
+    cpu: Option<libc::clockid_t>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            deadline: None,
+            paused: Duration::ZERO,
+            max_hold: Duration::MAX,
+            holds: 0,
+            held_since: None,
+            cpu_at_hold: None,
+            cpu: None,
+        }
+    }
 }
 
 impl RunClock {
+    /// A clock whose holds pause it by at most `max_hold` in all.
+    pub fn with_max_hold(max_hold: Duration) -> Self {
+        let clock = Self::default();
+        clock.lock().max_hold = max_hold;
+        clock
+    }
+
     /// Starts the clock with `limit` from now; a clock already started keeps its deadline
-    /// (the engine and the host each start it; the first wins).
+    /// (whoever hands the program over starts it; the first wins).
     pub fn start(&self, limit: Duration) {
         let mut state = self.lock();
         if state.deadline.is_none() {
-            state.limit = Some(limit);
             state.deadline = Some(Instant::now() + limit);
             drop(state);
             self.bump();
         }
     }
 
-    /// Names the current thread as the one whose CPU time bounds the run while it is held.
+    /// Whether the clock has been started.
+    pub fn is_started(&self) -> bool {
+        self.lock().deadline.is_some()
+    }
+
+    /// Names the current thread as the one whose CPU time a hold does not pause.
     pub fn measure_cpu_of_this_thread(&self) {
         let mut id: libc::clockid_t = 0;
         // SAFETY: pthread_self is this thread; `id` is a valid place for the answer.
         let found = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) } == 0;
-        if let (true, Some(now)) = (found, cpu_time(id)) {
-            self.lock().cpu = Some((id, now));
+        if found && cpu_time(id).is_some() {
+            self.lock().cpu = Some(id);
         }
     }
 
@@ -76,6 +102,7 @@ impl RunClock {
         state.holds += 1;
         if state.holds == 1 {
             state.held_since = Some(Instant::now());
+            state.cpu_at_hold = state.cpu.and_then(cpu_time);
         }
         drop(state);
         self.bump();
@@ -87,31 +114,33 @@ impl RunClock {
         self.lock().holds > 0
     }
 
-    /// Whether the run is out of time: its wall clock ran out (held time not counted), or,
-    /// while held, its thread used the time limit in CPU time.
+    /// Whether the run is out of time: its limit, plus the pause its holds earned, has
+    /// passed.
     pub fn expired(&self) -> bool {
-        let state = self.lock();
-        match (state.deadline, state.holds) {
-            (None, _) => false,
-            (Some(deadline), 0) => Instant::now() >= deadline,
-            (Some(_), _) => state.cpu_spent_limit(),
-        }
+        self.lock().expired_at(Instant::now())
     }
 
-    /// Resolves once [`Self::expired`] says so.
+    /// Resolves once [`Self::expired`] says so. While a hold is open it wakes only when
+    /// the hold ends or the most pause is used up: a run computing while held is caught
+    /// where its JS runs (the engine's interrupt, deno's watchdog), not by waking its
+    /// thread to look.
     pub async fn expiry(&self) {
         let mut changes = self.0.changed.subscribe();
         loop {
             let next = {
                 let state = self.lock();
-                match (state.deadline, state.holds) {
-                    (None, _) => None,
-                    (Some(deadline), 0) if Instant::now() >= deadline => return,
-                    (Some(deadline), 0) => Some(deadline),
-                    (Some(_), _) if state.cpu_spent_limit() => return,
-                    // Held: the CPU time is looked at now and then, and only then.
-                    (Some(_), _) => Some(Instant::now() + HELD_POLL),
+                let now = Instant::now();
+                if state.expired_at(now) {
+                    return;
                 }
+                state.deadline.and_then(|deadline| {
+                    let pause = if state.holds > 0 {
+                        state.max_hold
+                    } else {
+                        state.paused
+                    };
+                    deadline.checked_add(pause)
+                })
             };
             match next {
                 Some(at) => {
@@ -122,7 +151,7 @@ impl RunClock {
                 }
                 None => {
                     if changes.changed().await.is_err() {
-                        // Nobody can start the clock any more.
+                        // Nobody can start or release the clock any more.
                         std::future::pending::<()>().await;
                     }
                 }
@@ -145,11 +174,28 @@ impl RunClock {
 }
 
 impl State {
-    fn cpu_spent_limit(&self) -> bool {
-        let (Some((id, at_start)), Some(limit)) = (self.cpu, self.limit) else {
-            return false;
+    /// The pause earned by now: the holds that ended, and the open one's wall time less
+    /// the CPU time its thread used meanwhile; at most `max_hold`.
+    fn pause_at(&self, now: Instant) -> Duration {
+        let open = match self.held_since {
+            Some(since) if self.holds > 0 => {
+                let spent = match (self.cpu.and_then(cpu_time), self.cpu_at_hold) {
+                    (Some(now), Some(then)) => now.saturating_sub(then),
+                    _ => Duration::ZERO,
+                };
+                now.saturating_duration_since(since).saturating_sub(spent)
+            }
+            _ => Duration::ZERO,
         };
-        cpu_time(id).is_some_and(|now| now.saturating_sub(at_start) >= limit)
+        self.paused.saturating_add(open).min(self.max_hold)
+    }
+
+    fn expired_at(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| {
+            deadline
+                .checked_add(self.pause_at(now))
+                .is_some_and(|end| now >= end)
+        })
     }
 }
 
@@ -160,13 +206,12 @@ pub struct Held(RunClock);
 impl Drop for Held {
     fn drop(&mut self) {
         let mut state = self.0.lock();
-        state.holds = state.holds.saturating_sub(1);
-        if state.holds == 0
-            && let Some(since) = state.held_since.take()
-            && let Some(deadline) = &mut state.deadline
-        {
-            *deadline += since.elapsed();
+        if state.holds == 1 {
+            state.paused = state.pause_at(Instant::now());
+            state.held_since = None;
+            state.cpu_at_hold = None;
         }
+        state.holds = state.holds.saturating_sub(1);
         drop(state);
         self.0.bump();
     }
@@ -186,55 +231,80 @@ fn cpu_time(id: libc::clockid_t) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    fn spin_until(done: impl Fn() -> bool) {
+        let mut spins = 0u64;
+        while !done() {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+    }
+
     #[test]
-    fn a_held_clock_does_not_run_out() {
+    fn a_held_clock_stands_still_and_holds_nest() {
         let clock = RunClock::default();
         assert!(!clock.expired(), "not started");
-        clock.start(Duration::ZERO);
-        assert!(clock.expired());
+        clock.start(Duration::from_millis(20));
         let held = clock.hold();
-        assert!(!clock.expired(), "held: the wall clock stands still");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            !clock.expired(),
+            "held while idle: the wall clock stands still"
+        );
         let nested = clock.hold();
         drop(held);
         assert!(clock.is_held() && !clock.expired(), "holds nest");
         drop(nested);
-        assert!(clock.expired(), "released: the limit was already used");
+        let expired = clock.clone();
+        spin_until(move || expired.expired());
+    }
+
+    #[test]
+    fn a_hold_cannot_revive_a_run_out_of_time() {
+        let clock = RunClock::default();
+        clock.start(Duration::ZERO);
+        let _held = clock.hold();
+        assert!(clock.expired());
     }
 
     #[test]
     fn a_hold_moves_the_deadline_by_the_time_held() {
         let clock = RunClock::default();
         clock.start(Duration::from_secs(3600));
-        let deadline = clock.lock().deadline.unwrap();
         let held = clock.hold();
         std::thread::sleep(Duration::from_millis(20));
         drop(held);
-        let moved = clock.lock().deadline.unwrap() - deadline;
-        assert!(moved >= Duration::from_millis(20), "{moved:?}");
+        assert!(clock.lock().paused >= Duration::from_millis(20));
     }
 
     #[test]
-    fn a_held_clock_runs_out_on_cpu_time() {
+    fn a_run_computing_while_held_runs_out_on_its_cpu_time() {
         let clock = RunClock::default();
         clock.start(Duration::from_millis(30));
         clock.measure_cpu_of_this_thread();
         let _held = clock.hold();
         // Counts CPU time, not wall time: however loaded the machine, the loop ends once
         // this thread has computed for the limit.
-        let mut spins = 0u64;
-        while !clock.expired() {
-            spins = std::hint::black_box(spins.wrapping_add(1));
-        }
+        let expired = clock.clone();
+        spin_until(move || expired.expired());
         assert!(clock.is_held());
+    }
+
+    #[test]
+    fn holds_pause_at_most_the_cap_in_all() {
+        let clock = RunClock::with_max_hold(Duration::from_millis(10));
+        clock.start(Duration::from_millis(10));
+        let _held = clock.hold();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(clock.expired(), "held past the cap: the clock ran on");
     }
 
     #[tokio::test]
     async fn expiry_waits_out_a_hold() {
         let clock = RunClock::default();
-        clock.start(Duration::ZERO);
+        clock.start(Duration::from_millis(20));
         let held = clock.hold();
         let expiry = clock.expiry();
         tokio::pin!(expiry);
+        tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(
             futures::poll!(expiry.as_mut()).is_pending(),
             "held: no expiry"
