@@ -366,7 +366,8 @@ impl CodeModeServer {
         // The client's cancellation stops the isolate and its tool calls; the run still
         // ends normally (kind `cancelled`), so it is audited like any other.
         let execution = self.codemode.execute_with(&admitted.code, options).await;
-        let owner = self.owner(&context);
+        // A whole output is kept as a task is: an anonymous legacy session's is its own.
+        let owner = self.task_owner(&context);
         Ok(render::call_tool_result_in(
             &execution,
             scope.handle_to_show(),
@@ -409,9 +410,10 @@ impl CodeModeServer {
         }
     }
 
-    /// Who owns a task this request starts or asks about: the checked principal; without
-    /// one, a legacy session (its id the server issued); else this process's client over
-    /// stdio, or nobody in particular over HTTP (then the task id alone names it).
+    /// Who owns a task (or a whole output) this request starts or asks about: the checked
+    /// principal; without one, a legacy session (its id the server issued); else this
+    /// process's client over stdio, or nobody in particular over HTTP (then the task id
+    /// alone names it).
     fn task_owner(&self, context: &RequestContext<RoleServer>) -> String {
         let owner = self.owner(context);
         if owner != principal::ANONYMOUS || is_modern(context) || self.stateless {
@@ -905,7 +907,7 @@ impl ServerHandler for CodeModeServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let owner = self.owner(&context);
+        let owner = self.task_owner(&context);
         if let Some(whole) = self.codemode.outputs().read(&owner, &request.uri) {
             return resources::whole_output(whole, request.uri).map(Into::into);
         }

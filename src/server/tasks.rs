@@ -174,7 +174,7 @@ impl CodeModeServer {
             .saturating_add(approval_timeout);
         let manager = tasks.manager.clone();
         let approvals = self.codemode.approvals().clone();
-        let (outputs, answer_owner) = (self.codemode.outputs().clone(), self.owner(context));
+        let (outputs, answer_owner) = (self.codemode.outputs().clone(), self.task_owner(context));
         let answer_chars = admitted.answer_chars;
         let task = tasks.manager.spawn(
             TaskOptions::new()

@@ -166,3 +166,43 @@ async fn the_whole_output_is_its_owners_alone() {
         "another token's output reads as one that never existed"
     );
 }
+
+/// Without tokens, a legacy session's whole outputs are its own, as its tasks are: the
+/// URI copied into another session reads as one that never existed.
+#[tokio::test]
+async fn an_anonymous_sessions_whole_output_is_its_own() {
+    let server = common::http::HttpServer::start(&[]);
+    let (alice, bob) = (server.client().await, server.client().await);
+    let Value::Object(arguments) =
+        json!({"code": "return Array.from({ length: 10000 }, (_, i) => i);"})
+    else {
+        unreachable!()
+    };
+    let answer = alice
+        .peer()
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("execute_code").with_arguments(arguments),
+        )
+        .await
+        .unwrap();
+    let uri = answer
+        .content
+        .iter()
+        .find_map(|c| match c {
+            rmcp::model::ContentBlock::ResourceLink(link) => Some(link.uri.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a resource link: {answer:?}"));
+    let request = || rmcp::model::ReadResourceRequestParams::new(uri.clone());
+    assert!(
+        alice.peer().read_resource(request()).await.is_ok(),
+        "the session reads its own"
+    );
+    let theirs = bob
+        .peer()
+        .read_resource(request())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(theirs.contains("no output is kept here"), "{theirs}");
+}
