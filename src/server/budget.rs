@@ -284,6 +284,7 @@ mod tests {
             duration_ms: 1,
             calls: Vec::new(),
             error: None,
+            hints: Vec::new(),
             result_cut: false,
             state: None,
         }

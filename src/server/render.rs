@@ -29,6 +29,9 @@ pub struct ExecuteCodeOutput {
     /// Why the program failed; absent on success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
+    /// What the program may not have meant, and what to do (a missing `return`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
     /// Whether the output budget cut `result` (the text then shows the string it holds).
     #[serde(skip)]
     #[schemars(skip)]
@@ -100,6 +103,7 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
         duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
         calls: execution.calls.clone(),
         error,
+        hints: hints(execution),
         truncated,
         result_cut: false,
         state: None,
@@ -248,6 +252,10 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
             text.push_str(&format!("\n[{}] {}", entry.level.as_str(), entry.message));
         }
     }
+    for hint in &output.hints {
+        text.push_str("\n\nhint: ");
+        text.push_str(hint);
+    }
     // Counted from the execution: the budget may have cut the list.
     if !execution.calls.is_empty() {
         let failed = execution.calls.iter().filter(|c| !c.ok).count();
@@ -258,6 +266,22 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
         ));
     }
     text
+}
+
+/// What a model should know that the result alone does not say.
+fn hints(execution: &Execution) -> Vec<String> {
+    let outcome = &execution.outcome;
+    let returned_nothing = outcome
+        .result
+        .as_ref()
+        .is_ok_and(|value| value.truncated.is_none() && value.json == "null");
+    if returned_nothing && !(execution.calls.is_empty() && outcome.logs.is_empty()) {
+        vec![
+            "the result is null: the program made calls or logged, but returned nothing (or null). End it with `return value` to answer with what it found".into(),
+        ]
+    } else {
+        Vec::new()
+    }
 }
 
 fn logs_notice(cut: Truncation) -> String {

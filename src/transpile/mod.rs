@@ -122,7 +122,13 @@ pub fn transpile(code: &str) -> Result<Transpiled, TranspileError> {
 /// need code generation.
 fn explain(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("enum") || lower.contains("namespace") || lower.contains("parameter property")
+    if lower.contains("cannot be used outside of module code") {
+        format!(
+            "{message}: a program is the body of one async function, not a module, and cannot import or export code (nor load it with import() or require). Call the connected tools as tools.<server>.<tool>(args); the other globals are the ones execute_code's description lists."
+        )
+    } else if lower.contains("enum")
+        || lower.contains("namespace")
+        || lower.contains("parameter property")
     {
         format!(
             "{message}. Only erasable TypeScript is accepted (type annotations, interfaces, type aliases, generics, `as`, `satisfies`); replace enums and namespaces with plain objects and parameter properties with explicit fields."
@@ -197,6 +203,17 @@ mod tests {
     fn enum_is_explained() {
         let err = transpile("enum Color { Red }\nreturn Color.Red").unwrap_err();
         assert!(err.message.contains("plain objects"), "{}", err.message);
+        assert_eq!(err.position.map(|p| p.line), Some(1));
+    }
+
+    #[test]
+    fn an_import_says_what_a_program_has_instead() {
+        let err = transpile("import fs from 'fs';\nreturn 1").unwrap_err();
+        assert!(
+            err.message.contains("not a module") && err.message.contains("tools.<server>.<tool>"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.position.map(|p| p.line), Some(1));
     }
 

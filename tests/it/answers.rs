@@ -206,3 +206,42 @@ async fn an_anonymous_sessions_whole_output_is_its_own() {
         .to_string();
     assert!(theirs.contains("no output is kept here"), "{theirs}");
 }
+
+/// Failures a model would not see: a program that works and logs but returns nothing is
+/// told to `return` its value; `import` says a program is no module and what it has.
+#[tokio::test]
+async fn a_missing_return_and_an_import_say_what_to_do() {
+    let server = common::start(&[]).await;
+    let silent = server
+        .execute("const rows = [1, 2, 3];\nconsole.log('found', rows.length);")
+        .await;
+    assert_eq!(silent.result(), &Value::Null);
+    assert!(
+        silent.structured["hints"][0]
+            .as_str()
+            .is_some_and(|h| h.contains("return value")),
+        "{:?}",
+        silent.structured
+    );
+    assert!(
+        silent.text.contains("hint: the result is null"),
+        "{}",
+        silent.text
+    );
+    let quiet = server.execute("const x = 1;").await;
+    assert!(
+        quiet.structured.get("hints").is_none(),
+        "nothing done, nothing to hint: {:?}",
+        quiet.structured
+    );
+    let imported = server
+        .execute("import fs from 'fs';\nreturn fs.readFileSync('/etc/passwd');")
+        .await;
+    assert_eq!(imported.error_kind(), "syntax");
+    assert!(
+        imported.error_message().contains("not a module")
+            && imported.error_message().contains("tools.<server>.<tool>"),
+        "{}",
+        imported.error_message()
+    );
+}
