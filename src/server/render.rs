@@ -143,7 +143,8 @@ pub(super) fn call_tool_result_in(
     let mut link = None;
     let whole = render(&output);
     let whole_json = serde_json::to_string(&output).unwrap_or_default();
-    if whole.chars().count().max(whole_json.chars().count())
+    // What fits is rendered once; only a cut answer is rendered again.
+    let text = if whole.chars().count().max(whole_json.chars().count())
         > budget.chars.max(super::budget::MIN_CHARS)
     {
         link = budget.keep.and_then(|(outputs, owner)| {
@@ -154,8 +155,10 @@ pub(super) fn call_tool_result_in(
         super::budget::fit(&mut output, budget.chars, render, |cut| {
             truncation_notice(cut, link.as_ref())
         });
-    }
-    let text = render(&output);
+        render(&output)
+    } else {
+        whole
+    };
     let is_error = output.error.is_some();
     let structured = serde_json::to_value(&output).unwrap_or(serde_json::Value::Null);
     let mut result = if is_error {

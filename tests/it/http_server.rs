@@ -736,7 +736,12 @@ fn confirming_toy(dir: &std::path::Path) -> String {
 /// `execute_code` of `code` from a 2026-07-28 client that declares elicitation; with
 /// `state`, the retry of that `requestState` answering yes. Its JSON-RPC answer.
 async fn modern_execute(server: &HttpServer, id: u32, code: &str, state: Option<&str>) -> Value {
-    let mut params = json!({"name": "execute_code", "arguments": {"code": code}});
+    modern_call(server, id, json!({"code": code}), state).await
+}
+
+/// [`modern_execute`] with `arguments` of execute_code's own.
+async fn modern_call(server: &HttpServer, id: u32, arguments: Value, state: Option<&str>) -> Value {
+    let mut params = json!({"name": "execute_code", "arguments": arguments});
     if let Some(state) = state {
         params["requestState"] = json!(state);
         params["inputResponses"] =
@@ -1394,8 +1399,7 @@ async fn a_legacy_session_is_its_openers_alone() {
     assert!(theirs["error"].is_object(), "{theirs}");
 }
 
-/// `execute_code` of `code` with a `timeoutMs`, from a 2026-07-28 client that declares
-/// elicitation; with `state`, the retry answering yes.
+/// `execute_code` of `code` with a `timeoutMs` (see [`modern_call`]).
 async fn modern_execute_within(
     server: &HttpServer,
     id: u32,
@@ -1403,21 +1407,13 @@ async fn modern_execute_within(
     timeout_ms: u64,
     state: Option<&str>,
 ) -> Value {
-    let mut params = json!({"name": "execute_code",
-        "arguments": {"code": code, "timeoutMs": timeout_ms}});
-    if let Some(state) = state {
-        params["requestState"] = json!(state);
-        params["inputResponses"] =
-            json!({"confirm": {"action": "accept", "content": {"confirm": true}}});
-    }
-    let request = common::http::post_modern_with(
+    modern_call(
         server,
         id,
-        "tools/call",
-        params,
-        json!({"elicitation": {}}),
-    );
-    common::http::answer_of(request.send().await.unwrap()).await
+        json!({"code": code, "timeoutMs": timeout_ms}),
+        state,
+    )
+    .await
 }
 
 /// A parked run's own clock stands still while the user is asked: the user has the
