@@ -1,0 +1,85 @@
+//! The execution's budgets on calls and fetches: counted before a call goes anywhere,
+//! refused (and recorded) past them.
+
+use std::{sync::atomic::Ordering, time::Instant};
+
+use super::{CallHost, fail};
+use crate::{
+    record::Decision,
+    sandbox::{ReplyFuture, human_bytes},
+};
+
+impl CallHost {
+    /// Counts a tool call against the execution's budgets: its calls, then (for a call the
+    /// glue did not refuse, which names a `tool`) that tool's calls and the bytes received
+    /// so far. Past one: why, for the refusal.
+    pub(super) fn count_call(&self, tool: Option<&str>) -> Result<(), String> {
+        if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
+            return Err(format!(
+                "this execution has made its {} tool calls, the most one may (--max-tool-calls)",
+                self.limits.tool_calls
+            ));
+        }
+        let Some(tool) = tool else {
+            return Ok(());
+        };
+        let this_tool = self.made_per_tool.lock().map_or(0, |mut made| {
+            let count = made.entry(tool.to_string()).or_insert(0);
+            *count += 1;
+            *count
+        });
+        if this_tool > self.limits.calls_per_tool {
+            return Err(format!(
+                "this execution has called it {} times, the most one may call one tool (--max-calls-per-tool)",
+                self.limits.calls_per_tool
+            ));
+        }
+        if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
+            return Err(format!(
+                "this execution has received more than {} of tool results, the most one may (--max-received-kib)",
+                human_bytes(self.limits.received_bytes)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a fetch against the execution's budgets; past one, the whole refusal.
+    pub(super) fn count_fetch(&self) -> Result<(), String> {
+        if self.fetched.fetch_add(1, Ordering::SeqCst) >= self.limits.fetches {
+            return Err(format!(
+                "fetch was not made: this execution has made its {} fetches, the most one may (codemode.limits.fetches). Fetch fewer URLs per execution, or split the task over several",
+                self.limits.fetches
+            ));
+        }
+        if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
+            return Err(format!(
+                "fetch was not made: this execution has received more than {} of tool results and responses, the most one may (--max-received-kib)",
+                human_bytes(self.limits.received_bytes)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a call for a budget.
+    pub(super) fn refuse_budget(
+        &self,
+        name: &str,
+        target: Option<String>,
+        started: Instant,
+        args_bytes: usize,
+        message: String,
+    ) -> ReplyFuture {
+        self.over_budget.store(true, Ordering::SeqCst);
+        let reply = fail(message, None);
+        self.recorder.record(
+            name,
+            target,
+            started,
+            args_bytes,
+            Decision::Budget,
+            &reply,
+            None,
+        );
+        Box::pin(std::future::ready(reply))
+    }
+}
