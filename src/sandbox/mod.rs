@@ -109,6 +109,10 @@ pub struct RunOutcome {
     pub logs_truncated: Option<Truncation>,
     /// Most heap the isolate used at once, in bytes, as the engine counts it.
     pub heap_peak_bytes: usize,
+    /// Tool calls that failed with nobody awaiting them, one sentence each (at most a few),
+    /// as the model should read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unawaited: Vec<String>,
 }
 
 impl RunOutcome {
@@ -120,6 +124,7 @@ impl RunOutcome {
             logs: Vec::new(),
             logs_truncated: None,
             heap_peak_bytes: 0,
+            unawaited: Vec::new(),
         }
     }
 }

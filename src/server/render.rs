@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Outputs;
 use crate::{
     executor::{CallRecord, Execution},
+    record::Decision,
     sandbox::{ErrorKind, LogEntry, Truncation, human_bytes},
 };
 
@@ -274,16 +275,41 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
 /// What a model should know that the result alone does not say.
 fn hints(execution: &Execution) -> Vec<String> {
     let outcome = &execution.outcome;
+    let mut hints = outcome.unawaited.clone();
+    let unanswered: Vec<&str> = execution
+        .calls
+        .iter()
+        .filter(|call| matches!(call.decision, Decision::Abandoned | Decision::NotSent))
+        .map(|call| call.tool.as_str())
+        .collect();
+    if let Some(first) = unanswered.first() {
+        let more = match unanswered.len() {
+            1 => String::new(),
+            n => format!(" (and {} more calls)", n - 1),
+        };
+        hints.push(format!(
+            "{}{more} was still unanswered when the program ended: nobody awaited it, so its result (or failure) never reached the program. Await every call, or Promise.all them, before returning",
+            shown_call(first)
+        ));
+    }
     let returned_nothing = outcome
         .result
         .as_ref()
         .is_ok_and(|value| value.truncated.is_none() && value.json == "null");
     if returned_nothing && !(execution.calls.is_empty() && outcome.logs.is_empty()) {
-        vec![
+        hints.push(
             "the result is null: the program made calls or logged, but returned nothing (or null). End it with `return value` to answer with what it found".into(),
-        ]
+        );
+    }
+    hints
+}
+
+/// A call as the program wrote it: `tools.ns.tool`, or `fetch`.
+fn shown_call(tool: &str) -> String {
+    if tool == crate::policy::FETCH {
+        tool.to_string()
     } else {
-        Vec::new()
+        format!("tools.{tool}")
     }
 }
 

@@ -245,3 +245,90 @@ async fn a_missing_return_and_an_import_say_what_to_do() {
         imported.error_message()
     );
 }
+
+/// A call that fails with nobody awaiting it is named in the hints, with its line:column
+/// and its failure (a refusal of the glue's and one of the host's alike), and so is a call
+/// still unanswered when the program ends; a failure the program awaited and caught is
+/// its own business, and gets none.
+#[tokio::test]
+async fn a_failure_nobody_awaited_is_named_in_the_hints() {
+    let dir = common::scratch_dir("unawaited");
+    let config = common::write_config(&dir, &json!({ "mcpServers": { "toy": common::toy() } }));
+    for isolation in ["none", "process"] {
+        let server = common::start(&["--config", &config, "--isolation", isolation]).await;
+        unawaited_failures_are_hinted(&server).await;
+    }
+}
+
+async fn unawaited_failures_are_hinted(server: &common::Server) {
+    let dropped = server
+        .execute(
+            "const sum = await tools.toy.add({ a: 1, b: 2 });\ntools.toy.fail('not an object');\n  tools.toy.fail({});\nawait tools.toy.add({ a: 3, b: 4 });\nreturn sum;",
+        )
+        .await;
+    assert_eq!(dropped.result(), &json!({ "sum": 3 }), "{}", dropped.text);
+    let hints: Vec<&str> = dropped.structured["hints"]
+        .as_array()
+        .map(|h| h.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(hints.len(), 2, "{hints:?}");
+    assert!(
+        hints[0].starts_with("tools.toy.fail failed at 2:")
+            && hints[0]
+                .contains(" but the program did not await it: the arguments must be one object"),
+        "{}",
+        hints[0]
+    );
+    assert!(
+        hints[1].starts_with("tools.toy.fail failed at 3:")
+            && hints[1].contains(" but the program did not await it: invalid arguments")
+            && hints[1].contains("reason"),
+        "{}",
+        hints[1]
+    );
+    assert!(
+        dropped.text.contains("\nhint: tools.toy.fail failed at 2:"),
+        "{}",
+        dropped.text
+    );
+
+    let caught = server
+        .execute(
+            "try { await tools.toy.fail({ reason: 'disk full' }); } catch (e) { return 'caught: ' + e.message; }",
+        )
+        .await;
+    assert!(
+        caught
+            .result()
+            .as_str()
+            .is_some_and(|r| r.starts_with("caught: tools.toy.fail failed")),
+        "{}",
+        caught.text
+    );
+    assert!(
+        caught.structured.get("hints").is_none(),
+        "{:?}",
+        caught.structured
+    );
+    let late = server
+        .execute("const p = tools.toy.fail({});\nawait tools.toy.add({ a: 1, b: 1 });\ntry { await p; } catch (e) { return 'late'; }")
+        .await;
+    assert_eq!(late.result(), &json!("late"));
+    assert!(
+        late.structured.get("hints").is_none(),
+        "awaited late: {:?}",
+        late.structured
+    );
+
+    let unanswered = server
+        .execute("tools.toy.slow({ ms: 60000 });\nreturn 'done';")
+        .await;
+    assert_eq!(unanswered.result(), &json!("done"));
+    assert!(
+        unanswered.structured["hints"][0].as_str().is_some_and(
+            |h| h.starts_with("tools.toy.slow was still unanswered when the program ended")
+        ),
+        "{:?}",
+        unanswered.structured
+    );
+}

@@ -84,15 +84,23 @@
     }
   }
 
+  // Calls that failed with nobody awaiting them, for the answer's hints.
+  function reportUnawaited() {
+    const dropped = host.unawaited();
+    for (let i = 0; i < dropped.length; i++) host.unawaitedFailure(dropped[i]);
+  }
+
   return async function run(program) {
     let value;
     try {
       value = await program();
     } catch (error) {
+      reportUnawaited();
       const raised = host.raisedBy(error);
       if (raised) host.uncaughtToolError(raised.tool, raised.schemaPath);
       throw error;
     }
+    reportUnawaited();
     const out = plain(value, "result", [], []);
     return out === undefined ? "null" : jsonStringify(out);
   };

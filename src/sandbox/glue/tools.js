@@ -68,6 +68,47 @@
   const raised = new WeakMap();
   host.raisedBy = (error) => apply(weakGet, raised, [error]);
 
+  // Calls whose failure nobody awaits: the engine reports each promise rejected with no
+  // handler, and again once one is attached. Those still unhandled when the program ends
+  // reach the answer as hints, so that a failure the program dropped is not silent. A few
+  // are kept: a loop of them says as much in its first.
+  const MAX_UNAWAITED = 5;
+  const unhandled = new Map();
+  const mapSet = Map.prototype.set, mapDelete = Map.prototype.delete;
+  const mapValues = Map.prototype.values, mapSize = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
+  const iteratorNext = Object.getPrototypeOf(new Map().values()).next;
+  host.rejection = (promise, reason, handled) => {
+    if (handled) {
+      apply(mapDelete, unhandled, [promise]);
+      return;
+    }
+    const record = apply(weakGet, raised, [reason]);
+    if (record === undefined || apply(mapSize, unhandled, []) >= MAX_UNAWAITED) return;
+    const where = siteOf(reason);
+    const at = where.line === undefined ? "" : " at " + where.line + ":" + where.column;
+    const shown = "tools." + record.tool;
+    apply(mapSet, unhandled, [promise, shown + " failed" + at + " but the program did not await it: " + clip500(unprefixed(toText(reason.message), shown)) + ". Await every call (or Promise.all them) so that a failure reaches the program"]);
+  };
+  host.unawaited = () => {
+    const out = [];
+    const values = apply(mapValues, unhandled, []);
+    for (let next = apply(iteratorNext, values, []); !next.done; next = apply(iteratorNext, values, [])) {
+      out[out.length] = next.value;
+    }
+    return out;
+  };
+  // A failure's message without the call's name, which the hint already starts with.
+  function unprefixed(message, shown) {
+    // No for-of: the program may have replaced the array iterator.
+    const plain = shown + ": ", failed = shown + " failed: ";
+    if (apply(stringSlice, message, [0, plain.length]) === plain) return apply(stringSlice, message, [plain.length]);
+    if (apply(stringSlice, message, [0, failed.length]) === failed) return apply(stringSlice, message, [failed.length]);
+    return message;
+  }
+  function clip500(text) {
+    return text.length > 500 ? apply(stringSlice, text, [0, 500]) + "..." : text;
+  }
+
   // What the glue's own errors are built from, taken before the program runs: a program
   // may re-parent ToolError (so that `super` calls its function) or put setters on
   // Error.prototype for the fields set here, and none of that may run, or choose the

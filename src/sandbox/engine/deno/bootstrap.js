@@ -12,6 +12,7 @@ const {
   op_codemode_call_tool,
   op_codemode_fetch,
   op_codemode_output_error,
+  op_codemode_unawaited_failure,
   op_codemode_uncaught_tool_error,
 } = core.ops;
 // Taken now: a program cannot change how the envelope is written.
@@ -102,11 +103,20 @@ globalThis.__codemodeInstall = function install(configJson) {
     callTool: (namespace, tool, args, line, column) =>
       op_codemode_call_tool(namespace, tool, args, line === undefined ? 0 : line, column === undefined ? 0 : column),
     outputError: (message) => op_codemode_output_error(toText(message)),
+    unawaitedFailure: (text) => op_codemode_unawaited_failure(toText(text)),
     uncaughtToolError: (tool, schemaPath) =>
       op_codemode_uncaught_tool_error(toText(tool), schemaPath === null || schemaPath === undefined ? "" : toText(schemaPath)),
   };
   if (config.fetch) host.fetch = (request) => op_codemode_fetch(request);
   const run = installGlue(host);
+  // Unhandled rejections are not fatal here either, and the glue hears of each, and of a
+  // handler attached later, so that a failed call nobody awaited reaches the answer.
+  const rejection = host.rejection;
+  core.setUnhandledPromiseRejectionHandler((promise, reason) => {
+    rejection(promise, reason, false);
+    return true;
+  });
+  core.setHandledPromiseRejectionHandler((promise, reason) => rejection(promise, reason, true));
   if (config.fetch) installFetch(host);
 
   return async function settle(program) {

@@ -409,6 +409,7 @@ impl Isolate {
             logs,
             logs_truncated,
             heap_peak_bytes,
+            unawaited: std::mem::take(&mut *self.state.unawaited.borrow_mut()),
         }
     }
 

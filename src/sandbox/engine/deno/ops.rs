@@ -18,6 +18,8 @@ use crate::{
 pub(super) struct IsolateState {
     pub(super) logs: RefCell<LogSink>,
     pub(super) reports: RefCell<GlueReports>,
+    /// Failed calls nobody awaited, as the glue reported them when the program ended.
+    pub(super) unawaited: RefCell<Vec<String>>,
     /// Who answers tool calls; set when a program takes the isolate.
     pub(super) host: RefCell<Option<Arc<dyn ToolHost>>>,
 }
@@ -27,6 +29,7 @@ impl IsolateState {
         Rc::new(Self {
             logs: RefCell::new(LogSink::new(output_bytes)),
             reports: RefCell::new(GlueReports::default()),
+            unawaited: RefCell::default(),
             host: RefCell::new(None),
         })
     }
@@ -114,13 +117,23 @@ fn op_codemode_uncaught_tool_error(
     isolate(state).reports.borrow_mut().tool_error = Some((tool.to_string(), schema_path));
 }
 
+/// result: a call that failed with nobody awaiting it, as the glue words it.
+#[op2(fast)]
+fn op_codemode_unawaited_failure(state: &mut OpState, #[string] text: &str) {
+    isolate(state).unawaited.borrow_mut().push(text.to_string());
+}
+
 extension!(codemode_console, ops = [op_codemode_log]);
 extension!(codemode_timers, ops = [op_codemode_sleep]);
 extension!(codemode_tools, ops = [op_codemode_call_tool]);
 extension!(codemode_fetch, ops = [op_codemode_fetch]);
 extension!(
     codemode_result,
-    ops = [op_codemode_output_error, op_codemode_uncaught_tool_error]
+    ops = [
+        op_codemode_output_error,
+        op_codemode_uncaught_tool_error,
+        op_codemode_unawaited_failure
+    ]
 );
 extension!(
     codemode_glue,

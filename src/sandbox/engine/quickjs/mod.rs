@@ -43,7 +43,14 @@ struct IsolateState {
     tool_error: RefCell<Option<(String, Option<String>)>>,
     /// Who answers tool calls; set when a program takes the isolate.
     host: RefCell<Option<Arc<dyn ToolHost>>>,
+    /// Failed calls nobody awaited, as the glue reported them when the program ended.
+    unawaited: RefCell<Vec<String>>,
 }
+
+/// The glue's `rejection(promise, reason, handled)`, which the runtime's rejection tracker
+/// calls; kept in the runtime's userdata, which the runtime frees before itself.
+#[derive(rquickjs::JsLifetime)]
+struct RejectionTracker<'js>(Function<'js>);
 
 impl IsolateState {
     fn host(&self) -> Arc<dyn ToolHost> {
@@ -93,6 +100,7 @@ pub(super) async fn prepare(template: &RunRequest) -> Result<WarmIsolate, String
         output_error: RefCell::new(None),
         tool_error: RefCell::new(None),
         host: RefCell::new(None),
+        unawaited: RefCell::default(),
     });
     let stop = Rc::new(Cell::new(None));
     let clock = Rc::new(Clock::default());
@@ -246,6 +254,22 @@ async fn start_isolate(
         reason.is_some()
     })))
     .await;
+    // Tells the glue which promises were rejected with nobody to handle them (and which got
+    // a handler later), so that a failed call the program never awaited reaches its answer.
+    rt.set_host_promise_rejection_tracker(Some(Box::new(
+        |ctx: Ctx<'_>, promise: Value<'_>, reason: Value<'_>, handled: bool| {
+            let Some(track) = ctx
+                .userdata::<RejectionTracker>()
+                .map(|tracker| tracker.0.clone())
+            else {
+                return;
+            };
+            if track.call::<_, ()>((promise, reason, handled)).is_err() {
+                let _ = ctx.catch();
+            }
+        },
+    )))
+    .await;
     let ctx = AsyncContext::full(&rt)
         .await
         .map_err(|e| format!("could not create a context: {e}"))?;
@@ -335,6 +359,13 @@ fn install_glue<'js>(
             },
         )?,
     )?;
+    let unawaited = state.clone();
+    host.set(
+        "unawaitedFailure",
+        Function::new(ctx.clone(), move |text: String| {
+            unawaited.unawaited.borrow_mut().push(text);
+        })?,
+    )?;
     let calls = state.clone();
     host.set(
         "callTool",
@@ -390,6 +421,8 @@ fn install_glue<'js>(
     let compiled = glue_bytecode()?;
     let install = load_module(ctx, &compiled.main)?;
     let run: Function = install.call((host.clone(),))?;
+    let rejection: Function = host.get("rejection")?;
+    let _ = ctx.store_userdata(RejectionTracker(rejection));
     if request.fetch {
         let install_fetch = load_module(ctx, &compiled.fetch)?;
         install_fetch.call::<_, ()>((host,))?;
@@ -542,5 +575,6 @@ fn finish(
         logs,
         logs_truncated,
         heap_peak_bytes: gauge.peak.load(Ordering::Relaxed),
+        unawaited: std::mem::take(&mut *state.unawaited.borrow_mut()),
     }
 }
