@@ -118,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 tools: vec!["echo".into()],
                 global: false,
                 aliases: Vec::new(),
+                unavailable: None,
             }],
             fetch: false,
             limits: Limits::default(),

@@ -365,6 +365,12 @@ impl Catalog {
                     .collect(),
                 global: n.transport == BUILTIN_TRANSPORT
                     && GLOBAL_NAMESPACES.contains(&n.name.as_str()),
+                unavailable: (n.status != Status::Ready).then(|| {
+                    format!(
+                        "its server \"{}\" (mcpServers.{}) is {}",
+                        n.upstream, n.upstream, n.status
+                    )
+                }),
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::{future::Future, pin::Pin};
 use serde::{Deserialize, Serialize};
 
 /// `tools.<namespace>.<tool>` as the program saw them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     /// `tools.<namespace>`.
     pub namespace: String,
@@ -20,6 +20,10 @@ pub struct Binding {
     /// the global exists.
     #[serde(default)]
     pub global: bool,
+    /// Why its server cannot be called now (down, still connecting), as the model should
+    /// read it; `None`: it is up.
+    #[serde(default)]
+    pub unavailable: Option<String>,
 }
 
 /// A second name for one function of a [`Binding`].

@@ -72,9 +72,22 @@ pub enum Status {
     Ready,
     /// Not connected; being retried.
     Down {
-        /// Why, for people and for the model.
+        /// Why, for people and for the model: the last attempt's error.
         reason: String,
+        /// When it went down (the first of the failed attempts since it was last ready).
+        since: std::time::SystemTime,
     },
+}
+
+impl Status {
+    /// Down for `reason`, since it went down: now, unless it already was.
+    fn down(previous: &Status, reason: String) -> Status {
+        let since = match previous {
+            Status::Down { since, .. } => *since,
+            _ => std::time::SystemTime::now(),
+        };
+        Status::Down { reason, since }
+    }
 }
 
 /// Most characters of a reason shown where the model reads it.
@@ -87,7 +100,15 @@ impl std::fmt::Display for Status {
         match self {
             Self::Connecting => f.write_str("connecting"),
             Self::Ready => f.write_str("ready"),
-            Self::Down { reason } => write!(f, "down ({}); retrying", one_line(reason)),
+            Self::Down { reason, since } => {
+                let since: chrono::DateTime<chrono::Utc> = (*since).into();
+                write!(
+                    f,
+                    "down since {} ({}); retrying",
+                    since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    one_line(reason)
+                )
+            }
         }
     }
 }
@@ -307,7 +328,7 @@ impl Upstream {
                     let reason = self.serve(&mut connection, &notify).await;
                     tracing::warn!(upstream = %self.config.name, "upstream down: {reason}");
                     self.update(|s| {
-                        s.status = Status::Down { reason };
+                        s.status = Status::down(&s.status, reason);
                         s.peer = None;
                     });
                     notify();
@@ -332,7 +353,7 @@ impl Upstream {
         tracing::warn!(upstream = %self.config.name, "upstream failed to connect: {reason}{stderr}");
         self.update(|s| {
             s.last_words = stderr;
-            s.status = Status::Down { reason };
+            s.status = Status::down(&s.status, reason);
             s.peer = None;
             s.settled = true;
         });
@@ -473,17 +494,18 @@ mod tests {
     fn a_down_reason_shows_on_one_line_cut_to_length() {
         let status = Status::Down {
             reason: format!("tools/list failed: a\nb\r\u{2028}c {}", "x".repeat(1_000)),
+            since: std::time::UNIX_EPOCH,
         };
         let text = status.to_string();
         assert!(
-            text.starts_with("down (tools/list failed: a b  c xxx"),
+            text.starts_with("down since 1970-01-01 00:00:00 UTC (tools/list failed: a b  c xxx"),
             "{text}"
         );
         assert!(text.ends_with("...); retrying"), "{text}");
         assert!(!text.contains(['\n', '\r', '\u{2028}']));
         assert_eq!(
             text.chars().count(),
-            MAX_REASON_CHARS + "down (); retrying".len()
+            MAX_REASON_CHARS + "down since 1970-01-01 00:00:00 UTC (); retrying".len()
         );
     }
 

@@ -332,3 +332,38 @@ async fn unawaited_failures_are_hinted(server: &common::Server) {
         unanswered.structured
     );
 }
+
+/// A call to a server that is down says so: which server, since when, its last error, and
+/// what to do; not that its namespace is empty.
+#[tokio::test]
+async fn a_call_to_a_down_server_says_it_is_down_since_when_and_why() {
+    let dir = common::scratch_dir("down-server");
+    let config = common::write_config(
+        &dir,
+        &json!({ "mcpServers": {
+            "time": { "command": "/bin/sh", "args": ["-c", "echo 'no tzdata here' >&2; exit 3"] },
+            "toy": common::toy(),
+        } }),
+    );
+    let server = common::start(&["--config", &config]).await;
+    let ran = server
+        .execute("const t = await tools.time.get_current_time({});\nreturn t;")
+        .await;
+    let message = ran.error_message();
+    assert!(
+        message.starts_with("ToolError: tools.time.get_current_time cannot be called now: its server \"time\" (mcpServers.time) is down since ")
+            && message.contains(" UTC (")
+            && message.contains("It has listed no tools yet. Try again later"),
+        "{message}"
+    );
+    assert!(!message.contains("is empty"), "{message}");
+    assert_eq!(ran.position().0, 1, "{message}");
+    let up = server
+        .execute("return await tools.toy.add({ a: 1, b: 2 });")
+        .await;
+    assert_eq!(
+        up.result(),
+        &json!({ "sum": 3 }),
+        "the other server is called as before"
+    );
+}

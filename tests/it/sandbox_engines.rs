@@ -124,6 +124,7 @@ fn run_on(engine: &Engine, code: &str, host: Arc<MathHost>, fetch: bool) -> RunO
         tools: vec!["add".into(), "check".into(), "slow".into()],
         global: false,
         aliases: Vec::new(),
+        unavailable: None,
     }];
     let request = request(code, bindings, fetch, Limits::default());
     block_on_run(engine, &request, &CancelHandle::default(), host)
@@ -512,6 +513,7 @@ fn warm_isolates_run_the_program_they_were_made_for_on_every_engine() {
             tools: vec!["add".into()],
             global: false,
             aliases: Vec::new(),
+            unavailable: None,
         }];
         let request = request(
             "return typeof tools.math.add;",

@@ -250,7 +250,8 @@ fn check_config_prints_a_table_and_fails_when_an_upstream_is_down() {
         .find(|l| l.starts_with("broken "))
         .expect("a row for broken");
     assert!(
-        broken.contains("down (cannot start `/nonexistent/mcp-server`"),
+        broken.contains("down since ")
+            && broken.contains(" UTC (cannot start `/nonexistent/mcp-server`"),
         "{stdout}"
     );
 }

@@ -181,7 +181,7 @@
   // Never thenable nor serialisable by a method of its own, whatever names it holds: `await
   // tools.ns` and `JSON.stringify(tools)` must not call a tool. `namespace` is undefined for
   // `tools` itself.
-  function guarded(target, path, namespace) {
+  function guarded(target, path, namespace, unavailable) {
     return new Proxy(freeze(target), {
       get(object, key) {
         if (key === "then" || key === "toJSON") return undefined;
@@ -192,8 +192,14 @@
         const names = keys(object);
         const site = new BaseError();
         const shown = clip(toText(key));
-        const message = path + "." + shown + " does not exist. " +
-          (names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.");
+        const listed = names.length ? path + " has: " + names.join(", ") + "." : path + " is empty: no tools are available.";
+        // A server that is down or still connecting may have tools it has not listed: say
+        // so, not just that the name is unknown.
+        const message = unavailable
+          ? path + "." + shown + " cannot be called now: " + unavailable + ". " +
+            (names.length ? path + " has, as last listed: " + names.join(", ") + "." : "It has listed no tools yet.") +
+            " Try again later, or do the task without it."
+          : path + "." + shown + " does not exist. " + listed;
         // No destructuring: it would go through the array iterator, which the program may
         // have replaced.
         const top = namespace === undefined;
@@ -226,7 +232,7 @@
     for (const alias of binding.aliases) {
       if (hasOwn(space, alias.tool)) define(space, alias.name, space[alias.tool], false);
     }
-    define(tools, binding.namespace, guarded(space, "tools." + binding.namespace, binding.namespace), true);
+    define(tools, binding.namespace, guarded(space, "tools." + binding.namespace, binding.namespace, binding.unavailable), true);
     if (binding.global && !(binding.namespace in globalThis)) {
       Object.defineProperty(globalThis, binding.namespace, { value: tools[binding.namespace], writable: true, configurable: true });
     }

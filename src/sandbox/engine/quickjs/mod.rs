@@ -404,6 +404,7 @@ fn install_glue<'js>(
         entry.set("namespace", binding.namespace.as_str())?;
         entry.set("tools", binding.tools.clone())?;
         entry.set("global", binding.global)?;
+        entry.set("unavailable", binding.unavailable.as_deref())?;
         let aliases = rquickjs::Array::new(ctx.clone())?;
         for (j, alias) in binding.aliases.iter().enumerate() {
             let pair = Object::new(ctx.clone())?;
