@@ -225,12 +225,15 @@ impl Catalog {
         learned: Option<&Arc<LearnedTypes>>,
     ) -> Self {
         snapshots.sort_by(|a, b| a.name.cmp(&b.name));
-        let namespace_names = names::assign(
-            snapshots
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>(),
-        );
+        // `tools.$search` and `tools.$describe` are the host's: no namespace begins with `$`.
+        let shown: Vec<String> = snapshots
+            .iter()
+            .map(|s| match s.name.strip_prefix('$') {
+                Some(rest) => format!("_{rest}"),
+                None => s.name.clone(),
+            })
+            .collect();
+        let namespace_names = names::assign(shown.iter().map(String::as_str).collect());
         let mut denied = Vec::new();
         let namespaces = snapshots
             .into_iter()

@@ -164,7 +164,8 @@ impl Executor {
             self.typecheck.checker.as_ref().ok_or_else(|| {
                 ProgramError::new(ErrorKind::Type, CheckError::Missing.to_string())
             })?;
-        let declarations = typegen::all_declarations_as(catalog, typegen::Returns::Checked);
+        let mut declarations = typegen::all_declarations_as(catalog, typegen::Returns::Checked);
+        declarations.push_str(typegen::DISCOVERY_DECLARATION);
         match checker
             .check(code, &declarations, self.egress.is_some())
             .await

@@ -260,7 +260,7 @@ impl CodeModeServer {
     #[tool(
         name = "search_tools",
         title = "Find tools for code-mode programs",
-        description = "Find the tools a code-mode program can call, by keywords in their names and descriptions, and get their TypeScript declarations. Use it before writing a program that calls tools you have not seen declared. Not callable from inside programs.",
+        description = "Find the tools a code-mode program can call, by keywords in their names and descriptions, and get their TypeScript declarations. Use it before writing a program that calls tools you have not seen declared. Inside a program, `tools.$search(query)` answers from the same index.",
         input_schema = input_schema::<SearchToolsInput>()
     )]
     async fn search_tools(

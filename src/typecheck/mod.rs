@@ -174,12 +174,13 @@ impl Checker {
                 "es2023",
                 "--module",
                 "esnext",
+                // Strict, implicit `any` included: without it `const out = []` is
+                // `never[]` and every `out.push(...)` an error. The implicit-any errors
+                // themselves (untyped callbacks and parameters) are dropped in `parse`.
                 "--strict",
-                // Models write `catch (e) { e.message }` and untyped callbacks; neither is
-                // the mistake this check is for.
+                // Models write `catch (e) { e.message }`; that is not the mistake this
+                // check is for.
                 "--useUnknownInCatchVariables",
-                "false",
-                "--noImplicitAny",
                 "false",
                 "--noResolve",
                 "--skipLibCheck",
@@ -201,7 +202,12 @@ impl Checker {
         // The wall clock is the caller's (`check`): dropping this future kills `tsc`.
         let status = child.wait().await.map_err(start)?;
         let errors = parse(&out, crate::transpile::line_count(&code));
-        if errors.is_empty() && !status.success() {
+        // A run whose only errors were dropped (implicit any) worked; one that reported
+        // nothing on the program and failed did not.
+        let checked = out
+            .lines()
+            .any(|line| line.starts_with(PROGRAM_FILE) && line.contains("): error TS"));
+        if errors.is_empty() && !status.success() && !checked {
             let text = format!("{out}{err}");
             let text = text.trim();
             return Err(CheckError::Failed(if text.is_empty() {
@@ -253,6 +259,11 @@ fn parse(output: &str, program_lines: u32) -> Vec<TypeError> {
             continue;
         };
         let (code, message) = rest.split_once(": ").unwrap_or(("TS", rest));
+        // The implicit-any family (TS7005, TS7006, TS7031, ...): a model's untyped
+        // parameter is no mistake here.
+        if code.starts_with("TS7") {
+            continue;
+        }
         let column = if line_no == 1 {
             column.saturating_sub(OPEN.len() as u32).max(1)
         } else {
@@ -264,11 +275,26 @@ fn parse(output: &str, program_lines: u32) -> Vec<TypeError> {
                 column,
             },
             code: code.to_string(),
-            message: message.to_string(),
+            message: sandbox_message(code, message),
         });
         in_program = true;
     }
     errors
+}
+
+/// `tsc`'s message, where it suggests what the sandbox cannot have (Node's type
+/// definitions for `process`, `require`, `Buffer`), said as what the sandbox does have.
+fn sandbox_message(code: &str, message: &str) -> String {
+    const NODE_NAMES: &[&str] = &["TS2580", "TS2591", "TS2592"];
+    if !NODE_NAMES.contains(&code) {
+        return message.to_string();
+    }
+    let name = message.split('\'').nth(1).unwrap_or("it");
+    format!(
+        "Cannot find name '{name}': programs run in a sandbox, not Node.js. Besides the standard JavaScript built-ins they have: {}. They have no {}.",
+        crate::sandbox::glue::PROGRAM_GLOBALS.join(", "),
+        crate::sandbox::glue::NOT_AVAILABLE
+    )
 }
 
 /// The message a model reads for a program that failed the check: every error (up to a
@@ -292,6 +318,22 @@ pub fn report(errors: &[TypeError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implicit_any_is_dropped_and_node_hints_say_what_the_sandbox_has() {
+        let output = "program.ts(2,16): error TS7006: Parameter 'rows' implicitly has an 'any' type.\nprogram.ts(3,8): error TS2580: Cannot find name 'process'. Do you need to install type definitions for node? Try `npm i --save-dev @types/node`.\n";
+        let errors = parse(output, 5);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, "TS2580");
+        assert!(
+            errors[0]
+                .message
+                .starts_with("Cannot find name 'process': programs run in a sandbox")
+                && !errors[0].message.contains("@types/node"),
+            "{}",
+            errors[0].message
+        );
+    }
 
     #[test]
     fn errors_map_to_the_agents_positions_and_declaration_errors_are_dropped() {

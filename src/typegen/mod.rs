@@ -88,6 +88,24 @@ declare class ToolError extends Error {
 }
 ";
 
+/// `tools.$search` and `tools.$describe`, for the type checker (the description says
+/// them in a sentence).
+pub const DISCOVERY_DECLARATION: &str = "/** A tool `tools.$search` found: call it as `tools[namespace][tool](args)`. */
+interface FoundTool {
+  name: string;
+  namespace: string;
+  tool: string;
+  description: string;
+  signature: string;
+}
+declare namespace tools {
+  /** Tools whose names and descriptions match `query`'s words, best first (10, or `limit`, at most 50). */
+  function $search(query: string, options?: { limit?: number }): Promise<FoundTool[]>;
+  /** One tool by name (`tools.ns.tool` or `ns.tool`), with its JSON schemas. */
+  function $describe(name: string): Promise<FoundTool & { inputSchema: Record<string, unknown>; outputSchema?: Record<string, unknown> }>;
+}
+";
+
 /// `function name(args: {...}): Promise<...>;` with its doc comment, unindented, with the
 /// learned return type where the tool declares none.
 pub fn function_declaration(tool: &CatalogTool) -> String {

@@ -367,3 +367,73 @@ async fn a_call_to_a_down_server_says_it_is_down_since_when_and_why() {
         "the other server is called as before"
     );
 }
+
+/// The `mcpServers` entry of a 220-tool upstream (`tests/upstreams/wide.py`).
+fn wide() -> Value {
+    json!({ "command": common::python(), "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/wide.py")] })
+}
+
+/// With 220 tools the description names namespaces only; a program finds the tool it
+/// needs with `tools.$search`, reads it with `tools.$describe` and calls it, in one
+/// execution. Discovery is no namespace, and a name that does not exist says what does.
+#[tokio::test]
+async fn a_program_finds_and_calls_a_tool_it_was_not_shown() {
+    let dir = common::scratch_dir("discovery");
+    let config = common::write_config(&dir, &json!({ "mcpServers": { "wide": wide() } }));
+    let server = common::start(&["--config", &config]).await;
+    let tools = server.client.list_all_tools().await.unwrap();
+    let description = tools
+        .iter()
+        .find(|t| t.name == "execute_code")
+        .and_then(|t| t.description.as_deref())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !description.contains("convert_currency") && description.contains("tools.$search"),
+        "the tool is not shown, discovery is: {description}"
+    );
+    let ran = server
+        .execute(
+            "const [hit] = await tools.$search('convert currency');\nconst described = await tools.$describe(hit.name);\nconst out = await tools[hit.namespace][hit.tool]({ amount: 21, from: 'EUR', to: 'USD' });\nreturn { name: hit.name, signature: hit.signature.includes('amount: number'), required: described.inputSchema.required, out, keys: Object.keys(tools) };",
+        )
+        .await;
+    assert_eq!(
+        ran.result(),
+        &json!({
+            "name": "tools.wide.convert_currency",
+            "signature": true,
+            "required": ["amount", "from", "to"],
+            "out": { "amount": 42, "currency": "USD" },
+            "keys": ["wide"],
+        }),
+        "{}",
+        ran.text
+    );
+    let listed = server
+        .execute("return (await tools.$search('weather', { limit: 3 })).map((t) => t.name);")
+        .await;
+    assert_eq!(
+        listed.result().as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        listed.text
+    );
+    let unknown = server
+        .execute("return await tools.$describe('wide.convert_money');")
+        .await;
+    assert_eq!(unknown.error_kind(), "tool");
+    assert!(
+        unknown.error_message().contains(
+            "no tool is called \"wide.convert_money\"; similar: tools.wide.convert_currency"
+        ),
+        "{}",
+        unknown.error_message()
+    );
+    let bad = server.execute("return await tools.$search(42);").await;
+    assert!(
+        bad.error_message()
+            .contains("tools.$search takes (query: string"),
+        "{}",
+        bad.error_message()
+    );
+}

@@ -78,10 +78,39 @@ async fn type_errors_come_back_at_their_positions_and_nothing_runs() {
         .await;
     assert_eq!(ran.error_kind(), "type", "{ran:?}");
     assert!(
-        ran.error_message().contains("Cannot find name 'process'"),
+        ran.error_message()
+            .contains("Cannot find name 'process': programs run in a sandbox, not Node.js")
+            && ran.error_message().contains("tools, ToolError, console")
+            && !ran.error_message().contains("@types/node"),
         "{ran:?}"
     );
     assert_eq!(ran.position(), (1, 8));
+
+    // The commonest pattern checks: an array that grows, untyped parameters.
+    let ran = server
+        .execute_with(json!({
+            "code": "const out = [];
+for (const n of [1, 2]) out.push({ n, square: n * n });
+function total(rows) { return rows.length; }
+const found = await tools.$search('add');
+return { out, total: total(out), found: found.map((t) => t.name) };",
+            "typecheck": true
+        }))
+        .await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["total"], json!(2));
+    // And a real mistake in it still fails.
+    let ran = server
+        .execute_with(json!({
+            "code": "const out = [];
+out.push({ n: 1 });
+const m: string = out[0].n;
+return m;",
+            "typecheck": true
+        }))
+        .await;
+    assert_eq!(ran.error_kind(), "type", "{ran:?}");
+    assert_eq!(ran.position().0, 3, "{ran:?}");
 
     // A program cannot make the checker read a host file into its messages.
     let secret = dir.join("secret.ts");

@@ -5,6 +5,7 @@
 //! [`value`] maps an MCP result to the value a program receives.
 
 mod budget;
+mod discover;
 mod dispatch;
 mod fetch;
 mod gate;
@@ -234,6 +235,9 @@ impl ToolHost for CallHost {
     }
 
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
+        if call.namespace == discover::NAMESPACE {
+            return self.discover(&call);
+        }
         let started = Instant::now();
         // A made-up name is the program's, of any length: records keep its head.
         let qualified: String = format!("{}.{}", call.namespace, call.tool)

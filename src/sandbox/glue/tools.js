@@ -237,5 +237,25 @@
       Object.defineProperty(globalThis, binding.namespace, { value: tools[binding.namespace], writable: true, configurable: true });
     }
   }
+  // Discovery, answered by the host from the index search_tools uses, so that a program
+  // can find and call a tool it was not shown. No namespace begins with `$`, and
+  // `Object.keys(tools)` lists namespaces only.
+  function discovery(name, request) {
+    const call = async function (first, second) {
+      const site = new BaseError();
+      const where = siteOf(site);
+      const answer = jsonParse(await callTool("$", name, jsonStringify(request(first, second)), where.line, where.column));
+      if (hasOwn(answer, "error")) throw failure(answer.error.message, "$" + name, undefined, site);
+      return answer.ok;
+    };
+    defineProperty(call, "name", { value: "$" + name });
+    return call;
+  }
+  const text = (value) => (typeof value === "string" ? value : null);
+  define(tools, "$search", discovery("search", (query, options) => ({
+    query: text(query),
+    limit: options !== null && typeof options === "object" && typeof options.limit === "number" ? options.limit : null,
+  })), false);
+  define(tools, "$describe", discovery("describe", (name) => ({ name: text(name) })), false);
   Object.defineProperty(globalThis, "tools", { value: guarded(tools, "tools"), writable: true, configurable: true });
 })
