@@ -98,3 +98,40 @@ fn modern_python_clients_never_share_state_and_confirm_by_input_required() {
     );
     assert!(stdout.contains("ok: done"), "{stdout}");
 }
+
+/// What a model reads, through the Python SDK's `Client` in its default mode and in
+/// legacy mode (streamable HTTP) and over stdio: budgeted answers with the notice first
+/// and the whole output readable, the hints for failures a model would not see, a down
+/// server's message, and discovery inside a program (tests/interop/python_answers.py).
+#[test]
+fn python_clients_read_budgeted_answers_and_actionable_failures() {
+    let python = common::python();
+    let dir = common::scratch_dir("python-answers");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({ "mcpServers": {
+            "toy": common::toy(),
+            "wide": { "command": python, "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/wide.py")] },
+            "time": { "command": "/bin/sh", "args": ["-c", "exit 3"] },
+        } }),
+    );
+    let server = common::http::HttpServer::start(&["--config", &config]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/python_answers.py"
+    );
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(server.url("/mcp"))
+        .arg(common::BIN)
+        .arg(&config)
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Python client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok: done"), "{stdout}");
+}
