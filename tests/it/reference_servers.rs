@@ -357,3 +357,66 @@ async fn return_types_are_learned_from_results_and_kept_across_restarts() {
     assert!(fresh.contains("Promise<unknown>"), "{fresh}");
     server.assert_alive().await;
 }
+
+/// The code in a fenced `ts` block of `text`, the first one.
+fn first_ts_block(text: &str) -> String {
+    let start = text.find("```ts\n").expect("a ts example") + "```ts\n".len();
+    let end = text[start..].find("```").expect("its end") + start;
+    text[start..end].to_string()
+}
+
+/// The examples a model is shown give the right answer against the pinned reference
+/// servers: the `write-a-program` prompt's (its `/data` pointed at a directory of three
+/// files and a subdirectory) and the `execute_code` description's.
+#[tokio::test]
+async fn the_examples_a_model_is_shown_give_the_right_answer() {
+    let dir = common::scratch_dir("examples-shown");
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("nested")).unwrap();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        std::fs::write(data.join(name), "x\n").unwrap();
+    }
+    let config = write_config(
+        &dir,
+        json!({
+            "filesystem": { "command": npm_bin("mcp-server-filesystem"), "args": [data] },
+            "time": { "command": env("CODEMODE_TEST_PYTHON"), "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"] }
+        }),
+    );
+    let server = start(&["--config", &config]).await;
+    let prompt = server
+        .client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("write-a-program"))
+        .await
+        .unwrap();
+    let text = prompt.messages[0]
+        .content
+        .as_text()
+        .map(|t| t.text.clone())
+        .expect("a text prompt");
+    let example =
+        first_ts_block(&text).replace("\"/data\"", &format!("{:?}", data.display().to_string()));
+    let ran = server.execute(&example).await;
+    assert!(!ran.is_error, "{ran:?}");
+    assert_eq!(ran.result()["count"], json!(3), "{ran:?}");
+    assert!(
+        ran.result()["checkedAt"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 19),
+        "{ran:?}"
+    );
+
+    let tools = server.client.list_all_tools().await.unwrap();
+    let description = tools
+        .iter()
+        .find(|t| t.name == "execute_code")
+        .and_then(|t| t.description.as_deref())
+        .unwrap_or_default()
+        .to_string();
+    let ran = server.execute(&first_ts_block(&description)).await;
+    assert_eq!(
+        ran.result(),
+        &json!([{ "n": 1, "square": 1 }, { "n": 2, "square": 4 }, { "n": 3, "square": 9 }]),
+        "{ran:?}"
+    );
+}
