@@ -37,6 +37,8 @@ pub struct Cost {
     pub input: usize,
     /// Tokens the model wrote.
     pub output: usize,
+    /// Characters of the `execute_code` answer the model read (code mode only).
+    pub answer_chars: usize,
 }
 
 impl Cost {
@@ -287,11 +289,9 @@ impl Lab {
             &text,
         );
         let value = output.result.clone();
-        Ok((
-            transcript.answer(&value.to_string()),
-            value,
-            execution.calls.len(),
-        ))
+        let mut cost = transcript.answer(&value.to_string());
+        cost.answer_chars = text.chars().count();
+        Ok((cost, value, execution.calls.len()))
     }
 
     async fn summarise_tree(&self) -> anyhow::Result<Report> {
@@ -618,11 +618,12 @@ fn size_of(info: &str) -> u64 {
 /// Prints the table of `reports`: both totals and the ratio per task, then the suite.
 pub fn print(reports: &[Report]) {
     println!(
-        "{:<58} {:>16} {:>16} {:>8}",
+        "{:<58} {:>16} {:>16} {:>8} {:>14}",
         "task (tokens: o200k_base, input + output over all turns)",
         "tool calling",
         "code mode",
-        "ratio"
+        "ratio",
+        "answer chars"
     );
     let (mut calling, mut code) = (0, 0);
     for r in reports {
@@ -630,14 +631,15 @@ pub fn print(reports: &[Report]) {
         code += r.code_mode.total();
         let task: String = r.task.chars().take(56).collect();
         println!(
-            "{:<58} {:>7} ({:>2} turns) {:>6} ({} turns, {:>2} calls) {:>7.1}%",
+            "{:<58} {:>7} ({:>2} turns) {:>6} ({} turns, {:>2} calls) {:>7.1}% {:>14}",
             task,
             r.calling.total(),
             r.calling.turns,
             r.code_mode.total(),
             r.code_mode.turns,
             r.calls_in_program,
-            100.0 * r.code_mode.total() as f64 / r.calling.total() as f64
+            100.0 * r.code_mode.total() as f64 / r.calling.total() as f64,
+            r.code_mode.answer_chars
         );
     }
     println!(

@@ -31,7 +31,7 @@ pub fn execute_code_description(catalog: &Catalog, egress: Option<&Egress>) -> S
         return text;
     };
     text.push_str(&format!(
-        "\n\nTools: every tool below is an async function of the global `tools`, e.g. `const r = await tools.{}({{ ... }});`. A call resolves to exactly what its declared return type says: read the declaration before using a result (a string field may hold JSON text: parse that field, not the result). A failed call throws a `ToolError` (`.tool`, `.message`, `.schemaPath`) you can catch. Run independent calls together with `Promise.all`. `search_tools` (an MCP tool) returns declarations by keyword; inside a program, `await tools.$search('words')` finds tools the same way (each with `name`, `namespace`, `tool`, `signature`: call it as `tools[namespace][tool](args)`) and `await tools.$describe('ns.tool')` adds its JSON schemas.\n",
+        "\n\nTools: every tool below is an async function of the global `tools`, e.g. `const r = await tools.{}({{ ... }});`. A call resolves to what its declared return type says (a string field may hold JSON text: parse that field). A failed call throws a `ToolError` (`.tool`, `.message`, `.schemaPath`) you can catch. Run independent calls together with `Promise.all`. `search_tools` finds declarations by keyword; in a program, `await tools.$search('words')` does (call a hit as `tools[hit.namespace][hit.tool](args)`) and `tools.$describe('ns.tool')` adds its schemas.\n",
         example.qualified()
     ));
     // Declared types only: learning must never change this text (clients cache it).

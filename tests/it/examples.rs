@@ -114,4 +114,13 @@ fn the_token_benchmark_agrees_and_code_mode_costs_a_tenth() {
         5,
         "{out}"
     );
+    // Each task's answer, as the model read it, is within the output budget.
+    for line in out.lines().filter(|l| l.contains(" calls)")) {
+        let chars: usize = line
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no answer size: {line}"));
+        assert!(chars > 0 && chars <= 24_000, "{line}");
+    }
 }
