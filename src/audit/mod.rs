@@ -111,6 +111,9 @@ pub struct AuditRecord {
     /// The error message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where in the code the error is, when it names a place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_at: Option<crate::transpile::Position>,
     /// What looked wrong about this execution against recent history (see
     /// [`crate::oversight`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -130,12 +133,13 @@ impl AuditRecord {
     /// The record of `execution`, not yet in a chain (`seq` 0, `prev` empty) and without
     /// flags.
     pub fn of(origin: &Origin, code: &str, execution: &Execution) -> Self {
-        let (result_bytes, error_kind, error) = match &execution.outcome.result {
-            Ok(value) => (value.json.len(), None, None),
+        let (result_bytes, error_kind, error, error_at) = match &execution.outcome.result {
+            Ok(value) => (value.json.len(), None, None, None),
             Err(error) => (
                 0,
                 Some(error.kind.as_str().to_string()),
                 Some(error.message.clone()),
+                error.position,
             ),
         };
         Self {
@@ -159,6 +163,7 @@ impl AuditRecord {
                 .sum(),
             error_kind,
             error,
+            error_at,
             flags: Vec::new(),
         }
     }
@@ -937,6 +942,7 @@ mod tests {
             log_bytes: 0,
             error_kind: None,
             error: None,
+            error_at: None,
             flags: Vec::new(),
         }
     }

@@ -369,6 +369,7 @@ mod tests {
             log_bytes: 0,
             error_kind: kind.map(String::from),
             error: None,
+            error_at: None,
             flags: Vec::new(),
         }
     }

@@ -45,6 +45,12 @@ function check(condition, what) {
     const listed = await page.locator('#executions').textContent();
     check(listed.includes('error: policy') && listed.includes('http'),
       'outcomes and origins are listed');
+    const firstRun = await page.locator('#executions tbody tr', { hasText: '#1' }).first().textContent();
+    check(firstRun.includes('const r = await tools.toy.add({ a: 2, b: 3 });') && firstRun.includes('toy.add'),
+      `an execution's row shows its first line and the tools it called: ${firstRun}`);
+    const failed = await rows.first().textContent();
+    check(failed.includes('const x = 1;') && failed.includes('error: runtime at 2:'),
+      `a failed execution's row shows where: ${failed}`);
     const flags = await page.locator('#flags').textContent();
     check(flags.includes('repeat') && flags.includes('ran 2 times'), 'the repeat flag is shown with what was seen');
     await page.screenshot({ path: `${shots}/console.png`, fullPage: true });
@@ -60,7 +66,7 @@ function check(condition, what) {
     await page.screenshot({ path: `${shots}/console-execution.png`, fullPage: true });
 
     await page.goto(`${base}/console/executions/2`);
-    check((await page.locator('#outcome').textContent()) === 'error: policy', 'a refused program shows kind policy');
+    check((await page.locator('#outcome').textContent()).startsWith('error: policy at 1:'), 'a refused program shows kind policy, and where');
     check((await page.locator('#error').textContent()).includes('denies'), 'and why the policy refused it');
 
     // Code is shown as text, never as markup.

@@ -40,6 +40,7 @@ async fn a_person_reads_executions_calls_flags_and_the_audit_chain_in_a_browser(
         "return 'again';",
         "return 'again';",
         "return '<b id=\"injected\">bold</b>';",
+        "const x = 1;\n  null.boom;",
     ];
     for code in programs {
         execute(&client, code).await;

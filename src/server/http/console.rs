@@ -281,8 +281,9 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                 } @else {
                     table {
                         thead { tr {
-                            th { "#" } th { "finished (UTC)" } th { "origin" } th { "outcome" }
-                            th { "ms" } th { "calls" } th { "flags" }
+                            th { "#" } th { "finished (UTC)" } th { "origin" } th { "code" }
+                            th { "tools called" } th { "outcome" } th { "ms" } th { "calls" }
+                            th { "flags" }
                         } }
                         tbody {
                             @for o in &recent {
@@ -290,6 +291,8 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                                     td { a href=(detail_href(o)) { "#" (o.id) } }
                                     td { (time(o.record.finished_ms)) }
                                     td { (origin(&o.record)) }
+                                    td.code { code { (first_line(&o.record.code)) } }
+                                    td { (tools_called(&o.record)) }
                                     td class=(outcome_class(&o.record)) { (outcome(&o.record)) }
                                     td { (o.record.duration_ms) }
                                     td { (o.record.calls.len()) }
@@ -413,10 +416,51 @@ fn detail_href(o: &Observed) -> String {
 }
 
 fn outcome(r: &AuditRecord) -> String {
-    match &r.error_kind {
-        None => "ok".into(),
-        Some(kind) => format!("error: {kind}"),
+    match (&r.error_kind, r.error_at) {
+        (None, _) => "ok".into(),
+        (Some(kind), Some(at)) => format!("error: {kind} at {}:{}", at.line, at.column),
+        (Some(kind), None) => format!("error: {kind}"),
     }
+}
+
+/// Characters of a program's first line the list shows.
+const FIRST_LINE_CHARS: usize = 80;
+
+/// The program's first line that says something (not blank, not a fence), cut to fit.
+fn first_line(code: &str) -> String {
+    let line = code
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("```"))
+        .unwrap_or("");
+    if line.chars().count() <= FIRST_LINE_CHARS {
+        line.to_string()
+    } else {
+        let head: String = line.chars().take(FIRST_LINE_CHARS).collect();
+        format!("{head}...")
+    }
+}
+
+/// The distinct tools an execution called, in order, the first few.
+fn tools_called(r: &AuditRecord) -> String {
+    const SHOWN: usize = 4;
+    let mut names: Vec<&str> = Vec::new();
+    for call in &r.calls {
+        if !names.contains(&call.tool.as_str()) {
+            names.push(&call.tool);
+        }
+    }
+    let more = names.len().saturating_sub(SHOWN);
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        text.push_str(&format!(" +{more}"));
+    }
+    text
 }
 
 fn outcome_class(r: &AuditRecord) -> &'static str {
