@@ -138,6 +138,17 @@ pub struct ReturnValue {
     pub truncated: Option<Truncation>,
 }
 
+impl ReturnValue {
+    /// The value, parsed; `None` when the result cap cut its JSON text (then `json` holds
+    /// the head of it, and `truncated` says how much there was).
+    pub fn value(&self) -> Option<serde_json::Value> {
+        if self.truncated.is_some() {
+            return None;
+        }
+        serde_json::from_str(&self.json).ok()
+    }
+}
+
 /// What a cap cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {

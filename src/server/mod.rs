@@ -109,6 +109,28 @@ pub struct CodeModeServer {
     tool_router: ToolRouter<Self>,
 }
 
+/// The `execute_code` tool exactly as this server lists it for `codemode`'s catalog now
+/// (name, description, input and output schemas): the tool definition to give a model in
+/// a tool-use loop of one's own (see `examples/tool_use.rs`).
+pub fn execute_code_tool(codemode: &CodeMode) -> Tool {
+    let catalog = codemode.catalog();
+    let description = execute_code_description(&catalog, codemode.egress().map(|e| e.as_ref()));
+    let listed = CodeModeServer::tool_router()
+        .list_all()
+        .into_iter()
+        .find(|tool| tool.name == "execute_code");
+    let mut tool = listed.unwrap_or_else(|| {
+        Tool::new(
+            "execute_code",
+            String::new(),
+            input_schema::<ExecuteCodeInput>(),
+        )
+        .with_raw_output_schema(execute_code_output_schema())
+    });
+    tool.description = Some(description.into());
+    tool
+}
+
 /// The output schema of `execute_code`, derived from [`ExecuteCodeOutput`].
 pub fn execute_code_output_schema() -> Arc<JsonObject> {
     portable_schema(rmcp::handler::server::tool::schema_for_output::<

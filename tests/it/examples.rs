@@ -124,3 +124,24 @@ fn the_token_benchmark_agrees_and_code_mode_costs_a_tenth() {
         assert!(chars > 0 && chars <= 24_000, "{line}");
     }
 }
+
+#[test]
+fn tool_use_wires_execute_code_into_a_model_loop() {
+    let out = run("tool_use");
+    assert!(out.contains("tool definition: execute_code, "), "{out}");
+    assert!(
+        out.contains(r#""tool_use_id":"toolu_01""#) && out.contains(r#""is_error":false"#),
+        "{out}"
+    );
+    assert!(out.contains(r#"value: ["B-2"]"#), "{out}");
+}
+
+#[test]
+fn embed_workers_runs_programs_in_worker_processes_of_its_own_binary() {
+    let out = run("embed_workers");
+    assert!(out.contains("workers locked down: "), "{out}");
+    assert!(
+        out.contains(r#"result: {"n":42,"process":"undefined"}"#),
+        "{out}"
+    );
+}
