@@ -84,8 +84,12 @@
     }
   }
 
-  // Calls that failed with nobody awaiting them, for the answer's hints.
-  function reportUnawaited() {
+  // Calls that failed with nobody awaiting them, for the answer's hints. An engine may
+  // report a turn's unhandled rejections only once the turn is over (deno_core does): when
+  // a call failed, one more turn passes first, so that a failure in the program's last
+  // turn is heard too.
+  async function reportUnawaited() {
+    if (host.failures() > 0) await host.sleep(0);
     const dropped = host.unawaited();
     for (let i = 0; i < dropped.length; i++) host.unawaitedFailure(dropped[i]);
   }
@@ -95,12 +99,12 @@
     try {
       value = await program();
     } catch (error) {
-      reportUnawaited();
+      await reportUnawaited();
       const raised = host.raisedBy(error);
       if (raised) host.uncaughtToolError(raised.tool, raised.schemaPath);
       throw error;
     }
-    reportUnawaited();
+    await reportUnawaited();
     const out = plain(value, "result", [], []);
     return out === undefined ? "null" : jsonStringify(out);
   };

@@ -119,7 +119,12 @@
     defineProperty(object, key, { value, writable: true, configurable: true, enumerable });
   }
 
+  // Calls that failed so far: when none did, no rejection can be a dropped failure.
+  let failures = 0;
+  host.failures = () => failures;
+
   function failure(message, tool, schemaPath, site) {
+    failures++;
     const error = construct(BaseError, [toText(message)], ToolError);
     own(error, "name", "ToolError", true);
     own(error, "tool", tool, true);
