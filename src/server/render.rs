@@ -275,7 +275,13 @@ pub fn text(execution: &Execution, output: &ExecuteCodeOutput) -> String {
 /// What a model should know that the result alone does not say.
 fn hints(execution: &Execution) -> Vec<String> {
     let outcome = &execution.outcome;
-    let mut hints = outcome.unawaited.clone();
+    // A worker's outcome is the worker's word: a few hints, each of bounded length.
+    let mut hints: Vec<String> = outcome
+        .unawaited
+        .iter()
+        .take(5)
+        .map(|hint| hint.chars().take(1_000).collect())
+        .collect();
     let unanswered: Vec<&str> = execution
         .calls
         .iter()

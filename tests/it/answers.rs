@@ -320,6 +320,41 @@ async fn unawaited_failures_are_hinted(server: &common::Server) {
         late.structured
     );
 
+    // A hostile program cannot make the hints grow (an array setter, a loop of dropped
+    // failures) nor run its code through them (a getter on an error it saw).
+    let hostile = server
+        .execute(
+            "Object.defineProperty(Array.prototype, '0', { set(v) { this.length = 2 ** 32 - 1; }, configurable: true });\nconst seen = tools.toy.fail({});\nseen.then(null, (e) => { Object.defineProperty(e, 'message', { get() { throw new Error('boom'); } }); throw e; });\nawait tools.toy.add({ a: 1, b: 1 });\nfor (let i = 0; i < 40; i++) tools.toy.fail({});\nawait tools.toy.add({ a: 1, b: 1 });\nreturn 'done';",
+        )
+        .await;
+    assert_eq!(hostile.result(), &json!("done"), "{}", hostile.text);
+    let hints = hostile.structured["hints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(hints.len(), 5, "{hints:?}");
+    assert!(
+        hints[0]
+            .as_str()
+            .is_some_and(|h| h.starts_with("tools.toy.fail failed at 2:")
+                && h.contains("did not await it: invalid arguments")),
+        "the failure's own message, not the program's getter: {hints:?}"
+    );
+    assert!(
+        hints[1..].iter().all(|h| h
+            .as_str()
+            .is_some_and(|h| h.starts_with("tools.toy.fail failed at 5:") && h.len() < 1_000)),
+        "{hints:?}"
+    );
+    let long = server
+        .execute("return await tools.$search('word '.repeat(1_000_000));")
+        .await;
+    assert!(
+        long.error_message().contains("more than the 2048 it takes"),
+        "{}",
+        long.error_message()
+    );
+
     let unanswered = server
         .execute("tools.toy.slow({ ms: 60000 });\nreturn 'done';")
         .await;

@@ -2,7 +2,10 @@
 //! shown, from the same index `search_tools` answers from. Answered here, from the run's
 //! catalog, without leaving the host; counted and recorded like any call.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
+};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,6 +26,12 @@ const MAX_FOUND: usize = 50;
 
 /// Characters of a description a search shows (a declaration has it whole).
 const DESCRIPTION_CHARS: usize = 300;
+
+/// Bytes of a discovery call's arguments at most: a query is a few words, a name one.
+const MAX_ARGUMENT_BYTES: usize = 2_048;
+
+/// Words of a query searched for at most.
+const MAX_QUERY_WORDS: usize = 32;
 
 #[derive(Deserialize)]
 struct Search {
@@ -52,6 +61,10 @@ impl CallHost {
                     format!("{shown_as} was not called: {why}"),
                 );
             }
+            Ok(()) if call.arguments.len() > MAX_ARGUMENT_BYTES => Err(format!(
+                "{shown_as}: its arguments are {} bytes, more than the {MAX_ARGUMENT_BYTES} it takes: search with a few words, describe one name",
+                call.arguments.len()
+            )),
             Ok(()) => match call.tool.as_str() {
                 "search" => self.search(&call.arguments),
                 "describe" => self.describe(&call.arguments),
@@ -61,7 +74,12 @@ impl CallHost {
             },
         };
         let (reply, decision) = match reply {
-            Ok(value) => (ToolReply::Ok(value.to_string()), Decision::Allowed),
+            Ok(value) => {
+                let json = value.to_string();
+                // What a program reads of the catalog counts like any result.
+                self.received.fetch_add(json.len(), Ordering::SeqCst);
+                (ToolReply::Ok(json), Decision::Allowed)
+            }
             Err(message) => (fail(message, None), Decision::InvalidArguments),
         };
         self.recorder.record(
@@ -83,7 +101,8 @@ impl CallHost {
         let limit = limit
             .filter(|l| l.is_finite() && *l >= 1.0)
             .map_or(10, |l| (l as usize).min(MAX_FOUND));
-        let found = self.catalog.search(&query, limit);
+        let query: Vec<&str> = query.split_whitespace().take(MAX_QUERY_WORDS).collect();
+        let found = self.catalog.search(&query.join(" "), limit);
         Ok(Value::Array(
             found.iter().map(|tool| found_tool(tool, false)).collect(),
         ))

@@ -235,7 +235,8 @@ impl ToolHost for CallHost {
     }
 
     fn call_tool(&self, call: ToolCall) -> ReplyFuture {
-        if call.namespace == discover::NAMESPACE {
+        // A refusal of the glue's (`tools.$`, say) is recorded as any other, below.
+        if call.namespace == discover::NAMESPACE && !call.arguments.starts_with('\u{0}') {
             return self.discover(&call);
         }
         let started = Instant::now();

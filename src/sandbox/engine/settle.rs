@@ -40,6 +40,19 @@ pub(super) struct GlueReports {
     pub(super) tool_error: Option<(String, Option<String>)>,
 }
 
+/// Failed calls nobody awaited that a run reports, at most.
+const MAX_UNAWAITED: usize = 5;
+/// Characters of one such report kept.
+const UNAWAITED_CHARS: usize = 1_000;
+
+/// Keeps the glue's report of a failed call nobody awaited, within bounds: the glue sends
+/// a few, but what crosses from the isolate is capped here too.
+pub(super) fn keep_unawaited(kept: &mut Vec<String>, text: &str) {
+    if kept.len() < MAX_UNAWAITED {
+        kept.push(text.chars().take(UNAWAITED_CHARS).collect());
+    }
+}
+
 /// The program's result from what stopped it (`stop`, decided by the host), what the
 /// isolate produced (`None` when the engine stopped it uncatchably) and what the glue
 /// reported.

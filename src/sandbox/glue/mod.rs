@@ -11,9 +11,9 @@
 //! | `console.js` | `console` | `log(level, text)`, `wrapperLines`, `outputChars` |
 //! | `timers.js` | `setTimeout`, `setInterval`, `clearTimeout`, `clearInterval` | `sleep(ms) -> Promise` |
 //! | `web.js` | `structuredClone`, `TextEncoder`, `TextDecoder` where missing | none |
-//! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson, line, column) -> Promise<json>`; sets `raisedBy(error)`, the host's record of a ToolError it raised, `rejection(promise, reason, handled)`, which the engine calls as promises are rejected unhandled and handled later, and `unawaited()` |
+//! | `tools.js` | `tools`, `ToolError` | `bindings`, `callTool(ns, tool, argsJson, line, column) -> Promise<json>`; sets `raisedBy(error)`, the host's record of a ToolError it raised, `rejection(promise, reason, handled)`, which the engine calls as promises are rejected unhandled and handled later, and `reportUnawaited()`; uses `unawaitedFailure(text)` |
 //! | `fetch.js` | `fetch`, `Headers`, `Request`, `Response`, only when egress is on (a module of its own) | `fetch(requestJson) -> Promise<json>` |
-//! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)`, `uncaughtToolError(tool, schemaPath)`, `unawaitedFailure(text)` |
+//! | `result.js` | nothing; returns `run(program) -> Promise<string>` | `outputError(message)`, `uncaughtToolError(tool, schemaPath)` |
 
 /// Capability glue, in installation order.
 const CAPABILITIES: &[&str] = &[

@@ -77,25 +77,34 @@
   const mapSet = Map.prototype.set, mapDelete = Map.prototype.delete;
   const mapValues = Map.prototype.values, mapSize = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
   const iteratorNext = Object.getPrototypeOf(new Map().values()).next;
+  // Only what the glue recorded when it raised the error is read (never the error's own
+  // fields, which a program that saw it may have turned into getters), and nothing here may
+  // throw into the engine's rejection machinery.
   host.rejection = (promise, reason, handled) => {
-    if (handled) {
-      apply(mapDelete, unhandled, [promise]);
-      return;
+    try {
+      if (handled) {
+        apply(mapDelete, unhandled, [promise]);
+        return;
+      }
+      const record = apply(weakGet, raised, [reason]);
+      if (record === undefined || apply(mapSize, unhandled, []) >= MAX_UNAWAITED) return;
+      const at = record.line === undefined ? "" : " at " + record.line + ":" + record.column;
+      const shown = "tools." + record.tool;
+      apply(mapSet, unhandled, [promise, shown + " failed" + at + " but the program did not await it: " + clip500(unprefixed(record.message, shown)) + ". Await every call (or Promise.all them) so that a failure reaches the program"]);
+    } catch (ignored) {
+      // A hint is lost; the run goes on.
     }
-    const record = apply(weakGet, raised, [reason]);
-    if (record === undefined || apply(mapSize, unhandled, []) >= MAX_UNAWAITED) return;
-    const where = siteOf(reason);
-    const at = where.line === undefined ? "" : " at " + where.line + ":" + where.column;
-    const shown = "tools." + record.tool;
-    apply(mapSet, unhandled, [promise, shown + " failed" + at + " but the program did not await it: " + clip500(unprefixed(toText(reason.message), shown)) + ". Await every call (or Promise.all them) so that a failure reaches the program"]);
   };
-  host.unawaited = () => {
-    const out = [];
+  // Hands each failure still unhandled to the host, at most MAX_UNAWAITED, through the
+  // host function taken now (a program cannot reach or replace it).
+  const unawaitedFailure = host.unawaitedFailure;
+  host.reportUnawaited = () => {
     const values = apply(mapValues, unhandled, []);
-    for (let next = apply(iteratorNext, values, []); !next.done; next = apply(iteratorNext, values, [])) {
-      out[out.length] = next.value;
+    let reported = 0;
+    for (let next = apply(iteratorNext, values, []); !next.done && reported < MAX_UNAWAITED; next = apply(iteratorNext, values, [])) {
+      unawaitedFailure(next.value);
+      reported++;
     }
-    return out;
   };
   // A failure's message without the call's name, which the hint already starts with.
   function unprefixed(message, shown) {
@@ -131,7 +140,16 @@
     if (schemaPath) own(error, "schemaPath", schemaPath, true);
     // Point at the program's line that made the call, not at this glue.
     if (site && site.stack) own(error, "stack", programStack("ToolError", message, site), false);
-    apply(weakSet, raised, [error, freeze({ tool: toText(tool), schemaPath: schemaPath ? toText(schemaPath) : null })]);
+    // The call's own site (the glue's error, whose message is empty: no text of the
+    // failure can fake a position).
+    const where = site ? siteOf(site) : { line: undefined, column: undefined };
+    apply(weakSet, raised, [error, freeze({
+      tool: toText(tool),
+      schemaPath: schemaPath ? toText(schemaPath) : null,
+      message: clip500(toText(message)),
+      line: where.line,
+      column: where.column,
+    })]);
     return error;
   }
 

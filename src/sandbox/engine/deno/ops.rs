@@ -120,7 +120,7 @@ fn op_codemode_uncaught_tool_error(
 /// result: a call that failed with nobody awaiting it, as the glue words it.
 #[op2(fast)]
 fn op_codemode_unawaited_failure(state: &mut OpState, #[string] text: &str) {
-    isolate(state).unawaited.borrow_mut().push(text.to_string());
+    super::super::settle::keep_unawaited(&mut isolate(state).unawaited.borrow_mut(), text);
 }
 
 extension!(codemode_console, ops = [op_codemode_log]);

@@ -25,7 +25,7 @@ use rquickjs::{
 use self::alloc::{CappedAllocator, HeapGauge};
 use super::{
     Shape,
-    settle::{GlueReports, Settled, Stop, Thrown, result_of},
+    settle::{GlueReports, Settled, Stop, Thrown, keep_unawaited, result_of},
 };
 use crate::{
     sandbox::{
@@ -363,7 +363,7 @@ fn install_glue<'js>(
     host.set(
         "unawaitedFailure",
         Function::new(ctx.clone(), move |text: String| {
-            unawaited.unawaited.borrow_mut().push(text);
+            keep_unawaited(&mut unawaited.unawaited.borrow_mut(), &text);
         })?,
     )?;
     let calls = state.clone();
