@@ -63,6 +63,10 @@ async def answers(client, label):
     check("not a module" in text_of(imported), f"{label}: an import says a program is no module")
     down = await run(client, "return await tools.time.now({});")
     check("its server \"time\" (mcpServers.time) is down since " in text_of(down), f"{label}: a down server says so, and since when")
+    grown = await run(client, "const out = [];\nfor (const n of [1, 2]) out.push({ n });\nreturn out.length;", typecheck=True)
+    check(not grown.is_error and grown.structured_content["result"] == 2, f"{label}: the type check lets an array grow ({text_of(grown)[:200]})")
+    node = await run(client, "return process.env.HOME;", typecheck=True)
+    check(node.is_error and "not Node.js" in text_of(node) and "@types/node" not in text_of(node), f"{label}: process is answered with what the sandbox has")
     found = await run(client, "const [hit] = await tools.$search('convert currency');\nreturn await tools[hit.namespace][hit.tool]({ amount: 4, from: 'EUR', to: 'USD' });")
     check(found.structured_content["result"] == {"amount": 8, "currency": "USD"}, f"{label}: a program finds a tool it was not shown and calls it")
 

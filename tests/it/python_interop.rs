@@ -113,7 +113,7 @@ fn python_clients_read_budgeted_answers_and_actionable_failures() {
             "toy": common::toy(),
             "wide": { "command": python, "args": [concat!(env!("CARGO_MANIFEST_DIR"), "/tests/upstreams/wide.py")] },
             "time": { "command": "/bin/sh", "args": ["-c", "exit 3"] },
-        } }),
+        }, "codemode": { "typecheck": { "tsc": std::env::var("CODEMODE_TEST_TSC").expect("CODEMODE_TEST_TSC: run the tests with ./scripts/test") } } }),
     );
     let server = common::http::HttpServer::start(&["--config", &config]);
     let script = concat!(
