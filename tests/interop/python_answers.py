@@ -5,8 +5,9 @@ output, which its reader can fetch; a dropped failure, a missing return, an impo
 down server each say what to do; a program finds a tool it was not shown with
 tools.$search and calls it.
 
-Usage: python_answers.py URL BINARY CONFIG (a server whose config has toy, wide (220
-tools) and time (never starts))
+Usage: python_answers.py URL BINARY CONFIG OWNED_URL ALICE BOB (a server whose config has
+toy, wide (220 tools) and time (never starts); a server with the bearer tokens ALICE and
+BOB)
 Prints one line per check and exits non-zero on the first failure.
 """
 
@@ -15,6 +16,7 @@ import sys
 
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 BUDGET = 24_000
 
@@ -71,7 +73,28 @@ async def answers(client, label):
     check(found.structured_content["result"] == {"amount": 8, "currency": "USD"}, f"{label}: a program finds a tool it was not shown and calls it")
 
 
-async def main(url, binary, config):
+async def owners(url, alice, bob):
+    """A whole output is its owner's: another token holding the URI reads nothing."""
+    def client(token, **extra):
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        return Client(streamable_http_client(url, http_client=http), **extra)
+
+    for mode in ["auto", "legacy"]:
+        async with client(alice, mode=mode) as owner:
+            cut = await run(owner, "return Array.from({ length: 10000 }, (_, i) => ({ i }));")
+            link = [block for block in cut.content if isinstance(block, types.ResourceLink)][0]
+            whole = await owner.read_resource(str(link.uri))
+            check(sum(len(c.text) for c in whole.contents) > BUDGET, f"{mode}: its owner reads the whole output")
+        async with client(bob, mode=mode) as other:
+            try:
+                await other.read_resource(str(link.uri))
+                check(False, f"{mode}: another token reads nothing of it")
+            except Exception as error:
+                check("no output is kept here" in str(error), f"{mode}: another token holding the URI reads nothing of it ({str(error)[:80]})")
+
+
+async def main(url, binary, config, owned_url, alice, bob):
+    await owners(owned_url, alice, bob)
     async with Client(url) as modern:
         await answers(modern, "modern http")
     async with Client(url, mode="legacy") as legacy:
@@ -83,4 +106,4 @@ async def main(url, binary, config):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:7]))

@@ -116,6 +116,13 @@ fn python_clients_read_budgeted_answers_and_actionable_failures() {
         }, "codemode": { "typecheck": { "tsc": std::env::var("CODEMODE_TEST_TSC").expect("CODEMODE_TEST_TSC: run the tests with ./scripts/test") } } }),
     );
     let server = common::http::HttpServer::start(&["--config", &config]);
+    let (alice, bob) = (
+        "alice-token-long-enough-0001",
+        "bob-token-long-enough-00002",
+    );
+    let owned_dir = common::scratch_dir("python-answers-owned");
+    let owned =
+        common::http::HttpServer::start_with_token(&owned_dir, &format!("{alice}\n{bob}"), &[]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_answers.py"
@@ -125,6 +132,9 @@ fn python_clients_read_budgeted_answers_and_actionable_failures() {
         .arg(server.url("/mcp"))
         .arg(common::BIN)
         .arg(&config)
+        .arg(owned.url("/mcp"))
+        .arg(alice)
+        .arg(bob)
         .output()
         .expect("run the Python client");
     let stdout = String::from_utf8_lossy(&out.stdout);
