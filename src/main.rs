@@ -52,6 +52,7 @@ fn dispatch() -> Result<()> {
         Some(Command::Types(args)) => !args.verbose,
         Some(Command::SandboxCheck(args)) => !args.verbose,
         Some(Command::CheckConfig { verbose, .. }) => !verbose,
+        Some(Command::Token { .. }) => true,
     };
     let default_filter = if quiet { "warn" } else { "info,rmcp=warn" };
     tracing_subscriber::fmt()
@@ -83,6 +84,13 @@ fn dispatch() -> Result<()> {
         Some(Command::CheckConfig { file, .. }) => {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
+        }
+        Some(Command::Token { name, scopes }) => {
+            let (token, line) = codemode_mcp::server::http::new_token(&name, &scopes)
+                .map_err(anyhow::Error::msg)?;
+            println!("token: {token}");
+            println!("line for the token file: {line}");
+            Ok(())
         }
     }
 }

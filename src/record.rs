@@ -221,6 +221,11 @@ pub struct Origin {
     pub session: Option<String>,
     /// `stdio`, `http`, `sse`, `cli` (`codemode-mcp run`) or `library`.
     pub transport: String,
+    /// Who asked: the name of the principal whose token the front door checked, `local`
+    /// (or the configured name) for this process's client over stdio and `run`; none for
+    /// an unauthenticated HTTP request or a library's own run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ impl BuiltinTool {
 pub struct Caller {
     /// The MCP session of the execution that made the call.
     pub session: String,
+    /// The principal of the execution that made the call (see [`crate::audit::Origin`]).
+    pub principal: Option<String>,
     /// How deep that execution nests (0: an agent's own program).
     pub depth: u32,
     /// That execution's data-flow mark: a skill it calls shares it, since the caller's

@@ -51,6 +51,16 @@ pub(crate) enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Make a bearer token for the principal NAME: prints the token (give it to the
+    /// client) and the line of the token file that admits it, which keeps only its hash.
+    Token {
+        /// The principal's name: letters, digits, `.`, `_`, `@` or `-`.
+        name: String,
+        /// A scope of the token; repeat for more. `codemode:operator` opens the console
+        /// and the metrics.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -124,6 +134,26 @@ pub(crate) struct HttpArgs {
     /// --metrics.
     #[arg(long, value_name = "FILE")]
     pub(crate) auth_token_file: Option<PathBuf>,
+    /// Take the access tokens (JWTs) of this OAuth authorization server, as the MCP
+    /// authorization spec has a resource server do: signed by a key of its JWKS, issued by
+    /// it, for --oauth-resource, unexpired. Their subject is the principal. Serves the
+    /// Protected Resource Metadata at /.well-known/oauth-protected-resource.
+    #[arg(long, value_name = "URL", requires_all = ["http", "oauth_resource"])]
+    pub(crate) oauth_issuer: Option<String>,
+    /// This server's resource URI as its clients reach it, e.g.
+    /// https://mcp.example.com/mcp: the audience its tokens must name.
+    #[arg(long, value_name = "URL", requires = "oauth_issuer")]
+    pub(crate) oauth_resource: Option<String>,
+    /// A scope every access token must carry to reach /mcp and /sse (403 insufficient_scope
+    /// otherwise); repeat for more.
+    #[arg(long = "oauth-scope", value_name = "SCOPE", requires = "oauth_issuer")]
+    pub(crate) oauth_scopes: Vec<String>,
+    /// Where the issuer's keys are, when its metadata does not say.
+    #[arg(long, value_name = "URL", requires = "oauth_issuer")]
+    pub(crate) oauth_jwks_uri: Option<String>,
+    /// An audience taken beside --oauth-resource; repeat for more.
+    #[arg(long = "oauth-audience", value_name = "AUD", requires = "oauth_issuer")]
+    pub(crate) oauth_audiences: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics beside the MCP server (for a server
     /// on stdio; with --http they are at /metrics anyway). Any address but loopback needs
     /// an auth token.
@@ -176,6 +206,18 @@ impl HttpArgs {
         })
     }
 
+    fn oauth(&self) -> Option<codemode_mcp::server::http::OAuthOptions> {
+        let issuer = self.oauth_issuer.clone()?;
+        let mut options = codemode_mcp::server::http::OAuthOptions::new(
+            issuer,
+            self.oauth_resource.clone().unwrap_or_default(),
+        );
+        options.jwks_uri = self.oauth_jwks_uri.clone();
+        options.required_scopes = self.oauth_scopes.clone();
+        options.audiences = self.oauth_audiences.clone();
+        Some(options)
+    }
+
     /// Starts the `--metrics` listener, if asked for.
     pub(crate) async fn serve_metrics(&self, codemode: &CodeMode) -> Result<()> {
         if let Some(bind) = self.metrics {
@@ -206,6 +248,7 @@ impl HttpArgs {
             bind,
             stateless: self.stateless,
             auth_token,
+            oauth: self.oauth(),
             allowed_hosts: self.allowed_hosts.clone(),
             allowed_origins: self.allowed_origins.clone(),
             max_body_bytes: self

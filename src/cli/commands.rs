@@ -243,6 +243,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<i32> {
     let options = codemode_mcp::executor::RunOptions {
         origin: Some(codemode_mcp::audit::Origin {
             transport: "cli".into(),
+            principal: Some(codemode.local_principal().to_string()),
             ..Default::default()
         }),
         typecheck: args.typecheck.then_some(true),

@@ -134,6 +134,11 @@ pub struct CodemodeSection {
     /// environment, by name (each entry's `inheritEnv` adds to these).
     #[serde(default)]
     pub inherit_env: Vec<String>,
+    /// The name of this process's own client (over stdio, and `codemode-mcp run`) in audit
+    /// records, metrics, traces and logs; `local` unless set. HTTP clients are named by
+    /// their tokens.
+    #[serde(default)]
+    pub principal: Option<String>,
 }
 
 impl CodemodeSection {
@@ -285,6 +290,17 @@ impl Config {
                 path: format!("codemode.inheritEnv[{i}]"),
                 message,
             })?;
+        }
+        if let Some(name) = &config.codemode.principal
+            && !crate::server::is_principal_name(name)
+        {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                path: "codemode.principal".into(),
+                message: format!(
+                    "{name:?} is not a principal name: use 1 to 64 letters, digits, `.`, `_`, `@` or `-`"
+                ),
+            });
         }
         let env = |name: &str| std::env::var(name).ok();
         let mut warnings = Vec::new();

@@ -236,6 +236,11 @@ impl CodeModeBuilder {
             lockdown,
             tasks: config.codemode.tasks,
             approval_timeout: config.codemode.policy.approval_timeout(),
+            local_principal: config
+                .codemode
+                .principal
+                .clone()
+                .unwrap_or_else(|| crate::server::LOCAL_PRINCIPAL.to_string()),
             state_key: Arc::new(state_key.unwrap_or_else(crate::digest::random_bytes)),
             approvals: Arc::default(),
             answer_chars: limits.answer_chars(),

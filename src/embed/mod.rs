@@ -37,6 +37,8 @@ pub struct CodeMode {
     lockdown: Option<LockdownReport>,
     tasks: TaskSettings,
     approval_timeout: std::time::Duration,
+    /// The name of this process's own client (`codemode.principal`).
+    local_principal: String,
     /// Signs `state.*` handles (see [`crate::state::SessionState::signing_key`]).
     state_key: Arc<[u8; 32]>,
     /// Questions waiting for answers, and the runs waiting on them.
@@ -132,6 +134,11 @@ impl CodeMode {
     /// How long a confirmation waits for the user (`codemode.policy.approvalTimeoutMs`).
     pub fn approval_timeout(&self) -> std::time::Duration {
         self.approval_timeout
+    }
+
+    /// The principal of this process's own client: over stdio, and `codemode-mcp run`.
+    pub fn local_principal(&self) -> &str {
+        &self.local_principal
     }
 
     /// The executor underneath. What a server needs is offered by the host itself; this

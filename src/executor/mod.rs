@@ -278,6 +278,7 @@ impl Executor {
                         .clone()
                         .unwrap_or_else(|| origin.transport.clone())
                 }),
+                principal: origin.principal.clone(),
                 taint: options.taint.clone(),
                 state_used: options.state_used.clone(),
             },

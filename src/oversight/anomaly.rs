@@ -311,7 +311,8 @@ fn session_key(record: &AuditRecord) -> String {
     match &record.origin.session {
         Some(session) => format!("session {session}"),
         None => format!(
-            "{} {}",
+            "{} {} {}",
+            record.origin.principal.as_deref().unwrap_or("-"),
             record.origin.transport,
             record.origin.client.as_deref().unwrap_or("-")
         ),

@@ -28,6 +28,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ExecutionLabels {
+    principal: String,
     transport: String,
     outcome: &'static str,
     kind: &'static str,
@@ -89,7 +90,20 @@ pub struct Metrics {
     workers_starting: Gauge,
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_tools: Family<UpstreamLabels, Gauge>,
+    /// The principals with a label of their own, at most [`PRINCIPAL_LABELS`].
+    principals: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Principals that get a label of their own; the rest are counted as `other`, so that a
+/// deployment with many tokens (or an issuer with many subjects) keeps `/metrics` bounded.
+pub const PRINCIPAL_LABELS: usize = 100;
+
+/// The `principal` label of an execution with no principal (unauthenticated HTTP, a
+/// library's own run).
+const NO_PRINCIPAL: &str = "-";
+
+/// The label of the principals past [`PRINCIPAL_LABELS`].
+const OTHER_PRINCIPALS: &str = "other";
 
 fn execution_histogram() -> Histogram {
     // 0.1 ms to ~52 s.
@@ -114,7 +128,7 @@ impl Metrics {
         let executions = Family::<ExecutionLabels, Counter>::default();
         registry.register(
             "executions",
-            "Executions by transport, outcome (ok, error) and error kind",
+            "Executions by principal, transport, outcome (ok, error) and error kind",
             executions.clone(),
         );
         let execution_seconds: Histograms<OutcomeLabels> =
@@ -196,6 +210,21 @@ impl Metrics {
             workers_starting,
             upstream_up,
             upstream_tools,
+            principals: Default::default(),
+        }
+    }
+
+    /// The label `principal` is counted under: its own while there is room, else `other`.
+    fn principal_label(&self, principal: Option<&str>) -> String {
+        let Some(principal) = principal else {
+            return NO_PRINCIPAL.to_string();
+        };
+        let mut labelled = self.principals.lock().unwrap_or_else(|e| e.into_inner());
+        if labelled.contains(principal) || labelled.len() < PRINCIPAL_LABELS {
+            labelled.insert(principal.to_string());
+            principal.to_string()
+        } else {
+            OTHER_PRINCIPALS.to_string()
         }
     }
 
@@ -219,6 +248,7 @@ impl Metrics {
         };
         self.executions
             .get_or_create(&ExecutionLabels {
+                principal: self.principal_label(record.origin.principal.as_deref()),
                 transport: record.origin.transport.clone(),
                 outcome,
                 kind,
@@ -311,5 +341,25 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_past_the_cap_share_one_label() {
+        let metrics = Metrics::new();
+        for i in 0..PRINCIPAL_LABELS {
+            assert_eq!(
+                metrics.principal_label(Some(&format!("p{i}"))),
+                format!("p{i}")
+            );
+        }
+        assert_eq!(metrics.principal_label(Some("late")), OTHER_PRINCIPALS);
+        // Those seen before keep theirs.
+        assert_eq!(metrics.principal_label(Some("p7")), "p7");
+        assert_eq!(metrics.principal_label(None), NO_PRINCIPAL);
     }
 }

@@ -116,9 +116,19 @@ impl Oversight {
     /// the console.
     pub fn ended(&self, execution: &Execution, record: AuditRecord, audited: bool) {
         self.metrics.ended(execution, &record);
+        let principal = record.origin.principal.as_deref().unwrap_or("-");
+        tracing::debug!(
+            principal,
+            transport = record.origin.transport.as_str(),
+            seq = record.seq,
+            kind = record.error_kind.as_deref().unwrap_or("none"),
+            duration_ms = record.duration_ms,
+            "execution ended"
+        );
         for flag in &record.flags {
             tracing::warn!(
                 flag = flag.flag.as_str(),
+                principal,
                 transport = record.origin.transport.as_str(),
                 session = record.origin.session.as_deref().unwrap_or("-"),
                 seq = record.seq,

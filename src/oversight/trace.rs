@@ -123,6 +123,12 @@ impl Tracing {
         ];
         attributes.extend(
             origin
+                .principal
+                .clone()
+                .map(|p| KeyValue::new("codemode.principal", p)),
+        );
+        attributes.extend(
+            origin
                 .client
                 .clone()
                 .map(|c| KeyValue::new("codemode.client", c)),

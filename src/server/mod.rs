@@ -7,7 +7,7 @@ mod confirm;
 mod describe;
 pub mod http;
 mod outputs;
-mod principal;
+pub(crate) mod principal;
 mod prompts;
 mod render;
 mod resources;
@@ -47,7 +47,7 @@ use tasks::{OwnedTasks, no_tasks};
 
 pub(crate) use approvals::Approvals;
 pub(crate) use outputs::Outputs;
-pub use principal::Principal;
+pub use principal::{LOCAL as LOCAL_PRINCIPAL, OPERATOR_SCOPE, Principal, is_principal_name};
 pub use skills::{DeleteSkillInput, ListSkillsInput, SaveSkillInput};
 
 pub use describe::{EXECUTE_CODE_CONTRACT, execute_code_description, search_answer};
@@ -244,10 +244,20 @@ impl CodeModeServer {
                 .and_then(|id| id.to_str().ok())
                 .map(str::to_string)
         });
+        let principal = match self.transport {
+            "http" | "sse" => principal::name(
+                context
+                    .extensions
+                    .get::<::http::request::Parts>()
+                    .map(|parts| &parts.extensions),
+            ),
+            _ => Some(self.codemode.local_principal().to_string()),
+        };
         Origin {
             client,
             session,
             transport: self.transport.to_string(),
+            principal,
         }
     }
 

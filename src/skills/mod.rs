@@ -425,6 +425,7 @@ impl SkillStore {
                 client: Some(format!("skills.{name} v{version}")),
                 session: caller.as_ref().map(|c| c.session.clone()),
                 transport: "skill".into(),
+                principal: caller.as_ref().and_then(|c| c.principal.clone()),
             }),
             depth: caller.as_ref().map_or(1, |c| c.depth.saturating_add(1)),
             within_caller: true,

@@ -24,7 +24,7 @@ function check(condition, what) {
     check(await page.locator('input[name=token]').isVisible(), 'a token field is shown');
     await page.fill('input[name=token]', 'not-the-token');
     await page.click('button[type=submit]');
-    check((await page.getByRole('alert').textContent()).includes("not this server's token"),
+    check((await page.getByRole('alert').textContent()).includes("not an operator's token of this server"),
       'a wrong token is refused with a message');
     await page.fill('input[name=token]', token);
     await Promise.all([page.waitForURL(`${base}/console`), page.click('button[type=submit]')]);

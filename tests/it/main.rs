@@ -21,6 +21,7 @@ mod modern_clients;
 mod node_clients;
 mod oversight;
 mod policy;
+mod principals;
 mod python_interop;
 mod reference_servers;
 mod sandbox_engines;

@@ -21,6 +21,7 @@ impl CallHost {
         } = found;
         let caller = crate::catalog::Caller {
             session: self.session.clone(),
+            principal: self.principal.clone(),
             depth: self.depth,
             taint: self.tainted.clone(),
             state_used: self.state_used.clone(),

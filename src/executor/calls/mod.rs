@@ -82,6 +82,8 @@ pub(super) struct CallHost {
     depth: u32,
     /// The MCP session of the execution (see [`CallSettings::session`]).
     session: String,
+    /// See [`CallSettings::principal`].
+    principal: Option<String>,
     /// See [`crate::catalog::Caller::state_used`].
     state_used: Arc<AtomicBool>,
 }
@@ -99,6 +101,8 @@ pub(super) struct CallSettings {
     /// The MCP session the execution belongs to, for the built-in tools that keep
     /// per-session data (`tools.state`).
     pub(super) session: String,
+    /// Who asked for the execution, for the skills it calls.
+    pub(super) principal: Option<String>,
     /// The data-flow mark of the execution that called this one (a skill's caller), to
     /// share; `None`: a fresh one.
     pub(super) taint: Option<crate::catalog::Taint>,
@@ -133,6 +137,7 @@ impl CallHost {
                 depth: 0,
                 trace: None,
                 session: "-".into(),
+                principal: None,
                 taint: None,
                 state_used: None,
             },
@@ -178,6 +183,7 @@ impl CallHost {
             tainted: settings.taint.unwrap_or_default(),
             depth: settings.depth,
             session: settings.session,
+            principal: settings.principal,
             state_used: settings.state_used.unwrap_or_default(),
         }
     }

@@ -81,7 +81,7 @@ fn cookie(headers: &http::HeaderMap) -> Option<&str> {
 /// What the console pages read.
 pub(super) struct Console {
     codemode: CodeMode,
-    token: Option<super::tokens::Tokens>,
+    identity: Option<super::identity::Identity>,
     sessions: Arc<ConsoleSessions>,
     /// The last verification of the audit chain, with the live file's size it saw.
     chain: Mutex<Option<(u64, ChainState)>>,
@@ -103,12 +103,12 @@ enum ChainState {
 impl Console {
     pub(super) fn new(
         codemode: CodeMode,
-        token: Option<super::tokens::Tokens>,
+        identity: Option<super::identity::Identity>,
         sessions: Arc<ConsoleSessions>,
     ) -> Self {
         Self {
             codemode,
-            token,
+            identity,
             sessions,
             chain: Mutex::new(None),
         }
@@ -154,7 +154,7 @@ pub(super) fn login_page(failed: bool) -> Response {
         "Sign in",
         html! {
             h1 { "codemode-mcp console" }
-            @if failed { p.error role="alert" { "That token is not this server's token (the operator's: the first in its token file)." } }
+            @if failed { p.error role="alert" { "That token is not an operator's token of this server (one with the scope codemode:operator, or the first in its token file)." } }
             p { "This server needs its bearer token (the one given with --auth-token-file or CODEMODE_AUTH_TOKEN)." }
             form method="post" action=(LOGIN_PATH) {
                 label { "Token " input type="password" name="token" autocomplete="off" autofocus; }
@@ -172,10 +172,13 @@ struct LoginForm {
 }
 
 async fn login(State(console): State<Arc<Console>>, Form(form): Form<LoginForm>) -> Response {
-    let admitted = match &console.token {
+    let admitted = match &console.identity {
         None => true,
         // Only the operator's: the console shows every principal's executions.
-        Some(tokens) => tokens.is_operator(form.token.trim()),
+        Some(identity) => identity
+            .principal(form.token.trim())
+            .await
+            .is_ok_and(|p| p.is_operator()),
     };
     if !admitted {
         return login_page(true);
@@ -472,7 +475,8 @@ fn outcome_class(r: &AuditRecord) -> &'static str {
 }
 
 fn origin(r: &AuditRecord) -> String {
-    let mut parts = vec![r.origin.transport.clone()];
+    let mut parts: Vec<String> = r.origin.principal.iter().cloned().collect();
+    parts.push(r.origin.transport.clone());
     parts.extend(r.origin.client.clone());
     parts.extend(
         r.origin

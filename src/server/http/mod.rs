@@ -10,10 +10,11 @@
 mod binding;
 mod console;
 mod guard;
+mod identity;
 mod legacy_sse;
 mod listener;
-mod tokens;
 
+pub use identity::{OAuthOptions, new_token};
 pub use listener::ConnectionLimits;
 
 use std::{
@@ -54,6 +55,9 @@ pub struct HttpOptions {
     /// principal of its own, and the first is the operator's (the only one that opens the
     /// console and `/metrics`). Required unless `bind` is loopback.
     pub auth_token: Option<String>,
+    /// Access tokens of this OAuth authorization server are taken too (beside the token
+    /// file's, when both are given).
+    pub oauth: Option<OAuthOptions>,
     /// Host names (or `name:port`) accepted beside loopback ones; `*` accepts any.
     pub allowed_hosts: Vec<String>,
     /// Browser origins accepted beside loopback ones; `*` accepts any.
@@ -78,6 +82,7 @@ impl Default for HttpOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             stateless: false,
             auth_token: None,
+            oauth: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: 4 << 20,
@@ -104,6 +109,22 @@ pub enum HttpError {
     /// An empty token.
     #[error("the auth token is empty; put a long random string in the token file")]
     EmptyToken,
+    /// A line of the token file that is not a token.
+    #[error("the token file, line {line}: {message}")]
+    TokenFile {
+        /// Its number, from 1.
+        line: usize,
+        /// What is wrong and what to write.
+        message: String,
+    },
+    /// An OAuth option that cannot be used.
+    #[error("{flag}: {message}")]
+    OAuth {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// An `--allowed-origin` that is not an origin.
     #[error(
         "--allowed-origin {origin:?} is not an origin; write scheme://host[:port], e.g. https://app.example.com or http://localhost:*, or `null`, or `*`"
@@ -141,9 +162,9 @@ pub struct HttpServer {
 impl HttpServer {
     /// Checks the options and binds the address.
     pub async fn bind(options: HttpOptions) -> Result<Self, HttpError> {
-        if let Some(tokens) = &options.auth_token {
-            tokens::Tokens::parse(tokens)?;
-        } else if !options.bind.ip().is_loopback() {
+        let identity =
+            identity::Identity::new(options.auth_token.as_deref(), options.oauth.as_ref())?;
+        if identity.is_none() && !options.bind.ip().is_loopback() {
             return Err(HttpError::Unauthenticated { bind: options.bind });
         }
         let origins = OriginPolicy::new(&options.allowed_origins)?;
@@ -232,20 +253,24 @@ impl HttpServer {
                 Box::pin(async move { streamable.sessions.read().await.len() + legacy.len() })
             })
         };
-        let tokens = options
-            .auth_token
-            .as_deref()
-            .map(tokens::Tokens::parse)
-            .transpose()?;
+        let identity =
+            identity::Identity::new(options.auth_token.as_deref(), options.oauth.as_ref())?;
+        if let Some(identity) = &identity {
+            identity.prefetch();
+        }
         let console_sessions = Arc::new(console::ConsoleSessions::default());
         let console = Arc::new(console::Console::new(
             codemode.clone(),
-            tokens.clone(),
+            identity.clone(),
             console_sessions.clone(),
         ));
+        let metadata = identity
+            .as_ref()
+            .and_then(|i| i.oauth().cloned())
+            .map(|options| (options.metadata_paths(), Json(options.metadata())));
         let guard = Arc::new(Guard {
             console_sessions,
-            token: tokens,
+            identity,
             hosts,
             origins,
             draining: Default::default(),
@@ -263,6 +288,7 @@ impl HttpServer {
             )
             .route(METRICS_PATH, get(metrics).with_state(codemode.clone()))
             .merge(console::routes(console))
+            .merge(protected_resource_routes(metadata))
             .nest_service(STREAMABLE_PATH, streamable)
             // Inside the guard: it reads the principal the guard found.
             .layer(axum::middleware::from_fn_with_state(
@@ -353,11 +379,8 @@ pub async fn serve_metrics(
     auth_token: Option<String>,
     codemode: CodeMode,
 ) -> Result<SocketAddr, HttpError> {
-    let auth_token = auth_token
-        .as_deref()
-        .map(tokens::Tokens::parse)
-        .transpose()?;
-    if auth_token.is_none() && !bind.ip().is_loopback() {
+    let identity = identity::Identity::new(auth_token.as_deref(), None)?;
+    if identity.is_none() && !bind.ip().is_loopback() {
         return Err(HttpError::Unauthenticated { bind });
     }
     let listener = TcpListener::bind(bind)
@@ -365,7 +388,7 @@ pub async fn serve_metrics(
         .map_err(|source| HttpError::Bind { bind, source })?;
     let addr = listener.local_addr().map_err(HttpError::Serve)?;
     let guard = Arc::new(Guard {
-        token: auth_token,
+        identity,
         hosts: HostPolicy::new(bind.ip(), &[]),
         origins: OriginPolicy::new(&[])?,
         draining: Default::default(),
@@ -387,6 +410,19 @@ pub async fn serve_metrics(
         }
     });
     Ok(addr)
+}
+
+/// Where this server's Protected Resource Metadata (RFC 9728) is served, when an issuer's
+/// tokens are taken: without a token, as clients read it before they have one.
+fn protected_resource_routes(metadata: Option<(Vec<String>, Json<serde_json::Value>)>) -> Router {
+    let mut router = Router::new();
+    if let Some((paths, document)) = metadata {
+        for path in paths {
+            let document = document.clone();
+            router = router.route(&path, get(move || async move { document }));
+        }
+    }
+    router
 }
 
 /// `GET /healthz`: 200 while serving, 503 while draining.

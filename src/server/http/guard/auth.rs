@@ -1,6 +1,6 @@
-//! Bearer authentication: every request but the probe carries one of the tokens, whose
-//! principal goes into the request's extensions; the console and the metrics are the
-//! operator's (the first token's) alone.
+//! Bearer authentication: every request but the probe and the resource metadata carries a
+//! token of the token file or an access token of the issuer, whose principal goes into the
+//! request's extensions; the console and the metrics are operators' alone.
 
 use std::sync::Arc;
 
@@ -12,20 +12,27 @@ use axum::{
 use http::{Method, StatusCode, header};
 
 use super::{Guard, Refusal};
-use crate::server::http::{
-    HEALTH_PATH, METRICS_PATH,
-    console::{self, CONSOLE_PATH, LOGIN_PATH},
+use crate::server::{
+    OPERATOR_SCOPE,
+    http::{
+        HEALTH_PATH, METRICS_PATH,
+        console::{self, CONSOLE_PATH, LOGIN_PATH},
+        identity::{METADATA_PATH, Rejection},
+    },
 };
 
-/// The layer: without `--auth-token` every request passes, anonymous; with it, a request
-/// passes with its principal, or is refused.
+/// The layer: without a token file or an issuer every request passes, anonymous; with
+/// them, a request passes with its principal, or is refused.
 pub(in crate::server::http) async fn check(
     State(guard): State<Arc<Guard>>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, Refusal> {
     let path = request.uri().path();
-    let Some(tokens) = guard.token.as_ref().filter(|_| path != HEALTH_PATH) else {
+    // The probe tells nothing but the state; the resource metadata is what a client reads
+    // to get its first token.
+    let open = path == HEALTH_PATH || path.starts_with(METADATA_PATH);
+    let Some(identity) = guard.identity.as_ref().filter(|_| !open) else {
         return Ok(next.run(request).await);
     };
     let console = path == CONSOLE_PATH || path.starts_with("/console/");
@@ -36,32 +43,60 @@ pub(in crate::server::http) async fn check(
     let console_admits = console
         && ((path == LOGIN_PATH && request.method() == Method::POST)
             || guard.console_sessions.admits(request.headers()));
-    match bearer(&request) {
-        _ if console_admits => {}
-        None if console => return Err(Refusal::Answer(console::login_page(false))),
-        Some(given) if operators_only && tokens.admits(given) && !tokens.is_operator(given) => {
-            return Err(Refusal::said(
-                StatusCode::FORBIDDEN,
-                "this token may not open the console or the metrics, which show every client's executions: only the operator's (the first in the token file) does",
-            ));
-        }
-        Some(given) if tokens.admits(given) => {
-            let principal = crate::server::Principal::of_token(given);
-            request.extensions_mut().insert(principal);
-        }
-        // RFC 6750: no error attribute when credentials are missing; nothing else is
-        // said either way.
-        Some(_) => {
-            return Err(Refusal::Unauthenticated {
-                challenge: "Bearer realm=\"codemode-mcp\", error=\"invalid_token\"",
-            });
-        }
-        None => {
-            return Err(Refusal::Unauthenticated {
-                challenge: "Bearer realm=\"codemode-mcp\"",
-            });
-        }
+    if console_admits {
+        return Ok(next.run(request).await);
     }
+    let refuse =
+        |status: StatusCode, rejection: Rejection, message: String| Refusal::Unauthenticated {
+            status,
+            challenge: identity.challenge(&rejection),
+            message,
+        };
+    let Some(given) = bearer(&request) else {
+        if console {
+            return Err(Refusal::Answer(console::login_page(false)));
+        }
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            Rejection::Missing,
+            "this server needs a bearer token (Authorization: Bearer TOKEN)".into(),
+        ));
+    };
+    let principal = match identity.principal(given).await {
+        Ok(principal) => principal,
+        Err(Rejection::Unavailable(why)) => {
+            return Err(Refusal::said(StatusCode::SERVICE_UNAVAILABLE, why));
+        }
+        Err(rejection) => {
+            let message = match &rejection {
+                Rejection::Invalid(why) => why.clone(),
+                _ => "the bearer token is not taken".into(),
+            };
+            return Err(refuse(StatusCode::UNAUTHORIZED, rejection, message));
+        }
+    };
+    if operators_only && !principal.is_operator() {
+        return Err(Refusal::said(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token may not open the console or the metrics, which show every client's executions: only an operator's does (the scope {OPERATOR_SCOPE}, or the first token of the token file)"
+            ),
+        ));
+    }
+    if !operators_only && !identity.admits_to_mcp(&principal) {
+        let wanted = identity
+            .oauth()
+            .map(|o| o.required_scopes.join(" "))
+            .unwrap_or_default();
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            Rejection::InsufficientScope,
+            format!(
+                "the token lacks the scopes this server requires ({wanted}); ask the issuer for a token with them"
+            ),
+        ));
+    }
+    request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 

@@ -26,7 +26,7 @@ use super::console::ConsoleSessions;
 
 /// The shared state of the guard layer.
 pub(in crate::server::http) struct Guard {
-    pub(in crate::server::http) token: Option<crate::server::http::tokens::Tokens>,
+    pub(in crate::server::http) identity: Option<crate::server::http::identity::Identity>,
     pub(in crate::server::http) hosts: HostPolicy,
     pub(in crate::server::http) origins: OriginPolicy,
     pub(in crate::server::http) draining: AtomicBool,
@@ -41,13 +41,7 @@ pub(in crate::server::http) struct Guard {
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field(
-                "tokens",
-                &self
-                    .token
-                    .as_ref()
-                    .map(crate::server::http::tokens::Tokens::len),
-            )
+            .field("tokens", &self.identity.as_ref().map(|i| i.token_count()))
             .field("hosts", &self.hosts)
             .field("origins", &self.origins)
             .field("draining", &self.draining)
@@ -69,8 +63,13 @@ pub(super) enum Refusal {
     /// A JSON-RPC error with this status, saying what was wrong and what to do; MCP
     /// clients show it as is.
     Said { status: StatusCode, message: String },
-    /// 401 with a bearer challenge (RFC 6750), and nothing else said.
-    Unauthenticated { challenge: &'static str },
+    /// 401 (or 403 for a missing scope) with a bearer challenge (RFC 6750), and what was
+    /// wrong.
+    Unauthenticated {
+        status: StatusCode,
+        challenge: String,
+        message: String,
+    },
     /// 400 with JSON-RPC's parse error: the body is not JSON.
     NotJson(serde_json::Error),
     /// An answer of its own (the console's sign-in page).
@@ -95,12 +94,17 @@ impl IntoResponse for Refusal {
                 -32700,
                 format!("parse error: the body is not JSON ({err})"),
             ),
-            Self::Unauthenticated { challenge } => {
-                let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
+            Self::Unauthenticated {
+                status,
+                challenge,
+                message,
+            } => {
+                let mut response = Self::said(status, message).into_response();
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response
+                        .headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, value);
+                }
                 return response;
             }
             Self::Answer(response) => return response,
