@@ -19,6 +19,7 @@ mod isolation;
 mod library;
 mod modern_clients;
 mod node_clients;
+mod oauth;
 mod oversight;
 mod policy;
 mod principals;

@@ -167,9 +167,11 @@ pub(in crate::server::http) enum Rejected {
 
 /// How long keys are used before they are fetched again.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
-/// A token naming a key the set lacks fetches the set again at most this often, so that
-/// tokens with made-up key ids cannot make the server hammer the issuer.
-const REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
+/// Tokens naming a key the set lacks fetch the set again at most [`REFETCHES`] times in
+/// this window, so that tokens with made-up key ids cannot make the server hammer the
+/// issuer, while a rotation (a new key, and a stray token beside it) is still seen at once.
+const REFETCH_WINDOW: Duration = Duration::from_secs(10);
+const REFETCHES: usize = 3;
 /// How long a fetch of metadata or keys may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest metadata document or key set read.
@@ -192,7 +194,8 @@ struct Keys {
     unnamed: Vec<Key>,
     jwks_uri: Option<String>,
     fetched: Option<Instant>,
-    attempted: Option<Instant>,
+    /// When tokens naming unknown keys last fetched the set, the last [`REFETCHES`].
+    refetched: std::collections::VecDeque<Instant>,
     /// Why the last fetch failed.
     failure: Option<String>,
 }
@@ -227,7 +230,9 @@ impl std::fmt::Debug for Verifier {
 struct Claims {
     sub: Option<String>,
     client_id: Option<String>,
-    exp: u64,
+    /// Required by the validation; optional here so that a token without it is refused
+    /// as such, not as malformed.
+    exp: Option<u64>,
     #[serde(default)]
     scope: Option<String>,
     /// Some issuers list scopes as `scp`, an array (or a string).
@@ -266,7 +271,7 @@ impl Verifier {
     /// Fetches the keys ahead of the first token, so that a wrong issuer shows in the log
     /// at start.
     pub(in crate::server::http) async fn prefetch(&self) {
-        match self.refresh(None).await {
+        match self.refresh(false).await {
             Ok(()) => tracing::info!(
                 issuer = self.options.issuer,
                 "OAuth: the issuer's keys are fetched"
@@ -320,7 +325,7 @@ impl Verifier {
         self.remember(
             digest,
             &principal,
-            claims.exp.saturating_add(validation.leeway),
+            claims.exp.unwrap_or(0).saturating_add(validation.leeway),
         );
         Ok(principal)
     }
@@ -372,7 +377,7 @@ impl Verifier {
     }
 
     /// The key that should have signed a token naming `kid` with `alg`: from the set as
-    /// cached, else from a fresh copy of it (at most every [`REFETCH_COOLDOWN`]).
+    /// cached, else from a fresh copy of it (within the refetch budget).
     async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, Rejected> {
         {
             let keys = self.keys.read().await;
@@ -381,7 +386,7 @@ impl Verifier {
                 return Ok(found);
             }
         }
-        if let Err(message) = self.refresh(Some(REFETCH_COOLDOWN)).await {
+        if let Err(message) = self.refresh(true).await {
             self.keys.write().await.failure = Some(message.clone());
             tracing::warn!(issuer = self.options.issuer, "OAuth: {message}");
         }
@@ -408,21 +413,26 @@ impl Verifier {
         })
     }
 
-    /// Fetches the key set again, unless another caller did within `cooldown`.
-    async fn refresh(&self, cooldown: Option<Duration>) -> Result<(), String> {
+    /// Fetches the key set again; for a token naming an unknown key (`limited`), only
+    /// within the refetch budget.
+    async fn refresh(&self, limited: bool) -> Result<(), String> {
         let _one = self.fetching.lock().await;
         let jwks_uri = {
-            let keys = self.keys.read().await;
-            if let (Some(cooldown), Some(at)) = (cooldown, keys.attempted)
-                && at.elapsed() < cooldown
-            {
-                return Ok(());
+            let mut keys = self.keys.write().await;
+            if limited {
+                let recent = |at: &Instant| at.elapsed() < REFETCH_WINDOW;
+                if keys.refetched.iter().filter(|at| recent(at)).count() >= REFETCHES {
+                    return Ok(());
+                }
+                if keys.refetched.len() >= REFETCHES {
+                    keys.refetched.pop_front();
+                }
+                keys.refetched.push_back(Instant::now());
             }
             keys.jwks_uri
                 .clone()
                 .or_else(|| self.options.jwks_uri.clone())
         };
-        self.keys.write().await.attempted = Some(Instant::now());
         let jwks_uri = match jwks_uri {
             Some(uri) => uri,
             None => self.discover().await?,
