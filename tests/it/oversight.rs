@@ -90,21 +90,38 @@ async fn metrics_count_executions_calls_decisions_limits_and_upstreams() {
         "{content_type}"
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // An unnamed token's principal is named by its hash.
+    let who = {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(b"metrics-secret");
+        format!(
+            "bearer:{:02x}{:02x}{:02x}{:02x}",
+            hash[0], hash[1], hash[2], hash[3]
+        )
+    };
     for (series, value) in [
         (
-            r#"codemode_executions_total{transport="http",outcome="ok",kind="none"}"#,
+            &*format!(
+                r#"codemode_executions_total{{principal="{who}",transport="http",outcome="ok",kind="none"}}"#
+            ),
             1.0,
         ),
         (
-            r#"codemode_executions_total{transport="http",outcome="error",kind="policy"}"#,
+            &*format!(
+                r#"codemode_executions_total{{principal="{who}",transport="http",outcome="error",kind="policy"}}"#
+            ),
             1.0,
         ),
         (
-            r#"codemode_executions_total{transport="http",outcome="error",kind="tool"}"#,
+            &*format!(
+                r#"codemode_executions_total{{principal="{who}",transport="http",outcome="error",kind="tool"}}"#
+            ),
             1.0,
         ),
         (
-            r#"codemode_executions_total{transport="http",outcome="error",kind="timeout"}"#,
+            &*format!(
+                r#"codemode_executions_total{{principal="{who}",transport="http",outcome="error",kind="timeout"}}"#
+            ),
             1.0,
         ),
         (
@@ -179,7 +196,7 @@ async fn metrics_listener_serves_a_server_on_stdio() {
     assert_eq!(
         sample(
             &text,
-            r#"codemode_executions_total{transport="stdio",outcome="ok",kind="none"}"#
+            r#"codemode_executions_total{principal="local",transport="stdio",outcome="ok",kind="none"}"#
         ),
         Some(1.0),
         "{text}"
