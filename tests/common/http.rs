@@ -33,8 +33,14 @@ impl HttpServer {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// Starts the server on `bind` (a port known before it starts: an OAuth resource URI
+    /// names it).
+    pub fn start_on(bind: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
-            .args(["serve", "--http", "127.0.0.1:0"])
+            .args(["serve", "--http", bind])
             .args(args)
             .env("CODEMODE_LOG", "info")
             .env_remove("CODEMODE_AUTH_TOKEN")

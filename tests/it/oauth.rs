@@ -274,3 +274,56 @@ fn tamper(token: &str) -> String {
     let payload = engine.encode(serde_json::to_vec(&claims).unwrap());
     format!("{}.{payload}.{}", parts[0], parts[2])
 }
+
+/// The official Python SDK's client-credentials OAuth client finds the issuer through this
+/// server's 401 and its Protected Resource Metadata, gets a token for this resource and runs
+/// a program, in the default mode and in legacy mode (tests/interop/python_oauth.py).
+#[tokio::test]
+async fn the_python_sdks_oauth_client_gets_in_through_the_metadata() {
+    let issuer = Issuer::start();
+    // The resource URI names the port, so the port is picked first.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    issuer
+        .post("/test/resource", json!({"resource": resource}))
+        .await;
+    let dir = common::scratch_dir("oauth-python");
+    let log = dir.join("audit.jsonl");
+    let server = HttpServer::start_on(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--oauth-issuer",
+            &issuer.url,
+            "--oauth-resource",
+            &resource,
+            "--oauth-scope",
+            "mcp:execute",
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/python_oauth.py");
+    let out = Command::new(common::python())
+        .arg(script)
+        .arg(server.url("/mcp"))
+        .arg(&issuer.url)
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("ok: done"),
+        "Python client failed:\n{stdout}\n{stderr}"
+    );
+    let principals: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["origin"]["principal"].clone())
+        .collect();
+    assert_eq!(principals, [json!("agent-a"), json!("agent-a")]);
+}
