@@ -127,11 +127,12 @@ pub(crate) struct HttpArgs {
     #[arg(long, requires = "http")]
     pub(crate) stateless: bool,
     /// File holding the bearer tokens, one per line, of which every request must carry one
-    /// (`Authorization: Bearer TOKEN`). Each token is a principal of its own: its clients
-    /// see their own state, tasks and approvals only. The first is the operator's, the only
-    /// one that opens the console (which asks for it once) and the metrics. The
-    /// environment variable CODEMODE_AUTH_TOKEN may hold them instead. Also guards
-    /// --metrics.
+    /// (`Authorization: Bearer TOKEN`): `NAME sha256:HASH [SCOPE ...]` (what `codemode-mcp
+    /// token NAME` prints), or a token alone. Each token is a principal of its own: its
+    /// clients see their own state, tasks and approvals only. Only an operator (the scope
+    /// codemode:operator; without one, the first token alone) opens the console and the
+    /// metrics. The environment variable CODEMODE_AUTH_TOKEN may hold them instead. Also
+    /// guards --metrics.
     #[arg(long, value_name = "FILE")]
     pub(crate) auth_token_file: Option<PathBuf>,
     /// Take the access tokens (JWTs) of this OAuth authorization server, as the MCP

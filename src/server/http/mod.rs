@@ -51,9 +51,10 @@ pub struct HttpOptions {
     /// No sessions: every request stands alone, so replicas behind a load balancer can
     /// share clients. Server-initiated notifications are not sent.
     pub stateless: bool,
-    /// Bearer tokens, one per line: every request must carry one of them, each token is a
-    /// principal of its own, and the first is the operator's (the only one that opens the
-    /// console and `/metrics`). Required unless `bind` is loopback.
+    /// The token file's text (see `identity::tokens`): every request must carry one of
+    /// its tokens (or an access token of `oauth`), each a principal of its own; only
+    /// operators open the console and `/metrics`. A token or an issuer is required unless
+    /// `bind` is loopback.
     pub auth_token: Option<String>,
     /// Access tokens of this OAuth authorization server are taken too (beside the token
     /// file's, when both are given).
@@ -100,7 +101,7 @@ impl Default for HttpOptions {
 pub enum HttpError {
     /// A non-loopback address without a token.
     #[error(
-        "refusing to serve on {bind} without authentication: anyone who can reach that address could run programs with your tools. Give a bearer token with --auth-token-file FILE (or the CODEMODE_AUTH_TOKEN environment variable), or bind a loopback address such as 127.0.0.1"
+        "refusing to serve on {bind} without authentication: anyone who can reach that address could run programs with your tools. Give bearer tokens with --auth-token-file FILE (or the CODEMODE_AUTH_TOKEN environment variable; `codemode-mcp token NAME` makes one), or an OAuth issuer with --oauth-issuer URL --oauth-resource URL, or bind a loopback address such as 127.0.0.1"
     )]
     Unauthenticated {
         /// The address asked for.
