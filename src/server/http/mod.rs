@@ -158,6 +158,7 @@ pub struct HttpServer {
     options: HttpOptions,
     hosts: HostPolicy,
     origins: OriginPolicy,
+    identity: Option<identity::Identity>,
 }
 
 impl HttpServer {
@@ -180,6 +181,7 @@ impl HttpServer {
             origins,
             listener,
             options,
+            identity,
         })
     }
 
@@ -199,6 +201,7 @@ impl HttpServer {
             options,
             hosts,
             origins,
+            identity,
         } = self;
         let in_flight = InFlight::new();
         // Ends every session and stream once draining is over.
@@ -254,8 +257,6 @@ impl HttpServer {
                 Box::pin(async move { streamable.sessions.read().await.len() + legacy.len() })
             })
         };
-        let identity =
-            identity::Identity::new(options.auth_token.as_deref(), options.oauth.as_ref())?;
         if let Some(identity) = &identity {
             identity.prefetch();
         }

@@ -77,13 +77,7 @@ impl Identity {
             return Ok(principal);
         }
         match &self.oauth {
-            Some(oauth) => oauth
-                .verify(bearer)
-                .await
-                .map_err(|rejected| match rejected {
-                    oauth::Rejected::Invalid(why) => Rejection::Invalid(why),
-                    oauth::Rejected::Unavailable(why) => Rejection::Unavailable(why),
-                }),
+            Some(oauth) => oauth.verify(bearer).await,
             None => Err(Rejection::Invalid(
                 "the bearer token is not one of this server's".into(),
             )),

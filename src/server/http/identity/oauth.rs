@@ -16,6 +16,7 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 
+use super::Rejection;
 use crate::server::{Principal, http::HttpError};
 
 /// How an OAuth authorization server's tokens are taken.
@@ -156,15 +157,6 @@ fn check_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a token was not taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(in crate::server::http) enum Rejected {
-    /// The token is not good: the client needs another one (401, `invalid_token`).
-    Invalid(String),
-    /// The issuer's keys cannot be had, so no token can be checked now (503).
-    Unavailable(String),
-}
-
 /// How long keys are used before they are fetched again.
 const KEYS_TTL: Duration = Duration::from_secs(3600);
 /// Tokens naming a key the set lacks fetch the set again at most [`REFETCHES`] times in
@@ -287,7 +279,10 @@ impl Verifier {
     }
 
     /// The principal of `token`, or why it is not taken.
-    pub(in crate::server::http) async fn verify(&self, token: &str) -> Result<Principal, Rejected> {
+    pub(in crate::server::http) async fn verify(
+        &self,
+        token: &str,
+    ) -> Result<Principal, Rejection> {
         use sha2::Digest as _;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = jsonwebtoken::get_current_timestamp();
@@ -295,12 +290,12 @@ impl Verifier {
             return Ok(principal);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            Rejected::Invalid(
+            Rejection::Invalid(
                 "the bearer token is neither a token of this server nor a JWT access token".into(),
             )
         })?;
         if !is_asymmetric(header.alg) {
-            return Err(Rejected::Invalid(format!(
+            return Err(Rejection::Invalid(format!(
                 "the token is signed with {:?}; only the issuer's public-key algorithms (RS256, PS256, ES256, EdDSA, ...) are taken",
                 header.alg
             )));
@@ -313,14 +308,14 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.leeway = self.options.leeway.as_secs();
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|e| Rejected::Invalid(self.describe(e.kind())))?
+            .map_err(|e| Rejection::Invalid(self.describe(e.kind())))?
             .claims;
         let subject = claims
             .sub
             .as_deref()
             .or(claims.client_id.as_deref())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| Rejected::Invalid("the token names no subject (`sub`)".into()))?;
+            .ok_or_else(|| Rejection::Invalid("the token names no subject (`sub`)".into()))?;
         let principal = Principal::of_subject(subject, scopes(&claims));
         self.remember(
             digest,
@@ -378,7 +373,7 @@ impl Verifier {
 
     /// The key that should have signed a token naming `kid` with `alg`: from the set as
     /// cached, else from a fresh copy of it (within the refetch budget).
-    async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, Rejected> {
+    async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, Rejection> {
         {
             let keys = self.keys.read().await;
             let fresh = keys.fetched.is_some_and(|at| at.elapsed() < KEYS_TTL);
@@ -397,13 +392,13 @@ impl Verifier {
                 .failure
                 .clone()
                 .unwrap_or_else(|| "its keys are being fetched".into());
-            return Err(Rejected::Unavailable(format!(
+            return Err(Rejection::Unavailable(format!(
                 "cannot check access tokens now: the issuer's keys could not be had ({why}); try again shortly"
             )));
         }
         // Keys fetched before are used while the issuer does not answer.
         pick(&keys, kid, alg).ok_or_else(|| {
-            Rejected::Invalid(match kid {
+            Rejection::Invalid(match kid {
                 Some(kid) => format!(
                     "the token's key (kid {}) is not among the issuer's keys",
                     printable(kid)
