@@ -198,6 +198,19 @@ pub async fn execute(client: &rmcp::Peer<RoleClient>, code: &str) -> Ran {
     super::execute_on(client, json!({ "code": code })).await
 }
 
+/// The response to an `initialize` POST to `/mcp` that carries `token` as its bearer
+/// token: what the front door makes of the token.
+pub async fn initialize_as(
+    server: &HttpServer,
+    token: impl std::fmt::Display,
+) -> reqwest::Response {
+    post_mcp(server, initialize_body().to_string())
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The JSON-RPC initialize request body a client sends first.
 pub fn initialize_body() -> Value {
     json!({

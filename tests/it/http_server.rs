@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::http::{HttpServer, execute, initialize_body, post_mcp};
+use common::http::{HttpServer, execute, initialize_as, initialize_body, post_mcp};
 use rmcp::{
     model::{CallToolRequestParams, ReadResourceRequestParams},
     transport::streamable_http_client::StreamableHttpClientTransportConfig,
@@ -149,11 +149,7 @@ async fn a_token_is_required_when_configured() {
         "Bearer realm=\"codemode-mcp\""
     );
 
-    let wrong = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth("s3cret-token-of-some-lengtX")
-        .send()
-        .await
-        .unwrap();
+    let wrong = initialize_as(&server, "s3cret-token-of-some-lengtX").await;
     assert_eq!(wrong.status(), 401);
     assert!(
         wrong.headers()["www-authenticate"]
@@ -191,11 +187,7 @@ async fn a_token_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 401);
-    let given = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth("from-the-env")
-        .send()
-        .await
-        .unwrap();
+    let given = initialize_as(&server, "from-the-env").await;
     assert_eq!(given.status(), 200);
 }
 
@@ -1244,11 +1236,7 @@ async fn a_legacy_session_is_its_openers_alone() {
             .header("mcp-protocol-version", "2025-06-18")
             .send()
     };
-    let opened = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth(alice)
-        .send()
-        .await
-        .unwrap();
+    let opened = initialize_as(&server, alice).await;
     let session = opened.headers()["mcp-session-id"]
         .to_str()
         .unwrap()

@@ -11,7 +11,7 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-use common::http::{HttpServer, execute, initialize_body, post_mcp};
+use common::http::{HttpServer, execute, initialize_as};
 use serde_json::{Value, json};
 
 /// This server's resource URI as the tests' tokens name it.
@@ -109,11 +109,7 @@ impl Issuer {
 }
 
 async fn status_and_challenge(server: &HttpServer, token: &str) -> (u16, String, String) {
-    let response = post_mcp(server, initialize_body().to_string())
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = initialize_as(server, token).await;
     let status = response.status().as_u16();
     let challenge = response
         .headers()

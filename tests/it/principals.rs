@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{
     BIN,
-    http::{HttpServer, execute, initialize_body, post_mcp},
+    http::{HttpServer, execute, initialize_as, initialize_body, post_mcp},
 };
 
 /// `codemode-mcp token NAME --scope ...`: the token, and the line of the token file.
@@ -115,11 +115,7 @@ async fn each_named_token_is_a_principal_in_the_audit_log_and_the_metrics() {
         .nth(1)
         .unwrap()
         .trim_start_matches("sha256:");
-    let wrong = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth(hash)
-        .send()
-        .await
-        .unwrap();
+    let wrong = initialize_as(&server, hash).await;
     assert_eq!(wrong.status(), 401);
 }
 
@@ -249,11 +245,7 @@ async fn an_oauth_resource_server_says_where_tokens_come_from() {
         missing.headers()["www-authenticate"],
         format!("Bearer realm=\"codemode-mcp\", resource_metadata=\"{metadata_url}\", scope=\"mcp:execute\"").as_str()
     );
-    let not_jwt = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth("opaque")
-        .send()
-        .await
-        .unwrap();
+    let not_jwt = initialize_as(&server, "opaque").await;
     assert_eq!(not_jwt.status(), 401);
     let challenge = not_jwt.headers()["www-authenticate"]
         .to_str()
@@ -265,11 +257,7 @@ async fn an_oauth_resource_server_says_where_tokens_come_from() {
     );
     // A well-formed RS256 JWT (its signature cannot be checked: the keys are out of reach).
     let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln";
-    let unavailable = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
+    let unavailable = initialize_as(&server, jwt).await;
     assert_eq!(unavailable.status(), 503);
     let body = unavailable.text().await.unwrap();
     assert!(
@@ -278,11 +266,7 @@ async fn an_oauth_resource_server_says_where_tokens_come_from() {
     );
     // An HS256 token is refused outright: the issuer's keys are public.
     let hs = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
-    let refused = post_mcp(&server, initialize_body().to_string())
-        .bearer_auth(hs)
-        .send()
-        .await
-        .unwrap();
+    let refused = initialize_as(&server, hs).await;
     assert_eq!(refused.status(), 401);
     assert!(
         refused
