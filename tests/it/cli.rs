@@ -354,3 +354,24 @@ fn types_takes_the_file_and_one_off_commands_log_no_info_unless_asked() {
         );
     }
 }
+
+/// The binary users install (the release profile) keeps no debug sections; the `profiling`
+/// profile is the one with line tables. Symbols stay, so a panic's backtrace names functions.
+#[test]
+fn the_release_binary_has_no_debug_sections() {
+    use object::{Object, ObjectSection};
+    let bin = std::path::Path::new(BIN);
+    if bin.parent().and_then(|dir| dir.file_name()) != Some("release".as_ref()) {
+        eprintln!("skipped: {BIN} is not a release build");
+        return;
+    }
+    let bytes = std::fs::read(bin).unwrap();
+    let file = object::File::parse(&*bytes).unwrap();
+    let debug: Vec<String> = file
+        .sections()
+        .filter_map(|section| section.name().ok().map(str::to_owned))
+        .filter(|name| name.starts_with(".debug_"))
+        .collect();
+    assert!(debug.is_empty(), "debug sections in {BIN}: {debug:?}");
+    assert!(file.symbols().next().is_some(), "{BIN} lost its symbols");
+}
