@@ -22,6 +22,8 @@
 //!   against the policy before it runs.
 //! - [`policy`]: which tools programs may call, which need the user's confirmation, and
 //!   the data-flow guard.
+//! - [`tenants`]: least privilege per principal: overlays that narrow the policy, egress
+//!   and limits for the principals they name.
 //! - [`egress`]: `fetch` for programs: the allow-list, the SSRF guard, the secret headers.
 //! - [`state`]: session state, a key-value store per MCP session (opt-in).
 //! - [`skills`]: saved skills, programs promoted to tools, kept as plain files (opt-in).
@@ -87,6 +89,7 @@ pub mod server;
 pub mod skills;
 pub mod state;
 pub mod stdio;
+pub mod tenants;
 pub mod transpile;
 pub mod typecheck;
 pub mod typegen;

@@ -109,6 +109,9 @@ pub struct Caller {
     /// Set once a `state.*` call of that execution (or of a skill it called) opened its
     /// store: a store named by a fresh handle is then worth naming in the result.
     pub state_used: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// What the overlays of that execution's principal allow it: a skill it calls runs
+    /// under the same.
+    pub tenancy: std::sync::Arc<crate::tenants::Tenancy>,
 }
 
 /// The untrusted source an execution has read from, once it has (the data-flow guard);

@@ -10,13 +10,17 @@ mod limits;
 mod names;
 mod search;
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, RwLock},
+};
 
 use rmcp::model::{JsonObject, Tool};
 use serde_json::Value;
 
 use crate::{
     policy::{Access, Flow, Policy},
+    tenants::Tenancy,
     upstream::{Snapshot, Status, Upstreams},
 };
 
@@ -280,6 +284,8 @@ impl Catalog {
                                 js_name: js_name.clone(),
                             });
                         }
+                        // What the principal's overlays deny is left out unseen.
+                        let access = policy.narrow(access, &snapshot.name, tool, &namespace, &js_name);
                         (access != Access::Deny).then_some((tool, js_name, access, admitted))
                     })
                     .map(|(tool, js_name, access, admitted)| {
@@ -393,7 +399,14 @@ pub struct LiveCatalog {
     policy: Policy,
     learned: Arc<LearnedTypes>,
     cached: RwLock<(u64, Arc<Catalog>)>,
+    /// The catalogs principals with overlays see, by [`Tenancy::key`], for the generation
+    /// they were built at.
+    narrowed: RwLock<(u64, HashMap<String, Arc<Catalog>>)>,
 }
+
+/// Distinct overlay combinations whose catalogs are kept at once; past it they are built
+/// again as asked (a combination is which overlays match a principal, so few in practice).
+const NARROWED_CATALOGS: usize = 256;
 
 impl LiveCatalog {
     /// The catalog of `upstreams`, with the default policy.
@@ -432,6 +445,7 @@ impl LiveCatalog {
             policy,
             learned,
             cached: RwLock::new((generation, catalog)),
+            narrowed: RwLock::default(),
         }
     }
 
@@ -479,6 +493,38 @@ impl LiveCatalog {
         ));
         let mut cached = self.cached.write().unwrap_or_else(|e| e.into_inner());
         *cached = (generation, catalog.clone());
+        catalog
+    }
+
+    /// The catalog as of now for a principal under `tenancy`: less what its overlays deny
+    /// (left out unseen), asking where they ask.
+    pub fn current_for(&self, tenancy: &Tenancy) -> Arc<Catalog> {
+        if tenancy.is_unrestricted() {
+            return self.current();
+        }
+        let generation = self.generation();
+        {
+            let narrowed = self.narrowed.read().unwrap_or_else(|e| e.into_inner());
+            if narrowed.0 == generation
+                && let Some(catalog) = narrowed.1.get(tenancy.key())
+            {
+                return catalog.clone();
+            }
+        }
+        let policy = self.policy.narrowed(tenancy.narrowing().to_vec());
+        let catalog = Arc::new(Catalog::build(
+            &self.upstreams,
+            &self.builtins,
+            &policy,
+            Some(&self.learned),
+        ));
+        let mut narrowed = self.narrowed.write().unwrap_or_else(|e| e.into_inner());
+        if narrowed.0 != generation || narrowed.1.len() >= NARROWED_CATALOGS {
+            *narrowed = (generation, HashMap::new());
+        }
+        narrowed
+            .1
+            .insert(tenancy.key().to_string(), catalog.clone());
         catalog
     }
 }
@@ -529,6 +575,34 @@ pub(crate) mod tests {
             .map(|name| snapshot(name, tools()))
             .collect();
         Catalog::from_snapshots(snapshots, &Policy::default())
+    }
+
+    #[test]
+    fn an_overlay_hides_what_it_denies_and_never_opens_what_the_server_denies() {
+        let settings: crate::config::PolicySettings =
+            serde_json::from_value(json!({"rules": [{"tools": "a.gone", "action": "deny"}]}))
+                .unwrap();
+        let policy = Policy::new(&settings).unwrap();
+        let glob = |g: &str| globset::Glob::new(g).unwrap().compile_matcher();
+        let overlay = Arc::new(crate::policy::Narrowing::new(
+            vec![
+                (glob("a.gone"), Access::Allow),
+                (glob("a.secret"), Access::Deny),
+                (glob("a.ask"), Access::Confirm),
+            ],
+            Access::Allow,
+        ));
+        let schema = || json!({"type": "object"});
+        let tools = ["gone", "secret", "ask", "open"]
+            .map(|name| tool(name, schema()))
+            .to_vec();
+        let catalog =
+            Catalog::from_snapshots(vec![snapshot("a", tools)], &policy.narrowed(vec![overlay]));
+        // The server's deny stays a deny programs are told of; the overlay's is unseen.
+        assert!(catalog.is_denied("a", "gone") && catalog.find("a", "gone").is_none());
+        assert!(!catalog.is_denied("a", "secret") && catalog.find("a", "secret").is_none());
+        assert_eq!(catalog.find("a", "ask").unwrap().access, Access::Confirm);
+        assert_eq!(catalog.find("a", "open").unwrap().access, Access::Allow);
     }
 
     #[test]

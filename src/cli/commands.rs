@@ -328,6 +328,10 @@ pub(crate) async fn sandbox_check(args: SandboxCheckArgs) -> Result<i32> {
 pub(crate) async fn check_config(file: PathBuf) -> Result<i32> {
     let config = Config::load(&file)?;
     codemode_mcp::policy::Policy::new(&config.codemode.policy)?;
+    codemode_mcp::tenants::Tenants::new(
+        &config.codemode.tenants,
+        &config.codemode.limits.limits(),
+    )?;
     let egress = codemode_mcp::egress::Egress::new(&config.codemode.egress, &|name| {
         std::env::var(name).ok()
     })?;
@@ -338,6 +342,26 @@ pub(crate) async fn check_config(file: PathBuf) -> Result<i32> {
     match &egress {
         Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
         None => println!("fetch is off (no codemode.egress.rules)"),
+    }
+    for (index, tenant) in config.codemode.tenants.iter().enumerate() {
+        let mut whom = tenant.principals.clone();
+        whom.extend(tenant.scopes.iter().map(|s| format!("scope {s}")));
+        println!(
+            "{} narrows for: {} ({} rules, default {}{})",
+            tenant.label(index),
+            whom.join(", "),
+            tenant.rules.len(),
+            match tenant.default {
+                codemode_mcp::config::TenantDefault::Allow => "allow",
+                codemode_mcp::config::TenantDefault::Confirm => "confirm",
+                codemode_mcp::config::TenantDefault::Deny => "deny",
+            },
+            match &tenant.egress {
+                None => String::new(),
+                Some(urls) if urls.is_empty() => ", no fetch".to_string(),
+                Some(urls) => format!(", fetch only {}", urls.join(", ")),
+            }
+        );
     }
     if config.upstreams.is_empty() && config.skipped.is_empty() {
         println!("no upstream servers configured");

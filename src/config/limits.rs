@@ -133,6 +133,14 @@ const BOUNDS: &[(&str, u64, u64)] = &[
     ("outputKeepMiB", 0, 65_536),
 ];
 
+/// The least and most `codemode.limits.<key>` may be.
+pub(super) fn bounds(key: &str) -> Option<(u64, u64)> {
+    BOUNDS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, least, most)| (*least, *most))
+}
+
 impl LimitSettings {
     /// Values set here win over values set in `base`.
     pub fn over(self, base: LimitSettings) -> LimitSettings {

@@ -5,7 +5,7 @@
 //! This module reads and checks the file; each section's settings live in a module of
 //! their own (`limits` also holds `codemode.upstream`, `policy`, `egress`,
 //! `oversight` for anomalies, telemetry and the audit, `runs` for skills, the type
-//! check, tasks, state and learned types), and `mcpServers` entries in `servers`, all
+//! check, tasks, state and learned types, `tenants` for the per-principal overlays), and `mcpServers` entries in `servers`, all
 //! re-exported here.
 
 mod egress;
@@ -15,6 +15,7 @@ mod oversight;
 mod policy;
 mod runs;
 mod servers;
+mod tenants;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -26,6 +27,7 @@ pub use oversight::*;
 pub use policy::*;
 pub use runs::*;
 pub use servers::{ServerEntry, Transport, UpstreamConfig, expand_vars};
+pub use tenants::*;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,10 @@ pub struct CodemodeSection {
     /// their tokens.
     #[serde(default)]
     pub principal: Option<String>,
+    /// Least privilege per principal: overlays that narrow the policy, egress and limits
+    /// for the principals or scopes each names.
+    #[serde(default)]
+    pub tenants: Vec<TenantSettings>,
 }
 
 impl CodemodeSection {
@@ -262,6 +268,9 @@ impl Config {
             });
         }
         config.codemode.anomalies.validate(origin)?;
+        for (index, tenant) in config.codemode.tenants.iter().enumerate() {
+            tenant.validate(index, origin)?;
+        }
         config.codemode.tasks.validate(origin)?;
         if let Some(zone) = &config.codemode.time_zone {
             validate_time_zone(zone, origin)?;

@@ -55,6 +55,61 @@ pub enum EgressError {
     Client(String),
 }
 
+/// The URLs one tenant overlay lets its principals fetch (`codemode.tenants[i].egress`):
+/// checked beside the server's rules, at every hop, so it can only narrow them.
+#[derive(Debug)]
+pub struct EgressNarrowing {
+    /// The overlay, as messages name it.
+    label: String,
+    patterns: Vec<(String, UrlPattern)>,
+}
+
+impl EgressNarrowing {
+    /// Compiles `patterns` (each as a rule's `url`); the error is the index of the bad one
+    /// and what is wrong with it.
+    pub fn new(label: String, patterns: &[String]) -> Result<Self, (usize, String)> {
+        let patterns = patterns
+            .iter()
+            .enumerate()
+            .map(|(index, written)| {
+                UrlPattern::parse(written)
+                    .map(|pattern| (written.clone(), pattern))
+                    .map_err(|message| (index, format!("{written:?} {message}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { label, patterns })
+    }
+
+    /// The patterns, as written.
+    pub fn patterns(&self) -> Vec<&str> {
+        self.patterns.iter().map(|(w, _)| w.as_str()).collect()
+    }
+
+    /// Whether it lets anything through at all.
+    pub fn allows_any(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+
+    fn check(&self, url: &Url) -> Result<(), String> {
+        if self.patterns.iter().any(|(_, p)| p.matches(url)) {
+            return Ok(());
+        }
+        Err(if self.patterns.is_empty() {
+            format!(
+                "this principal may fetch nothing ({}.egress is [])",
+                self.label
+            )
+        } else {
+            format!(
+                "{} is not among the URLs this principal may fetch ({}.egress allows: {})",
+                shown(url),
+                self.label,
+                self.patterns().join(", ")
+            )
+        })
+    }
+}
+
 /// A program's request, as the `fetch` glue sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -287,11 +342,19 @@ impl Egress {
     /// Whether the allow-list lets programs fetch `url` (addresses are checked only when
     /// the request is made); the message says why not.
     pub fn check(&self, url: &str) -> Result<(), String> {
-        let parsed = parse_url(url)?;
-        self.rule_for(&parsed).map(|_| ())
+        self.check_within(url, &[])
     }
 
-    fn rule_for(&self, url: &Url) -> Result<&Rule, String> {
+    /// [`Self::check`] for a principal whose overlays narrow the rules by `within`.
+    pub fn check_within(&self, url: &str, within: &[Arc<EgressNarrowing>]) -> Result<(), String> {
+        let parsed = parse_url(url)?;
+        self.rule_for(&parsed, within).map(|_| ())
+    }
+
+    fn rule_for(&self, url: &Url, within: &[Arc<EgressNarrowing>]) -> Result<&Rule, String> {
+        for narrowing in within {
+            narrowing.check(url)?;
+        }
         self.rules
             .iter()
             .find(|rule| rule.pattern.matches(url))
@@ -306,7 +369,12 @@ impl Egress {
 
     /// Makes the request: each hop checked against the rules and the address guard,
     /// the rule's headers added, the response capped and its secrets withheld.
-    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse, FetchFailure> {
+    /// `within`: the overlays of the principal whose program asks, checked at every hop.
+    pub async fn fetch(
+        &self,
+        request: FetchRequest,
+        within: &[Arc<EgressNarrowing>],
+    ) -> Result<FetchResponse, FetchFailure> {
         let deadline = Instant::now() + self.timeout;
         let mut method = Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| {
@@ -344,7 +412,7 @@ impl Egress {
         };
         let mut redirected = false;
         for hop in 0..=self.max_redirects {
-            let rule = self.rule_for(&url).map_err(|why| {
+            let rule = self.rule_for(&url, within).map_err(|why| {
                 FetchFailure::refused(if redirected {
                     format!("fetch was redirected to a URL it may not reach: {why}")
                 } else {

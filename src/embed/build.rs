@@ -15,6 +15,7 @@ use crate::{
     policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
     skills::{SkillError, SkillStore},
+    tenants::{TenantError, Tenants},
     typecheck::Checker,
     upstream::Upstreams,
 };
@@ -51,6 +52,9 @@ pub enum EmbedError {
     /// An egress rule is not valid.
     #[error(transparent)]
     Egress(#[from] EgressError),
+    /// A `codemode.tenants` overlay is not valid.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
     /// The trace exporter could not be set up.
     #[error(transparent)]
     Telemetry(#[from] TraceError),
@@ -171,6 +175,7 @@ impl CodeModeBuilder {
         let config = &self.config;
         // Checked before connecting: a bad rule must not wait for the upstreams first.
         let policy = Policy::new(&config.codemode.policy)?;
+        let tenants = Arc::new(Tenants::new(&config.codemode.tenants, &limits.limits())?);
         let egress =
             Egress::new(&config.codemode.egress, &|name| std::env::var(name).ok())?.map(Arc::new);
         let mut telemetry = config.codemode.telemetry.clone();
@@ -214,7 +219,8 @@ impl CodeModeBuilder {
         let mut executor = executor
             .with_egress(egress.clone())
             .with_typecheck(checker, config.codemode.typecheck.by_default)
-            .with_oversight(oversight.clone());
+            .with_oversight(oversight.clone())
+            .with_tenants(tenants);
         if let Some(audit) = &audit {
             executor = executor.with_audit(audit.clone());
         }

@@ -23,6 +23,7 @@ use crate::{
     isolation::{LockdownReport, WorkerPool},
     oversight::Oversight,
     skills::SkillStore,
+    tenants::Tenancy,
     typegen,
     upstream::Upstreams,
 };
@@ -70,6 +71,17 @@ impl CodeMode {
     /// The tools programs can call now.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.executor.tools().current()
+    }
+
+    /// The catalog a principal under `tenancy` sees (see [`crate::tenants`]).
+    pub fn catalog_for(&self, tenancy: &Tenancy) -> Arc<Catalog> {
+        self.executor.tools().current_for(tenancy)
+    }
+
+    /// What the overlays of `codemode.tenants` make of the principal named `principal`
+    /// whose token carries `scopes`.
+    pub fn tenancy(&self, principal: Option<&str>, scopes: &[String]) -> Arc<Tenancy> {
+        self.executor.tenants().resolve(principal, scopes)
     }
 
     /// The TypeScript declarations of every tool, as a model should see them.

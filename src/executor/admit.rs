@@ -8,6 +8,7 @@ use crate::{
     policy::{ConfirmRequest, Confirmation, SharedConfirmer, gate},
     preflight::{self, Scan},
     sandbox::{ErrorKind, ProgramError},
+    tenants::Tenancy,
     transpile::{Position, line_count, transpile},
     typecheck::{self, CheckError},
     typegen,
@@ -21,6 +22,8 @@ pub(super) struct Asked<'a> {
     pub(super) confirmer: &'a Option<SharedConfirmer>,
     pub(super) depth: u32,
     pub(super) typecheck: bool,
+    /// The principal's overlays: the URLs it names are checked against them too.
+    pub(super) tenancy: &'a Tenancy,
 }
 
 impl Executor {
@@ -67,7 +70,9 @@ impl Executor {
         &self,
         scan: &Scan,
         catalog: &Catalog,
-        Asked { confirmer, .. }: &Asked<'_>,
+        Asked {
+            confirmer, tenancy, ..
+        }: &Asked<'_>,
         host: &calls::CallHost,
     ) -> Result<(), ProgramError> {
         let refuse = |position: Position, message: String| {
@@ -98,7 +103,11 @@ impl Executor {
                     "fetch is off on this server (no codemode.egress.rules allow a URL)"
                         .to_string(),
                 ),
-                Some(egress) => egress.check(&reference.name).err(),
+                Some(_) if !tenancy.may_fetch() => Some(
+                    "fetch is off for this principal (its codemode.tenants overlay allows no URLs)"
+                        .to_string(),
+                ),
+                Some(egress) => egress.check_within(&reference.name, tenancy.egress()).err(),
             };
             if let Some(why) = why {
                 return Err(refuse(
@@ -205,6 +214,7 @@ mod tests {
             confirmer,
             depth,
             typecheck: false,
+            tenancy: Box::leak(Box::default()),
         }
     }
 

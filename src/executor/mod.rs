@@ -42,6 +42,7 @@ use crate::{
     sandbox::{
         CancelReason, ErrorKind, ProgramError, RunClock, RunOutcome, RunRequest, cancel_message,
     },
+    tenants::Tenants,
     typecheck::Checker,
 };
 
@@ -77,6 +78,8 @@ pub struct Executor {
     oversight: Arc<Oversight>,
     /// The type checker, and whether programs are checked when a call does not say.
     typecheck: TypeCheck,
+    /// The overlays of `codemode.tenants`, for runs whose caller did not resolve them.
+    tenants: Arc<Tenants>,
 }
 
 impl Executor {
@@ -123,6 +126,7 @@ impl Executor {
             egress: None,
             oversight: Arc::default(),
             typecheck: TypeCheck::default(),
+            tenants: Arc::default(),
         })
     }
 
@@ -152,6 +156,7 @@ impl Executor {
             egress: None,
             oversight: Arc::default(),
             typecheck: TypeCheck::default(),
+            tenants: Arc::default(),
         }
     }
 
@@ -169,6 +174,17 @@ impl Executor {
             by_default,
         };
         self
+    }
+
+    /// Narrows what each principal's programs may see, call, fetch and use by `tenants`.
+    pub fn with_tenants(mut self, tenants: Arc<Tenants>) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// The overlays of `codemode.tenants`.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     /// What programs' `fetch` may reach, if they have `fetch`.
@@ -257,14 +273,21 @@ impl Executor {
             .oversight
             .tracing()
             .map(|tracing| tracing.execution(options.traceparent.as_deref(), &origin));
-        let catalog = self.tools.current();
+        // Without a tenancy resolved by the caller (who knows the token's scopes), the
+        // overlays that name the origin's principal apply.
+        let tenancy = options
+            .tenancy
+            .clone()
+            .unwrap_or_else(|| self.tenants.resolve(origin.principal.as_deref(), &[]));
+        let catalog = self.tools.current_for(&tenancy);
+        let limits = tenancy.limits(self.settings.limits);
         let clock = RunClock::with_max_hold(options.max_hold.unwrap_or(Duration::ZERO));
         let host = Arc::new(calls::CallHost::new(
             &self.tools,
             catalog.clone(),
             tokio::runtime::Handle::current(),
             calls::CallSettings {
-                limits: self.settings.limits,
+                limits,
                 progress: options.progress,
                 confirmer: options.confirmer.clone(),
                 clock: clock.clone(),
@@ -281,12 +304,14 @@ impl Executor {
                 principal: origin.principal.clone(),
                 taint: options.taint.clone(),
                 state_used: options.state_used.clone(),
+                tenancy: tenancy.clone(),
             },
         ));
         let asked = Asked {
             confirmer: &options.confirmer,
             depth: options.depth,
             typecheck: options.typecheck.unwrap_or(self.typecheck.by_default),
+            tenancy: &tenancy,
         };
         let (admitted, scan) = match self.read(code, &catalog, &asked).await {
             Err(refused) => (Err(refused), None),
@@ -301,7 +326,14 @@ impl Executor {
                 let run = self.run_in_isolate(
                     js,
                     code,
-                    (options.wall_clock, options.timeout),
+                    schedule::Allowance {
+                        limits,
+                        wall_clock: options
+                            .wall_clock
+                            .map(|clock| tenancy.timeout().map_or(clock, |t| clock.min(t))),
+                        timeout: options.timeout,
+                        fetch: self.egress.is_some() && tenancy.may_fetch(),
+                    },
                     catalog.bindings(),
                     (host.clone(), clock),
                     options.within_caller.then_some(options.depth),

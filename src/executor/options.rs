@@ -84,6 +84,9 @@ pub struct RunOptions {
     /// Set when the run (or a skill it calls) uses its `state.*` store; `None`: nobody
     /// asks.
     pub state_used: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// What the overlays of the principal asking allow it (`codemode.tenants`); `None`:
+    /// those that match the origin's principal by name.
+    pub tenancy: Option<Arc<crate::tenants::Tenancy>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -103,6 +106,7 @@ impl std::fmt::Debug for RunOptions {
             .field("taint", &self.taint.is_some())
             .field("state_key", &self.state_key.is_some())
             .field("state_used", &self.state_used)
+            .field("tenancy", &self.tenancy)
             .finish()
     }
 }

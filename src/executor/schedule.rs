@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use crate::{
     isolation::WorkerPool,
     sandbox::{
-        Binding, CancelHandle, CancelReason, ErrorKind, ProgramError, RunClock, RunOutcome,
+        Binding, CancelHandle, CancelReason, ErrorKind, Limits, ProgramError, RunClock, RunOutcome,
         RunRequest, ToolHost, cancel_message,
     },
     transpile::line_count,
@@ -37,6 +37,16 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<RunOutcome>,
 }
 
+/// What one run may use: its limits (the principal's), its clock, whether it has `fetch`.
+pub(super) struct Allowance {
+    pub(super) limits: Limits,
+    /// Replaces the limits' wall clock (a task's).
+    pub(super) wall_clock: Option<Duration>,
+    /// Lowers it (the request's).
+    pub(super) timeout: Option<Duration>,
+    pub(super) fetch: bool,
+}
+
 impl Executor {
     /// Runs the admitted program `js` in an isolate (a thread's or a worker's) and waits
     /// for its outcome, within the run's clock and the host's backstop.
@@ -44,7 +54,12 @@ impl Executor {
         &self,
         js: String,
         code: &str,
-        (wall_clock, timeout): (Option<Duration>, Option<Duration>),
+        Allowance {
+            mut limits,
+            wall_clock,
+            timeout,
+            fetch,
+        }: Allowance,
         bindings: Vec<Binding>,
         (host, clock): (Arc<dyn ToolHost>, RunClock),
         nested: Option<u32>,
@@ -68,7 +83,6 @@ impl Executor {
             }
             None => None,
         };
-        let mut limits = self.settings.limits;
         if let Some(wall_clock) = wall_clock {
             limits.timeout = wall_clock;
         }
@@ -100,7 +114,7 @@ impl Executor {
                 js,
                 program_lines: line_count(code),
                 bindings,
-                fetch: self.egress.is_some(),
+                fetch,
                 limits,
             },
             cancel: cancel.clone(),

@@ -50,6 +50,45 @@ pub enum Access {
     Deny,
 }
 
+impl Access {
+    /// The stricter of two words: deny over confirm over allow.
+    pub fn stricter(self, other: Access) -> Access {
+        let rank = |access| match access {
+            Access::Allow => 0,
+            Access::Confirm => 1,
+            Access::Deny => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// The rules of one tenant overlay (`codemode.tenants[i]`): what they say of a tool is
+/// weighed against what the server's policy says, and the stricter wins, so an overlay
+/// can only narrow.
+#[derive(Debug, Clone)]
+pub struct Narrowing {
+    rules: Vec<(GlobMatcher, Access)>,
+    default: Access,
+}
+
+impl Narrowing {
+    /// Rules tried in order (first match wins), and what a tool none matches gets.
+    pub fn new(rules: Vec<(GlobMatcher, Access)>, default: Access) -> Self {
+        Self { rules, default }
+    }
+
+    fn access(&self, names: &[String; 2]) -> Access {
+        self.rules
+            .iter()
+            .find(|(glob, _)| names.iter().any(|name| glob.is_match(name)))
+            .map_or(self.default, |(_, access)| *access)
+    }
+}
+
 /// A bad rule.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -72,6 +111,8 @@ pub struct Policy {
     sinks: GlobSet,
     not_sinks: GlobSet,
     max_depth: u32,
+    /// The overlays of the principal this policy is for; none: the server's own.
+    narrowed_by: Vec<Arc<Narrowing>>,
 }
 
 impl Default for Policy {
@@ -127,6 +168,39 @@ impl Policy {
             sinks: glob_set(&flow.sinks, "sinks")?,
             not_sinks: glob_set(&flow.not_sinks, "notSinks")?,
             max_depth: settings.max_depth,
+            narrowed_by: Vec::new(),
+        })
+    }
+
+    /// This policy narrowed by `overlays` (a principal's): see [`Self::narrow`].
+    pub fn narrowed(&self, overlays: Vec<Arc<Narrowing>>) -> Self {
+        Self {
+            narrowed_by: overlays,
+            ..self.clone()
+        }
+    }
+
+    /// What the overlays this policy is narrowed by make of `access`, the server's word on
+    /// `tool` of `server`: the strictest of them all. The catalog hides what they deny
+    /// (unlike what the server denies, which programs are told is denied): a principal
+    /// does not learn of tools it may not see.
+    pub fn narrow(
+        &self,
+        access: Access,
+        server: &str,
+        tool: &Tool,
+        namespace: &str,
+        js_name: &str,
+    ) -> Access {
+        if self.narrowed_by.is_empty() {
+            return access;
+        }
+        let names = [
+            format!("{server}.{}", tool.name),
+            format!("{namespace}.{js_name}"),
+        ];
+        self.narrowed_by.iter().fold(access, |access, overlay| {
+            access.stricter(overlay.access(&names))
         })
     }
 

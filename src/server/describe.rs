@@ -3,7 +3,6 @@
 
 use crate::{
     catalog::{Catalog, Detail},
-    egress::Egress,
     typegen,
     upstream::Status,
 };
@@ -16,14 +15,14 @@ const FULL_DECLARATIONS_BUDGET: usize = 8_000;
 /// The one-line index goes in while it stays under this many bytes.
 const INDEX_BUDGET: usize = 16_000;
 
-/// The `execute_code` description for `catalog`, and for `egress` when programs have
-/// `fetch`.
-pub fn execute_code_description(catalog: &Catalog, egress: Option<&Egress>) -> String {
+/// The `execute_code` description for `catalog`, and for the URL patterns `fetch` may
+/// reach when programs have it ([`crate::egress::Egress::allowed`], or a principal's narrower list).
+pub fn execute_code_description(catalog: &Catalog, fetch: Option<&[&str]>) -> String {
     let mut text = EXECUTE_CODE_CONTRACT.trim_end().to_string();
-    if let Some(egress) = egress {
+    if let Some(allowed) = fetch {
         text.push_str(&format!(
             "\n\n`fetch` is on, for these URLs only (others fail before the program runs, or throw a TypeError): {}. `Request`, `Response` and `Headers` work as on the web; credentials the server adds are never visible to the program. Once a run has read untrusted data (a fetch response, an open-world tool), sending data out again (another fetch, a destructive tool) needs the user's confirmation.",
-            egress.allowed().join(", ")
+            allowed.join(", ")
         ));
     }
     let Some(example) = catalog.tools().next() else {

@@ -22,11 +22,12 @@ use rmcp::{
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
         CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
-        ContentBlock, GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult,
-        Implementation, JsonObject, ListPromptsResult, ListResourcesResult, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-        ReadResourceResponse, ServerCapabilities, ServerConfig, ServerNotification,
-        SubscriptionFilter, Tool, UpdateTaskParams,
+        ContentBlock, DiscoverResult, GetPromptRequestParams, GetPromptResponse, GetTaskParams,
+        GetTaskResult, Implementation, InitializeRequestParams, InitializeResult, JsonObject,
+        ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+        ServerCapabilities, ServerConfig, ServerNotification, SubscriptionFilter, Tool,
+        UpdateTaskParams,
     },
     service::{NotificationContext, RequestContext, SubscriptionContext},
     task_manager::TaskContext,
@@ -44,6 +45,8 @@ use crate::{
 };
 
 use tasks::{OwnedTasks, no_tasks};
+
+use crate::tenants::Tenancy;
 
 pub(crate) use approvals::Approvals;
 pub(crate) use outputs::Outputs;
@@ -114,7 +117,8 @@ pub struct CodeModeServer {
 /// a tool-use loop of one's own (see `examples/tool_use.rs`).
 pub fn execute_code_tool(codemode: &CodeMode) -> Tool {
     let catalog = codemode.catalog();
-    let description = execute_code_description(&catalog, codemode.egress().map(|e| e.as_ref()));
+    let allowed = codemode.egress().map(|egress| egress.allowed());
+    let description = execute_code_description(&catalog, allowed.as_deref());
     let listed = CodeModeServer::tool_router()
         .list_all()
         .into_iter()
@@ -298,13 +302,14 @@ impl CodeModeServer {
     async fn search_tools(
         &self,
         Parameters(arguments): Parameters<JsonObject>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         const EXPECTED: &str = "search_tools takes {\"query\": string, \"detail\"?: \"names\" | \"signatures\" | \"full\", \"limit\"?: integer}";
         let input: SearchToolsInput = match parse_arguments(arguments, EXPECTED) {
             Ok(input) => input,
             Err(message) => return Ok(tool_error(message)),
         };
-        let catalog = self.codemode.catalog();
+        let catalog = self.catalog_for(&context);
         let limit = input.limit.map_or(10, |l| l.clamp(1, 200) as usize);
         let text = search_answer(
             &catalog,
@@ -374,7 +379,7 @@ impl CodeModeServer {
         arguments: JsonObject,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let admitted = match self.admit(arguments) {
+        let admitted = match self.admit(arguments, &context) {
             Ok(admitted) => admitted,
             Err(refusal) => return Ok(*refusal),
         };
@@ -519,7 +524,7 @@ impl CodeModeServer {
         context: &RequestContext<RoleServer>,
         answered: Option<(String, crate::policy::Confirmation)>,
     ) -> Result<approvals::Running, Box<CallToolResult>> {
-        let admitted = self.admit(arguments)?;
+        let admitted = self.admit(arguments, context)?;
         let answer_chars = admitted.answer_chars;
         let scope = self
             .state_scope(admitted.state.as_deref(), context)
@@ -624,7 +629,11 @@ impl CodeModeServer {
 
     /// Reads `execute_code`'s arguments and takes a slot of the session's; the refusal is
     /// the tool result to answer with.
-    fn admit(&self, arguments: JsonObject) -> Result<Admitted, Box<CallToolResult>> {
+    fn admit(
+        &self,
+        arguments: JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Admitted, Box<CallToolResult>> {
         const EXPECTED: &str = "execute_code takes {\"code\": string, \"timeoutMs\"?: integer >= 1, \"typecheck\"?: boolean, \"state\"?: string, \"maxOutputChars\"?: integer >= 1}";
         let input: ExecuteCodeInput = parse_arguments(arguments, EXPECTED)
             .map_err(|message| Box::new(tool_error(message)))?;
@@ -641,18 +650,17 @@ impl CodeModeServer {
                 ))
             })?),
         };
+        let budget = self
+            .tenancy(context)
+            .answer_chars(self.codemode.answer_chars());
         Ok(Admitted {
             code: input.code,
             timeout: input.timeout_ms.map(Duration::from_millis),
             typecheck: input.typecheck,
             state: input.state,
-            answer_chars: input
-                .max_output_chars
-                .map_or(self.codemode.answer_chars(), |asked| {
-                    usize::try_from(asked)
-                        .unwrap_or(usize::MAX)
-                        .min(self.codemode.answer_chars())
-                }),
+            answer_chars: input.max_output_chars.map_or(budget, |asked| {
+                usize::try_from(asked).unwrap_or(usize::MAX).min(budget)
+            }),
             _slot: slot,
         })
     }
@@ -688,8 +696,53 @@ impl CodeModeServer {
                 .and_then(serde_json::Value::as_u64)
                 .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
             traceparent: traceparent(context),
+            tenancy: Some(self.tenancy(context)),
             ..RunOptions::default()
         }
+    }
+
+    /// What the overlays of `codemode.tenants` allow the principal of this request: over
+    /// HTTP the one its token names (with its scopes), over stdio this process's client.
+    fn tenancy(&self, context: &RequestContext<RoleServer>) -> Arc<Tenancy> {
+        match self.transport {
+            "http" | "sse" => {
+                let principal = context
+                    .extensions
+                    .get::<::http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<Principal>());
+                self.codemode.tenancy(
+                    principal.map(Principal::name),
+                    principal.map_or(&[], |p| p.scopes()),
+                )
+            }
+            _ => self
+                .codemode
+                .tenancy(Some(self.codemode.local_principal()), &[]),
+        }
+    }
+
+    /// The catalog the principal of this request sees.
+    fn catalog_for(&self, context: &RequestContext<RoleServer>) -> Arc<crate::catalog::Catalog> {
+        self.codemode.catalog_for(&self.tenancy(context))
+    }
+
+    /// The server instructions for a principal who sees `catalog`.
+    fn instructions(&self, catalog: &crate::catalog::Catalog) -> String {
+        let mut instructions = INSTRUCTIONS.trim_end().to_string();
+        if catalog.namespaces().iter().any(|n| {
+            n.name == crate::state::NAMESPACE && n.transport == crate::catalog::BUILTIN_TRANSPORT
+        }) {
+            instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session (without a session, over stateless HTTP, pass the `state` handle a result returns as execute_code's `state`).");
+        }
+        if self.codemode.skills().is_some() {
+            instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");
+        }
+        let down = describe::unavailable(catalog);
+        if !down.is_empty() {
+            instructions.push_str("\n\n");
+            instructions.push_str(&down);
+        }
+        instructions
     }
 }
 
@@ -744,22 +797,10 @@ fn report_calls(
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for CodeModeServer {
+    // The instructions here are the server-wide view's; `initialize` and
+    // `server/discover` answer with the asking principal's.
     fn get_info(&self) -> ServerConfig {
-        let catalog = self.codemode.catalog();
-        let mut instructions = INSTRUCTIONS.trim_end().to_string();
-        if catalog.namespaces().iter().any(|n| {
-            n.name == crate::state::NAMESPACE && n.transport == crate::catalog::BUILTIN_TRANSPORT
-        }) {
-            instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session (without a session, over stateless HTTP, pass the `state` handle a result returns as execute_code's `state`).");
-        }
-        if self.codemode.skills().is_some() {
-            instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");
-        }
-        let down = describe::unavailable(&catalog);
-        if !down.is_empty() {
-            instructions.push_str("\n\n");
-            instructions.push_str(&down);
-        }
+        let instructions = self.instructions(&self.codemode.catalog());
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
@@ -776,6 +817,29 @@ impl ServerHandler for CodeModeServer {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(instructions)
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        let mut info = self.negotiate_initialize(&request)?;
+        info.instructions = Some(self.instructions(&self.catalog_for(&context)));
+        Ok(info)
+    }
+
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, McpError> {
+        let mut info = self.get_info();
+        info.instructions = Some(self.instructions(&self.catalog_for(&context)));
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            info,
+        ))
     }
 
     async fn call_tool(
@@ -846,12 +910,12 @@ impl ServerHandler for CodeModeServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         // Never cached: the execute_code description follows the catalog, which changes
         // without notice to a client that does not listen; and who may call what is the
         // policy's to say, per client.
-        Ok(ListToolsResult::with_all_items(self.tools())
+        Ok(ListToolsResult::with_all_items(self.tools(&context))
             .with_ttl_ms(0)
             .with_cache_scope(CacheScope::Private))
     }
@@ -859,10 +923,11 @@ impl ServerHandler for CodeModeServer {
     // rmcp's HTTP transport looks tools up on every request, for their input schema only:
     // the catalog-dependent description is rendered by `list_tools` alone.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tool_router
-            .get(name)
-            .cloned()
-            .or_else(|| self.skill_tools().into_iter().find(|t| t.name == name))
+        self.tool_router.get(name).cloned().or_else(|| {
+            self.skill_tools(&self.codemode.catalog())
+                .into_iter()
+                .find(|t| t.name == name)
+        })
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -929,9 +994,9 @@ impl ServerHandler for CodeModeServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        Ok(resources::list(&self.codemode.catalog()))
+        Ok(resources::list(&self.catalog_for(&context)))
     }
 
     async fn read_resource(
@@ -943,7 +1008,7 @@ impl ServerHandler for CodeModeServer {
         if let Some(whole) = self.codemode.outputs().read(&owner, &request.uri) {
             return resources::whole_output(whole, request.uri).map(Into::into);
         }
-        resources::read(&self.codemode.catalog(), request.uri).map(Into::into)
+        resources::read(&self.catalog_for(&context), request.uri).map(Into::into)
     }
 
     async fn list_prompts(
@@ -957,28 +1022,34 @@ impl ServerHandler for CodeModeServer {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        prompts::get(&self.codemode.catalog(), &request.name).map(Into::into)
+        prompts::get(&self.catalog_for(&context), &request.name).map(Into::into)
     }
 }
 
 impl CodeModeServer {
-    /// The tools as served now: `execute_code`'s description follows the catalog.
-    fn tools(&self) -> Vec<Tool> {
-        let catalog = self.codemode.catalog();
-        let egress = self.codemode.egress().cloned();
+    /// The tools as served now to the principal of this request: `execute_code`'s
+    /// description follows the catalog it sees and the URLs it may fetch.
+    fn tools(&self, context: &RequestContext<RoleServer>) -> Vec<Tool> {
+        let tenancy = self.tenancy(context);
+        let catalog = self.codemode.catalog_for(&tenancy);
+        let allowed = self
+            .codemode
+            .egress()
+            .filter(|_| tenancy.may_fetch())
+            .map(|egress| tenancy.shown_egress(egress.allowed()));
+        let description = execute_code_description(&catalog, allowed.as_deref());
         self.tool_router
             .list_all()
             .into_iter()
             .map(|mut tool| {
                 if tool.name == "execute_code" {
-                    tool.description =
-                        Some(execute_code_description(&catalog, egress.as_deref()).into());
+                    tool.description = Some(description.clone().into());
                 }
                 tool
             })
-            .chain(self.skill_tools())
+            .chain(self.skill_tools(&catalog))
             .collect()
     }
 }

@@ -110,6 +110,11 @@ impl Principal {
         self.vouched_by
     }
 
+    /// The scopes its token carries.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
     /// Whether its token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use rmcp::{
-    ErrorData as McpError,
+    ErrorData as McpError, RoleServer,
     handler::server::wrapper::Parameters,
     model::{CallToolResult, ContentBlock, JsonObject, Tool},
+    service::RequestContext,
     tool, tool_router,
 };
 use schemars::JsonSchema;
@@ -58,6 +59,7 @@ impl CodeModeServer {
     async fn save_skill(
         &self,
         Parameters(arguments): Parameters<JsonObject>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         const EXPECTED: &str = "save_skill takes {\"name\": string, \"description\": string, \"code\": string, \"inputSchema\"?: object}";
         let input: SaveSkillInput = match parse_arguments(arguments, EXPECTED) {
@@ -73,7 +75,7 @@ impl CodeModeServer {
                 &input.description,
                 &input.code,
                 input.input_schema.clone(),
-                &self.skill_declarations(&input),
+                &self.skill_declarations(&input, &self.catalog_for(&context)),
             ) {
                 Ok(saved) => CallToolResult::success(vec![ContentBlock::text(format!(
                     "saved skills.{} version {}: programs call it as skills.{}(args); search_tools shows its declaration",
@@ -155,9 +157,13 @@ const SKILL_TOOL_PREFIX: &str = "skill_";
 
 impl CodeModeServer {
     /// What is saved beside a skill's program: its own declaration, and the declarations
-    /// of the tools its program names, as they are now.
-    fn skill_declarations(&self, input: &SaveSkillInput) -> String {
-        let catalog = self.codemode.catalog();
+    /// of the tools its program names, as `catalog` (the saving principal's) shows them
+    /// now.
+    fn skill_declarations(
+        &self,
+        input: &SaveSkillInput,
+        catalog: &crate::catalog::Catalog,
+    ) -> String {
         let schema = input.input_schema.clone().map_or_else(
             || serde_json::json!({ "type": "object" }),
             serde_json::Value::Object,
@@ -197,14 +203,16 @@ impl CodeModeServer {
         text
     }
 
-    /// Each saved skill as an MCP tool of its own, where `codemode.skills.asTools` is on.
-    pub(super) fn skill_tools(&self) -> Vec<Tool> {
+    /// Each saved skill as an MCP tool of its own, where `codemode.skills.asTools` is on:
+    /// those `catalog` (the asking principal's) shows.
+    pub(super) fn skill_tools(&self, catalog: &crate::catalog::Catalog) -> Vec<Tool> {
         let Some(skills) = self.codemode.skills().filter(|s| s.as_tools()) else {
             return Vec::new();
         };
         skills
             .list()
             .into_iter()
+            .filter(|skill| catalog.find(crate::skills::NAMESPACE, &skill.current.name).is_some())
             .map(|skill| {
                 Tool::new(
                     format!("{SKILL_TOOL_PREFIX}{}", skill.current.name),

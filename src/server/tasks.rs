@@ -130,7 +130,7 @@ impl CodeModeServer {
         context: &RequestContext<RoleServer>,
     ) -> CallToolResponse {
         let settings = *self.codemode.tasks();
-        let admitted = match self.admit(arguments) {
+        let admitted = match self.admit(arguments, context) {
             Ok(admitted) => admitted,
             Err(refusal) => return (*refusal).into(),
         };

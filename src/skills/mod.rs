@@ -430,6 +430,7 @@ impl SkillStore {
             depth: caller.as_ref().map_or(1, |c| c.depth.saturating_add(1)),
             within_caller: true,
             state_used: caller.as_ref().map(|c| c.state_used.clone()),
+            tenancy: caller.as_ref().map(|c| c.tenancy.clone()),
             taint: caller.map(|c| c.taint),
             ..RunOptions::default()
         };

@@ -30,5 +30,6 @@ mod session_state;
 mod skills;
 mod stdio_server;
 mod tasks;
+mod tenants;
 mod typecheck;
 mod upstreams;

@@ -12,7 +12,7 @@ use common::{
 };
 
 /// `codemode-mcp token NAME --scope ...`: the token, and the line of the token file.
-fn make_token(name: &str, scopes: &[&str]) -> (String, String) {
+pub(crate) fn make_token(name: &str, scopes: &[&str]) -> (String, String) {
     let mut command = Command::new(BIN);
     command.args(["token", name]);
     for scope in scopes {

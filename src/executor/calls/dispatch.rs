@@ -25,6 +25,7 @@ impl CallHost {
             depth: self.depth,
             taint: self.tainted.clone(),
             state_used: self.state_used.clone(),
+            tenancy: self.tenancy.clone(),
         };
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();

@@ -29,12 +29,17 @@ impl CallHost {
             );
         };
         let target = request.target();
-        let Some(egress) = self.egress.clone() else {
+        let Some(egress) = self.egress.clone().filter(|_| self.tenancy.may_fetch()) else {
             return immediate(
                 Some(target),
                 Decision::EgressOff,
                 fail(
-                    "fetch is off: the server allows no URLs (codemode.egress.rules)".into(),
+                    if self.egress.is_some() {
+                        "fetch is off for this principal (its codemode.tenants overlay allows no URLs)"
+                    } else {
+                        "fetch is off: the server allows no URLs (codemode.egress.rules)"
+                    }
+                    .into(),
                     None,
                 ),
             );
@@ -72,6 +77,7 @@ impl CallHost {
             args_bytes,
             self.fetch_flow.source,
         );
+        let tenancy = self.tenancy.clone();
         let task = self.runtime.spawn(async move {
             // Third-party URLs get no trace context.
             let _ = settlement.start_span();
@@ -79,7 +85,7 @@ impl CallHost {
                 Ok(decision) => decision,
                 Err(reply) => return reply,
             };
-            let (reply, decision) = match egress.fetch(request).await {
+            let (reply, decision) = match egress.fetch(request, tenancy.egress()).await {
                 Ok(response) => match serde_json::to_string(&response) {
                     Ok(json) => (ToolReply::Ok(json), decision),
                     Err(err) => (fail(format!("fetch failed: {err}"), None), decision),

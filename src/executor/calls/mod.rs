@@ -40,6 +40,7 @@ use crate::{
     policy::{Access, DataFlowMode, FETCH, Flow, SharedConfirmer, gate::Approval},
     record::{CallRecord, Decision},
     sandbox::{Limits, ReplyFuture, RunClock, ToolCall, ToolFailure, ToolHost, ToolReply},
+    tenants::Tenancy,
     upstream::Upstreams,
 };
 
@@ -86,6 +87,8 @@ pub(super) struct CallHost {
     principal: Option<String>,
     /// See [`crate::catalog::Caller::state_used`].
     state_used: Arc<AtomicBool>,
+    /// The overlays of the execution's principal: its fetches are checked against them.
+    tenancy: Arc<Tenancy>,
 }
 
 /// What an execution's calls are answered with, beyond the catalog.
@@ -108,6 +111,8 @@ pub(super) struct CallSettings {
     pub(super) taint: Option<crate::catalog::Taint>,
     /// Whom to tell that the execution used its `state.*` store; `None`: nobody asks.
     pub(super) state_used: Option<Arc<AtomicBool>>,
+    /// See [`CallHost::tenancy`].
+    pub(super) tenancy: Arc<Tenancy>,
 }
 
 impl CallHost {
@@ -140,6 +145,7 @@ impl CallHost {
                 principal: None,
                 taint: None,
                 state_used: None,
+                tenancy: Tenancy::unrestricted(),
             },
         )
     }
@@ -185,6 +191,7 @@ impl CallHost {
             session: settings.session,
             principal: settings.principal,
             state_used: settings.state_used.unwrap_or_default(),
+            tenancy: settings.tenancy,
         }
     }
 
