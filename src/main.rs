@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{
     args::{AuditCommand, Cli, Command},
-    commands::{audit_verify, check_config, run, sandbox_check, serve, types},
+    commands::{audit_verify, check_config, run, sandbox_check, serve, types, usage},
 };
 
 fn main() {
@@ -52,7 +52,7 @@ fn dispatch() -> Result<()> {
         Some(Command::Types(args)) => !args.verbose,
         Some(Command::SandboxCheck(args)) => !args.verbose,
         Some(Command::CheckConfig { verbose, .. }) => !verbose,
-        Some(Command::Token { .. }) => true,
+        Some(Command::Token { .. }) | Some(Command::Usage(_)) => true,
     };
     let default_filter = if quiet { "warn" } else { "info,rmcp=warn" };
     tracing_subscriber::fmt()
@@ -85,6 +85,7 @@ fn dispatch() -> Result<()> {
             let code = runtime.block_on(check_config(file))?;
             std::process::exit(code);
         }
+        Some(Command::Usage(args)) => usage(&args),
         Some(Command::Token { name, scopes }) => {
             let (token, line) = codemode_mcp::server::http::new_token(&name, &scopes)
                 .map_err(anyhow::Error::msg)?;

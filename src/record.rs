@@ -55,11 +55,13 @@ pub enum Decision {
     Abandoned,
     /// Not sent: the program ended before the call left the isolate.
     NotSent,
+    /// Not made: past the principal's daily quota of tool calls or fetch bytes.
+    Quota,
 }
 
 impl Decision {
     /// Every decision, for parsing.
-    const ALL: [Decision; 19] = [
+    const ALL: [Decision; 20] = [
         Self::Allowed,
         Self::ConfirmedBeforeRun,
         Self::ConfirmedEarlier,
@@ -79,6 +81,7 @@ impl Decision {
         Self::Egress,
         Self::Abandoned,
         Self::NotSent,
+        Self::Quota,
     ];
 
     /// As the audit log, the metrics and the console write it.
@@ -103,6 +106,7 @@ impl Decision {
             Self::Egress => "refused: egress",
             Self::Abandoned => "abandoned: the program ended first",
             Self::NotSent => "not sent: the program ended first",
+            Self::Quota => "refused: quota",
         }
     }
 
@@ -125,6 +129,21 @@ impl Decision {
                 | Self::Unavailable
                 | Self::EgressOff
                 | Self::Egress
+                | Self::Quota
+        )
+    }
+
+    /// Whether the call went out to its tool (or its URL): what a bill counts.
+    pub fn went_out(self) -> bool {
+        matches!(
+            self,
+            Self::Allowed
+                | Self::ConfirmedBeforeRun
+                | Self::ConfirmedEarlier
+                | Self::ConfirmedByUser
+                | Self::ConfirmedForExecution
+                | Self::ResultWithheld
+                | Self::Abandoned
         )
     }
 
@@ -187,6 +206,44 @@ pub struct CallRecord {
     pub decision: Decision,
 }
 
+/// What one execution cost, as its audit record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cost {
+    /// CPU time (user + system) of the isolate thread or worker process that ran it, in
+    /// microseconds, as the kernel counted it; absent where nothing ran or it could not
+    /// be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us: Option<u64>,
+    /// Wall-clock time, queueing included, in milliseconds.
+    pub wall_ms: u64,
+    /// Most heap the isolate used at once, in bytes.
+    pub heap_peak_bytes: u64,
+    /// Tool calls that went out, by namespace (`fetch` is not among them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_calls: std::collections::BTreeMap<String, u32>,
+    /// Bytes sent: tool arguments and fetch requests, as JSON.
+    pub bytes_out: u64,
+    /// Bytes received: tool results and fetch responses, as JSON.
+    pub bytes_in: u64,
+    /// Fetch requests that went out.
+    pub fetches: u32,
+    /// Bytes of those fetches' requests and responses.
+    pub egress_bytes: u64,
+}
+
+impl Cost {
+    /// The CPU time, zero where unknown.
+    pub fn cpu(&self) -> Duration {
+        Duration::from_micros(self.cpu_us.unwrap_or(0))
+    }
+
+    /// Tool calls that went out, in all.
+    pub fn calls(&self) -> u64 {
+        self.tool_calls.values().map(|&n| u64::from(n)).sum()
+    }
+}
+
 /// The result of one execution.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -201,6 +258,35 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// What it cost.
+    pub fn cost(&self) -> Cost {
+        let mut cost = Cost {
+            cpu_us: self
+                .outcome
+                .cpu
+                .map(|cpu| u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX)),
+            wall_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            heap_peak_bytes: self.outcome.heap_peak_bytes as u64,
+            ..Cost::default()
+        };
+        for call in self.calls.iter().filter(|call| call.decision.went_out()) {
+            let (out, back) = (call.args_bytes as u64, call.result_bytes as u64);
+            cost.bytes_out += out;
+            cost.bytes_in += back;
+            if call.tool == crate::policy::FETCH {
+                cost.fetches += 1;
+                cost.egress_bytes += out + back;
+            } else {
+                let namespace = call
+                    .tool
+                    .split_once('.')
+                    .map_or(call.tool.as_str(), |(ns, _)| ns);
+                *cost.tool_calls.entry(namespace.to_string()).or_default() += 1;
+            }
+        }
+        cost
+    }
+
     /// An execution that never ran, ended by `error` (e.g. `busy`).
     pub fn refused(error: ProgramError) -> Self {
         Self {

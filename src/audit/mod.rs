@@ -16,6 +16,7 @@
 //! shift to `.2`, ...) and the chain goes on in the new file.
 
 mod anchor;
+pub mod usage;
 
 use std::{
     ffi::OsString,
@@ -118,6 +119,9 @@ pub struct AuditRecord {
     /// [`crate::oversight`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<Flag>,
+    /// What it cost (absent in records written before costs were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::record::Cost>,
 }
 
 /// An anomaly flag on a record: which pattern was seen, and the figures that raised it.
@@ -165,6 +169,7 @@ impl AuditRecord {
             error,
             error_at,
             flags: Vec::new(),
+            cost: Some(execution.cost()),
         }
     }
 }
@@ -944,6 +949,7 @@ mod tests {
             error: None,
             error_at: None,
             flags: Vec::new(),
+            cost: None,
         }
     }
 

@@ -51,6 +51,10 @@ pub(crate) enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Sum what executions cost, from the audit log: executions, errors, CPU and wall
+    /// seconds, tool calls, fetches and bytes, by principal, tool or day (UTC), and their
+    /// price by a price sheet.
+    Usage(UsageArgs),
     /// Make a bearer token for the principal NAME: prints the token (give it to the
     /// client) and the line of the token file that admits it, which keeps only its hash.
     Token {
@@ -86,6 +90,26 @@ pub(crate) enum AuditCommand {
         #[arg(long, value_name = "SHA256", value_parser = parse_head)]
         expect_head: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UsageArgs {
+    /// The audit log files, oldest first (`FILE.2 FILE.1 FILE`).
+    #[arg(required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// How far back: a number and a unit (s, m, h, d).
+    #[arg(long, default_value = "7d", value_name = "PERIOD")]
+    pub(crate) since: String,
+    /// What each row is.
+    #[arg(long, value_enum, default_value = "principal")]
+    pub(crate) by: codemode_mcp::audit::usage::UsageBy,
+    /// How rows are printed.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: codemode_mcp::audit::usage::UsageFormat,
+    /// A JSON price sheet: {"currency": "USD", "cpuSecond": 0.00002, "perCall":
+    /// {"github": 0.001, "*": 0.0001}, "egressGB": 0.09}; adds a price column.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prices: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Default)]

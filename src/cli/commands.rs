@@ -16,6 +16,28 @@ use rmcp::ServiceExt;
 use super::args::*;
 
 /// `audit verify`: the exit status.
+pub(crate) fn usage(args: &crate::cli::args::UsageArgs) -> Result<()> {
+    use codemode_mcp::audit::usage;
+    let period = usage::parse_since(&args.since).map_err(anyhow::Error::msg)?;
+    let prices = match &args.prices {
+        Some(path) => Some(usage::PriceSheet::load(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let records = usage::read(&args.files).map_err(anyhow::Error::msg)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let rows = usage::summarize(
+        &records,
+        now_ms.saturating_sub(period),
+        args.by,
+        prices.as_ref(),
+    );
+    let currency = prices.as_ref().and_then(|p| p.currency.as_deref());
+    print!("{}", usage::render(&rows, args.by, args.format, currency));
+    Ok(())
+}
+
 pub(crate) fn audit_verify(files: &[PathBuf], expect_head: Option<&str>) -> i32 {
     use codemode_mcp::audit::{self, AnchorCheck};
     let verified = match audit::verify_expecting(files, expect_head) {
@@ -331,6 +353,7 @@ pub(crate) async fn check_config(file: PathBuf) -> Result<i32> {
     codemode_mcp::tenants::Tenants::new(
         &config.codemode.tenants,
         &config.codemode.limits.limits(),
+        &config.codemode.quotas,
     )?;
     let egress = codemode_mcp::egress::Egress::new(&config.codemode.egress, &|name| {
         std::env::var(name).ok()

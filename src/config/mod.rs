@@ -145,6 +145,9 @@ pub struct CodemodeSection {
     /// for the principals or scopes each names.
     #[serde(default)]
     pub tenants: Vec<TenantSettings>,
+    /// Quotas every principal has, over sliding windows, and where the windows are kept.
+    #[serde(default)]
+    pub quotas: QuotaSettings,
 }
 
 impl CodemodeSection {
@@ -271,6 +274,7 @@ impl Config {
         for (index, tenant) in config.codemode.tenants.iter().enumerate() {
             tenant.validate(index, origin)?;
         }
+        config.codemode.quotas.validate("codemode.quotas", origin)?;
         config.codemode.tasks.validate(origin)?;
         if let Some(zone) = &config.codemode.time_zone {
             validate_time_zone(zone, origin)?;

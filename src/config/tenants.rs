@@ -35,6 +35,65 @@ pub struct TenantSettings {
     /// Per-execution limits, each at most the server's.
     #[serde(default)]
     pub limits: TenantLimits,
+    /// Quotas of each principal it matches, each at most `codemode.quotas`' (no `path`).
+    #[serde(default)]
+    pub quotas: QuotaSettings,
+}
+
+/// Quotas over sliding windows, each principal's own (`codemode.quotas` for every
+/// principal, `codemode.tenants[i].quotas` for the ones an overlay matches: the lowest
+/// applies). Unset: no quota.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QuotaSettings {
+    /// Executions started in the last minute.
+    pub executions_per_minute: Option<u64>,
+    /// CPU time (user + system, the kernel's count for the isolate thread or worker
+    /// process) of the executions of the last hour, in seconds.
+    pub cpu_seconds_per_hour: Option<f64>,
+    /// Tool calls made (sent to their tool) in the last 24 hours.
+    pub tool_calls_per_day: Option<u64>,
+    /// Bytes of `fetch` requests and responses in the last 24 hours.
+    pub egress_bytes_per_day: Option<u64>,
+    /// Executions running at once.
+    pub concurrent_executions: Option<u64>,
+    /// An SQLite database the windows are kept in, so that a restart does not reset them
+    /// (`codemode.quotas` only); without it, memory only.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+}
+
+impl QuotaSettings {
+    /// Checks each set quota is in range; `key` is where the section is.
+    pub(super) fn validate(&self, key: &str, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |name: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            path: format!("{key}.{name}"),
+            message,
+        };
+        for (name, value) in [
+            ("executionsPerMinute", self.executions_per_minute),
+            ("toolCallsPerDay", self.tool_calls_per_day),
+            ("egressBytesPerDay", self.egress_bytes_per_day),
+            ("concurrentExecutions", self.concurrent_executions),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(
+                    name,
+                    "0 is out of range: allowed 1 or more (leave it out for no quota)".into(),
+                ));
+            }
+        }
+        if let Some(cpu) = self.cpu_seconds_per_hour
+            && !(cpu.is_finite() && (0.001..=1e9).contains(&cpu))
+        {
+            return Err(invalid(
+                "cpuSecondsPerHour",
+                format!("{cpu} is out of range: allowed 0.001 to 1e9 (seconds)"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What tools no rule of an overlay matches get.
@@ -124,6 +183,14 @@ impl TenantSettings {
             return Err(invalid(
                 format!("codemode.tenants[{index}].name"),
                 "must be 1 to 64 characters".into(),
+            ));
+        }
+        self.quotas
+            .validate(&format!("codemode.tenants[{index}].quotas"), origin)?;
+        if self.quotas.path.is_some() {
+            return Err(invalid(
+                format!("codemode.tenants[{index}].quotas.path"),
+                "the windows are kept in one place for every principal: set codemode.quotas.path instead".into(),
             ));
         }
         for (key, value) in self.limits.entries() {

@@ -15,7 +15,10 @@ use crate::{
     policy::{Policy, PolicyError},
     sandbox::{Engine, EngineKind},
     skills::{SkillError, SkillStore},
-    tenants::{TenantError, Tenants},
+    tenants::{
+        TenantError, Tenants,
+        quota::{QuotaError, Quotas},
+    },
     typecheck::Checker,
     upstream::Upstreams,
 };
@@ -55,6 +58,9 @@ pub enum EmbedError {
     /// A `codemode.tenants` overlay is not valid.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// The quota windows' database could not be opened.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
     /// The trace exporter could not be set up.
     #[error(transparent)]
     Telemetry(#[from] TraceError),
@@ -175,7 +181,11 @@ impl CodeModeBuilder {
         let config = &self.config;
         // Checked before connecting: a bad rule must not wait for the upstreams first.
         let policy = Policy::new(&config.codemode.policy)?;
-        let tenants = Arc::new(Tenants::new(&config.codemode.tenants, &limits.limits())?);
+        let tenants = Arc::new(Tenants::new(
+            &config.codemode.tenants,
+            &limits.limits(),
+            &config.codemode.quotas,
+        )?);
         let egress =
             Egress::new(&config.codemode.egress, &|name| std::env::var(name).ok())?.map(Arc::new);
         let mut telemetry = config.codemode.telemetry.clone();
@@ -220,7 +230,11 @@ impl CodeModeBuilder {
             .with_egress(egress.clone())
             .with_typecheck(checker, config.codemode.typecheck.by_default)
             .with_oversight(oversight.clone())
-            .with_tenants(tenants);
+            .with_tenants(tenants)
+            .with_quotas(Arc::new(match &config.codemode.quotas.path {
+                Some(path) => Quotas::open(path)?,
+                None => Quotas::in_memory(),
+            }));
         if let Some(audit) = &audit {
             executor = executor.with_audit(audit.clone());
         }

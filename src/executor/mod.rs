@@ -42,7 +42,7 @@ use crate::{
     sandbox::{
         CancelReason, ErrorKind, ProgramError, RunClock, RunOutcome, RunRequest, cancel_message,
     },
-    tenants::Tenants,
+    tenants::{Tenants, quota::Quotas},
     typecheck::Checker,
 };
 
@@ -80,6 +80,8 @@ pub struct Executor {
     typecheck: TypeCheck,
     /// The overlays of `codemode.tenants`, for runs whose caller did not resolve them.
     tenants: Arc<Tenants>,
+    /// Every principal's quota windows.
+    quotas: Arc<Quotas>,
 }
 
 impl Executor {
@@ -127,6 +129,7 @@ impl Executor {
             oversight: Arc::default(),
             typecheck: TypeCheck::default(),
             tenants: Arc::default(),
+            quotas: Arc::default(),
         })
     }
 
@@ -157,6 +160,7 @@ impl Executor {
             oversight: Arc::default(),
             typecheck: TypeCheck::default(),
             tenants: Arc::default(),
+            quotas: Arc::default(),
         }
     }
 
@@ -185,6 +189,12 @@ impl Executor {
     /// The overlays of `codemode.tenants`.
     pub fn tenants(&self) -> &Arc<Tenants> {
         &self.tenants
+    }
+
+    /// Keeps every principal's quota windows in `quotas` (in memory unless given).
+    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// What programs' `fetch` may reach, if they have `fetch`.
@@ -279,6 +289,26 @@ impl Executor {
             .tenancy
             .clone()
             .unwrap_or_else(|| self.tenants.resolve(origin.principal.as_deref(), &[]));
+        // Quotas are the principal's: a skill its program calls is charged to it, but
+        // takes no slot and no execution of its own (its caller holds them).
+        let principal = origin.principal.clone().unwrap_or_else(|| "-".to_string());
+        let metered = !tenancy.quotas().is_empty();
+        let admission = match metered && !options.within_caller {
+            false => None,
+            true => match self.quotas.admit(&principal, tenancy.quotas()) {
+                Ok(admission) => Some(admission),
+                Err(refusal) => {
+                    self.oversight
+                        .metrics()
+                        .quota_refused(origin.principal.as_deref(), refusal.quota.key());
+                    let mut execution =
+                        Execution::refused(ProgramError::new(ErrorKind::Quota, refusal.message));
+                    execution.duration = started.elapsed();
+                    self.record(&origin, code, &execution, trace).await;
+                    return execution;
+                }
+            },
+        };
         let catalog = self.tools.current_for(&tenancy);
         let limits = tenancy.limits(self.settings.limits);
         let clock = RunClock::with_max_hold(options.max_hold.unwrap_or(Duration::ZERO));
@@ -305,6 +335,7 @@ impl Executor {
                 taint: options.taint.clone(),
                 state_used: options.state_used.clone(),
                 tenancy: tenancy.clone(),
+                meter: admission.as_ref().map(|a| a.meter().clone()),
             },
         ));
         let asked = Asked {
@@ -379,6 +410,20 @@ impl Executor {
         {
             error.kind = ErrorKind::Policy;
         }
+        // A run ended by the error of a call a quota refused ran out of quota, whatever the
+        // program did with the error's message.
+        let over_quota = host.over_quota();
+        if let Some(quota) = over_quota {
+            self.oversight
+                .metrics()
+                .quota_refused(origin.principal.as_deref(), quota.key());
+        }
+        if let Err(error) = &mut outcome.result
+            && matches!(error.kind, ErrorKind::Tool | ErrorKind::Runtime)
+            && over_quota.is_some()
+        {
+            error.kind = ErrorKind::Quota;
+        }
         // A run ended by the error of a refused call (a ToolError, or fetch's TypeError)
         // ran out of budget, whatever the program did with the error's message.
         if let Err(error) = &mut outcome.result
@@ -393,6 +438,12 @@ impl Executor {
             duration: started.elapsed(),
             scan,
         };
+        if metered {
+            let cost = execution.cost();
+            self.quotas
+                .charge(&principal, cost.cpu(), cost.calls(), cost.egress_bytes);
+        }
+        drop(admission);
         self.record(&origin, code, &execution, trace).await;
         execution
     }

@@ -38,6 +38,7 @@ pub(super) fn isolate_thread(
         if job.cancel.is_cancelled() || job.started.send(()).is_err() {
             continue;
         }
+        let cpu_before = crate::sandbox::cpu::this_thread();
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
             // Tool replies come from other threads: spinning briefly spares each one a wake.
             runtime.block_on(spin_then_sleep(
@@ -45,7 +46,7 @@ pub(super) fn isolate_thread(
                 engine.run_then_retire(warm.take(), &job.request, &job.cancel, job.host.clone()),
             ))
         }));
-        let (outcome, retired) = match ran {
+        let (mut outcome, retired) = match ran {
             Ok((outcome, retired)) => (outcome, Some(retired)),
             Err(_) => (
                 RunOutcome::failed(ProgramError::new(
@@ -55,6 +56,7 @@ pub(super) fn isolate_thread(
                 None,
             ),
         };
+        outcome.cpu = crate::sandbox::cpu::spent(cpu_before, crate::sandbox::cpu::this_thread());
         let large = outcome.heap_peak_bytes > TRIM_AFTER_HEAP_BYTES;
         let _ = job.reply.send(outcome);
         // The answer is out; freeing the isolate no longer delays it.

@@ -27,7 +27,7 @@ use base64::Engine as _;
 
 use crate::sandbox::{
     CancelHandle, CancelReason, Engine, EngineKind, ErrorKind, Limits, ProgramError, ReplyFuture,
-    RunOutcome, RunRequest, ToolHost, ToolReply, cancel_message,
+    RunOutcome, RunRequest, ToolHost, ToolReply, cancel_message, cpu,
 };
 
 /// How long a worker may take from spawn to ready.
@@ -462,6 +462,11 @@ async fn run_in(
     let Some(mut stdin) = worker.stdin.take() else {
         return Ran::Unstarted(crashed(worker).await);
     };
+    // Read from outside, before the worker has the program and as soon as it is done
+    // with it (answered, or about to be killed): what it spent on this program alone,
+    // reused or not, as the kernel counts it.
+    let pid = worker.child.id();
+    let cpu_before = pid.and_then(cpu::of_process);
     if protocol::write(&mut stdin, &ToWorker::Run(Box::new(request.clone())))
         .await
         .is_err()
@@ -481,8 +486,11 @@ async fn run_in(
         }
         stdin
     });
-    let ran = exchange(worker, request, cancel, host, &outbox).await;
+    let mut ran = exchange(worker, request, cancel, host, &outbox, (pid, cpu_before)).await;
     drop(outbox);
+    if let Ran::Answered(outcome) = &mut ran {
+        outcome.cpu = cpu::spent(cpu_before, pid.and_then(cpu::of_process));
+    }
     if let Ran::Answered(_) = ran {
         // Replies still queued are written (a reused worker skips those of a finished
         // run), then the pipe is the worker's again for its next program.
@@ -501,7 +509,13 @@ async fn exchange(
     cancel: &CancelHandle,
     host: Arc<dyn ToolHost>,
     outbox: &tokio::sync::mpsc::UnboundedSender<ToWorker>,
+    (pid, cpu_before): (Option<u32>, Option<std::time::Duration>),
 ) -> Ran {
+    // A run the host ends (its clock, a cancellation) is charged up to its kill.
+    let charged = |mut outcome: RunOutcome| {
+        outcome.cpu = cpu::spent(cpu_before, pid.and_then(cpu::of_process));
+        outcome
+    };
     // The run's clock, which stands still while the host waits for a person's answer to
     // one of its calls: the kill timer waits with it, and the worker is told.
     let clock = cancel.clock();
@@ -537,7 +551,13 @@ async fn exchange(
                 // Once the program was handed over, the worker's death is the run's: a program
                 // that only computes says nothing before it could be killed, so nothing
                 // tells a death before it started from one after.
-                Err(ProtocolError::Closed | ProtocolError::Io(_)) => return Ran::Failed(crashed(worker).await),
+                // Read before the worker is reaped, while its clock is still there.
+                Err(ProtocolError::Closed | ProtocolError::Io(_)) => {
+                    let cpu = cpu::spent(cpu_before, pid.and_then(cpu::of_process));
+                    let mut outcome = crashed(worker).await;
+                    outcome.cpu = cpu;
+                    return Ran::Failed(outcome);
+                }
             },
             Some((id, reply)) = replies.next() => {
                 let _ = outbox.send(ToWorker::Reply { id, reply });
@@ -550,21 +570,23 @@ async fn exchange(
                 }
             }
             () = &mut deadline => {
-                let _ = worker.child.start_kill();
-                return Ran::Failed(failed(
+                let outcome = charged(failed(
                     ErrorKind::Timeout,
                     format!(
                         "the program ran past its time limit of {} ms and its worker process was killed; look for endless loops or huge built-in operations, or do less per execution",
                         request.limits.timeout.as_millis()
                     ),
                 ));
+                let _ = worker.child.start_kill();
+                return Ran::Failed(outcome);
             }
             () = cancel.cancelled() => {
-                let _ = worker.child.start_kill();
-                return Ran::Failed(failed(
+                let outcome = charged(failed(
                     ErrorKind::Cancelled,
                     cancel_message(cancel.reason().unwrap_or(CancelReason::Client)),
                 ));
+                let _ = worker.child.start_kill();
+                return Ran::Failed(outcome);
             }
         }
     }

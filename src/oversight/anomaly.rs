@@ -3,7 +3,7 @@
 //! the log. None of them stops anything: they point a person at what to read.
 //!
 //! - `rate`: a session runs far more executions than its own norm.
-//! - `limit-hits`: a session keeps hitting limits (timeout, memory, budget, busy).
+//! - `limit-hits`: a session keeps hitting limits (timeout, memory, budget, busy, quota).
 //! - `repeat`: the same program resubmitted in a tight loop (the recursive-agent pattern).
 //! - `denied-burst`: a burst of calls the policy refused (or programs it stopped).
 //! - `new-egress-host`: a fetch to a host no earlier execution fetched from.
@@ -39,7 +39,7 @@ fn refused(decision: &str) -> bool {
 }
 
 /// Error kinds that mean a limit was hit.
-const LIMIT_KINDS: [&str; 4] = ["timeout", "memory", "budget", "busy"];
+const LIMIT_KINDS: [&str; 5] = ["timeout", "memory", "budget", "busy", "quota"];
 
 /// The anomaly detector of one server.
 #[derive(Debug)]
@@ -372,6 +372,7 @@ mod tests {
             error: None,
             error_at: None,
             flags: Vec::new(),
+            cost: None,
         }
     }
 

@@ -35,6 +35,17 @@ struct ExecutionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PrincipalLabels {
+    principal: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    principal: String,
+    quota: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -90,6 +101,10 @@ pub struct Metrics {
     workers_starting: Gauge,
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_tools: Family<UpstreamLabels, Gauge>,
+    cpu_seconds: Family<PrincipalLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    cost_tool_calls: Family<PrincipalLabels, Counter>,
+    egress_bytes: Family<PrincipalLabels, Counter>,
+    quota_refusals: Family<QuotaLabels, Counter>,
     /// The principals with a label of their own, at most [`PRINCIPAL_LABELS`].
     principals: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -166,7 +181,7 @@ impl Metrics {
         let limits = Family::<LimitLabels, Counter>::default();
         registry.register(
             "limits_hit",
-            "Executions that hit a limit: timeout, memory, budget, busy, logs (cut), result (cut)",
+            "Executions that hit a limit: timeout, memory, budget, busy, quota, logs (cut), result (cut)",
             limits.clone(),
         );
         let flags = Family::<FlagLabels, Counter>::default();
@@ -195,9 +210,38 @@ impl Metrics {
             "Tools an upstream offers, as last listed",
             upstream_tools.clone(),
         );
+        let cpu_seconds =
+            Family::<PrincipalLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "execution_cpu_seconds",
+            "CPU time (user + system) of the isolate threads or worker processes that ran executions, by principal",
+            cpu_seconds.clone(),
+        );
+        let cost_tool_calls = Family::<PrincipalLabels, Counter>::default();
+        registry.register(
+            "principal_tool_calls",
+            "Tool calls that went out to their tools, by principal",
+            cost_tool_calls.clone(),
+        );
+        let egress_bytes = Family::<PrincipalLabels, Counter>::default();
+        registry.register(
+            "egress_bytes",
+            "Bytes of fetch requests and responses, by principal",
+            egress_bytes.clone(),
+        );
+        let quota_refusals = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Executions, tool calls and fetches refused for a principal's quota, by principal and quota",
+            quota_refusals.clone(),
+        );
         Self {
             registry,
             executions,
+            cpu_seconds,
+            cost_tool_calls,
+            egress_bytes,
+            quota_refusals,
             execution_seconds,
             in_flight,
             running: AtomicI64::new(0),
@@ -240,8 +284,32 @@ impl Metrics {
         self.in_flight.set(now.max(0));
     }
 
+    /// Something was refused for `principal`'s quota (its key, e.g. `executionsPerMinute`).
+    pub fn quota_refused(&self, principal: Option<&str>, quota: &'static str) {
+        self.quota_refusals
+            .get_or_create(&QuotaLabels {
+                principal: self.principal_label(principal),
+                quota,
+            })
+            .inc();
+    }
+
     /// An execution ended; `record` is what was recorded of it.
     pub(crate) fn ended(&self, execution: &Execution, record: &AuditRecord) {
+        if let Some(cost) = &record.cost {
+            let principal = PrincipalLabels {
+                principal: self.principal_label(record.origin.principal.as_deref()),
+            };
+            self.cpu_seconds
+                .get_or_create(&principal)
+                .inc_by(cost.cpu().as_secs_f64());
+            self.cost_tool_calls
+                .get_or_create(&principal)
+                .inc_by(cost.calls());
+            self.egress_bytes
+                .get_or_create(&principal)
+                .inc_by(cost.egress_bytes);
+        }
         let (outcome, kind) = match &execution.outcome.result {
             Ok(_) => ("ok", "none"),
             Err(error) => ("error", error.kind.as_str()),
@@ -263,6 +331,7 @@ impl Metrics {
                 ErrorKind::Memory => Some("memory"),
                 ErrorKind::Budget => Some("budget"),
                 ErrorKind::Busy => Some("busy"),
+                ErrorKind::Quota => Some("quota"),
                 _ => None,
             },
             Ok(value) => value.truncated.as_ref().map(|_| "result"),

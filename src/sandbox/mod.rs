@@ -6,6 +6,7 @@
 //! the JS glue every engine installs (console, timers, result conversion) is in `glue/`.
 
 mod clock;
+pub mod cpu;
 mod engine;
 pub(crate) mod glue;
 mod host;
@@ -113,6 +114,10 @@ pub struct RunOutcome {
     /// as the model should read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unawaited: Vec<String>,
+    /// CPU time (user + system) the run used, as the kernel counted it for the isolate
+    /// thread or the worker process: the host fills it in, never a worker's word.
+    #[serde(skip)]
+    pub cpu: Option<std::time::Duration>,
 }
 
 impl RunOutcome {
@@ -125,6 +130,7 @@ impl RunOutcome {
             logs_truncated: None,
             heap_peak_bytes: 0,
             unawaited: Vec::new(),
+            cpu: None,
         }
     }
 }
@@ -224,6 +230,9 @@ pub enum ErrorKind {
     Policy,
     /// The type check asked for found errors (or could not run); nothing ran.
     Type,
+    /// The principal's quota (executions, CPU, tool calls or egress over a window, or
+    /// executions at once) is used up: nothing ran, or the call past it was refused.
+    Quota,
     /// Not a failure: nothing ran yet because the user is being asked to confirm the
     /// program's tools (a 2026-07-28 client, asked by an `input_required` result whose
     /// retry runs it). Only records show it; the client gets the question.
@@ -247,6 +256,7 @@ impl ErrorKind {
             Self::Budget => "budget",
             Self::Policy => "policy",
             Self::Type => "type",
+            Self::Quota => "quota",
             Self::InputRequired => "input_required",
         }
     }

@@ -2,14 +2,19 @@
 //! ([`Tenants`]), and what they make of one principal's requests ([`Tenancy`]): which
 //! tools it sees and calls (the catalog is narrowed, see [`crate::policy::Narrowing`]),
 //! which URLs its programs fetch, and the limits of its executions. Every overlay that
-//! matches applies, and each can only narrow: the strictest word wins.
+//! matches applies, and each can only narrow: the strictest word wins. The quotas each
+//! principal has over time are kept in [`quota`].
+
+pub mod quota;
 
 use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use quota::QuotaLimits;
+
 use crate::{
-    config::{PolicyAction, TenantDefault, TenantLimits, TenantSettings},
+    config::{PolicyAction, QuotaSettings, TenantDefault, TenantLimits, TenantSettings},
     egress::EgressNarrowing,
     policy::{Access, Narrowing},
     sandbox::Limits,
@@ -32,12 +37,14 @@ struct Overlay {
     narrowing: Arc<Narrowing>,
     egress: Option<Arc<EgressNarrowing>>,
     limits: TenantLimits,
+    quotas: QuotaLimits,
 }
 
-/// The overlays of `codemode.tenants`.
+/// The overlays of `codemode.tenants`, and the quotas every principal has.
 #[derive(Debug, Default)]
 pub struct Tenants {
     overlays: Vec<Overlay>,
+    quotas: QuotaLimits,
 }
 
 /// What the overlays make of one principal: the ones that match it, merged.
@@ -48,6 +55,7 @@ pub struct Tenancy {
     narrowing: Vec<Arc<Narrowing>>,
     egress: Vec<Arc<EgressNarrowing>>,
     limits: TenantLimits,
+    quotas: QuotaLimits,
 }
 
 impl Tenants {
@@ -57,14 +65,22 @@ impl Tenants {
     }
 
     /// Compiles `settings`; `limits` are the server's, which an overlay's above them
-    /// cannot raise (that is warned about, once, here).
-    pub fn new(settings: &[TenantSettings], limits: &Limits) -> Result<Self, TenantError> {
+    /// cannot raise (that is warned about, once, here); `quotas` (`codemode.quotas`) are
+    /// every principal's.
+    pub fn new(
+        settings: &[TenantSettings],
+        limits: &Limits,
+        quotas: &QuotaSettings,
+    ) -> Result<Self, TenantError> {
         let overlays = settings
             .iter()
             .enumerate()
             .map(|(index, tenant)| compile(index, tenant, limits))
             .collect::<Result<_, _>>()?;
-        Ok(Self { overlays })
+        Ok(Self {
+            overlays,
+            quotas: QuotaLimits::of(quotas, "codemode.quotas"),
+        })
     }
 
     /// Whether any overlay is configured.
@@ -76,7 +92,10 @@ impl Tenants {
     /// `scopes`. A request nobody checked has no name, which `"*"` matches (it is
     /// everyone) and no other glob does.
     pub fn resolve(&self, principal: Option<&str>, scopes: &[String]) -> Arc<Tenancy> {
-        let mut tenancy = Tenancy::default();
+        let mut tenancy = Tenancy {
+            quotas: self.quotas.clone(),
+            ..Tenancy::default()
+        };
         for (index, overlay) in self.overlays.iter().enumerate() {
             let by_name = overlay.principals.is_match(principal.unwrap_or_default());
             let by_scope = overlay.scopes.iter().any(|s| scopes.contains(s));
@@ -90,6 +109,7 @@ impl Tenants {
             tenancy.narrowing.push(overlay.narrowing.clone());
             tenancy.egress.extend(overlay.egress.clone());
             tenancy.limits = lowest(tenancy.limits, overlay.limits);
+            tenancy.quotas = tenancy.quotas.lowest(&overlay.quotas);
         }
         Arc::new(tenancy)
     }
@@ -185,6 +205,7 @@ fn compile(index: usize, tenant: &TenantSettings, limits: &Limits) -> Result<Ove
         narrowing: Arc::new(Narrowing::new(rules, default)),
         egress,
         limits: tenant.limits,
+        quotas: QuotaLimits::of(&tenant.quotas, &format!("codemode.tenants[{index}].quotas")),
     })
 }
 
@@ -276,6 +297,11 @@ impl Tenancy {
         }
     }
 
+    /// The quotas of the principal: the lowest of `codemode.quotas` and its overlays'.
+    pub fn quotas(&self) -> &QuotaLimits {
+        &self.quotas
+    }
+
     /// The wall clock an overlay sets, which bounds even a task's longer one.
     pub fn timeout(&self) -> Option<std::time::Duration> {
         self.limits.timeout_ms.map(std::time::Duration::from_millis)
@@ -295,7 +321,7 @@ mod tests {
 
     fn tenants(json: serde_json::Value) -> Tenants {
         let settings: Vec<TenantSettings> = serde_json::from_value(json).unwrap();
-        Tenants::new(&settings, &Limits::default()).unwrap()
+        Tenants::new(&settings, &Limits::default(), &QuotaSettings::default()).unwrap()
     }
 
     #[test]
@@ -332,7 +358,7 @@ mod tests {
     fn bad_globs_and_urls_name_their_key() {
         let bad = |json: serde_json::Value| {
             let settings: Vec<TenantSettings> = serde_json::from_value(json).unwrap();
-            Tenants::new(&settings, &Limits::default())
+            Tenants::new(&settings, &Limits::default(), &QuotaSettings::default())
                 .unwrap_err()
                 .to_string()
         };

@@ -179,7 +179,7 @@ async fn the_chain_continues_across_rotated_files() {
     let log = dir.join("audit.jsonl");
     let config = common::write_config(
         &dir,
-        &json!({"codemode": {"audit": {"path": log, "maxBytes": 900}}}),
+        &json!({"codemode": {"audit": {"path": log, "maxBytes": 1600}}}),
     );
     let server = start(&["--config", &config]).await;
     for i in 0..6 {

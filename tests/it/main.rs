@@ -24,6 +24,7 @@ mod oversight;
 mod policy;
 mod principals;
 mod python_interop;
+mod quotas;
 mod reference_servers;
 mod sandbox_engines;
 mod session_state;

@@ -23,6 +23,9 @@ impl CallHost {
         let Some(tool) = tool else {
             return Ok(());
         };
+        if let Some(meter) = &self.meter {
+            meter.take_call()?;
+        }
         let this_tool = self.made_per_tool.lock().map_or(0, |mut made| {
             let count = made.entry(tool.to_string()).or_insert(0);
             *count += 1;
@@ -45,6 +48,9 @@ impl CallHost {
 
     /// Counts a fetch against the execution's budgets; past one, the whole refusal.
     pub(super) fn count_fetch(&self) -> Result<(), String> {
+        if let Some(meter) = &self.meter {
+            meter.fetch_allowed()?;
+        }
         if self.fetched.fetch_add(1, Ordering::SeqCst) >= self.limits.fetches {
             return Err(format!(
                 "fetch was not made: this execution has made its {} fetches, the most one may (codemode.limits.fetches). Fetch fewer URLs per execution, or split the task over several",
@@ -69,17 +75,16 @@ impl CallHost {
         args_bytes: usize,
         message: String,
     ) -> ReplyFuture {
-        self.over_budget.store(true, Ordering::SeqCst);
+        // Once a quota refused a call, every later one is refused by it too.
+        let decision = if self.over_quota().is_some() {
+            Decision::Quota
+        } else {
+            self.over_budget.store(true, Ordering::SeqCst);
+            Decision::Budget
+        };
         let reply = fail(message, None);
-        self.recorder.record(
-            name,
-            target,
-            started,
-            args_bytes,
-            Decision::Budget,
-            &reply,
-            None,
-        );
+        self.recorder
+            .record(name, target, started, args_bytes, decision, &reply, None);
         Box::pin(std::future::ready(reply))
     }
 }

@@ -78,6 +78,7 @@ impl CallHost {
             self.fetch_flow.source,
         );
         let tenancy = self.tenancy.clone();
+        let meter = self.meter.clone();
         let task = self.runtime.spawn(async move {
             // Third-party URLs get no trace context.
             let _ = settlement.start_span();
@@ -87,7 +88,12 @@ impl CallHost {
             };
             let (reply, decision) = match egress.fetch(request, tenancy.egress()).await {
                 Ok(response) => match serde_json::to_string(&response) {
-                    Ok(json) => (ToolReply::Ok(json), decision),
+                    Ok(json) => {
+                        if let Some(meter) = &meter {
+                            meter.add_egress((args_bytes + json.len()) as u64);
+                        }
+                        (ToolReply::Ok(json), decision)
+                    }
                     Err(err) => (fail(format!("fetch failed: {err}"), None), decision),
                 },
                 Err(failure) if failure.refused => (fail(failure.message, None), Decision::Egress),

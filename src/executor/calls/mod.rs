@@ -40,7 +40,7 @@ use crate::{
     policy::{Access, DataFlowMode, FETCH, Flow, SharedConfirmer, gate::Approval},
     record::{CallRecord, Decision},
     sandbox::{Limits, ReplyFuture, RunClock, ToolCall, ToolFailure, ToolHost, ToolReply},
-    tenants::Tenancy,
+    tenants::{Tenancy, quota::Meter},
     upstream::Upstreams,
 };
 
@@ -89,6 +89,8 @@ pub(super) struct CallHost {
     state_used: Arc<AtomicBool>,
     /// The overlays of the execution's principal: its fetches are checked against them.
     tenancy: Arc<Tenancy>,
+    /// The execution's share of its principal's daily quotas; none: no quota applies.
+    meter: Option<Arc<Meter>>,
 }
 
 /// What an execution's calls are answered with, beyond the catalog.
@@ -113,6 +115,8 @@ pub(super) struct CallSettings {
     pub(super) state_used: Option<Arc<AtomicBool>>,
     /// See [`CallHost::tenancy`].
     pub(super) tenancy: Arc<Tenancy>,
+    /// See [`CallHost::meter`].
+    pub(super) meter: Option<Arc<Meter>>,
 }
 
 impl CallHost {
@@ -146,6 +150,7 @@ impl CallHost {
                 taint: None,
                 state_used: None,
                 tenancy: Tenancy::unrestricted(),
+                meter: None,
             },
         )
     }
@@ -192,7 +197,13 @@ impl CallHost {
             principal: settings.principal,
             state_used: settings.state_used.unwrap_or_default(),
             tenancy: settings.tenancy,
+            meter: settings.meter,
         }
+    }
+
+    /// The quota a call or fetch was refused for, if any was.
+    pub(super) fn over_quota(&self) -> Option<crate::tenants::quota::Quota> {
+        self.meter.as_ref().and_then(|meter| meter.refused())
     }
 
     /// Whether a call was refused for a budget.

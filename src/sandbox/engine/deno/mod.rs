@@ -410,6 +410,7 @@ impl Isolate {
             logs_truncated,
             heap_peak_bytes,
             unawaited: std::mem::take(&mut *self.state.unawaited.borrow_mut()),
+            cpu: None,
         }
     }
 

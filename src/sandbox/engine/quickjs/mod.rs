@@ -577,5 +577,6 @@ fn finish(
         logs_truncated,
         heap_peak_bytes: gauge.peak.load(Ordering::Relaxed),
         unawaited: std::mem::take(&mut *state.unawaited.borrow_mut()),
+        cpu: None,
     }
 }
