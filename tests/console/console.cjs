@@ -53,6 +53,9 @@ function check(condition, what) {
       `a failed execution's row shows where: ${failed}`);
     const flags = await page.locator('#flags').textContent();
     check(flags.includes('repeat') && flags.includes('ran 2 times'), 'the repeat flag is shown with what was seen');
+    const cost = await page.locator('#cost').textContent();
+    check(cost.includes('bearer:') && cost.includes('Top programs by CPU') && cost.includes('await tools.toy.add'),
+      `the cost by principal and the top programs are shown: ${cost}`);
     await page.screenshot({ path: `${shots}/console.png`, fullPage: true });
 
     // The first execution called a tool: its page shows the code, the call and the decision.

@@ -207,6 +207,9 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
         .iter()
         .filter(|o| !o.record.flags.is_empty())
         .collect();
+    let records: Vec<AuditRecord> = recent.iter().map(|o| (*o.record).clone()).collect();
+    let by_principal = audit::usage::summarize(&records, 0, audit::usage::UsageBy::Principal, None);
+    let top = top_programs(&recent);
     let page = layout(
         "Console",
         html! {
@@ -277,6 +280,45 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                     }
                 }
             }
+            section #cost {
+                h2 { "Cost by principal" }
+                @if by_principal.is_empty() {
+                    p { "Nothing has run yet." }
+                } @else {
+                    p.muted { "Over the " (recent.len()) " executions kept; codemode-mcp usage sums the whole audit log." }
+                    table {
+                        thead { tr {
+                            th { "principal" } th { "executions" } th { "errors" } th { "CPU s" }
+                            th { "wall s" } th { "tool calls" } th { "fetches" } th { "egress bytes" }
+                        } }
+                        tbody {
+                            @for row in &by_principal {
+                                tr {
+                                    td { (row.key) } td { (row.executions) } td { (row.errors) }
+                                    td { (format!("{:.3}", row.cpu_seconds)) }
+                                    td { (format!("{:.3}", row.wall_seconds)) }
+                                    td { (row.tool_calls) } td { (row.fetches) } td { (row.egress_bytes) }
+                                }
+                            }
+                        }
+                    }
+                    h3 { "Top programs by CPU" }
+                    table {
+                        thead { tr { th { "code" } th { "principal" } th { "runs" } th { "CPU ms" } th { "last" } } }
+                        tbody {
+                            @for program in &top {
+                                tr {
+                                    td.code { code { (first_line(&program.code)) } }
+                                    td { (program.principal) }
+                                    td { (program.runs) }
+                                    td { (format!("{:.1}", program.cpu_ms)) }
+                                    td { a href=(detail_href(program.last)) { "#" (program.last.id) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             section #executions {
                 h2 { "Recent executions (" (recent.len()) ")" }
                 @if recent.is_empty() {
@@ -285,8 +327,8 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                     table {
                         thead { tr {
                             th { "#" } th { "finished (UTC)" } th { "origin" } th { "code" }
-                            th { "tools called" } th { "outcome" } th { "ms" } th { "calls" }
-                            th { "flags" }
+                            th { "tools called" } th { "outcome" } th { "ms" } th { "CPU ms" }
+                            th { "calls" } th { "flags" }
                         } }
                         tbody {
                             @for o in &recent {
@@ -298,6 +340,7 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
                                     td { (tools_called(&o.record)) }
                                     td class=(outcome_class(&o.record)) { (outcome(&o.record)) }
                                     td { (o.record.duration_ms) }
+                                    td { (cpu_ms(&o.record)) }
                                     td { (o.record.calls.len()) }
                                     td.flag { (o.record.flags.iter().map(|f| f.flag.as_str()).collect::<Vec<_>>().join(", ")) }
                                 }
@@ -401,6 +444,60 @@ async fn execution(State(console): State<Arc<Console>>, Path(id): Path<String>) 
         },
     );
     with_headers(StatusCode::OK, page)
+}
+
+/// One program (by its code's hash, for one principal) among the executions kept.
+struct Program<'a> {
+    code: String,
+    principal: String,
+    runs: u64,
+    cpu_ms: f64,
+    last: &'a Observed,
+}
+
+/// The ten programs that used the most CPU among the executions kept.
+fn top_programs(recent: &[Observed]) -> Vec<Program<'_>> {
+    let mut programs: std::collections::HashMap<(String, String), Program<'_>> =
+        std::collections::HashMap::new();
+    for o in recent {
+        let principal = o
+            .record
+            .origin
+            .principal
+            .clone()
+            .unwrap_or_else(|| "-".into());
+        let cpu = o
+            .record
+            .cost
+            .as_ref()
+            .map_or(0.0, |c| c.cpu().as_secs_f64() * 1000.0);
+        let program = programs
+            .entry((o.record.code_sha256.clone(), principal.clone()))
+            .or_insert_with(|| Program {
+                code: o.record.code.clone(),
+                principal,
+                runs: 0,
+                cpu_ms: 0.0,
+                last: o,
+            });
+        program.runs += 1;
+        program.cpu_ms += cpu;
+        if o.id > program.last.id {
+            program.last = o;
+        }
+    }
+    let mut programs: Vec<Program<'_>> = programs.into_values().collect();
+    programs.sort_by(|a, b| b.cpu_ms.total_cmp(&a.cpu_ms));
+    programs.truncate(10);
+    programs
+}
+
+/// The CPU milliseconds of a record, or `-` where nothing ran.
+fn cpu_ms(r: &AuditRecord) -> String {
+    r.cost
+        .as_ref()
+        .and_then(|c| c.cpu_us)
+        .map_or_else(|| "-".into(), |us| format!("{:.1}", us as f64 / 1000.0))
 }
 
 fn references(references: &[crate::preflight::Reference]) -> String {
