@@ -29,6 +29,48 @@ pub struct AnomalySettings {
     /// `new-egress-host`: a fetch to a host no earlier execution fetched from.
     #[serde(default = "default_true")]
     pub new_egress_hosts: bool,
+    /// `cpu-spike`: an execution that used `factor` times its principal's usual CPU.
+    #[serde(default)]
+    pub cpu: CpuRule,
+}
+
+/// The `cpu-spike` flag's rule: against the median CPU of the principal's last
+/// executions (its own baseline, whatever others use).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CpuRule {
+    /// How many times the principal's median is too much (default 10).
+    #[serde(default = "CpuRule::default_factor")]
+    pub factor: f64,
+    /// Executions of the principal needed before its median is a baseline; 0 turns the
+    /// flag off (default 20).
+    #[serde(default = "CpuRule::default_samples")]
+    pub samples: u32,
+    /// Less CPU than this, in milliseconds, is never flagged (default 50).
+    #[serde(default = "CpuRule::default_minimum_ms")]
+    pub minimum_ms: u64,
+}
+
+impl CpuRule {
+    fn default_factor() -> f64 {
+        10.0
+    }
+    fn default_samples() -> u32 {
+        20
+    }
+    fn default_minimum_ms() -> u64 {
+        50
+    }
+}
+
+impl Default for CpuRule {
+    fn default() -> Self {
+        Self {
+            factor: Self::default_factor(),
+            samples: Self::default_samples(),
+            minimum_ms: Self::default_minimum_ms(),
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -89,6 +131,18 @@ impl AnomalySettings {
                 ));
             }
         }
+        if !(self.cpu.factor >= 1.0 && self.cpu.factor.is_finite()) {
+            return Err(invalid(
+                "cpu.factor",
+                format!("{} is out of range: at least 1", self.cpu.factor),
+            ));
+        }
+        if self.cpu.samples > 1_000 {
+            return Err(invalid(
+                "cpu.samples",
+                format!("{} is out of range: allowed 0 to 1000", self.cpu.samples),
+            ));
+        }
         if !(self.rate.factor >= 1.0 && self.rate.factor.is_finite()) {
             return Err(invalid(
                 "rate.factor",
@@ -107,6 +161,7 @@ impl Default for AnomalySettings {
             repeats: Self::default_repeats(),
             denied: Self::default_denied(),
             new_egress_hosts: true,
+            cpu: CpuRule::default(),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - `repeat`: the same program resubmitted in a tight loop (the recursive-agent pattern).
 //! - `denied-burst`: a burst of calls the policy refused (or programs it stopped).
 //! - `new-egress-host`: a fetch to a host no earlier execution fetched from.
+//! - `cpu-spike`: an execution that used many times its principal's usual CPU (the median
+//!   of its last executions: each principal is its own baseline).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -47,7 +49,12 @@ pub struct Anomalies {
     settings: AnomalySettings,
     sessions: Mutex<HashMap<String, History>>,
     hosts: Mutex<HashSet<String>>,
+    /// Each principal's recent CPU per execution, in microseconds, newest last.
+    cpu: Mutex<HashMap<String, VecDeque<u64>>>,
 }
+
+/// Executions of a principal its CPU baseline remembers.
+const CPU_SAMPLES: usize = 200;
 
 #[derive(Debug)]
 struct History {
@@ -73,6 +80,7 @@ impl Anomalies {
             settings,
             sessions: Mutex::new(HashMap::new()),
             hosts: Mutex::new(HashSet::new()),
+            cpu: Mutex::new(HashMap::new()),
         }
     }
 
@@ -134,6 +142,7 @@ impl Anomalies {
             self.rate(history, now, &mut flags);
             self.counts(history, now, &mut flags);
         }
+        self.cpu_spike(record, &mut flags);
         if self.settings.new_egress_hosts
             && let Ok(mut hosts) = self.hosts.lock()
         {
@@ -154,6 +163,53 @@ impl Anomalies {
             }
         }
         flags
+    }
+
+    /// `cpu-spike`: this execution's CPU against the median of its principal's last ones.
+    fn cpu_spike(&self, record: &AuditRecord, flags: &mut Vec<Flag>) {
+        let rule = self.settings.cpu;
+        let Some(cpu_us) = record.cost.as_ref().and_then(|c| c.cpu_us) else {
+            return;
+        };
+        if rule.samples == 0 {
+            return;
+        }
+        let principal = record.origin.principal.as_deref().unwrap_or("-");
+        let Ok(mut baselines) = self.cpu.lock() else {
+            return;
+        };
+        if baselines.len() >= MAX_SESSIONS && !baselines.contains_key(principal) {
+            // The principal with the fewest samples is the least of a baseline to lose.
+            let fewest = baselines
+                .iter()
+                .min_by_key(|(_, samples)| samples.len())
+                .map(|(key, _)| key.clone());
+            if let Some(key) = fewest {
+                baselines.remove(&key);
+            }
+        }
+        let samples = baselines.entry(principal.to_string()).or_default();
+        if samples.len() >= rule.samples as usize {
+            let mut sorted: Vec<u64> = samples.iter().copied().collect();
+            sorted.sort_unstable();
+            let median = sorted[sorted.len() / 2].max(1);
+            let ratio = cpu_us as f64 / median as f64;
+            if ratio >= rule.factor && cpu_us >= rule.minimum_ms.saturating_mul(1_000) {
+                flags.push(Flag {
+                    flag: "cpu-spike".into(),
+                    detail: format!(
+                        "used {:.1} ms of CPU, {ratio:.1}x {principal}'s usual {:.1} ms (the median of its last {} executions)",
+                        cpu_us as f64 / 1000.0,
+                        median as f64 / 1000.0,
+                        samples.len()
+                    ),
+                });
+            }
+        }
+        samples.push_back(cpu_us);
+        if samples.len() > CPU_SAMPLES {
+            samples.pop_front();
+        }
     }
 
     fn rate(&self, history: &mut History, now: Instant, flags: &mut Vec<Flag>) {
@@ -406,6 +462,30 @@ mod tests {
             raised.push(names(&flags).join(","));
         }
         assert_eq!(raised, ["", "", "", "", "rate", "", "", ""]);
+    }
+
+    #[test]
+    fn a_principal_far_above_its_own_usual_cpu_is_flagged_and_others_keep_theirs() {
+        let anomalies = Anomalies::new(AnomalySettings::default());
+        let n = std::cell::Cell::new(0);
+        let run = |principal: &str, cpu_ms: u64| {
+            n.set(n.get() + 1);
+            let mut r = record(&format!("return {};", n.get()), None);
+            r.origin.principal = Some(principal.into());
+            r.cost = Some(crate::record::Cost {
+                cpu_us: Some(cpu_ms * 1000),
+                ..Default::default()
+            });
+            names(&anomalies.observe_at(&r, Instant::now())).join(",")
+        };
+        for _ in 0..20 {
+            assert_eq!(run("light", 10), "");
+            assert_eq!(run("heavy", 2_000), "");
+        }
+        // 10x light's usual is a spike; the same CPU is heavy's normal.
+        assert_eq!(run("light", 150), "cpu-spike");
+        assert_eq!(run("heavy", 150), "");
+        assert_eq!(run("light", 40), "", "below the minimum");
     }
 
     #[test]
