@@ -14,7 +14,7 @@ mod identity;
 mod legacy_sse;
 mod listener;
 
-pub use identity::{OAuthOptions, new_token};
+pub use identity::{AccessTokenVerifier, OAuthOptions, new_token};
 pub use listener::ConnectionLimits;
 
 use std::{

@@ -6,7 +6,7 @@
 mod oauth;
 mod tokens;
 
-pub use oauth::OAuthOptions;
+pub use oauth::{AccessTokenVerifier, OAuthOptions};
 pub use tokens::new_token;
 
 pub(super) use oauth::METADATA_PATH;
