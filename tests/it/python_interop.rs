@@ -145,3 +145,47 @@ fn python_clients_read_budgeted_answers_and_actionable_failures() {
     );
     assert!(stdout.contains("ok: done"), "{stdout}");
 }
+
+/// Least privilege and quotas per principal through the Python SDK's `Client`, in its
+/// default mode and in legacy mode (tests/interop/python_tenants.py).
+#[test]
+fn python_clients_see_only_their_principals_tools_and_meet_its_quota() {
+    let dir = common::scratch_dir("python-tenants");
+    let config = common::write_config(
+        &dir,
+        &serde_json::json!({
+            "mcpServers": { "toy": common::toy() },
+            "codemode": { "tenants": [
+                { "principals": ["alice"], "default": "deny",
+                  "rules": [{ "tools": "toy.add", "action": "allow" }],
+                  "quotas": { "executionsPerMinute": 4 } },
+                { "principals": ["bob"], "rules": [{ "tools": "toy.add", "action": "deny" }] }
+            ] }
+        }),
+    );
+    let (alice, alice_line) = crate::principals::make_token("alice", &[]);
+    let (bob, bob_line) = crate::principals::make_token("bob", &[]);
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("{alice_line}\n{bob_line}\n")).unwrap();
+    let server = common::http::HttpServer::start(&[
+        "--config",
+        &config,
+        "--auth-token-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let out = Command::new(common::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/python_tenants.py"
+        ))
+        .args([server.url("/mcp"), alice, bob])
+        .output()
+        .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Python client failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok: done"), "{stdout}");
+}
