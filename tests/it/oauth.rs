@@ -273,7 +273,8 @@ fn tamper(token: &str) -> String {
 
 /// The official Python SDK's client-credentials OAuth client finds the issuer through this
 /// server's 401 and its Protected Resource Metadata, gets a token for this resource and runs
-/// a program, in the default mode and in legacy mode (tests/interop/python_oauth.py).
+/// a program, in the default mode and in legacy mode, and over legacy HTTP+SSE (whose own
+/// metadata names `/sse`) (tests/interop/python_oauth.py).
 #[tokio::test]
 async fn the_python_sdks_oauth_client_gets_in_through_the_metadata() {
     let issuer = Issuer::start();
@@ -284,8 +285,13 @@ async fn the_python_sdks_oauth_client_gets_in_through_the_metadata() {
         .unwrap()
         .port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
+    // The legacy SSE endpoint is a resource of its own, under its own metadata.
+    let sse_resource = format!("http://127.0.0.1:{port}/sse");
     issuer
-        .post("/test/resource", json!({"resource": resource}))
+        .post(
+            "/test/resource",
+            json!({"resources": [resource, sse_resource]}),
+        )
         .await;
     let dir = common::scratch_dir("oauth-python");
     let log = dir.join("audit.jsonl");
@@ -321,5 +327,8 @@ async fn the_python_sdks_oauth_client_gets_in_through_the_metadata() {
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["origin"]["principal"].clone())
         .collect();
-    assert_eq!(principals, [json!("agent-a"), json!("agent-a")]);
+    assert_eq!(
+        principals,
+        [json!("agent-a"), json!("agent-a"), json!("agent-a")]
+    );
 }

@@ -269,7 +269,8 @@ impl HttpServer {
         let metadata = identity
             .as_ref()
             .and_then(|i| i.oauth().cloned())
-            .map(|options| (options.metadata_paths(), Json(options.metadata())));
+            .map(|options| options.metadata_documents())
+            .unwrap_or_default();
         let guard = Arc::new(Guard {
             console_sessions,
             identity,
@@ -416,13 +417,11 @@ pub async fn serve_metrics(
 
 /// Where this server's Protected Resource Metadata (RFC 9728) is served, when an issuer's
 /// tokens are taken: without a token, as clients read it before they have one.
-fn protected_resource_routes(metadata: Option<(Vec<String>, Json<serde_json::Value>)>) -> Router {
+fn protected_resource_routes(metadata: Vec<(String, serde_json::Value)>) -> Router {
     let mut router = Router::new();
-    if let Some((paths, document)) = metadata {
-        for path in paths {
-            let document = document.clone();
-            router = router.route(&path, get(move || async move { document }));
-        }
+    for (path, document) in metadata {
+        let document = Json(document);
+        router = router.route(&path, get(move || async move { document.clone() }));
     }
     router
 }

@@ -15,7 +15,7 @@ use super::{Guard, Refusal};
 use crate::server::{
     OPERATOR_SCOPE,
     http::{
-        HEALTH_PATH, METRICS_PATH,
+        HEALTH_PATH, MESSAGES_PATH, METRICS_PATH, SSE_PATH,
         console::{self, CONSOLE_PATH, LOGIN_PATH},
         identity::{METADATA_PATH, Rejection},
     },
@@ -36,6 +36,7 @@ pub(in crate::server::http) async fn check(
         return Ok(next.run(request).await);
     };
     let console = path == CONSOLE_PATH || path.starts_with("/console/");
+    let legacy_sse = path == SSE_PATH || path == MESSAGES_PATH;
     // What shows every principal's executions is the operator's alone.
     let operators_only = console || path == METRICS_PATH;
     // The console's login form checks the token itself; a browser signed in to the
@@ -49,7 +50,7 @@ pub(in crate::server::http) async fn check(
     let refuse =
         |status: StatusCode, rejection: Rejection, message: String| Refusal::Unauthenticated {
             status,
-            challenge: identity.challenge(&rejection),
+            challenge: identity.challenge(&rejection, legacy_sse),
             message,
         };
     let Some(given) = bearer(&request) else {

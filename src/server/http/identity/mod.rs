@@ -99,10 +99,15 @@ impl Identity {
     /// The `WWW-Authenticate` value of a refusal (RFC 6750 section 3, with RFC 9728's
     /// `resource_metadata` when an issuer's tokens are taken): what a client needs to get
     /// a token, and why the one it sent was refused.
-    pub(super) fn challenge(&self, rejection: &Rejection) -> String {
+    /// A refusal of a request to the legacy SSE endpoints (`legacy_sse`) names their own
+    /// metadata.
+    pub(super) fn challenge(&self, rejection: &Rejection, legacy_sse: bool) -> String {
         let mut parts = vec!["Bearer realm=\"codemode-mcp\"".to_string()];
         if let Some(options) = self.oauth() {
-            parts.push(format!("resource_metadata=\"{}\"", options.metadata_url()));
+            parts.push(format!(
+                "resource_metadata=\"{}\"",
+                options.metadata_url(legacy_sse)
+            ));
             if !options.required_scopes.is_empty() {
                 parts.push(format!("scope=\"{}\"", options.required_scopes.join(" ")));
             }
@@ -144,23 +149,29 @@ mod tests {
         options.required_scopes = vec!["mcp:execute".into()];
         let identity = Identity::new(None, Some(&options)).unwrap().unwrap();
         assert_eq!(
-            identity.challenge(&Rejection::Missing),
+            identity.challenge(&Rejection::Missing, false),
             "Bearer realm=\"codemode-mcp\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:execute\""
         );
-        let invalid = identity.challenge(&Rejection::Invalid("bad \"kid\"\n".into()));
+        assert!(
+            identity
+                .challenge(&Rejection::Missing, true)
+                .contains("/.well-known/oauth-protected-resource/sse\""),
+            "the legacy SSE endpoints name their own metadata"
+        );
+        let invalid = identity.challenge(&Rejection::Invalid("bad \"kid\"\n".into()), false);
         assert!(
             invalid.ends_with("error=\"invalid_token\", error_description=\"bad 'kid'?\""),
             "{invalid}"
         );
         assert!(
             identity
-                .challenge(&Rejection::InsufficientScope)
+                .challenge(&Rejection::InsufficientScope, false)
                 .ends_with("error=\"insufficient_scope\"")
         );
         // The token file alone: no metadata to point at.
         let file = Identity::new(Some("secret"), None).unwrap().unwrap();
         assert_eq!(
-            file.challenge(&Rejection::Missing),
+            file.challenge(&Rejection::Missing, false),
             "Bearer realm=\"codemode-mcp\""
         );
         assert!(Identity::new(None, None).unwrap().is_none());

@@ -79,10 +79,24 @@ impl OAuthOptions {
         Ok(())
     }
 
-    /// Where this server's Protected Resource Metadata is (RFC 9728 section 3.1: the
+    /// The resource of the legacy HTTP+SSE endpoint beside a resource ending in `/mcp`:
+    /// the same URL ending in `/sse`. Its own metadata names it, so that a client connected
+    /// to `/sse` finds a resource it is under (the Python SDK checks that it is), and
+    /// tokens for it are taken too.
+    pub(in crate::server::http) fn sse_resource(&self) -> Option<String> {
+        let mut url = url::Url::parse(&self.resource).ok()?;
+        let path = url.path().trim_end_matches('/');
+        let base = path
+            .strip_suffix(super::super::STREAMABLE_PATH)?
+            .to_string();
+        url.set_path(&format!("{base}{}", super::super::SSE_PATH));
+        Some(url.to_string())
+    }
+
+    /// Where the Protected Resource Metadata of `resource` is (RFC 9728 section 3.1: the
     /// well-known path inserted before the resource's path).
-    pub(in crate::server::http) fn metadata_url(&self) -> String {
-        match url::Url::parse(&self.resource) {
+    fn metadata_url_of(resource: &str) -> String {
+        match url::Url::parse(resource) {
             Ok(url) => {
                 let path = url.path().trim_end_matches('/');
                 format!(
@@ -90,27 +104,49 @@ impl OAuthOptions {
                     url.origin().ascii_serialization()
                 )
             }
-            Err(_) => self.resource.clone(),
+            Err(_) => resource.to_string(),
         }
     }
 
-    /// The paths this server answers its metadata at: the RFC 9728 one for its resource,
-    /// and the bare well-known path that some clients ask first.
-    pub(in crate::server::http) fn metadata_paths(&self) -> Vec<String> {
-        let mut paths = vec![METADATA_PATH.to_string()];
-        if let Ok(url) = url::Url::parse(&self.resource) {
-            let path = url.path().trim_end_matches('/');
-            if !path.is_empty() {
-                paths.push(format!("{METADATA_PATH}{path}"));
-            }
+    /// Where the metadata a refusal names is: the legacy SSE endpoint's for a request to
+    /// it (`legacy_sse`), else this server's resource's.
+    pub(in crate::server::http) fn metadata_url(&self, legacy_sse: bool) -> String {
+        match self.sse_resource().filter(|_| legacy_sse) {
+            Some(sse) => Self::metadata_url_of(&sse),
+            None => Self::metadata_url_of(&self.resource),
         }
-        paths
     }
 
-    /// The Protected Resource Metadata document (RFC 9728).
-    pub(in crate::server::http) fn metadata(&self) -> serde_json::Value {
+    /// The metadata documents this server answers, by path: the RFC 9728 one for its
+    /// resource, the bare well-known path that some clients ask first, and the legacy SSE
+    /// endpoint's.
+    pub(in crate::server::http) fn metadata_documents(&self) -> Vec<(String, serde_json::Value)> {
+        let path_of = |resource: &str| {
+            url::Url::parse(resource)
+                .map(|url| url.path().trim_end_matches('/').to_string())
+                .unwrap_or_default()
+        };
+        let mut documents = vec![(METADATA_PATH.to_string(), self.metadata_of(&self.resource))];
+        let path = path_of(&self.resource);
+        if !path.is_empty() {
+            documents.push((
+                format!("{METADATA_PATH}{path}"),
+                self.metadata_of(&self.resource),
+            ));
+        }
+        if let Some(sse) = self.sse_resource() {
+            documents.push((
+                format!("{METADATA_PATH}{}", path_of(&sse)),
+                self.metadata_of(&sse),
+            ));
+        }
+        documents
+    }
+
+    /// The Protected Resource Metadata document (RFC 9728) of `resource`.
+    fn metadata_of(&self, resource: &str) -> serde_json::Value {
         let mut document = serde_json::json!({
-            "resource": self.resource,
+            "resource": resource,
             "authorization_servers": [self.issuer],
             "bearer_methods_supported": ["header"],
             "resource_name": "codemode-mcp",
@@ -245,6 +281,7 @@ impl Verifier {
                 message: format!("cannot make an HTTP client for the issuer: {e}"),
             })?;
         let mut audiences = vec![options.resource.clone()];
+        audiences.extend(options.sse_resource());
         audiences.extend(options.audiences.iter().cloned());
         Ok(Self {
             options,
@@ -690,17 +727,25 @@ mod tests {
     fn the_metadata_is_found_where_rfc_9728_puts_it() {
         let options = OAuthOptions::new("https://auth.example.com", "https://mcp.example.com/mcp");
         assert_eq!(
-            options.metadata_url(),
+            options.metadata_url(false),
             "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
         );
         assert_eq!(
-            options.metadata_paths(),
+            options.metadata_url(true),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/sse"
+        );
+        let documents = options.metadata_documents();
+        let paths: Vec<&str> = documents.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
             [
                 "/.well-known/oauth-protected-resource",
-                "/.well-known/oauth-protected-resource/mcp"
+                "/.well-known/oauth-protected-resource/mcp",
+                "/.well-known/oauth-protected-resource/sse"
             ]
         );
-        let document = options.metadata();
+        assert_eq!(documents[2].1["resource"], "https://mcp.example.com/sse");
+        let document = &documents[1].1;
         assert_eq!(document["resource"], "https://mcp.example.com/mcp");
         assert_eq!(
             document["authorization_servers"][0],
