@@ -269,8 +269,11 @@ async fn over_stdio_the_configured_principal_is_narrowed_in_both_eras() {
                 "principal": "ci-runner",
                 "tenants": [{
                     "principals": ["ci-*"],
-                    "rules": [{ "tools": "toy.traceparent", "action": "deny" }],
-                    "limits": { "timeoutMs": 60000, "outputChars": 3000 }
+                    "rules": [
+                        { "tools": "toy.traceparent", "action": "deny" },
+                        { "tools": "toy.slow", "action": "confirm" }
+                    ],
+                    "limits": { "timeoutMs": 800, "heapMiB": 16, "outputChars": 3000 }
                 }]
             }
         }),
@@ -306,6 +309,24 @@ async fn over_stdio_the_configured_principal_is_narrowed_in_both_eras() {
             ran.text
         );
         assert!(!has.contains("traceparent"), "{}", ran.text);
+        // The overlay's own confirm rule: this client cannot be asked, so it is refused.
+        let asked = execute(peer, "return await tools.toy.slow({ ms: 1 });").await;
+        assert_eq!(asked.error_kind(), "policy", "{}", asked.text);
+        assert!(asked.error_message().contains("confirm"), "{}", asked.text);
+        // Its own limits: the clock (only it can end an endless loop) and the heap.
+        let endless = execute(peer, "for (;;) {}").await;
+        assert_eq!(endless.error_kind(), "timeout", "{}", endless.text);
+        assert!(
+            endless.error_message().contains("800 ms"),
+            "{}",
+            endless.text
+        );
+        let big = execute(
+            peer,
+            "const keep = [];\nfor (let i = 0; i < 32; i++) keep.push(new Array(1 << 17).fill(i));\nreturn keep.length;",
+        )
+        .await;
+        assert_eq!(big.error_kind(), "memory", "{}", big.text);
         // The overlay's answer budget: a long result is cut to it.
         let long = execute(peer, "return 'x'.repeat(20000);").await;
         assert!(long.text.chars().count() < 6_000, "{}", long.text.len());
