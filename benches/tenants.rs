@@ -155,7 +155,7 @@ fn main() -> anyhow::Result<()> {
     let mut one = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
-        let admitted = quotas.admit("alice", &limits);
+        let admitted = quotas.admit("alice", "alice", &limits);
         drop(black_box(admitted));
         one.push(started.elapsed());
     }
@@ -163,7 +163,7 @@ fn main() -> anyhow::Result<()> {
     let mut many = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let started = Instant::now();
-        let admitted = quotas.admit(&names[i % names.len()], &limits);
+        let admitted = quotas.admit(&names[i % names.len()], "agent", &limits);
         drop(black_box(admitted));
         many.push(started.elapsed());
     }
@@ -185,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     let mut disk = Vec::with_capacity(rounds / 10);
     for i in 0..rounds / 10 {
         let started = Instant::now();
-        let admitted = on_disk.admit(&names[i % names.len()], &limits);
+        let admitted = on_disk.admit(&names[i % names.len()], "agent", &limits);
         drop(black_box(admitted));
         disk.push(started.elapsed());
     }

@@ -366,12 +366,13 @@ fn csv_field(cell: &str) -> String {
 
 /// `7d`, `24h`, `30m`, `90s` in milliseconds; why not, for anything else.
 pub fn parse_since(text: &str) -> Result<u64, String> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let unit = text.chars().last().unwrap_or(' ');
+    let number = &text[..text.len() - unit.len_utf8().min(text.len())];
     let scale = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => 0,
     };
     match number.parse::<u64>() {
@@ -482,5 +483,6 @@ mod tests {
         );
         assert_eq!(parse_since("7d"), Ok(7 * day));
         assert!(parse_since("7 days").is_err());
+        assert!(parse_since("7é").is_err() && parse_since("").is_err());
     }
 }

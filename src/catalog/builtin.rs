@@ -112,6 +112,10 @@ pub struct Caller {
     /// What the overlays of that execution's principal allow it: a skill it calls runs
     /// under the same.
     pub tenancy: std::sync::Arc<crate::tenants::Tenancy>,
+    /// What that execution's principal's quota windows are kept under.
+    pub quota_key: Option<String>,
+    /// That execution's meter of the daily quotas: a skill it calls draws on it.
+    pub meter: Option<std::sync::Arc<crate::tenants::quota::Meter>>,
 }
 
 /// The untrusted source an execution has read from, once it has (the data-flow guard);

@@ -242,7 +242,7 @@ impl Catalog {
         let namespaces = snapshots
             .into_iter()
             .zip(namespace_names)
-            .map(|(snapshot, namespace)| {
+            .filter_map(|(snapshot, namespace)| {
                 let mut tools: Vec<&Tool> = snapshot.tools.iter().collect();
                 tools.sort_by(|a, b| a.name.cmp(&b.name));
                 // Calls go upstream by MCP name: a second tool of the same name could only
@@ -261,7 +261,8 @@ impl Catalog {
                 // Names are given before anything is left out, so that they depend on the
                 // names the upstream lists alone.
                 let js_names = names::assign(tools.iter().map(|t| t.name.as_ref()).collect());
-                let tools = tools
+                let listed = tools.len();
+                let tools: Vec<Arc<CatalogTool>> = tools
                     .into_iter()
                     .zip(js_names)
                     .filter_map(|(tool, js_name)| match limits::admit(tool) {
@@ -277,16 +278,20 @@ impl Catalog {
                     })
                     .filter_map(|(tool, js_name, admitted)| {
                         let access = policy.access(&snapshot.name, tool, &namespace, &js_name);
-                        if access == Access::Deny {
+                        // What the principal's overlays deny is left out unseen, even where
+                        // the server denies it too: a refusal would name it.
+                        let narrowed = policy.narrow(access, &snapshot.name, tool, &namespace, &js_name);
+                        if access == Access::Deny
+                            && policy.narrow(Access::Allow, &snapshot.name, tool, &namespace, &js_name)
+                                != Access::Deny
+                        {
                             denied.push(Denied {
                                 namespace: namespace.clone(),
                                 alias: names::alias(&tool.name, &js_name).map(str::to_string),
                                 js_name: js_name.clone(),
                             });
                         }
-                        // What the principal's overlays deny is left out unseen.
-                        let access = policy.narrow(access, &snapshot.name, tool, &namespace, &js_name);
-                        (access != Access::Deny).then_some((tool, js_name, access, admitted))
+                        (narrowed != Access::Deny).then_some((tool, js_name, narrowed, admitted))
                     })
                     .map(|(tool, js_name, access, admitted)| {
                         let validator = OnceLock::new();
@@ -314,13 +319,18 @@ impl Catalog {
                         })
                     })
                     .collect();
-                Namespace {
+                // A namespace whose every tool the principal's overlays hide is hidden too,
+                // and so is one that lists none now (down) whose tools they would deny.
+                let hidden = policy.is_narrowed()
+                    && tools.is_empty()
+                    && (listed > 0 || policy.hides_namespace(&snapshot.name, &namespace));
+                (!hidden).then(|| Namespace {
                     upstream: snapshot.name,
                     name: namespace,
                     transport: snapshot.transport,
                     status: snapshot.status,
                     tools,
-                }
+                })
             })
             .collect();
         Self { namespaces, denied }
@@ -589,15 +599,32 @@ pub(crate) mod tests {
                 (glob("a.gone"), Access::Allow),
                 (glob("a.secret"), Access::Deny),
                 (glob("a.ask"), Access::Confirm),
+                (glob("b.*"), Access::Deny),
+                (glob("down.*"), Access::Deny),
             ],
             Access::Allow,
         ));
         let schema = || json!({"type": "object"});
+        let mut down = snapshot("down", Vec::new());
+        down.status = Status::Connecting;
         let tools = ["gone", "secret", "ask", "open"]
             .map(|name| tool(name, schema()))
             .to_vec();
-        let catalog =
-            Catalog::from_snapshots(vec![snapshot("a", tools)], &policy.narrowed(vec![overlay]));
+        let catalog = Catalog::from_snapshots(
+            vec![
+                snapshot("a", tools),
+                snapshot("b", vec![tool("x", schema())]),
+                down,
+            ],
+            &policy.narrowed(vec![overlay]),
+        );
+        // A namespace the overlay empties, or would deny while it lists nothing, is gone.
+        let shown: Vec<&str> = catalog
+            .namespaces()
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(shown, ["a"]);
         // The server's deny stays a deny programs are told of; the overlay's is unseen.
         assert!(catalog.is_denied("a", "gone") && catalog.find("a", "gone").is_none());
         assert!(!catalog.is_denied("a", "secret") && catalog.find("a", "secret").is_none());

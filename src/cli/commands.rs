@@ -15,7 +15,7 @@ use rmcp::ServiceExt;
 
 use super::args::*;
 
-/// `audit verify`: the exit status.
+/// `usage`: the report of the audit log's costs, on stdout.
 pub(crate) fn usage(args: &crate::cli::args::UsageArgs) -> Result<()> {
     use codemode_mcp::audit::usage;
     let period = usage::parse_since(&args.since).map_err(anyhow::Error::msg)?;
@@ -38,6 +38,7 @@ pub(crate) fn usage(args: &crate::cli::args::UsageArgs) -> Result<()> {
     Ok(())
 }
 
+/// `audit verify`: the exit status.
 pub(crate) fn audit_verify(files: &[PathBuf], expect_head: Option<&str>) -> i32 {
     use codemode_mcp::audit::{self, AnchorCheck};
     let verified = match audit::verify_expecting(files, expect_head) {

@@ -359,11 +359,19 @@ impl Egress {
             .iter()
             .find(|rule| rule.pattern.matches(url))
             .ok_or_else(|| {
-                format!(
-                    "{} is not in the egress allow-list (codemode.egress.rules), which allows: {}",
-                    shown(url),
-                    self.allowed().join(", ")
-                )
+                // A principal an overlay narrows is shown its own list, not the server's.
+                if within.is_empty() {
+                    format!(
+                        "{} is not in the egress allow-list (codemode.egress.rules), which allows: {}",
+                        shown(url),
+                        self.allowed().join(", ")
+                    )
+                } else {
+                    format!(
+                        "{} is not in the server's egress allow-list (codemode.egress.rules), which every fetch must match besides this principal's own",
+                        shown(url)
+                    )
+                }
             })
     }
 

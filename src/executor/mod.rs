@@ -291,11 +291,16 @@ impl Executor {
             .unwrap_or_else(|| self.tenants.resolve(origin.principal.as_deref(), &[]));
         // Quotas are the principal's: a skill its program calls is charged to it, but
         // takes no slot and no execution of its own (its caller holds them).
-        let principal = origin.principal.clone().unwrap_or_else(|| "-".to_string());
+        let quota_key = options
+            .quota_key
+            .clone()
+            .or_else(|| origin.principal.clone())
+            .unwrap_or_else(|| "-".to_string());
+        let shown = origin.principal.as_deref().unwrap_or("this client");
         let metered = !tenancy.quotas().is_empty();
         let admission = match metered && !options.within_caller {
             false => None,
-            true => match self.quotas.admit(&principal, tenancy.quotas()) {
+            true => match self.quotas.admit(&quota_key, shown, tenancy.quotas()) {
                 Ok(admission) => Some(admission),
                 Err(refusal) => {
                     self.oversight
@@ -335,7 +340,11 @@ impl Executor {
                 taint: options.taint.clone(),
                 state_used: options.state_used.clone(),
                 tenancy: tenancy.clone(),
-                meter: admission.as_ref().map(|a| a.meter().clone()),
+                meter: admission
+                    .as_ref()
+                    .map(|a| a.meter().clone())
+                    .or_else(|| options.meter.clone()),
+                quota_key: Some(quota_key.clone()),
             },
         ));
         let asked = Asked {
@@ -438,10 +447,14 @@ impl Executor {
             duration: started.elapsed(),
             scan,
         };
+        if let Some(admission) = &admission
+            && matches!(&execution.outcome.result, Err(e) if e.kind == ErrorKind::InputRequired)
+        {
+            admission.refund();
+        }
         if metered {
-            let cost = execution.cost();
             self.quotas
-                .charge(&principal, cost.cpu(), cost.calls(), cost.egress_bytes);
+                .charge_cpu(&quota_key, tenancy.quotas(), execution.cost().cpu());
         }
         drop(admission);
         self.record(&origin, code, &execution, trace).await;

@@ -87,6 +87,12 @@ pub struct RunOptions {
     /// What the overlays of the principal asking allow it (`codemode.tenants`); `None`:
     /// those that match the origin's principal by name.
     pub tenancy: Option<Arc<crate::tenants::Tenancy>>,
+    /// What the principal's quota windows are kept under (its id); `None`: the origin's
+    /// principal name.
+    pub quota_key: Option<String>,
+    /// The meter of the execution that called this one (a skill's run): its calls and
+    /// fetches draw on the caller's daily quotas.
+    pub meter: Option<Arc<crate::tenants::quota::Meter>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -107,6 +113,8 @@ impl std::fmt::Debug for RunOptions {
             .field("state_key", &self.state_key.is_some())
             .field("state_used", &self.state_used)
             .field("tenancy", &self.tenancy)
+            .field("quota_key", &self.quota_key)
+            .field("meter", &self.meter.is_some())
             .finish()
     }
 }

@@ -180,6 +180,21 @@ impl Policy {
         }
     }
 
+    /// Whether overlays narrow this policy.
+    pub fn is_narrowed(&self) -> bool {
+        !self.narrowed_by.is_empty()
+    }
+
+    /// Whether the overlays would deny any tool of `server` (known to programs as
+    /// `namespace`) whose name they do not name: what hides a namespace that lists no
+    /// tools now.
+    pub fn hides_namespace(&self, server: &str, namespace: &str) -> bool {
+        let names = [format!("{server}."), format!("{namespace}.")];
+        self.narrowed_by
+            .iter()
+            .any(|overlay| overlay.access(&names) == Access::Deny)
+    }
+
     /// What the overlays this policy is narrowed by make of `access`, the server's word on
     /// `tool` of `server`: the strictest of them all. The catalog hides what they deny
     /// (unlike what the server denies, which programs are told is denied): a principal

@@ -697,6 +697,13 @@ impl CodeModeServer {
                 .map_or(0, |depth| u32::try_from(depth).unwrap_or(u32::MAX)),
             traceparent: traceparent(context),
             tenancy: Some(self.tenancy(context)),
+            // Windows are the principal's, by id: a token's name and an issuer's subject
+            // that happen to be alike are not one principal.
+            quota_key: context
+                .extensions
+                .get::<::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .map(|principal| principal.id().to_string()),
             ..RunOptions::default()
         }
     }
@@ -734,7 +741,12 @@ impl CodeModeServer {
         }) {
             instructions.push_str(" `state.get/set/delete/list` keep small values between the executions of this session (without a session, over stateless HTTP, pass the `state` handle a result returns as execute_code's `state`).");
         }
-        if self.codemode.skills().is_some() {
+        if self.codemode.skills().is_some()
+            && catalog
+                .namespaces()
+                .iter()
+                .any(|n| n.name == crate::skills::NAMESPACE)
+        {
             instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");
         }
         let down = describe::unavailable(catalog);

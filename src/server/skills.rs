@@ -69,6 +69,9 @@ impl CodeModeServer {
         let Some(skills) = self.codemode.skills() else {
             return Ok(tool_error(SKILLS_OFF.to_string()));
         };
+        if let Some(refusal) = self.narrowed_skill_change(&context) {
+            return Ok(refusal);
+        }
         Ok(
             match skills.save(
                 &input.name,
@@ -95,6 +98,7 @@ impl CodeModeServer {
     async fn list_skills(
         &self,
         Parameters(arguments): Parameters<JsonObject>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         if let Err(message) = parse_arguments::<ListSkillsInput>(arguments, "list_skills takes {}")
         {
@@ -103,7 +107,18 @@ impl CodeModeServer {
         let Some(skills) = self.codemode.skills() else {
             return Ok(tool_error(SKILLS_OFF.to_string()));
         };
-        let listing = serde_json::to_string_pretty(&skills.list()).unwrap_or_default();
+        // The skills this principal's catalog shows: an overlay's hidden ones are absent.
+        let catalog = self.catalog_for(&context);
+        let shown: Vec<_> = skills
+            .list()
+            .into_iter()
+            .filter(|s| {
+                catalog
+                    .find(crate::skills::NAMESPACE, &s.current.name)
+                    .is_some()
+            })
+            .collect();
+        let listing = serde_json::to_string_pretty(&shown).unwrap_or_default();
         Ok(CallToolResult::success(vec![ContentBlock::text(listing)]))
     }
 
@@ -116,6 +131,7 @@ impl CodeModeServer {
     async fn delete_skill(
         &self,
         Parameters(arguments): Parameters<JsonObject>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         const EXPECTED: &str = "delete_skill takes {\"name\": string, \"version\"?: integer >= 1}";
         let input: DeleteSkillInput = match parse_arguments(arguments, EXPECTED) {
@@ -125,6 +141,9 @@ impl CodeModeServer {
         let Some(skills) = self.codemode.skills() else {
             return Ok(tool_error(SKILLS_OFF.to_string()));
         };
+        if let Some(refusal) = self.narrowed_skill_change(&context) {
+            return Ok(refusal);
+        }
         Ok(match skills.delete(&input.name, input.version) {
             Ok(deleted) => {
                 let left = skills
@@ -156,6 +175,20 @@ const SKILLS_OFF: &str =
 const SKILL_TOOL_PREFIX: &str = "skill_";
 
 impl CodeModeServer {
+    /// The refusal of a change to the saved skills by a principal an overlay narrows:
+    /// skills are shared, and a version it saved would run with the rights of whoever
+    /// calls it next.
+    fn narrowed_skill_change(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<CallToolResult> {
+        (!self.tenancy(context).is_unrestricted()).then(|| {
+            tool_error(
+                "nothing was changed: the saved skills are shared by every principal, and this one's rights are narrowed (codemode.tenants), so it may call skills but not save or delete them; ask an operator whose rights are not narrowed to save it".into(),
+            )
+        })
+    }
+
     /// What is saved beside a skill's program: its own declaration, and the declarations
     /// of the tools its program names, as `catalog` (the saving principal's) shows them
     /// now.

@@ -431,6 +431,8 @@ impl SkillStore {
             within_caller: true,
             state_used: caller.as_ref().map(|c| c.state_used.clone()),
             tenancy: caller.as_ref().map(|c| c.tenancy.clone()),
+            quota_key: caller.as_ref().and_then(|c| c.quota_key.clone()),
+            meter: caller.as_ref().and_then(|c| c.meter.clone()),
             taint: caller.map(|c| c.taint),
             ..RunOptions::default()
         };

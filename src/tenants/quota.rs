@@ -195,6 +195,8 @@ struct Ledger {
 pub struct Quotas {
     ledgers: Mutex<HashMap<String, Ledger>>,
     store: Option<Mutex<rusqlite::Connection>>,
+    /// Admissions so far, which pace the sweep of idle ledgers.
+    admissions: AtomicU64,
 }
 
 fn now_secs() -> u64 {
@@ -265,19 +267,24 @@ impl Quotas {
         Ok(Self {
             ledgers: Mutex::new(ledgers),
             store: Some(Mutex::new(connection)),
+            admissions: AtomicU64::new(0),
         })
     }
 
-    /// Admits one execution of `principal` under `limits`, charging it to the executions
-    /// quota and taking one of its concurrent slots; refused past any quota.
+    /// Admits one execution of the principal whose windows are kept under `key` (its
+    /// id) under `limits`, charging it to the executions quota and taking one of its
+    /// concurrent slots; refused past any quota, in words that name it `shown`.
     pub fn admit(
         self: &Arc<Self>,
-        principal: &str,
+        key: &str,
+        shown: &str,
         limits: &QuotaLimits,
     ) -> Result<Admission, QuotaRefusal> {
         let now = now_secs();
         let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        let ledger = ledgers.entry(principal.to_string()).or_default();
+        self.forget_idle(&mut ledgers, now);
+        let principal = shown;
+        let ledger = ledgers.entry(key.to_string()).or_default();
         if let Some(limit) = limits.get(Quota::ConcurrentExecutions)
             && ledger.running as f64 >= limit.value
         {
@@ -313,50 +320,106 @@ impl Quotas {
                 });
             }
         }
-        let left = |quota: Quota| {
-            limits.get(quota).map(|limit| {
-                let used: f64 = ledger.windows[quota.index()].iter().map(|(_, a)| a).sum();
-                ((limit.value - used).max(0.0) as u64, limit.key.clone())
-            })
-        };
-        let meter = Meter {
-            calls_left: left(Quota::ToolCallsPerDay),
-            egress_left: left(Quota::EgressBytesPerDay),
-            calls: AtomicU64::new(0),
-            egress: AtomicU64::new(0),
-            refused: Mutex::new(None),
-        };
-        if limits.get(Quota::ExecutionsPerMinute).is_some() {
+        let counted = limits.get(Quota::ExecutionsPerMinute).is_some();
+        if counted {
             add(ledger, Quota::ExecutionsPerMinute, now, 1.0);
         }
         ledger.running += 1;
         drop(ledgers);
-        self.persist(principal, &[(Quota::ExecutionsPerMinute, 1.0)], now);
+        if counted {
+            self.persist(key, &[(Quota::ExecutionsPerMinute, 1.0)], now);
+        }
+        let meter = Meter {
+            quotas: self.clone(),
+            key: key.to_string(),
+            calls: limits.get(Quota::ToolCallsPerDay).cloned(),
+            egress: limits.get(Quota::EgressBytesPerDay).cloned(),
+            refused: Mutex::new(None),
+        };
         Ok(Admission {
             quotas: self.clone(),
-            principal: principal.to_string(),
+            principal: key.to_string(),
+            counted: std::sync::atomic::AtomicBool::new(counted),
             meter: Arc::new(meter),
         })
     }
 
-    /// Charges what one execution of `principal` used once it ended.
-    pub fn charge(&self, principal: &str, cpu: Duration, tool_calls: u64, egress_bytes: u64) {
+    /// Charges the CPU one execution of the principal under `key` used, once it ended,
+    /// where `limits` has a CPU quota (calls and fetch bytes are charged as they happen,
+    /// by the execution's [`Meter`]).
+    pub fn charge_cpu(&self, key: &str, limits: &QuotaLimits, cpu: Duration) {
+        if limits.get(Quota::CpuSecondsPerHour).is_some() && !cpu.is_zero() {
+            self.charge(key, Quota::CpuSecondsPerHour, cpu.as_secs_f64());
+        }
+    }
+
+    fn charge(&self, key: &str, quota: Quota, amount: f64) {
         let now = now_secs();
-        let amounts = [
-            (Quota::CpuSecondsPerHour, cpu.as_secs_f64()),
-            (Quota::ToolCallsPerDay, tool_calls as f64),
-            (Quota::EgressBytesPerDay, egress_bytes as f64),
-        ];
         {
             let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-            let ledger = ledgers.entry(principal.to_string()).or_default();
-            for (quota, amount) in amounts {
-                if amount > 0.0 {
-                    add(ledger, quota, now, amount);
-                }
-            }
+            add(
+                ledgers.entry(key.to_string()).or_default(),
+                quota,
+                now,
+                amount,
+            );
         }
-        self.persist(principal, &amounts, now);
+        self.persist(key, &[(quota, amount)], now);
+    }
+
+    /// What `key` has used of `quota` in its window, now.
+    fn used(&self, key: &str, quota: Quota) -> f64 {
+        let now = now_secs();
+        let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ledger) = ledgers.get_mut(key) else {
+            return 0.0;
+        };
+        let window = &mut ledger.windows[quota.index()];
+        prune(window, quota, now);
+        window.iter().map(|(_, amount)| amount).sum()
+    }
+
+    /// Takes `amount` of `quota` for `key` unless that would pass `limit`: checked and
+    /// charged under one lock, so executions running at once share what is left.
+    fn take(&self, key: &str, quota: Quota, limit: f64, amount: f64) -> bool {
+        let now = now_secs();
+        {
+            let mut ledgers = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+            let ledger = ledgers.entry(key.to_string()).or_default();
+            let window = &mut ledger.windows[quota.index()];
+            prune(window, quota, now);
+            let used: f64 = window.iter().map(|(_, amount)| amount).sum();
+            if used + amount > limit {
+                return false;
+            }
+            add(ledger, quota, now, amount);
+        }
+        self.persist(key, &[(quota, amount)], now);
+        true
+    }
+
+    /// Drops, now and then, the ledgers of principals with nothing running and nothing
+    /// left in any window, and the rows on disk that left every window: a server that
+    /// meets many principals does not keep them all.
+    fn forget_idle(&self, ledgers: &mut HashMap<String, Ledger>, now: u64) {
+        let sweeps = self.admissions.fetch_add(1, Ordering::Relaxed);
+        if sweeps % 1024 != 1023 {
+            return;
+        }
+        ledgers.retain(|_, ledger| {
+            for quota in WINDOWED {
+                prune(&mut ledger.windows[quota.index()], quota, now);
+            }
+            ledger.running > 0 || ledger.windows.iter().any(|w| !w.is_empty())
+        });
+        if let Some(store) = &self.store {
+            let oldest = now.saturating_sub(86_400 + 1_440);
+            let store = store.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = store.execute(
+                "DELETE FROM quota_windows WHERE bucket < ?1",
+                [i64::try_from(oldest).unwrap_or(0)],
+            );
+        }
     }
 
     fn persist(&self, principal: &str, amounts: &[(Quota, f64)], now: u64) {
@@ -364,7 +427,7 @@ impl Quotas {
             return;
         };
         let store = store.lock().unwrap_or_else(|e| e.into_inner());
-        for (quota, amount) in amounts.iter().filter(|(_, amount)| *amount > 0.0) {
+        for (quota, amount) in amounts.iter().filter(|(_, amount)| *amount != 0.0) {
             let bucket = now - now % quota.bucket_secs();
             let written = store.execute(
                 "INSERT INTO quota_windows (principal, quota, bucket, amount) VALUES (?1, ?2, ?3, ?4)
@@ -435,13 +498,24 @@ fn human_secs(secs: u64) -> String {
 pub struct Admission {
     quotas: Arc<Quotas>,
     principal: String,
+    /// Whether it was counted against the executions quota (and not refunded yet).
+    counted: std::sync::atomic::AtomicBool,
     meter: Arc<Meter>,
 }
 
 impl Admission {
-    /// What meters the execution's calls and fetches.
+    /// What meters the execution's calls and fetches (and those of the skills it calls).
     pub fn meter(&self) -> &Arc<Meter> {
         &self.meter
+    }
+
+    /// Gives back the execution it was counted as: nothing ran (the user is being asked
+    /// first), and the retry that runs it is counted instead.
+    pub fn refund(&self) {
+        if self.counted.swap(false, Ordering::SeqCst) {
+            self.quotas
+                .charge(&self.principal, Quota::ExecutionsPerMinute, -1.0);
+        }
     }
 }
 
@@ -451,14 +525,14 @@ impl Drop for Admission {
     }
 }
 
-/// An execution's share of its principal's daily quotas, as it was when it was admitted.
+/// Meters one execution's calls and fetches against its principal's daily quotas, live:
+/// every execution of the principal running at once draws on the same windows.
 #[derive(Debug)]
 pub struct Meter {
-    /// Tool calls left today, and the key of the quota.
-    calls_left: Option<(u64, String)>,
-    egress_left: Option<(u64, String)>,
-    calls: AtomicU64,
-    egress: AtomicU64,
+    quotas: Arc<Quotas>,
+    key: String,
+    calls: Option<Limit>,
+    egress: Option<Limit>,
     /// The quota a call or fetch was refused for, once one was.
     refused: Mutex<Option<Quota>>,
 }
@@ -475,35 +549,45 @@ impl Meter {
 
     /// Counts one tool call about to go out; past the daily quota, why not.
     pub fn take_call(&self) -> Result<(), String> {
-        let Some((left, key)) = &self.calls_left else {
+        let Some(limit) = &self.calls else {
             return Ok(());
         };
-        if self.calls.fetch_add(1, Ordering::SeqCst) >= *left {
-            self.refuse(Quota::ToolCallsPerDay);
-            return Err(format!(
-                "the principal's quota of tool calls per 24 hours ({key}) is used up; do the rest in a later execution, once the window frees up"
-            ));
+        if self
+            .quotas
+            .take(&self.key, Quota::ToolCallsPerDay, limit.value, 1.0)
+        {
+            return Ok(());
         }
-        Ok(())
+        self.refuse(Quota::ToolCallsPerDay);
+        Err(format!(
+            "the principal's quota of {} per 24 hours ({}) is used up; do the rest in a later execution, once the window frees up",
+            Quota::ToolCallsPerDay.amount(limit.value),
+            limit.key
+        ))
     }
 
     /// Whether a fetch may go out; past the daily egress quota, why not.
     pub fn fetch_allowed(&self) -> Result<(), String> {
-        let Some((left, key)) = &self.egress_left else {
+        let Some(limit) = &self.egress else {
             return Ok(());
         };
-        if self.egress.load(Ordering::SeqCst) >= *left {
-            self.refuse(Quota::EgressBytesPerDay);
-            return Err(format!(
-                "fetch was not made: the principal's quota of fetch bytes per 24 hours ({key}) is used up; fetch again in a later execution, once the window frees up"
-            ));
+        if self.quotas.used(&self.key, Quota::EgressBytesPerDay) < limit.value {
+            return Ok(());
         }
-        Ok(())
+        self.refuse(Quota::EgressBytesPerDay);
+        Err(format!(
+            "fetch was not made: the principal's quota of {} per 24 hours ({}) is used up; fetch again in a later execution, once the window frees up",
+            Quota::EgressBytesPerDay.amount(limit.value),
+            limit.key
+        ))
     }
 
-    /// Counts the bytes of one fetch's request and response.
+    /// Charges the bytes of one fetch's request and response.
     pub fn add_egress(&self, bytes: u64) {
-        self.egress.fetch_add(bytes, Ordering::SeqCst);
+        if self.egress.is_some() && bytes > 0 {
+            self.quotas
+                .charge(&self.key, Quota::EgressBytesPerDay, bytes as f64);
+        }
     }
 }
 
@@ -522,11 +606,11 @@ mod tests {
         let limits = limits(serde_json::json!({
             "executionsPerMinute": 2, "concurrentExecutions": 2, "cpuSecondsPerHour": 1.0
         }));
-        let first = quotas.admit("alice", &limits).unwrap();
-        let _second = quotas.admit("alice", &limits).unwrap();
+        let first = quotas.admit("alice", "alice", &limits).unwrap();
+        let _second = quotas.admit("alice", "alice", &limits).unwrap();
         // Bob's windows are his own.
-        let _bob = quotas.admit("bob", &limits).unwrap();
-        let refused = quotas.admit("alice", &limits).unwrap_err();
+        let _bob = quotas.admit("bob", "bob", &limits).unwrap();
+        let refused = quotas.admit("alice", "alice", &limits).unwrap_err();
         assert_eq!(
             refused.quota,
             Quota::ConcurrentExecutions,
@@ -534,7 +618,7 @@ mod tests {
             refused.message
         );
         drop(first);
-        let refused = quotas.admit("alice", &limits).unwrap_err();
+        let refused = quotas.admit("alice", "alice", &limits).unwrap_err();
         assert_eq!(refused.quota, Quota::ExecutionsPerMinute);
         assert!(
             refused
@@ -545,8 +629,8 @@ mod tests {
             "{}",
             refused.message
         );
-        quotas.charge("bob", Duration::from_millis(1500), 0, 0);
-        let refused = quotas.admit("bob", &limits).unwrap_err();
+        quotas.charge_cpu("bob", &limits, Duration::from_millis(1500));
+        let refused = quotas.admit("bob", "bob", &limits).unwrap_err();
         assert_eq!(
             refused.quota,
             Quota::CpuSecondsPerHour,
@@ -573,11 +657,15 @@ mod tests {
             (5.0, "codemode.tenants[0].quotas.toolCallsPerDay")
         );
         let quotas = Arc::new(Quotas::in_memory());
-        let admitted = quotas.admit("carol", &merged).unwrap();
-        for _ in 0..5 {
+        // Two executions running at once share what is left of the day.
+        let one = quotas.admit("carol", "carol", &merged).unwrap();
+        let two = quotas.admit("carol", "carol", &merged).unwrap();
+        for i in 0..5 {
+            let admitted = if i % 2 == 0 { &one } else { &two };
             admitted.meter().take_call().unwrap();
         }
-        assert!(admitted.meter().take_call().is_err());
+        assert!(one.meter().take_call().is_err() && two.meter().take_call().is_err());
+        assert_eq!(two.meter().refused(), Some(Quota::ToolCallsPerDay));
     }
 
     #[test]
@@ -590,17 +678,23 @@ mod tests {
             limits(serde_json::json!({"executionsPerMinute": 1, "egressBytesPerDay": 100}));
         {
             let quotas = Arc::new(Quotas::open(&path).unwrap());
-            drop(quotas.admit("dave", &limits).unwrap());
-            quotas.charge("erin", Duration::ZERO, 0, 500);
+            drop(quotas.admit("dave", "dave", &limits).unwrap());
+            let erin = quotas.admit("erin", "erin", &limits).unwrap();
+            erin.meter().add_egress(500);
+            // A refunded execution (nothing ran) is not counted.
+            erin.refund();
         }
         let quotas = Arc::new(Quotas::open(&path).unwrap());
         assert_eq!(
-            quotas.admit("dave", &limits).unwrap_err().quota,
+            quotas.admit("dave", "dave", &limits).unwrap_err().quota,
             Quota::ExecutionsPerMinute
         );
+        let refused = quotas.admit("erin", "erin", &limits).unwrap_err();
         assert_eq!(
-            quotas.admit("erin", &limits).unwrap_err().quota,
-            Quota::EgressBytesPerDay
+            refused.quota,
+            Quota::EgressBytesPerDay,
+            "{}",
+            refused.message
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -25,7 +25,9 @@ const BURN: &str =
 async fn each_quota_refuses_past_it_with_kind_quota_and_when_it_frees_up() {
     let dir = common::scratch_dir("quotas");
     let web = common::web::start().await;
-    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "ops"];
+    let names = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "gina", "ops",
+    ];
     let mut tokens = std::collections::HashMap::new();
     let mut lines = String::new();
     for name in names {
@@ -53,7 +55,9 @@ async fn each_quota_refuses_past_it_with_kind_quota_and_when_it_frees_up() {
                     { "principals": ["carol"], "quotas": { "concurrentExecutions": 1 } },
                     { "principals": ["dave"], "quotas": { "toolCallsPerDay": 3 } },
                     { "principals": ["erin"], "quotas": { "egressBytesPerDay": 1000 } },
-                    { "principals": ["frank"], "quotas": { "cpuSecondsPerHour": 0.001 } }
+                    { "principals": ["frank"], "quotas": { "cpuSecondsPerHour": 0.001 } },
+                    { "principals": ["gina"], "quotas": { "executionsPerMinute": 1 },
+                      "rules": [{ "tools": "toy.slow", "action": "confirm" }] }
                 ]
             }
         }),
@@ -206,6 +210,32 @@ async fn each_quota_refuses_past_it_with_kind_quota_and_when_it_frees_up() {
         after.text
     );
     frank.cancel().await.unwrap();
+
+    // A 2026-07-28 round that only asks the user (nothing ran) is not an execution: gina's
+    // one execution per minute is still hers after it.
+    let asked = answer_of(
+        common::http::post_modern_with(
+            &server,
+            11,
+            "tools/call",
+            json!({"name": "execute_code", "arguments": {"code": "return await tools.toy.slow({ ms: 1 });"}}),
+            json!({"elicitation": {}}),
+        )
+        .bearer_auth(token("gina"))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        asked["result"]["resultType"],
+        json!("input_required"),
+        "{asked}"
+    );
+    let gina = server.client_with_token(&token("gina")).await;
+    assert_eq!(execute(gina.peer(), "return 1").await.result(), &json!(1));
+    assert_eq!(execute(gina.peer(), "return 2").await.error_kind(), "quota");
+    gina.cancel().await.unwrap();
 
     // The refusals are counted, by principal and quota.
     let text = metrics().await;

@@ -28,6 +28,7 @@ fn config(dir: &std::path::Path) -> String {
         &json!({
             "mcpServers": { "toy": common::toy() },
             "codemode": {
+                "skills": { "path": dir.join("skills") },
                 // Nothing listens there: the URL is only ever checked, never fetched.
                 "egress": { "rules": [{ "url": "http://127.0.0.1:9/**", "allowPrivate": true }] },
                 "tenants": [
@@ -52,6 +53,17 @@ fn config(dir: &std::path::Path) -> String {
             }
         }),
     )
+}
+
+async fn list_skills(server: &HttpServer, token: &str) -> String {
+    let client = server.client_with_token(token).await;
+    let listed = client
+        .peer()
+        .call_tool(CallToolRequestParams::new("list_skills"))
+        .await
+        .unwrap();
+    client.cancel().await.unwrap();
+    format!("{:?}", listed.content)
 }
 
 async fn description(client: &rmcp::Peer<RoleClient>) -> String {
@@ -225,6 +237,34 @@ async fn each_principal_sees_calls_and_fetches_only_what_its_overlay_allows() {
     .await;
     assert_eq!(many.result(), &json!("all"), "{}", many.text);
     client.cancel().await.unwrap();
+
+    // Skills are shared: a principal whose rights are narrowed calls them but does not
+    // change them, and sees only those its overlays show.
+    let skill = |name: &str| {
+        CallToolRequestParams::new("save_skill").with_arguments(
+            json!({"name": name, "description": "Adds one.", "code": "return args.n + 1;"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+    };
+    let client = server.client_with_token(&bob).await;
+    let refused = client.peer().call_tool(skill("plus_one")).await.unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        format!("{:?}", refused.content).contains("not save or delete"),
+        "{refused:?}"
+    );
+    client.cancel().await.unwrap();
+    let client = server.client_with_token(&dave).await;
+    let saved = client.peer().call_tool(skill("plus_one")).await.unwrap();
+    assert_ne!(saved.is_error, Some(true), "{saved:?}");
+    client.cancel().await.unwrap();
+    assert!(list_skills(&server, &bob).await.contains("plus_one"));
+    assert!(
+        !list_skills(&server, &alice).await.contains("plus_one"),
+        "alice's overlay denies by default"
+    );
 
     // A 2026-07-28 request (no session) is narrowed the same way, by its token alone.
     let modern = |token: &str, id, method: &str, params: Value| {

@@ -23,9 +23,6 @@ impl CallHost {
         let Some(tool) = tool else {
             return Ok(());
         };
-        if let Some(meter) = &self.meter {
-            meter.take_call()?;
-        }
         let this_tool = self.made_per_tool.lock().map_or(0, |mut made| {
             let count = made.entry(tool.to_string()).or_insert(0);
             *count += 1;

@@ -26,6 +26,8 @@ impl CallHost {
             taint: self.tainted.clone(),
             state_used: self.state_used.clone(),
             tenancy: self.tenancy.clone(),
+            quota_key: self.quota_key.clone(),
+            meter: self.meter.clone(),
         };
         let task = self.runtime.spawn(async move {
             let traceparent = settlement.start_span();

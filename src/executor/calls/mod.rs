@@ -91,6 +91,8 @@ pub(super) struct CallHost {
     tenancy: Arc<Tenancy>,
     /// The execution's share of its principal's daily quotas; none: no quota applies.
     meter: Option<Arc<Meter>>,
+    /// What the principal's quota windows are kept under, for the skills it calls.
+    quota_key: Option<String>,
 }
 
 /// What an execution's calls are answered with, beyond the catalog.
@@ -117,6 +119,8 @@ pub(super) struct CallSettings {
     pub(super) tenancy: Arc<Tenancy>,
     /// See [`CallHost::meter`].
     pub(super) meter: Option<Arc<Meter>>,
+    /// See [`CallHost::quota_key`].
+    pub(super) quota_key: Option<String>,
 }
 
 impl CallHost {
@@ -151,6 +155,7 @@ impl CallHost {
                 state_used: None,
                 tenancy: Tenancy::unrestricted(),
                 meter: None,
+                quota_key: None,
             },
         )
     }
@@ -198,6 +203,7 @@ impl CallHost {
             state_used: settings.state_used.unwrap_or_default(),
             tenancy: settings.tenancy,
             meter: settings.meter,
+            quota_key: settings.quota_key,
         }
     }
 
@@ -329,6 +335,16 @@ impl ToolHost for CallHost {
             Ok(gate) => gate,
             Err((decision, message)) => return at_once(decision, fail(message, None)),
         };
+        // Counted against the daily quota as it goes out, after every check that could
+        // stop it first.
+        if let Some(meter) = &self.meter
+            && let Err(why) = meter.take_call()
+        {
+            return at_once(
+                Decision::Quota,
+                fail(format!("{shown_as} was not called: {why}"), None),
+            );
+        }
         let settlement = self.settlement(
             qualified,
             None,
