@@ -48,7 +48,8 @@ pub struct PriceSheet {
     /// One CPU second of executions.
     #[serde(default)]
     pub cpu_second: f64,
-    /// One tool call, by namespace (the upstream's key); `*` for any other.
+    /// One tool call, by namespace (as programs write it, `tools.<namespace>`); `*` for
+    /// any other.
     #[serde(default)]
     pub per_call: BTreeMap<String, f64>,
     /// One GB (10^9 bytes) of fetch requests and responses.

@@ -1051,6 +1051,9 @@ impl CodeModeServer {
             .egress()
             .filter(|_| tenancy.may_fetch())
             .map(|egress| tenancy.shown_egress(egress.allowed()));
+        let allowed: Option<Vec<&str>> = allowed
+            .as_ref()
+            .map(|urls| urls.iter().map(String::as_str).collect());
         let description = execute_code_description(&catalog, allowed.as_deref());
         self.tool_router
             .list_all()

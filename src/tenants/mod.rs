@@ -32,6 +32,8 @@ pub struct TenantError {
 /// One compiled overlay.
 #[derive(Debug)]
 struct Overlay {
+    /// How messages name it: `codemode.tenants[0] (readers)`.
+    label: String,
     principals: GlobSet,
     scopes: Vec<String>,
     narrowing: Arc<Narrowing>,
@@ -56,6 +58,9 @@ pub struct Tenancy {
     egress: Vec<Arc<EgressNarrowing>>,
     limits: TenantLimits,
     quotas: QuotaLimits,
+    /// Which overlay set each limit, by key (`toolCalls`), with its value: what a
+    /// refusal for the limit names.
+    limit_keys: Vec<(&'static str, u64, String)>,
 }
 
 impl Tenants {
@@ -108,6 +113,15 @@ impl Tenants {
             tenancy.key.push_str(&index.to_string());
             tenancy.narrowing.push(overlay.narrowing.clone());
             tenancy.egress.extend(overlay.egress.clone());
+            for (key, value) in overlay.limits.entries() {
+                let Some(value) = value else { continue };
+                let lower = tenancy.limit_keys.iter().position(|(k, _, _)| *k == key);
+                match lower {
+                    Some(at) if tenancy.limit_keys[at].1 <= value => {}
+                    Some(at) => tenancy.limit_keys[at] = (key, value, overlay.label.clone()),
+                    None => tenancy.limit_keys.push((key, value, overlay.label.clone())),
+                }
+            }
             tenancy.limits = lowest(tenancy.limits, overlay.limits);
             tenancy.quotas = tenancy.quotas.lowest(&overlay.quotas);
         }
@@ -200,6 +214,7 @@ fn compile(index: usize, tenant: &TenantSettings, limits: &Limits) -> Result<Ove
         }
     }
     Ok(Overlay {
+        label: label.clone(),
         principals,
         scopes: tenant.scopes.clone(),
         narrowing: Arc::new(Narrowing::new(rules, default)),
@@ -260,13 +275,22 @@ impl Tenancy {
         self.egress.iter().all(|e| e.allows_any())
     }
 
-    /// The URL patterns the description shows: the narrowest overlay's, where one
-    /// narrows (a fetch must match it, as well as the server's rules).
-    pub fn shown_egress<'a>(&'a self, server: Vec<&'a str>) -> Vec<&'a str> {
-        self.egress
-            .iter()
-            .min_by_key(|e| e.patterns().len())
-            .map_or(server, |e| e.patterns())
+    /// The URL patterns the description shows: the server's, or where overlays narrow
+    /// them, each overlay's (a fetch must match every one of them, and the server's rules).
+    pub fn shown_egress(&self, server: Vec<&str>) -> Vec<String> {
+        let mut shown: Vec<String> = Vec::new();
+        for (index, overlay) in self.egress.iter().enumerate() {
+            let patterns = overlay.patterns().join(", ");
+            shown.push(if index == 0 {
+                patterns
+            } else {
+                format!("and also within {patterns}")
+            });
+        }
+        if shown.is_empty() {
+            shown = server.into_iter().map(str::to_string).collect();
+        }
+        shown
     }
 
     /// The server's per-execution limits, lowered where an overlay says.
@@ -295,6 +319,15 @@ impl Tenancy {
             fetches: count(l.fetches, server.fetches),
             stack_bytes: server.stack_bytes,
         }
+    }
+
+    /// Where the limit `key` (`toolCalls`, `fetches`, ...) of value `effective` comes
+    /// from, when an overlay set it: `codemode.tenants[0] (readers).limits.toolCalls`.
+    pub fn limit_source(&self, key: &str, effective: u64) -> Option<String> {
+        self.limit_keys
+            .iter()
+            .find(|(k, value, _)| *k == key && *value == effective)
+            .map(|(key, _, label)| format!("{label}.limits.{key}"))
     }
 
     /// The quotas of the principal: the lowest of `codemode.quotas` and its overlays'.

@@ -174,6 +174,12 @@ async fn each_principal_sees_calls_and_fetches_only_what_its_overlay_allows() {
     )
     .await;
     assert_eq!(over.error_kind(), "budget", "{}", over.text);
+    assert!(
+        over.error_message()
+            .contains("codemode.tenants[0] (adders).limits.toolCalls"),
+        "the refusal names the overlay's limit: {}",
+        over.text
+    );
     let refused = execute(peer, "return await fetch('http://127.0.0.1:9/private/x');").await;
     assert_eq!(refused.error_kind(), "policy", "{}", refused.text);
     assert!(

@@ -10,14 +10,27 @@ use crate::{
 };
 
 impl CallHost {
+    /// The setting a limit of this execution comes from: its principal's overlay when
+    /// one set it, else the server's `default`.
+    fn source_of(&self, key: &str, effective: u64, default: &str) -> String {
+        self.tenancy
+            .limit_source(key, effective)
+            .unwrap_or_else(|| default.to_string())
+    }
+
     /// Counts a tool call against the execution's budgets: its calls, then (for a call the
     /// glue did not refuse, which names a `tool`) that tool's calls and the bytes received
     /// so far. Past one: why, for the refusal.
     pub(super) fn count_call(&self, tool: Option<&str>) -> Result<(), String> {
         if self.made.fetch_add(1, Ordering::SeqCst) >= self.limits.tool_calls {
             return Err(format!(
-                "this execution has made its {} tool calls, the most one may (--max-tool-calls)",
-                self.limits.tool_calls
+                "this execution has made its {} tool calls, the most one may ({})",
+                self.limits.tool_calls,
+                self.source_of(
+                    "toolCalls",
+                    u64::from(self.limits.tool_calls),
+                    "--max-tool-calls"
+                )
             ));
         }
         let Some(tool) = tool else {
@@ -30,8 +43,13 @@ impl CallHost {
         });
         if this_tool > self.limits.calls_per_tool {
             return Err(format!(
-                "this execution has called it {} times, the most one may call one tool (--max-calls-per-tool)",
-                self.limits.calls_per_tool
+                "this execution has called it {} times, the most one may call one tool ({})",
+                self.limits.calls_per_tool,
+                self.source_of(
+                    "callsPerTool",
+                    u64::from(self.limits.calls_per_tool),
+                    "--max-calls-per-tool"
+                )
             ));
         }
         if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
@@ -50,8 +68,13 @@ impl CallHost {
         }
         if self.fetched.fetch_add(1, Ordering::SeqCst) >= self.limits.fetches {
             return Err(format!(
-                "fetch was not made: this execution has made its {} fetches, the most one may (codemode.limits.fetches). Fetch fewer URLs per execution, or split the task over several",
-                self.limits.fetches
+                "fetch was not made: this execution has made its {} fetches, the most one may ({}). Fetch fewer URLs per execution, or split the task over several",
+                self.limits.fetches,
+                self.source_of(
+                    "fetches",
+                    u64::from(self.limits.fetches),
+                    "codemode.limits.fetches"
+                )
             ));
         }
         if self.received.load(Ordering::SeqCst) > self.limits.received_bytes {
