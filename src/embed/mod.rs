@@ -84,6 +84,12 @@ impl CodeMode {
         self.executor.tenants().resolve(principal, scopes)
     }
 
+    /// [`Self::tenancy`] of a principal known by several names (see
+    /// [`crate::tenants::Tenants::resolve_any`]).
+    pub fn tenancy_of(&self, names: &[&str], scopes: &[String]) -> Arc<Tenancy> {
+        self.executor.tenants().resolve_any(names, scopes)
+    }
+
     /// The TypeScript declarations of every tool, as a model should see them.
     pub fn declarations(&self) -> String {
         typegen::all_declarations(&self.catalog())

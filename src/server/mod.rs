@@ -717,8 +717,8 @@ impl CodeModeServer {
                     .extensions
                     .get::<::http::request::Parts>()
                     .and_then(|parts| parts.extensions.get::<Principal>());
-                self.codemode.tenancy(
-                    principal.map(Principal::name),
+                self.codemode.tenancy_of(
+                    &principal.map(Principal::names).unwrap_or_default(),
                     principal.map_or(&[], |p| p.scopes()),
                 )
             }

@@ -23,6 +23,9 @@ pub struct Principal {
     scopes: Vec<String>,
     /// Who vouched for it.
     vouched_by: Voucher,
+    /// The issuer's subject as it came, where the name is a hash of it: overlays whose
+    /// globs name subjects match it too.
+    subject: Option<String>,
 }
 
 /// Who vouched for a principal.
@@ -60,6 +63,7 @@ impl Principal {
             id,
             scopes,
             vouched_by: Voucher::TokenFile,
+            subject: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl Principal {
             name: name.to_string(),
             scopes,
             vouched_by: Voucher::TokenFile,
+            subject: None,
         }
     }
 
@@ -89,6 +94,7 @@ impl Principal {
         };
         Self {
             id: format!("oauth:{name}"),
+            subject: (!plain).then(|| subject.to_string()),
             name,
             scopes,
             vouched_by: Voucher::Issuer,
@@ -108,6 +114,13 @@ impl Principal {
     /// Who vouched for it.
     pub fn vouched_by(&self) -> Voucher {
         self.vouched_by
+    }
+
+    /// The names overlays match it by: its name, and the subject its name hashes.
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once(self.name.as_str())
+            .chain(self.subject.as_deref())
+            .collect()
     }
 
     /// The scopes its token carries.

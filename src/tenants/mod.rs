@@ -97,12 +97,22 @@ impl Tenants {
     /// `scopes`. A request nobody checked has no name, which `"*"` matches (it is
     /// everyone) and no other glob does.
     pub fn resolve(&self, principal: Option<&str>, scopes: &[String]) -> Arc<Tenancy> {
+        self.resolve_any(&principal.into_iter().collect::<Vec<_>>(), scopes)
+    }
+
+    /// [`Self::resolve`] for a principal known by several `names` (a hashed subject's
+    /// name and the subject itself): an overlay matching any of them applies.
+    pub fn resolve_any(&self, names: &[&str], scopes: &[String]) -> Arc<Tenancy> {
         let mut tenancy = Tenancy {
             quotas: self.quotas.clone(),
             ..Tenancy::default()
         };
         for (index, overlay) in self.overlays.iter().enumerate() {
-            let by_name = overlay.principals.is_match(principal.unwrap_or_default());
+            let by_name = if names.is_empty() {
+                overlay.principals.is_match("")
+            } else {
+                names.iter().any(|name| overlay.principals.is_match(name))
+            };
             let by_scope = overlay.scopes.iter().any(|s| scopes.contains(s));
             if !(by_name || by_scope) {
                 continue;
@@ -385,6 +395,10 @@ mod tests {
         assert!(tenants.resolve(None, &[]).is_unrestricted());
         let everyone = super::tests::tenants(serde_json::json!([{"principals": ["*"]}]));
         assert_eq!(everyone.resolve(None, &[]).key(), "0");
+        // A subject named by its hash is matched by the subject as it came, too.
+        let weird = crate::server::Principal::of_subject("agent-\u{1}x", Vec::new());
+        assert!(weird.name().starts_with("sub#"));
+        assert_eq!(tenants.resolve_any(&weird.names(), &[]).key(), "0");
     }
 
     #[test]
