@@ -2,8 +2,8 @@
 //! measured in the same run.
 //! `cargo bench --bench tenants [-- --quick]`
 //!
-//! - an OAuth access token (ES256 JWT, the issuer's keys cached): its first check (the
-//!   signature and the claims) and a later one (remembered until it expires), against
+//! - an OAuth access token (ES256 and RS256 JWTs, the issuer's keys cached): its first
+//!   check (the signature and the claims) and a later one (remembered until it expires), against
 //!   the SHA-256 of a token that a token-file check computes;
 //! - the quota check of an execution (every quota set: admit, then release), for one
 //!   principal and across 10,000, against an uncontended map lookup behind a mutex.
@@ -31,6 +31,30 @@ use sha2::Digest;
 /// A P-256 key made for this benchmark alone (it signs nothing anywhere else): PKCS#8,
 /// DER in base64.
 const KEY_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgaytKTAaslGyJUoHSAqRJNaNyzD9YlLZK57Jg9EvE8yihRANCAASs2yIuxxOFDfi5pudp48srJ19y2UjcNw4YoNFp0wXyfWffyv3ealHhBrhyBfexgr37RNlWCUEMWBwITAVXrxO6";
+/// An RSA 2048 key made for this benchmark alone: PKCS#1, DER in base64; and its modulus.
+const RSA_PKCS1: &str = "MIIEpQIBAAKCAQEA6HTiGF57ZjXBtVNiiSdS/khs7mwqsEH2vThfKYRGKdkfawULtGo6E32i4rhi+W9h9UvlHRnO\
+bzlzH1HpIvyReKJ4Td7gSeaioB6CIaPBEtIobizjFP11GG5PBN66pHG9Dqne2hWGv4E+bIP7lCvbzB1H2+wINX3d\
+A3ywUVnpFPEOXxXmY7dYhWoxKSKKoyPAJny0xbPmr3KZWDyg9Jr7ArEdAwTNgc6yFL7x2Bg8LEwLDn1JHEwuK1OX\
+i4q68Ua1TLGUQaKQF+OHgUYFOJ+oLG7AJJhUEbYrkGuCc6DYHrfn3+3oZboOv8PcQNTKGTJ2xfMbyk0j3+9CnAdy\
+SqGDQQIDAQABAoIBACK/Q1i0hCpCw4Iw77FkFmzPiLDvAZvikFkNMcmz7a+ttpuPCoaHu8dUErgPKy7xQ6mgvvkQ\
+Ssz8v8T2aoIB/QC/pc9bZG1yM0GkrdEMzacxkOeUgBvlcyPEFr259BjxWNBLUMuKnN9yw1EB6DuS1BfOZ1fBZXdm\
+1ABZxXAI9OVd23elm0Snyk1MVDNQXBsWJaCRDqe+JczTO+NbNyp7dgZhKjSOZhv23AWA5P/VbXo5LxZy+C3xBnus\
+5PVzSHBO61ffLDxn6fE2V8wElJh+VWxhXjpbpPeAPcCyJgb+8ja02hcVjXo3r9JOuZALnT/dsLqq6GjP6ZDkVdDM\
+Wq2GFG0CgYEA/OOFqgLsg/2nTPO1fa+C/n7L+IO545zHcWDbT//fAsaXe+8Xvrs6sRooRz/r9BwiSL67PQ/B/yIY\
+O48fk4UWztdPO+J3GSzWLjVi63R3vDWqdvGSSIjQPMCNkQSdcBkYVaZ/k0ATne9ravnXciPsArU9hQt60Ke/LStU\
+TwxKxfsCgYEA61ECb5clU8QMnWZSeMviCJXb6KKuAVuM63+UHv2IfBE6xpW59eWkNwLFJrQWpQQQZNieo46nznw9\
+F/apxQui+DL1wRg3hRHgjtT5wjip+axkI2bfj6xEXjuT72Z4ALr4df6XLhXcrDikcDqz7jJ4QSryZYLJlkem5+oW\
+laCg4vMCgYEA60sChaG80D5E2Et1FSElP4dYXrypS4cG5o3Y4IFQzPNb5Nsb+8GWpUuSKGDoODOpDogwDGtJ9AmU\
+BG5xUb+l7gPU3AIlEA5wpYPUqwCtmzdPiOXRVp29Kpl53nEtzyv6QU7uKmKXHf6yslENzUxw/kAFonGA7vz02qET\
+C42DUNsCgYEAuHWXMDxOEVyz+spTyccgl1RJvxGOzxeh3pTyWlypmX+0ECkcTapG0KyGOPGgcpg99Z9ss49G8XCo\
+P1mm+QRHKsJfrI68Lr61xaEja2EZtNKy6KFii/Ag47FWJKqxVPk7fNsmTQTsJ8B6/lK16vl7FLKCspoURY5DQrZY\
+H9B7bYsCgYEAzQUA1/Ud8f543a0Hvo0aol6wuDtgp7VT7QScRw40ozPOLqDnLy6H3cyfTzvhXT2RuAib8PVT+3hV\
+mLDeouDCWUhTJUl+3yOBFr2zcE7I2+1rdWpDYRQt9L8UELUCmvQ2txUfZ89mEaW8qGfnE1TlYVUTj2Uird4dM1bP\
+iIpIueQ=";
+const RSA_N: &str = "6HTiGF57ZjXBtVNiiSdS_khs7mwqsEH2vThfKYRGKdkfawULtGo6E32i4rhi-W9h9UvlHRnObzlzH1HpIvyReKJ4\
+Td7gSeaioB6CIaPBEtIobizjFP11GG5PBN66pHG9Dqne2hWGv4E-bIP7lCvbzB1H2-wINX3dA3ywUVnpFPEOXxXm\
+Y7dYhWoxKSKKoyPAJny0xbPmr3KZWDyg9Jr7ArEdAwTNgc6yFL7x2Bg8LEwLDn1JHEwuK1OXi4q68Ua1TLGUQaKQ\
+F-OHgUYFOJ-oLG7AJJhUEbYrkGuCc6DYHrfn3-3oZboOv8PcQNTKGTJ2xfMbyk0j3-9CnAdySqGDQQ";
 const KEY_X: &str = "rNsiLscThQ34uabnaePLKydfctlI3DcOGKDRadMF8n0";
 const KEY_Y: &str = "Z9_K_d5qUeEGuHIF97GCvftE2VYJQQxYHAhMBVevE7o";
 
@@ -64,6 +88,8 @@ fn main() -> anyhow::Result<()> {
         let jwks = serde_json::json!({"keys": [{
             "kty": "EC", "crv": "P-256", "x": KEY_X, "y": KEY_Y,
             "kid": "bench", "alg": "ES256", "use": "sig"
+        }, {
+            "kty": "RSA", "n": RSA_N, "e": "AQAB", "kid": "rsa", "alg": "RS256", "use": "sig"
         }]});
         let app = axum::Router::new().route(
             "/jwks",
@@ -105,6 +131,23 @@ fn main() -> anyhow::Result<()> {
             first.push(started.elapsed());
             assert!(principal.is_ok(), "{principal:?}");
         }
+        // The same with RS256, what many issuers sign with (oidc-provider's default).
+        let rsa_der = base64::engine::general_purpose::STANDARD.decode(RSA_PKCS1)?;
+        let rsa_key = jsonwebtoken::EncodingKey::from_rsa_der(&rsa_der);
+        let mut rsa_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        rsa_header.kid = Some("rsa".into());
+        let mut rsa_first = Vec::with_capacity(tokens);
+        for i in 0..tokens {
+            let claims = serde_json::json!({
+                "iss": issuer, "aud": resource, "sub": format!("rsa-agent-{i}"),
+                "exp": now + 3_600, "iat": now
+            });
+            let token = jsonwebtoken::encode(&rsa_header, &claims, &rsa_key)?;
+            let started = Instant::now();
+            let principal = verifier.principal(&token).await;
+            rsa_first.push(started.elapsed());
+            assert!(principal.is_ok(), "{principal:?}");
+        }
         let rounds = 20_000 / scale;
         let mut again = Vec::with_capacity(rounds);
         for i in 0..rounds {
@@ -122,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             hashed.push(started.elapsed());
         }
         let (first_p50, first_p99) = percentiles(&mut first);
+        let (rsa_p50, rsa_p99) = percentiles(&mut rsa_first);
         let (again_p50, again_p99) = percentiles(&mut again);
         let (hash_p50, _) = percentiles(&mut hashed);
         println!("OAuth access token check per request (ES256 JWT, keys cached):");
@@ -130,6 +174,12 @@ fn main() -> anyhow::Result<()> {
             us(first_p50),
             us(first_p99),
             verdict(first_p50)
+        );
+        println!(
+            "  first check, RS256 (2048 bits):  p50 {}  p99 {}   ({})",
+            us(rsa_p50),
+            us(rsa_p99),
+            verdict(rsa_p50)
         );
         println!(
             "  a token checked before:          p50 {}  p99 {}   ({}; {:.1}x the SHA-256 of the token, {}, that a token-file check computes)",
