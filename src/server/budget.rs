@@ -282,6 +282,7 @@ mod tests {
                 })
                 .collect(),
             duration_ms: 1,
+            cpu_ms: None,
             calls: Vec::new(),
             error: None,
             hints: Vec::new(),

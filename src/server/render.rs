@@ -25,6 +25,9 @@ pub struct ExecuteCodeOutput {
     pub logs: Vec<LogEntry>,
     /// Wall-clock time of the execution, in milliseconds.
     pub duration_ms: u64,
+    /// CPU time the program used (user + system, as the kernel counted it), in milliseconds: what a CPU quota is charged. Absent when nothing ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
     /// Each tool call the program made, in the order they finished.
     pub calls: Vec<CallRecord>,
     /// Why the program failed; absent on success.
@@ -102,6 +105,10 @@ pub fn output(execution: &Execution) -> ExecuteCodeOutput {
         result,
         logs: outcome.logs.clone(),
         duration_ms: u64::try_from(execution.duration.as_millis()).unwrap_or(u64::MAX),
+        cpu_ms: execution
+            .outcome
+            .cpu
+            .map(|cpu| (cpu.as_secs_f64() * 10_000.0).round() / 10.0),
         calls: execution.calls.clone(),
         error,
         hints: hints(execution),

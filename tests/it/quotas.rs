@@ -201,8 +201,14 @@ async fn each_quota_refuses_past_it_with_kind_quota_and_when_it_frees_up() {
     let frank = server.client_with_token(&token("frank")).await;
     let burnt = execute(frank.peer(), BURN).await;
     assert!(!burnt.is_error, "{}", burnt.text);
+    assert!(
+        burnt.structured["cpuMs"].as_f64().unwrap() >= 1.0,
+        "the answer says what CPU it used: {}",
+        burnt.structured
+    );
     let after = execute(frank.peer(), "return 1").await;
     assert_eq!(after.error_kind(), "quota", "{}", after.text);
+    assert!(after.structured.get("cpuMs").is_none(), "nothing ran");
     assert!(
         after.error_message().contains("cpuSecondsPerHour")
             && after.error_message().contains("per hour"),
