@@ -367,6 +367,17 @@ pub(crate) async fn check_config(file: PathBuf) -> Result<i32> {
         Some(egress) => println!("fetch allowed to: {}", egress.allowed().join(", ")),
         None => println!("fetch is off (no codemode.egress.rules)"),
     }
+    let quotas = config.codemode.quotas.summary();
+    if !quotas.is_empty() {
+        println!(
+            "quotas of every principal: {}{}",
+            quotas.join(", "),
+            match &config.codemode.quotas.path {
+                Some(path) => format!(" (windows kept in {})", path.display()),
+                None => " (windows in memory)".to_string(),
+            }
+        );
+    }
     for (index, tenant) in config.codemode.tenants.iter().enumerate() {
         let mut whom = tenant.principals.clone();
         whom.extend(tenant.scopes.iter().map(|s| format!("scope {s}")));
@@ -386,6 +397,10 @@ pub(crate) async fn check_config(file: PathBuf) -> Result<i32> {
                 Some(urls) => format!(", fetch only {}", urls.join(", ")),
             }
         );
+        let quotas = tenant.quotas.summary();
+        if !quotas.is_empty() {
+            println!("{} quotas: {}", tenant.label(index), quotas.join(", "));
+        }
     }
     if config.upstreams.is_empty() && config.skipped.is_empty() {
         println!("no upstream servers configured");

@@ -64,6 +64,26 @@ pub struct QuotaSettings {
 }
 
 impl QuotaSettings {
+    /// The quotas set, as `key value` pairs, for `check-config`.
+    pub fn summary(&self) -> Vec<String> {
+        let mut set = Vec::new();
+        let counts = [
+            ("executionsPerMinute", self.executions_per_minute),
+            ("toolCallsPerDay", self.tool_calls_per_day),
+            ("egressBytesPerDay", self.egress_bytes_per_day),
+            ("concurrentExecutions", self.concurrent_executions),
+        ];
+        for (key, value) in counts {
+            if let Some(value) = value {
+                set.push(format!("{key} {value}"));
+            }
+        }
+        if let Some(cpu) = self.cpu_seconds_per_hour {
+            set.push(format!("cpuSecondsPerHour {cpu}"));
+        }
+        set
+    }
+
     /// Checks each set quota is in range; `key` is where the section is.
     pub(super) fn validate(&self, key: &str, origin: &str) -> Result<(), ConfigError> {
         let invalid = |name: &str, message: String| ConfigError::Invalid {

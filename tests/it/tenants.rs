@@ -38,7 +38,8 @@ fn config(dir: &std::path::Path) -> String {
                         "rules": [{ "tools": "toy.add", "action": "allow" }],
                         "default": "deny",
                         "egress": ["http://127.0.0.1:9/public/**"],
-                        "limits": { "toolCalls": 2 }
+                        "limits": { "toolCalls": 2 },
+                        "quotas": { "toolCallsPerDay": 1000 }
                     },
                     {
                         "principals": ["bob"],
@@ -389,6 +390,7 @@ fn check_config_lists_the_overlays_and_refuses_a_bad_one_naming_its_key() {
         "codemode.tenants[0] (adders) narrows for: alice (1 rules, default deny, fetch only http://127.0.0.1:9/public/**)",
         "codemode.tenants[1] narrows for: bob (1 rules, default allow, no fetch)",
         "codemode.tenants[2] narrows for: scope team:no-fail",
+        "codemode.tenants[0] (adders) quotas: toolCallsPerDay 1000",
     ] {
         assert!(stdout.contains(line), "{line} in {stdout}");
     }
