@@ -733,8 +733,17 @@ impl CodeModeServer {
         self.codemode.catalog_for(&self.tenancy(context))
     }
 
-    /// The server instructions for a principal who sees `catalog`.
-    fn instructions(&self, catalog: &crate::catalog::Catalog) -> String {
+    /// The server instructions for the principal of this request.
+    fn instructions_for(&self, context: &RequestContext<RoleServer>) -> String {
+        let tenancy = self.tenancy(context);
+        self.instructions(
+            &self.codemode.catalog_for(&tenancy),
+            tenancy.is_unrestricted(),
+        )
+    }
+
+    /// The server instructions for a principal who sees `catalog` (and may save skills).
+    fn instructions(&self, catalog: &crate::catalog::Catalog, may_save_skills: bool) -> String {
         let mut instructions = INSTRUCTIONS.trim_end().to_string();
         if catalog.namespaces().iter().any(|n| {
             n.name == crate::state::NAMESPACE && n.transport == crate::catalog::BUILTIN_TRANSPORT
@@ -747,7 +756,11 @@ impl CodeModeServer {
                 .iter()
                 .any(|n| n.name == crate::skills::NAMESPACE)
         {
-            instructions.push_str(" A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`.");
+            instructions.push_str(if may_save_skills {
+                " A program that worked and will be needed again can be saved with `save_skill`; later programs call it as `skills.<name>(args)`."
+            } else {
+                " Saved skills are called as `skills.<name>(args)` (`list_skills` lists them)."
+            });
         }
         let down = describe::unavailable(catalog);
         if !down.is_empty() {
@@ -812,7 +825,7 @@ impl ServerHandler for CodeModeServer {
     // The instructions here are the server-wide view's; `initialize` and
     // `server/discover` answer with the asking principal's.
     fn get_info(&self) -> ServerConfig {
-        let instructions = self.instructions(&self.codemode.catalog());
+        let instructions = self.instructions(&self.codemode.catalog(), true);
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
@@ -838,7 +851,7 @@ impl ServerHandler for CodeModeServer {
     ) -> Result<InitializeResult, McpError> {
         context.peer.set_peer_info(request.clone());
         let mut info = self.negotiate_initialize(&request)?;
-        info.instructions = Some(self.instructions(&self.catalog_for(&context)));
+        info.instructions = Some(self.instructions_for(&context));
         Ok(info)
     }
 
@@ -847,7 +860,7 @@ impl ServerHandler for CodeModeServer {
         context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, McpError> {
         let mut info = self.get_info();
-        info.instructions = Some(self.instructions(&self.catalog_for(&context)));
+        info.instructions = Some(self.instructions_for(&context));
         Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
             info,
@@ -1055,9 +1068,12 @@ impl CodeModeServer {
             .as_ref()
             .map(|urls| urls.iter().map(String::as_str).collect());
         let description = execute_code_description(&catalog, allowed.as_deref());
+        // A narrowed principal may not change the shared skills: it is not offered to.
+        let narrowed = !tenancy.is_unrestricted();
         self.tool_router
             .list_all()
             .into_iter()
+            .filter(|tool| !(narrowed && matches!(&*tool.name, "save_skill" | "delete_skill")))
             .map(|mut tool| {
                 if tool.name == "execute_code" {
                     tool.description = Some(description.clone().into());

@@ -256,6 +256,21 @@ async fn each_principal_sees_calls_and_fetches_only_what_its_overlay_allows() {
         )
     };
     let client = server.client_with_token(&bob).await;
+    let offered: Vec<String> = client
+        .peer()
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        offered.contains(&"list_skills".to_string())
+            && !offered.contains(&"save_skill".to_string())
+            && !offered.contains(&"delete_skill".to_string()),
+        "{offered:?}"
+    );
+    // Called all the same, it refuses.
     let refused = client.peer().call_tool(skill("plus_one")).await.unwrap();
     assert_eq!(refused.is_error, Some(true));
     assert!(
