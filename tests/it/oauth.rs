@@ -9,6 +9,7 @@ use crate::common;
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use common::http::{HttpServer, execute, initialize_as};
@@ -32,6 +33,19 @@ impl Drop for Issuer {
 
 impl Issuer {
     fn start() -> Self {
+        // Node 20 has been seen to hang for good, now and then, on the issuer's first
+        // `import()` (its ESM loader): a start that says nothing for a minute is given up
+        // and tried again, as a hang, never as a verdict on the issuer.
+        for _ in 0..3 {
+            if let Some(issuer) = Self::try_start(Duration::from_secs(60)) {
+                return issuer;
+            }
+            eprintln!("issuer.mjs said nothing for 60 s; starting it again");
+        }
+        panic!("issuer.mjs did not start in three tries");
+    }
+
+    fn try_start(patience: Duration) -> Option<Self> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/auth/issuer.mjs");
         let modules = std::env::var("CODEMODE_TEST_NODE_MODULES")
             .expect("CODEMODE_TEST_NODE_MODULES (scripts/setup installs oidc-provider there)");
@@ -43,16 +57,24 @@ impl Issuer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (said, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = said.send(line);
+        });
+        let Ok(line) = heard.recv_timeout(patience) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
         let ready: Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("issuer said {line:?}"));
-        Self {
+        Some(Self {
             url: ready["issuer"].as_str().unwrap().to_string(),
             child,
-        }
+        })
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
