@@ -238,6 +238,20 @@ impl Cost {
         Duration::from_micros(self.cpu_us.unwrap_or(0))
     }
 
+    /// Adds one call (or fetch) that went out, with the bytes of its arguments and result.
+    pub fn add_call(&mut self, tool: &str, args_bytes: usize, result_bytes: usize) {
+        let (out, back) = (args_bytes as u64, result_bytes as u64);
+        self.bytes_out += out;
+        self.bytes_in += back;
+        if tool == crate::policy::FETCH {
+            self.fetches += 1;
+            self.egress_bytes += out + back;
+        } else {
+            let namespace = tool.split_once('.').map_or(tool, |(ns, _)| ns);
+            *self.tool_calls.entry(namespace.to_string()).or_default() += 1;
+        }
+    }
+
     /// Tool calls that went out, in all.
     pub fn calls(&self) -> u64 {
         self.tool_calls.values().map(|&n| u64::from(n)).sum()
@@ -270,19 +284,7 @@ impl Execution {
             ..Cost::default()
         };
         for call in self.calls.iter().filter(|call| call.decision.went_out()) {
-            let (out, back) = (call.args_bytes as u64, call.result_bytes as u64);
-            cost.bytes_out += out;
-            cost.bytes_in += back;
-            if call.tool == crate::policy::FETCH {
-                cost.fetches += 1;
-                cost.egress_bytes += out + back;
-            } else {
-                let namespace = call
-                    .tool
-                    .split_once('.')
-                    .map_or(call.tool.as_str(), |(ns, _)| ns);
-                *cost.tool_calls.entry(namespace.to_string()).or_default() += 1;
-            }
+            cost.add_call(&call.tool, call.args_bytes, call.result_bytes);
         }
         cost
     }

@@ -157,17 +157,8 @@ fn cost_of(record: &AuditRecord) -> Cost {
         ..Cost::default()
     };
     for call in &record.calls {
-        if !Decision::parse(&call.decision).is_some_and(Decision::went_out) {
-            continue;
-        }
-        let (out, back) = (call.args_bytes as u64, call.result_bytes as u64);
-        cost.bytes_out += out;
-        cost.bytes_in += back;
-        if call.tool == crate::policy::FETCH {
-            cost.fetches += 1;
-            cost.egress_bytes += out + back;
-        } else {
-            *cost.tool_calls.entry(namespace(&call.tool)).or_default() += 1;
+        if Decision::parse(&call.decision).is_some_and(Decision::went_out) {
+            cost.add_call(&call.tool, call.args_bytes, call.result_bytes);
         }
     }
     cost
